@@ -1,0 +1,12 @@
+"""kenshin (検針): Japan's next-generation smart meter system, after METI's 2022 report.
+
+Packages, from the bottom up (a package only imports the ones above it in this list):
+
+- ``kenshin.core``: JST time slots, supply point ids, meter specifications, registers, clocks.
+- ``kenshin.grid``, ``kenshin.fleet``: distribution topology and the simulated meter population.
+- ``kenshin.aroute``, ``kenshin.hes``, ``kenshin.mdms``: the A-route, head-end and meter data
+  management system.
+- ``kenshin.api``, ``kenshin.cli``, ``kenshin.system``: the edges and the composition root.
+"""
+
+__version__ = "0.1.0"

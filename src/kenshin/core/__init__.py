@@ -1,0 +1,1 @@
+"""Pure domain primitives: no I/O, no clock calls, no imports from the rest of kenshin."""

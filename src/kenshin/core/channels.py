@@ -1,0 +1,48 @@
+"""Measured quantities (channels) and their units."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Channel(IntEnum):
+    """What a reading measures. The integer is the code stored in the readings table."""
+
+    ACTIVE_FORWARD = 1  # 正方向 active energy, register units [kWh × unit × coefficient]
+    ACTIVE_REVERSE = 2  # 逆方向 active energy (reverse flow, e.g. rooftop PV)
+    REACTIVE = 3  # lagging reactive energy [kvarh × unit × coefficient]
+    VOLTAGE = 4  # supply voltage at the end of the interval [0.1 V]
+
+    @property
+    def unit(self) -> str:
+        return _UNITS[self]
+
+    @property
+    def is_energy(self) -> bool:
+        return self is not Channel.VOLTAGE
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: int | str) -> Channel:
+        """Accept the code (``1``) or the name (``"active_forward"``)."""
+        text = str(value).strip()
+        if text.isdigit() and int(text) in cls._value2member_map_:
+            return cls(int(text))
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            names = ", ".join(c.label for c in cls)
+            raise ValueError(f"unknown channel {value!r}; channels are {names}") from None
+
+
+_UNITS = {
+    Channel.ACTIVE_FORWARD: "kWh",
+    Channel.ACTIVE_REVERSE: "kWh",
+    Channel.REACTIVE: "kvarh",
+    Channel.VOLTAGE: "V",
+}
+
+VOLTAGE_SCALE = 10  # voltage is stored in 0.1 V steps [dV]

@@ -1,0 +1,60 @@
+"""Arrow schemas of the columnar batches that move readings from the head-end to storage.
+
+Readings are long rows (ARCHITECTURE "Storage"): one row per meter × channel × resolution ×
+interval end, never updated in place. ``value`` is an integer in the meter's register unit for
+energy channels and in 0.1 V for voltage. ``tx_time`` is when the system learned the value
+(transaction time); the latest ``tx_time`` of a (meter, channel, resolution, interval_end) is the
+current version.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="Asia/Tokyo")
+
+READINGS_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("channel", pa.uint8()),
+        ("resolution", pa.uint8()),
+        ("interval_end", TIMESTAMP),
+        ("value", pa.int32()),
+        ("quality", pa.uint8()),
+        ("source", pa.uint8()),
+        ("method", pa.uint8()),
+        ("tx_time", TIMESTAMP),
+    ]
+)
+
+# Register reads taken at the end of each 30-min slot: what the sum check of the MDMS needs (M5).
+REGISTER_READS_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("channel", pa.uint8()),
+        ("read_at", TIMESTAMP),
+        ("register", pa.int32()),
+        ("source", pa.uint8()),
+        ("tx_time", TIMESTAMP),
+    ]
+)
+
+METERS_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("supply_point_id", pa.string()),
+        ("area", pa.uint8()),
+        ("customer_type", pa.uint8()),
+        ("meter_class", pa.uint8()),
+        ("generation", pa.uint8()),
+        ("contract_a", pa.int16()),
+        ("contract_kw", pa.float32()),
+        ("pv_kw", pa.float32()),
+        ("unit_exponent", pa.int8()),
+        ("coefficient", pa.int32()),
+        ("substation", pa.int32()),
+        ("feeder", pa.int32()),
+        ("transformer", pa.int32()),
+        ("sampled_5min", pa.bool_()),
+    ]
+)

@@ -1,0 +1,57 @@
+"""Every error kenshin raises on purpose. One base class, so callers can catch them all.
+
+::
+
+    KenshinError
+    ├── InvalidInput            bad data from a caller (maps to HTTP 400/422, CLI exit 2)
+    │   ├── InvalidSupplyPointId
+    │   ├── InvalidPeriod
+    │   │   └── PeriodTooLong
+    │   └── InvalidSetting      out-of-range configuration value
+    ├── NotFound                (maps to HTTP 404)
+    │   └── UnknownMeter
+    ├── CapabilityError         the meter's specification does not offer this (SPEC M1–M7)
+    └── StoreError              the storage backend failed; library errors are wrapped here
+"""
+
+from __future__ import annotations
+
+
+class KenshinError(Exception):
+    """Base class of all kenshin errors."""
+
+
+class InvalidInput(KenshinError):
+    """A caller passed something kenshin cannot accept."""
+
+
+class InvalidSupplyPointId(InvalidInput):
+    """A supply point id (供給地点特定番号) is malformed; the message says what is wrong."""
+
+
+class InvalidPeriod(InvalidInput):
+    """A time period is malformed (end before start, not on a slot boundary, no time zone...)."""
+
+
+class PeriodTooLong(InvalidPeriod):
+    """A query period exceeds what the endpoint serves in one call."""
+
+
+class InvalidSetting(InvalidInput):
+    """A configuration value is out of range."""
+
+
+class NotFound(KenshinError):
+    """Something named by the caller does not exist."""
+
+
+class UnknownMeter(NotFound):
+    """No meter with this supply point id or key."""
+
+
+class CapabilityError(KenshinError):
+    """The meter's specification does not provide this channel, resolution or function."""
+
+
+class StoreError(KenshinError):
+    """The storage backend failed."""
