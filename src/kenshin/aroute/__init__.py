@@ -1,0 +1,1 @@
+"""The A-route: what meters send to the head-end, and the transports that carry it."""

@@ -1,0 +1,1 @@
+"""Meter data management: versioned reading storage behind one interface, and the ingest service."""

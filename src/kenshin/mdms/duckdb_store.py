@@ -1,0 +1,164 @@
+"""The embedded store: one DuckDB file, appended to from Arrow.
+
+Measured on 2-core machines (ARCHITECTURE "Storage"): appends from Arrow run at millions of rows a
+second, while a PRIMARY KEY makes loading several times slower, so the tables have no key: a
+version is identified by (meter, channel, resolution, interval_end, tx_time), and "current" is the
+latest tx_time. DuckDB connections are not thread-safe, so each thread works on its own cursor.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from kenshin.errors import StoreError
+from kenshin.mdms.store import ReadingQuery
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meters (
+    meter_key INTEGER, supply_point_id VARCHAR, area UTINYINT, customer_type UTINYINT,
+    meter_class UTINYINT, generation UTINYINT, contract_a SMALLINT, contract_kw FLOAT,
+    pv_kw FLOAT, unit_exponent TINYINT, coefficient INTEGER, substation INTEGER, feeder INTEGER,
+    transformer INTEGER, sampled_5min BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS readings (
+    meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ,
+    value INTEGER, quality UTINYINT, source UTINYINT, method UTINYINT, tx_time TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS register_reads (
+    meter_key INTEGER, channel UTINYINT, read_at TIMESTAMPTZ, register INTEGER,
+    source UTINYINT, tx_time TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+"""
+
+_METER_COLUMNS = (
+    "meter_key, supply_point_id, area, customer_type, meter_class, generation, contract_a, "
+    "contract_kw, pv_kw, unit_exponent, coefficient, substation, feeder, transformer, sampled_5min"
+)
+
+
+class DuckDBStore:
+    """Readings in a DuckDB file (or ``":memory:"``)."""
+
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False, threads: int | None = None) -> None:
+        self.path = str(path)
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
+        if threads:
+            self._con.execute(f"SET threads = {int(threads)}")
+        # arrival order carries no meaning for long rows; dropping it speeds up appends
+        self._con.execute("SET preserve_insertion_order = false")
+        if not read_only:
+            self._con.execute(_DDL)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def write_meters(self, meters: pa.Table) -> None:
+        cur = self._cursor()
+        with self._write_lock:
+            cur.execute("BEGIN")
+            cur.execute("DELETE FROM meters")
+            cur.register("incoming_meters", meters)
+            cur.execute(f"INSERT INTO meters SELECT {_METER_COLUMNS} FROM incoming_meters")
+            cur.unregister("incoming_meters")
+            cur.execute("COMMIT")
+
+    def append(self, readings: pa.Table, registers: pa.Table) -> None:
+        cur = self._cursor()
+        with self._write_lock:
+            try:
+                if readings.num_rows:
+                    cur.register("incoming_readings", readings)
+                    cur.execute("INSERT INTO readings SELECT * FROM incoming_readings")
+                    cur.unregister("incoming_readings")
+                if registers.num_rows:
+                    cur.register("incoming_registers", registers)
+                    cur.execute("INSERT INTO register_reads SELECT * FROM incoming_registers")
+                    cur.unregister("incoming_registers")
+            except duckdb.Error as exc:
+                raise StoreError(f"append to {self.path} failed: {exc}") from exc
+
+    def meter_count(self) -> int:
+        row = self._cursor().execute("SELECT count(*) FROM meters").fetchone()
+        return int(row[0]) if row else 0
+
+    def list_meters(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        table = (
+            self._cursor()
+            .execute(
+                f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key LIMIT ? OFFSET ?",
+                [limit, offset],
+            )
+            .fetch_arrow_table()
+        )
+        return table.to_pylist()
+
+    def find_meter(self, supply_point_id: str) -> dict[str, Any] | None:
+        table = (
+            self._cursor()
+            .execute(f"SELECT {_METER_COLUMNS} FROM meters WHERE supply_point_id = ?", [supply_point_id])
+            .fetch_arrow_table()
+        )
+        rows = table.to_pylist()
+        return rows[0] if rows else None
+
+    def read(self, query: ReadingQuery) -> pa.Table:
+        as_of = "AND epoch_us(tx_time) <= $as_of" if query.as_of_us is not None else ""
+        params: dict[str, Any] = {
+            "meter": query.meter_key,
+            "channel": int(query.channel),
+            "resolution": int(query.resolution),
+            "start": query.start_us,
+            "end": query.end_us,
+        }
+        if query.as_of_us is not None:
+            params["as_of"] = query.as_of_us
+        sql = f"""
+            SELECT interval_end, value, quality, source, method, tx_time
+            FROM readings
+            WHERE meter_key = $meter AND channel = $channel AND resolution = $resolution
+              AND interval_end > make_timestamptz($start) AND interval_end <= make_timestamptz($end)
+              {as_of}
+            QUALIFY row_number() OVER (PARTITION BY interval_end ORDER BY tx_time DESC) = 1
+            ORDER BY interval_end
+        """
+        return self._cursor().execute(sql, params).fetch_arrow_table()
+
+    def reading_counts(self) -> dict[int, int]:
+        rows = self._cursor().execute(
+            "SELECT resolution, count(*) FROM readings GROUP BY resolution ORDER BY resolution"
+        ).fetchall()
+        return {int(r): int(c) for r, c in rows}
+
+    def set_meta(self, key: str, value: str) -> None:
+        cur = self._cursor()
+        with self._write_lock:
+            cur.execute("DELETE FROM meta WHERE key = ?", [key])
+            cur.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return str(row[0]) if row else None
+
+    def checkpoint(self) -> None:
+        with self._write_lock:
+            self._cursor().execute("CHECKPOINT")
+
+    def close(self) -> None:
+        self._con.close()

@@ -1,0 +1,113 @@
+"""The MDMS ingest service: buffers head-end batches and appends them to the store.
+
+Appending a few large Arrow tables is many times faster than many small ones, so batches are
+buffered up to ``flush_rows``. With ``background=True`` a writer thread does the appends: DuckDB
+releases the GIL while it inserts, so on a 2-core machine storage overlaps with simulation. The
+queue to the writer is bounded, so a slow store slows ingest instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.errors import StoreError
+from kenshin.hes.headend import ReadingBatch
+from kenshin.mdms.store import ReadingStore
+
+
+@dataclass
+class IngestStats:
+    batches: int = 0
+    rows_stored: int = 0
+    registers_stored: int = 0
+
+
+class MeterDataService:
+    def __init__(
+        self,
+        store: ReadingStore,
+        *,
+        flush_rows: int = 2_000_000,
+        background: bool = True,
+    ) -> None:
+        self.store = store
+        self.flush_rows = flush_rows
+        self.stats = IngestStats()
+        self._readings: list[pa.Table] = []
+        self._registers: list[pa.Table] = []
+        self._buffered = 0
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[tuple[pa.Table, pa.Table] | None] | None = None
+        self._writer: threading.Thread | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=2)
+            self._writer = threading.Thread(target=self._write_loop, name="mdms-writer", daemon=True)
+            self._writer.start()
+
+    def ingest(self, batch: ReadingBatch) -> None:
+        self._raise_writer_error()
+        with self._lock:
+            self.stats.batches += 1
+            self._readings.append(batch.readings)
+            self._registers.append(batch.registers)
+            self._buffered += batch.num_rows
+            full = self._buffered >= self.flush_rows
+        if full:
+            self._flush_buffer()
+
+    def flush(self) -> None:
+        """Store everything buffered and wait until it is stored."""
+        self._flush_buffer()
+        if self._queue is not None:
+            self._queue.join()
+        self._raise_writer_error()
+
+    def close(self) -> None:
+        self.flush()
+        if self._queue is not None and self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._queue = None
+
+    def _flush_buffer(self) -> None:
+        with self._lock:
+            if not self._readings and not self._registers:
+                return
+            readings = pa.concat_tables(self._readings) if self._readings else READINGS_SCHEMA.empty_table()
+            registers = (
+                pa.concat_tables(self._registers) if self._registers else REGISTER_READS_SCHEMA.empty_table()
+            )
+            self._readings, self._registers, self._buffered = [], [], 0
+        if self._queue is None:
+            self._write(readings, registers)
+        else:
+            self._queue.put((readings, registers))
+
+    def _write(self, readings: pa.Table, registers: pa.Table) -> None:
+        self.store.append(readings, registers)
+        self.stats.rows_stored += readings.num_rows
+        self.stats.registers_stored += registers.num_rows
+
+    def _write_loop(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._write(*item)
+            except BaseException as exc:  # surfaced to the caller on its next call
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            raise StoreError(f"the MDMS writer failed: {self._error}") from self._error

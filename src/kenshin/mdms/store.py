@@ -1,0 +1,59 @@
+"""The storage seam of the MDMS: one small interface, a backend per database.
+
+Backends: :mod:`kenshin.mdms.duckdb_store` (embedded default). The PostgreSQL backend and the
+Parquet archive of the MDMS issue implement the same protocol, and the same tests run on each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from kenshin.core.channels import Channel
+from kenshin.core.timeslots import Resolution
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingQuery:
+    """Current versions of one meter's values with ``start < interval_end <= end``."""
+
+    meter_key: int
+    channel: Channel
+    resolution: Resolution
+    start_us: int
+    end_us: int
+    as_of_us: int | None = None  # what was known at this transaction time; None = now
+
+
+class ReadingStore(Protocol):
+    def write_meters(self, meters: pa.Table) -> None:
+        """Replace the meter roster (``kenshin.core.schema.METERS_SCHEMA``)."""
+        ...
+
+    def append(self, readings: pa.Table, registers: pa.Table) -> None:
+        """Append new versions; never updates a row in place."""
+        ...
+
+    def meter_count(self) -> int: ...
+
+    def list_meters(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Meters ordered by key."""
+        ...
+
+    def find_meter(self, supply_point_id: str) -> dict[str, Any] | None: ...
+
+    def read(self, query: ReadingQuery) -> pa.Table:
+        """Columns interval_end, value, quality, source, method, tx_time, ordered by interval_end."""
+        ...
+
+    def reading_counts(self) -> dict[int, int]:
+        """Stored rows by resolution [min]."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def close(self) -> None: ...
