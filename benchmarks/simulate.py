@@ -50,7 +50,7 @@ def end_to_end(n_meters: int, workdir: Path) -> tuple[float, float, int, Path]:
 def raw_insert(source_db: Path, workdir: Path) -> tuple[float, int]:
     """Seconds to insert the same rows from one Arrow table into a fresh DuckDB file."""
     with duckdb.connect(str(source_db), read_only=True) as con:
-        table = con.execute("SELECT * FROM readings").fetch_arrow_table()
+        table = con.execute("SELECT * FROM readings").to_arrow_table()
     target = workdir / "raw.duckdb"
     con = duckdb.connect(str(target))
     con.execute(

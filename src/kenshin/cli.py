@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,6 +27,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+# typer raises click's UsageError (vendored in recent typer); find it through BadParameter
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
 out = Console()
 
 MetersOpt = Annotated[int, typer.Option("--meters", "-n", min=1, max=30_000_000, help="Number of meters.")]
@@ -179,16 +182,18 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="kenshin", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        console.print(f"kenshin: error: {exc.format_message()}", markup=False, highlight=False)
+    except _UsageError as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        if message:  # empty when typer has printed the help instead
+            console.print(f"kenshin: error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except InvalidInput as exc:
-        console.print(f"kenshin: error: {exc}", markup=False, highlight=False)
+        console.print(f"kenshin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KenshinError as exc:
-        console.print(f"kenshin: error: {exc}", markup=False, highlight=False)
+        console.print(f"kenshin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

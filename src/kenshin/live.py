@@ -111,6 +111,8 @@ def run_live(
     reporter.start()
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the live system is meant to stop
     finally:
         runner.stop()
         system.close()

@@ -69,6 +69,12 @@ class DuckDBStore:
             self._local.cursor = cur
         return cur
 
+    def _arrow(self, sql: str, params: list[Any] | dict[str, Any]) -> pa.Table:
+        try:
+            return self._cursor().sql(sql, params=params).to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"query on {self.path} failed: {exc}") from exc
+
     def write_meters(self, meters: pa.Table) -> None:
         cur = self._cursor()
         with self._write_lock:
@@ -99,23 +105,15 @@ class DuckDBStore:
         return int(row[0]) if row else 0
 
     def list_meters(self, offset: int, limit: int) -> list[dict[str, Any]]:
-        table = (
-            self._cursor()
-            .execute(
-                f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key LIMIT ? OFFSET ?",
-                [limit, offset],
-            )
-            .fetch_arrow_table()
-        )
-        return table.to_pylist()
+        return self._arrow(
+            f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key LIMIT ? OFFSET ?",
+            [limit, offset],
+        ).to_pylist()
 
     def find_meter(self, supply_point_id: str) -> dict[str, Any] | None:
-        table = (
-            self._cursor()
-            .execute(f"SELECT {_METER_COLUMNS} FROM meters WHERE supply_point_id = ?", [supply_point_id])
-            .fetch_arrow_table()
-        )
-        rows = table.to_pylist()
+        rows = self._arrow(
+            f"SELECT {_METER_COLUMNS} FROM meters WHERE supply_point_id = ?", [supply_point_id]
+        ).to_pylist()
         return rows[0] if rows else None
 
     def read(self, query: ReadingQuery) -> pa.Table:
@@ -138,7 +136,7 @@ class DuckDBStore:
             QUALIFY row_number() OVER (PARTITION BY interval_end ORDER BY tx_time DESC) = 1
             ORDER BY interval_end
         """
-        return self._cursor().execute(sql, params).fetch_arrow_table()
+        return self._arrow(sql, params)
 
     def reading_counts(self) -> dict[int, int]:
         rows = self._cursor().execute(

@@ -1,0 +1,98 @@
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import duckdb
+import pytest
+
+from kenshin.cli import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["simulate", "--meters", "0"], "--meters"),
+        (["simulate", "--days", "x"], "--days"),
+        (["simulate", "--start", "2026-02-30"], "YYYY-MM-DD"),
+        (["simulate", "--area", "11"], "unknown area"),
+        (["simulate", "--gen2-share", "1.5"], "--gen2-share"),
+        (["simulate", "--bogus"], "--bogus"),
+        (["serve", "--db", "/nonexistent/kenshin.duckdb"], "does not exist"),
+        (["up", "--speed", "0"], "--speed"),
+        (["nonsense"], "nonsense"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_exit_2(capsys, args, fragment):
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("kenshin: error: ")
+    assert fragment in lines[0]
+
+
+def test_simulate_stores_and_summarises(capsys, tmp_path):
+    db = tmp_path / "k.duckdb"
+    code, out, _ = run(capsys, "simulate", "--meters", "150", "--days", "1", "--start", "2026-04-01", "--db", str(db), "--seed", "5")
+    assert code == 0
+    assert "readings 30-min" in out and "forward energy" in out and "time taken" in out
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM meters").fetchone()[0] == 150
+        stored = con.execute("SELECT count(*) FROM readings WHERE resolution = 30").fetchone()[0]
+        meta = json.loads(con.execute("SELECT value FROM meta WHERE key = 'fleet'").fetchone()[0])
+    assert f"{stored:,}" in out
+    assert meta["seed"] == 5 and meta["n_meters"] == 150
+    # a second run refuses to clobber the store unless told to
+    code, _, err = run(capsys, "simulate", "--meters", "10", "--db", str(db))
+    assert code == 2 and "--overwrite" in err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_up_serves_health_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kenshin", "up", "--meters", "200", "--speed", "3600",
+         "--backfill-hours", "2", "--port", str(port), "--db", str(tmp_path / "up.duckdb")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and health is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as r:
+                    health = json.load(r)
+            except OSError:
+                time.sleep(0.3)
+        assert health is not None, "kenshin up did not serve /api/v1/health within 60 s"
+        assert health["status"] == "ok" and health["meters"] == 200
+        # accelerated time: an hour of simulated time per real second, so slots keep arriving
+        first = health["slots_delivered"]
+        time.sleep(2.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as r:
+            later = json.load(r)
+        assert later["slots_delivered"] > first
+        assert later["readings_stored"] > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "stopped" in output
