@@ -50,7 +50,7 @@ def end_to_end(n_meters: int, workdir: Path) -> tuple[float, float, int, Path]:
 def raw_insert(source_db: Path, workdir: Path) -> tuple[float, int]:
     """Seconds to insert the same rows from one Arrow table into a fresh DuckDB file."""
     with duckdb.connect(str(source_db), read_only=True) as con:
-        table = con.execute("SELECT * FROM readings").to_arrow_table()
+        table = con.sql("SELECT * FROM readings").to_arrow_table()
     target = workdir / "raw.duckdb"
     con = duckdb.connect(str(target))
     con.execute(
@@ -72,8 +72,20 @@ def peak_memory_gib(n_meters: int, workdir: Path) -> tuple[float, float]:
     db = workdir / "million.duckdb"
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "kenshin", "simulate", "--meters", str(n_meters), "--days", "1",
-         "--start", "2026-04-01", "--db", str(db)],
+        [
+            sys.executable,
+            "-m",
+            "kenshin",
+            "simulate",
+            "--meters",
+            str(n_meters),
+            "--days",
+            "1",
+            "--start",
+            "2026-04-01",
+            "--db",
+            str(db),
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -84,7 +96,9 @@ def peak_memory_gib(n_meters: int, workdir: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=100_000)
-    parser.add_argument("--million", action="store_true", help="also measure 1,000,000 meters' memory")
+    parser.add_argument(
+        "--million", action="store_true", help="also measure 1,000,000 meters' memory"
+    )
     args = parser.parse_args()
 
     table = Table(title=f"kenshin simulate benchmark ({os.cpu_count()} cores)")
@@ -101,18 +115,29 @@ def main() -> None:
         ratio = e2e_rate / raw_rate
         scale = args.meters / 100_000
         table.add_row(
-            f"simulate {args.meters:,} × 1 day (incl. fleet build)", f"{total_s:.1f} s",
-            f"≤ {30 * scale:.0f} s", "yes" if total_s <= 30 * scale else "NO",
+            f"simulate {args.meters:,} × 1 day (incl. fleet build)",
+            f"{total_s:.1f} s",
+            f"≤ {30 * scale:.0f} s",
+            "yes" if total_s <= 30 * scale else "NO",
         )
         table.add_row("  of which simulating + storing", f"{sim_s:.1f} s", "", "")
         table.add_row("rows stored", f"{rows:,}", "", "")
         table.add_row("end-to-end rate", f"{e2e_rate / 1e6:.2f} M rows/s", "", "")
-        table.add_row("raw DuckDB insert (one Arrow table)", f"{raw_rate / 1e6:.2f} M rows/s", "", "")
-        table.add_row("end-to-end ÷ raw insert", f"{ratio:.2f}", "≥ 0.25", "yes" if ratio >= 0.25 else "NO")
+        table.add_row(
+            "raw DuckDB insert (one Arrow table)", f"{raw_rate / 1e6:.2f} M rows/s", "", ""
+        )
+        table.add_row(
+            "end-to-end ÷ raw insert", f"{ratio:.2f}", "≥ 0.25", "yes" if ratio >= 0.25 else "NO"
+        )
         if args.million:
             console.print("simulating 1,000,000 meters × 1 day in a child process…")
             gib, seconds = peak_memory_gib(1_000_000, work)
-            table.add_row("1,000,000 × 1 day: peak memory", f"{gib:.2f} GiB", "≤ 4 GiB", "yes" if gib <= 4 else "NO")
+            table.add_row(
+                "1,000,000 × 1 day: peak memory",
+                f"{gib:.2f} GiB",
+                "≤ 4 GiB",
+                "yes" if gib <= 4 else "NO",
+            )
             table.add_row("1,000,000 × 1 day: wall time", f"{seconds:.0f} s", "", "")
     console.print(table)
 

@@ -45,7 +45,20 @@ def test_bad_arguments_get_one_line_and_exit_2(capsys, args, fragment):
 
 def test_simulate_stores_and_summarises(capsys, tmp_path):
     db = tmp_path / "k.duckdb"
-    code, out, _ = run(capsys, "simulate", "--meters", "150", "--days", "1", "--start", "2026-04-01", "--db", str(db), "--seed", "5")
+    code, out, _ = run(
+        capsys,
+        "simulate",
+        "--meters",
+        "150",
+        "--days",
+        "1",
+        "--start",
+        "2026-04-01",
+        "--db",
+        str(db),
+        "--seed",
+        "5",
+    )
     assert code == 0
     assert "readings 30-min" in out and "forward energy" in out and "time taken" in out
     with duckdb.connect(str(db), read_only=True) as con:
@@ -69,16 +82,35 @@ def test_up_serves_health_and_stops_cleanly(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kenshin", "up", "--meters", "200", "--speed", "3600",
-         "--backfill-hours", "2", "--port", str(port), "--db", str(tmp_path / "up.duckdb")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        [
+            sys.executable,
+            "-m",
+            "kenshin",
+            "up",
+            "--meters",
+            "200",
+            "--speed",
+            "3600",
+            "--backfill-hours",
+            "2",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp_path / "up.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
     )
     try:
         health = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and health is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/v1/health", timeout=2
+                ) as r:
                     health = json.load(r)
             except OSError:
                 time.sleep(0.3)

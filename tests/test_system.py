@@ -36,9 +36,10 @@ def test_every_meter_delivers_every_30_min_slot(day_db):
     ).fetchall()
     assert len(per_meter) == 400
     assert {c for _, c in per_meter} == {48}
-    assert summary.values_by_resolution[30] == con.execute(
-        "SELECT count(*) FROM readings WHERE resolution = 30"
-    ).fetchone()[0]
+    assert (
+        summary.values_by_resolution[30]
+        == con.execute("SELECT count(*) FROM readings WHERE resolution = 30").fetchone()[0]
+    )
 
 
 def test_sum_of_30_min_values_equals_register_difference(day_db):
@@ -70,12 +71,15 @@ def test_finer_values_add_up_to_30_min_values(day_db):
             f"""
             WITH fine AS (
                 SELECT meter_key, channel,
-                       time_bucket(INTERVAL 30 MINUTE, interval_end - INTERVAL 1 MICROSECOND) AS slot,
+                       time_bucket(INTERVAL 30 MINUTE, interval_end - INTERVAL 1 MICROSECOND)
+                           AS slot,
                        sum(value) AS total, count(*) AS n
                 FROM readings WHERE resolution = {resolution} AND channel IN (1, 2) GROUP BY 1, 2, 3)
-            SELECT count(*) AS compared, count(*) FILTER (WHERE f.total != c.value OR f.n != {per_slot})
+            SELECT count(*) AS compared,
+                   count(*) FILTER (WHERE f.total != c.value OR f.n != {per_slot})
             FROM fine f JOIN readings c
-              ON c.resolution = 30 AND c.meter_key = f.meter_key AND c.channel = f.channel
+              ON c.resolution = 30 AND c.meter_key = f.meter_key
+             AND c.channel = f.channel
              AND c.interval_end = f.slot + INTERVAL 30 MINUTE
             """
         ).fetchone()
@@ -118,13 +122,18 @@ def test_same_seed_same_values_other_seed_other_values(tmp_path):
     def values(path):
         with duckdb.connect(str(path), read_only=True) as con:
             return con.execute(
-                "SELECT meter_key, channel, resolution, epoch_us(interval_end), value FROM readings "
+                "SELECT meter_key, channel, resolution, epoch_us(interval_end), value "
+                "FROM readings "
                 "ORDER BY ALL"
             ).fetchall()
 
     simulate(tmp_path / "a.duckdb", seed=11, meters=120, days=1)
     simulate(tmp_path / "b.duckdb", seed=11, meters=120, days=1)
     simulate(tmp_path / "c.duckdb", seed=12, meters=120, days=1)
-    a, b, c = values(tmp_path / "a.duckdb"), values(tmp_path / "b.duckdb"), values(tmp_path / "c.duckdb")
+    a, b, c = (
+        values(tmp_path / "a.duckdb"),
+        values(tmp_path / "b.duckdb"),
+        values(tmp_path / "c.duckdb"),
+    )
     assert a == b
     assert a != c

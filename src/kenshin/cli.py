@@ -33,7 +33,9 @@ _UsageError: type[Exception] = next(
 )
 out = Console()
 
-MetersOpt = Annotated[int, typer.Option("--meters", "-n", min=1, max=30_000_000, help="Number of meters.")]
+MetersOpt = Annotated[
+    int, typer.Option("--meters", "-n", min=1, max=30_000_000, help="Number of meters.")
+]
 SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed: same seed, same fleet and values.")]
 HostOpt = Annotated[str, typer.Option(help="Address the HTTP API listens on.")]
 PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port of the HTTP API.")]
@@ -60,14 +62,18 @@ def simulate(
     meters: MetersOpt = 1000,
     days: Annotated[int, typer.Option(min=1, max=3660, help="Simulated days.")] = 1,
     start: Annotated[
-        str | None, typer.Option(help="First simulated day, YYYY-MM-DD (JST). Default: DAYS before today.")
+        str | None,
+        typer.Option(help="First simulated day, YYYY-MM-DD (JST). Default: DAYS before today."),
     ] = None,
     seed: SeedOpt = 1,
     db: Annotated[Path, typer.Option(help="DuckDB file to create.")] = Path("kenshin.duckdb"),
     area: Annotated[str, typer.Option(help="Utility area: code 01–10 or name (tokyo).")] = "tokyo",
-    gen2_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of next-generation meters.")] = 0.7,
+    gen2_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of next-generation meters.")
+    ] = 0.7,
     sample_5min: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of meters sending 5-min values (SPEC A2).")
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of meters sending 5-min values (SPEC A2)."),
     ] = 0.10,
     overwrite: Annotated[bool, typer.Option(help="Replace DB if it exists.")] = False,
 ) -> None:
@@ -78,7 +84,9 @@ def simulate(
     first_day = _parse_day(start) or (dt.datetime.now(JST).date() - dt.timedelta(days=days))
     if db.exists():
         if not overwrite:
-            raise typer.BadParameter(f"{db} already exists; pass --overwrite to replace it", param_hint="--db")
+            raise typer.BadParameter(
+                f"{db} already exists; pass --overwrite to replace it", param_hint="--db"
+            )
         db.unlink()
         Path(f"{db}.wal").unlink(missing_ok=True)
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +147,9 @@ def serve(
     from kenshin.mdms.duckdb_store import DuckDBStore
 
     if not db.exists():
-        raise typer.BadParameter(f"{db} does not exist; run 'kenshin simulate' first", param_hint="--db")
+        raise typer.BadParameter(
+            f"{db} does not exist; run 'kenshin simulate' first", param_hint="--db"
+        )
     store = DuckDBStore(db, read_only=True)
     console.print(f"serving {db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     try:
@@ -151,8 +161,12 @@ def serve(
 @app.command()
 def up(
     meters: MetersOpt = 2000,
-    speed: Annotated[float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")] = 60.0,
-    db: Annotated[Path, typer.Option(help="DuckDB file, recreated at start.")] = Path("data/kenshin-up.duckdb"),
+    speed: Annotated[
+        float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")
+    ] = 60.0,
+    db: Annotated[Path, typer.Option(help="DuckDB file, recreated at start.")] = Path(
+        "data/kenshin-up.duckdb"
+    ),
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
     seed: SeedOpt = 1,
@@ -185,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     except _UsageError as exc:
         message = exc.format_message()  # type: ignore[attr-defined]
         if message:  # empty when typer has printed the help instead
-            console.print(f"kenshin: error: {message}", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"kenshin: error: {message}", markup=False, highlight=False, soft_wrap=True
+            )
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
@@ -196,4 +212,3 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"kenshin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
-

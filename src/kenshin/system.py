@@ -56,7 +56,9 @@ class EmbeddedSystem:
         self.store = DuckDBStore(db)
         self.fleet = Fleet(config)
         self.clock: Clock = clock or SteppedClock(config.start)
-        self.mdms = MeterDataService(self.store, flush_rows=flush_rows, background=background_writer)
+        self.mdms = MeterDataService(
+            self.store, flush_rows=flush_rows, background=background_writer
+        )
         self.transport = InProcessTransport()
         self.hes = HeadEnd(self.mdms, self.clock)
         self.transport.subscribe(self.hes.receive)

@@ -12,9 +12,9 @@ from kenshin.core.timeslots import (
     from_epoch_us,
     is_aligned,
     slot_end,
+    slot_ends,
     slot_numbers,
     slot_of,
-    slot_ends,
     to_epoch_us,
 )
 
@@ -59,7 +59,9 @@ def test_day_has_the_right_number_of_slots():
 
 def test_slot_ends_are_exclusive_of_start_inclusive_of_end():
     ends = slot_ends(jst(2026, 4, 1), jst(2026, 4, 1, 2), Resolution.MIN30)
-    assert [from_epoch_us(int(e)) for e in ends] == [jst(2026, 4, 1, h, m) for h, m in ((0, 30), (1, 0), (1, 30), (2, 0))]
+    assert [from_epoch_us(int(e)) for e in ends] == [
+        jst(2026, 4, 1, h, m) for h, m in ((0, 30), (1, 0), (1, 30), (2, 0))
+    ]
 
 
 def test_naive_datetimes_are_refused():

@@ -24,10 +24,26 @@ def message() -> UplinkMessage:
         collector="c1",
         sent_at=END,
         intervals=(
-            IntervalBlock(Resolution.MIN30, Channel.ACTIVE_FORWARD, keys, np.array([end_us]), np.array([[10, 20, 30]], dtype=np.int32)),
-            IntervalBlock(Resolution.MIN15, Channel.ACTIVE_FORWARD, keys, fifteen, np.array([[4, 8, 15], [6, 12, 15]], dtype=np.int32)),
+            IntervalBlock(
+                Resolution.MIN30,
+                Channel.ACTIVE_FORWARD,
+                keys,
+                np.array([end_us]),
+                np.array([[10, 20, 30]], dtype=np.int32),
+            ),
+            IntervalBlock(
+                Resolution.MIN15,
+                Channel.ACTIVE_FORWARD,
+                keys,
+                fifteen,
+                np.array([[4, 8, 15], [6, 12, 15]], dtype=np.int32),
+            ),
         ),
-        registers=(RegisterBlock(Channel.ACTIVE_FORWARD, keys, end_us, np.array([5, 99_999_999, 0], dtype=np.int32)),),
+        registers=(
+            RegisterBlock(
+                Channel.ACTIVE_FORWARD, keys, end_us, np.array([5, 99_999_999, 0], dtype=np.int32)
+            ),
+        ),
     )
 
 
@@ -45,7 +61,13 @@ def test_message_becomes_long_rows():
 
 def test_block_shape_is_checked():
     with pytest.raises(ValueError, match="does not match"):
-        IntervalBlock(Resolution.MIN30, Channel.ACTIVE_FORWARD, np.arange(3, dtype=np.int32), np.array([0]), np.zeros((2, 3), dtype=np.int32))
+        IntervalBlock(
+            Resolution.MIN30,
+            Channel.ACTIVE_FORWARD,
+            np.arange(3, dtype=np.int32),
+            np.array([0]),
+            np.zeros((2, 3), dtype=np.int32),
+        )
 
 
 class FailingStore:

@@ -16,19 +16,25 @@ DAY = dt.datetime(2026, 4, 1, tzinfo=JST)
 US30 = Resolution.MIN30.microseconds
 
 
-def rows(meter: int, ends_us: list[int], values: list[int], tx_us: int, quality: Quality = Quality.RAW) -> pa.Table:
+def rows(
+    meter: int, ends_us: list[int], values: list[int], tx_us: int, quality: Quality = Quality.RAW
+) -> pa.Table:
     n = len(values)
     return pa.table(
         {
             "meter_key": pa.array([meter] * n, pa.int32()),
             "channel": pa.array([1] * n, pa.uint8()),
             "resolution": pa.array([30] * n, pa.uint8()),
-            "interval_end": pa.array(ends_us, pa.int64()).cast(READINGS_SCHEMA.field("interval_end").type),
+            "interval_end": pa.array(ends_us, pa.int64()).cast(
+                READINGS_SCHEMA.field("interval_end").type
+            ),
             "value": pa.array(values, pa.int32()),
             "quality": pa.array([int(quality)] * n, pa.uint8()),
             "source": pa.array([int(Source.METER_PUSH)] * n, pa.uint8()),
             "method": pa.array([0] * n, pa.uint8()),
-            "tx_time": pa.array([tx_us] * n, pa.int64()).cast(READINGS_SCHEMA.field("tx_time").type),
+            "tx_time": pa.array([tx_us] * n, pa.int64()).cast(
+                READINGS_SCHEMA.field("tx_time").type
+            ),
         },
         schema=READINGS_SCHEMA,
     )
@@ -43,7 +49,9 @@ def store(tmp_path):
 
 def query(meter: int, as_of_us: int | None = None) -> ReadingQuery:
     start = to_epoch_us(DAY)
-    return ReadingQuery(meter, Channel.ACTIVE_FORWARD, Resolution.MIN30, start, start + 86400 * 10**6, as_of_us)
+    return ReadingQuery(
+        meter, Channel.ACTIVE_FORWARD, Resolution.MIN30, start, start + 86400 * 10**6, as_of_us
+    )
 
 
 def test_latest_version_is_current_and_as_of_sees_the_past(store):
@@ -95,10 +103,14 @@ def test_registers_append(store):
         {
             "meter_key": pa.array(np.arange(3), pa.int32()),
             "channel": pa.array([1, 1, 1], pa.uint8()),
-            "read_at": pa.array([0, 0, 0], pa.int64()).cast(REGISTER_READS_SCHEMA.field("read_at").type),
+            "read_at": pa.array([0, 0, 0], pa.int64()).cast(
+                REGISTER_READS_SCHEMA.field("read_at").type
+            ),
             "register": pa.array([99_999_999, 0, 5], pa.int32()),
             "source": pa.array([1, 1, 1], pa.uint8()),
-            "tx_time": pa.array([0, 0, 0], pa.int64()).cast(REGISTER_READS_SCHEMA.field("tx_time").type),
+            "tx_time": pa.array([0, 0, 0], pa.int64()).cast(
+                REGISTER_READS_SCHEMA.field("tx_time").type
+            ),
         },
         schema=REGISTER_READS_SCHEMA,
     )

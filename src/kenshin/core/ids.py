@@ -88,8 +88,7 @@ def validate_supply_point_id(value: object) -> str:
     for position, char in enumerate(value, start=1):
         if not ("0" <= char <= "9"):
             raise InvalidSupplyPointId(
-                f"supply point id must be digits only; {char!r} at position {position} "
-                f"of {value!r}"
+                f"supply point id must be digits only; {char!r} at position {position} of {value!r}"
             )
     area = int(value[:2])
     if not 1 <= area <= 10:
@@ -105,7 +104,7 @@ def area_of(supply_point_id: str) -> Area:
 
 
 def make_supply_point_ids(area: Area, serials: npt.NDArray[np.int64], prefix: int = 0) -> list[str]:
-    """Synthetic ids: area code, a 6-digit utility ``prefix`` (office/system) and a 14-digit serial."""
+    """Synthetic ids: area code, 6-digit utility ``prefix`` (office/system), 14-digit serial."""
     if not 0 <= prefix < 10**6:
         raise ValueError("prefix must have at most 6 digits")
     if len(serials) and (serials.min() < 0 or serials.max() >= 10**14):

@@ -80,7 +80,7 @@ class MeterSpec:
 def _lv(generation: Generation, meter_class: MeterClass) -> MeterSpec:
     three_phase = meter_class is MeterClass.LV_3P3W
     if generation is Generation.GEN1:
-        channels = {Resolution.MIN30: (A, R)}
+        channels: dict[Resolution, tuple[Channel, ...]] = {Resolution.MIN30: (A, R)}
         retention = {Resolution.MIN30: DEFAULT_RETENTION_30_15}
         media: tuple[BRouteMedium, ...] = (BRouteMedium.WISUN,)
         max_limit = None if three_phase else 60  # M3: single-phase up to 60 A
@@ -116,7 +116,7 @@ def _lv(generation: Generation, meter_class: MeterClass) -> MeterSpec:
 
 def _hv(generation: Generation, meter_class: MeterClass) -> MeterSpec:
     if generation is Generation.GEN1:
-        channels = {Resolution.MIN30: (A, R, Q)}
+        channels: dict[Resolution, tuple[Channel, ...]] = {Resolution.MIN30: (A, R, Q)}
         retention = {Resolution.MIN30: DEFAULT_RETENTION_30_15}
         media: tuple[BRouteMedium, ...] = (BRouteMedium.ETHERNET,)
     else:
@@ -145,7 +145,9 @@ def _hv(generation: Generation, meter_class: MeterClass) -> MeterSpec:
         echonet_class=0x028A,
         nominal_voltage_v=None,
         # HV meters count through instrument transformers: the coefficient is the multiplier
-        register=RegisterSpec(unit_exponent=-2, coefficient=10 if meter_class is MeterClass.HV else 100),
+        register=RegisterSpec(
+            unit_exponent=-2, coefficient=10 if meter_class is MeterClass.HV else 100
+        ),
     )
 
 

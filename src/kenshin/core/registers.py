@@ -70,4 +70,4 @@ class RegisterSpec:
 
 def difference(earlier: IntArray, later: IntArray, digits: int = REGISTER_DIGITS) -> IntArray:
     """Rollover-safe register difference for arrays of reads [counts]."""
-    return (np.asarray(later, dtype=np.int64) - np.asarray(earlier, dtype=np.int64)) % (10**digits)
+    return RegisterSpec(digits=digits).difference(earlier, later)

@@ -51,7 +51,9 @@ class Resolution(IntEnum):
             return cls(int(text))
         except ValueError:
             allowed = ", ".join(str(int(r)) for r in cls)
-            raise ValueError(f"resolution must be one of {allowed} minutes, got {value!r}") from None
+            raise ValueError(
+                f"resolution must be one of {allowed} minutes, got {value!r}"
+            ) from None
 
 
 def to_epoch_us(ts: dt.datetime) -> int:
@@ -81,7 +83,8 @@ def slot_end(day: dt.date, slot: int, resolution: Resolution) -> dt.datetime:
     """End instant of slot ``slot`` (1-based) of JST ``day``; slot 48 of 30-min ends at 24:00."""
     if not 1 <= slot <= resolution.slots_per_day:
         raise ValueError(
-            f"slot must be 1–{resolution.slots_per_day} for {int(resolution)}-min values, got {slot}"
+            f"slot must be 1–{resolution.slots_per_day} "
+            f"for {int(resolution)}-min values, got {slot}"
         )
     return jst_midnight(day) + dt.timedelta(minutes=slot * int(resolution))
 

@@ -42,9 +42,9 @@ DEFAULT_MIX: dict[CustomerType, float] = {
     CustomerType.HOUSEHOLD_APARTMENT: 0.35,
     CustomerType.SHOP_OFFICE: 0.075,
     CustomerType.LV_POWER: 0.04,
-    CustomerType.HV_BUILDING: 0.01,
+    CustomerType.HV_BUILDING: 0.0104,
     CustomerType.HV_FACTORY: 0.0045,
-    CustomerType.EHV_FACTORY: 0.0005,
+    CustomerType.EHV_FACTORY: 0.0001,  # about ten thousand in all Japan
 }
 
 # (meter class, probability) per customer type

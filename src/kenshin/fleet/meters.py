@@ -40,12 +40,15 @@ class RecorderPlan:
     depth_30: int
 
     @classmethod
-    def from_budget(cls, n_meters: int, budget_bytes: int, retention_days: float = 45.0) -> RecorderPlan:
+    def from_budget(
+        cls, n_meters: int, budget_bytes: int, retention_days: float = 45.0
+    ) -> RecorderPlan:
         """Keep full retention where the budget allows, at least what interval values need."""
         per_meter = max(1, n_meters)
         share = budget_bytes // 3
-        # bytes per snapshot per meter: 5-min 3 × int32 + int16 voltage; 15-min 2 × int32; 30-min 3 × int32
-        d5 = min(int(10 * 288) + 1, share // (14 * per_meter))
+        # bytes per snapshot and meter: 5-min 3 × int32 + int16 voltage; 15-min 2 × int32;
+        # 30-min 3 × int32
+        d5 = min((10 * 288) + 1, share // (14 * per_meter))
         d15 = min(int(retention_days * 96) + 1, share // (8 * per_meter))
         d30 = min(int(retention_days * 48) + 1, share // (12 * per_meter))
         return cls(depth_5=max(d5, 13), depth_15=max(d15, 3), depth_30=max(d30, 3))
@@ -58,9 +61,7 @@ def _splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return x ^ (x >> np.uint64(31))
 
 
-def snapshot_differences(
-    snaps: npt.NDArray[np.generic], channel: Channel
-) -> npt.NDArray[np.int32]:
+def snapshot_differences(snaps: npt.NDArray[np.generic], channel: Channel) -> npt.NDArray[np.int32]:
     """Interval values from consecutive snapshots (axis 0): register steps mod 10**8 (M5), or the
     snapshot itself for voltage."""
     if channel is Channel.VOLTAGE:
@@ -142,7 +143,9 @@ class MeterFleet:
 
     def forward_accumulated_mwh(self) -> npt.NDArray[np.int64]:
         """Exact forward energy since the fleet started [mWh] (base of 1-minute values)."""
-        return self._forward_counts * self.mwh_per_count + self._remainder_mwh[0]
+        total: npt.NDArray[np.int64] = self._forward_counts * self.mwh_per_count
+        total += self._remainder_mwh[0]
+        return total
 
     def advance(
         self,
@@ -184,7 +187,9 @@ class MeterFleet:
         three_phase = cls == MeterClass.LV_3P3W
         two_wire = cls == MeterClass.LV_1P2W
         # 1P3W: the load splits over the two 100 V legs; 3P3W: P = √3·V·I
-        r = np.where(two_wire, amps, np.where(three_phase, amps / np.float32(np.sqrt(3.0)), amps * 0.55))
+        r = np.where(
+            two_wire, amps, np.where(three_phase, amps / np.float32(np.sqrt(3.0)), amps * 0.55)
+        )
         t = np.where(two_wire, 0.0, np.where(three_phase, r, amps * 0.45))
         hv = cls >= MeterClass.HV
         return np.stack([np.where(hv, 0.0, r), np.where(hv, 0.0, t)]).astype(np.float32)

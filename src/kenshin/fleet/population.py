@@ -86,7 +86,9 @@ class Population:
         return int(hits[0]) if len(hits) else None
 
 
-def _choose(rng: np.random.Generator, n: int, values: list[int], weights: list[float]) -> npt.NDArray[np.int64]:
+def _choose(
+    rng: np.random.Generator, n: int, values: list[int], weights: list[float]
+) -> npt.NDArray[np.int64]:
     p = np.asarray(weights, dtype=np.float64)
     return np.asarray(values, dtype=np.int64)[rng.choice(len(values), size=n, p=p / p.sum())]
 
@@ -110,7 +112,10 @@ def build_population(config: PopulationConfig, rng: np.random.Generator) -> Popu
     contract_a = np.zeros(n, dtype=np.int16)
     steps = list(AMPERE_STEPS_A)
     for kind, weights in (
-        ((CustomerType.HOUSEHOLD_DETACHED, CustomerType.HOUSEHOLD_APARTMENT), HOUSEHOLD_AMPERE_WEIGHTS),
+        (
+            (CustomerType.HOUSEHOLD_DETACHED, CustomerType.HOUSEHOLD_APARTMENT),
+            HOUSEHOLD_AMPERE_WEIGHTS,
+        ),
         ((CustomerType.SHOP_OFFICE,), SHOP_AMPERE_WEIGHTS),
     ):
         idx = np.flatnonzero(np.isin(ctype, [int(k) for k in kind]))
@@ -119,18 +124,24 @@ def build_population(config: PopulationConfig, rng: np.random.Generator) -> Popu
     big = contract_a > 60
     generation[big] = Generation.GEN2
     if config.area in NO_AMPERE_CONTRACT_AREAS:
-        contract_a[np.isin(ctype, [CustomerType.HOUSEHOLD_DETACHED, CustomerType.HOUSEHOLD_APARTMENT])] = 0
+        contract_a[
+            np.isin(ctype, [CustomerType.HOUSEHOLD_DETACHED, CustomerType.HOUSEHOLD_APARTMENT])
+        ] = 0
 
+    # Contracted demand [kW]: lognormal (median, sigma) clipped to the class's range. With the
+    # load model's load factors this gives ~55 kW mean power per HV customer and ~3 MW per EHV
+    # one, close to Japanese sales per customer of those classes.
     contract_kw = np.zeros(n, dtype=np.float32)
-    for t, (low, high) in {
-        CustomerType.LV_POWER: (3.0, 49.0),
-        CustomerType.HV_BUILDING: (50.0, 1500.0),
-        CustomerType.HV_FACTORY: (100.0, 2000.0),
-        CustomerType.EHV_FACTORY: (2000.0, 20000.0),
+    for t, (median, sigma, low, high) in {
+        CustomerType.LV_POWER: (12.0, 0.7, 3.0, 49.0),
+        CustomerType.HV_BUILDING: (70.0, 0.8, 50.0, 2000.0),
+        CustomerType.HV_FACTORY: (100.0, 0.9, 50.0, 2000.0),
+        CustomerType.EHV_FACTORY: (3000.0, 0.8, 2000.0, 50000.0),
     }.items():
         idx = np.flatnonzero(ctype == t)
-        # log-uniform: many small, few large
-        contract_kw[idx] = np.exp(rng.uniform(np.log(low), np.log(high), len(idx)))
+        contract_kw[idx] = np.clip(
+            rng.lognormal(np.log(median), sigma, len(idx)), low, high
+        ).round()
 
     is_lv = meter_class <= MeterClass.LV_3P3W
     topology = build_topology(is_lv, rng, config.topology)
@@ -156,7 +167,9 @@ def build_population(config: PopulationConfig, rng: np.random.Generator) -> Popu
                 coefficient[idx] = register.coefficient
 
     prefix = 100_000 + int(rng.integers(0, 900_000))
-    ids = make_supply_point_ids(config.area, np.arange(1, n + 1, dtype=np.int64) * 37 + 10**12, prefix)
+    ids = make_supply_point_ids(
+        config.area, np.arange(1, n + 1, dtype=np.int64) * 37 + 10**12, prefix
+    )
     return Population(
         area=config.area,
         meter_key=np.arange(n, dtype=np.int32),

@@ -12,6 +12,9 @@ budget and a lookup beyond the ring says so (:class:`~kenshin.errors.CapabilityE
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -23,7 +26,7 @@ class SnapshotRing:
     """The last ``depth`` snapshots, taken every ``step_us`` microseconds, of some channels."""
 
     def __init__(
-        self, n_meters: int, depth: int, step_us: int, channels: dict[Channel, np.dtype[np.generic]]
+        self, n_meters: int, depth: int, step_us: int, channels: Mapping[Channel, np.dtype[Any]]
     ) -> None:
         if depth < 2:
             raise ValueError("a ring needs at least two snapshots to give one interval")
@@ -58,8 +61,11 @@ class SnapshotRing:
         """Ring rows of the snapshots taken at ``times_us``; raises if any is not held."""
         latest = self.latest_us
         back = (latest - np.asarray(times_us, dtype=np.int64)) // self.step_us
-        if latest < 0 or np.any(back < 0) or np.any(back >= self.depth) or np.any(
-            (latest - times_us) % self.step_us
+        if (
+            latest < 0
+            or np.any(back < 0)
+            or np.any(back >= self.depth)
+            or np.any((latest - times_us) % self.step_us)
         ):
             raise CapabilityError(
                 "requested snapshots are not held in the recorder "

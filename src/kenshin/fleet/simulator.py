@@ -44,13 +44,15 @@ class FleetConfig:
         if to_epoch_us(self.start) % Resolution.MIN30.microseconds:
             raise InvalidSetting(f"the fleet must start on a 30-min boundary, got {self.start}")
         if not 0.0 <= self.sample_5min_share <= 1.0:
-            raise InvalidSetting(f"5-min sample share must be within 0..1, got {self.sample_5min_share}")
+            raise InvalidSetting(
+                f"5-min sample share must be within 0..1, got {self.sample_5min_share}"
+            )
         if self.recorder_budget_mb < 1:
             raise InvalidSetting("recorder budget must be at least 1 MB")
 
 
 class Fleet:
-    """Simulated meters of one area; :meth:`run_slot` advances 30 minutes and returns the delivery."""
+    """Simulated meters of one area; :meth:`run_slot` advances 30 min and returns the delivery."""
 
     def __init__(self, config: FleetConfig) -> None:
         self.config = config
@@ -93,7 +95,9 @@ class Fleet:
             self.step()
         message = build_slot_message(self.meters, self.plan, collector, self.now)
         for block in message.intervals[:2]:  # 30-min forward and reverse of all meters
-            self.energy_kwh[int(block.channel) - 1] += float(block.values[0].astype(np.float64) @ self._kwh_per_count)
+            self.energy_kwh[int(block.channel) - 1] += float(
+                block.values[0].astype(np.float64) @ self._kwh_per_count
+            )
         return message
 
     def run_until(self, end: dt.datetime) -> Iterator[UplinkMessage]:

@@ -24,7 +24,9 @@ from kenshin.fleet.population import Population
 Keys = npt.NDArray[np.int32]
 
 
-def choose_5min_sample(population: Population, share: float, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
+def choose_5min_sample(
+    population: Population, share: float, rng: np.random.Generator
+) -> npt.NDArray[np.bool_]:
     """A ``share`` of all meters, next-generation only, one per pole transformer first (A2)."""
     n = len(population)
     target = round(share * n)
@@ -55,7 +57,9 @@ class UplinkPlan:
     five_voltage: Keys  # sampled LV meters
 
     @classmethod
-    def build(cls, population: Population, sampled: npt.NDArray[np.bool_], send_15min: bool) -> UplinkPlan:
+    def build(
+        cls, population: Population, sampled: npt.NDArray[np.bool_], send_15min: bool
+    ) -> UplinkPlan:
         gen2 = population.generation == Generation.GEN2
         hv = population.meter_class >= MeterClass.HV
         keys = population.meter_key
@@ -103,13 +107,13 @@ def build_slot_message(
         (Resolution.MIN5, q, plan.five, 6),
         (Resolution.MIN5, v, plan.five_voltage, 6),
     ]
-    blocks = tuple(
-        _block(meters, res, ch, keys, k) for res, ch, keys, k in wanted if len(keys)
-    )
+    blocks = tuple(_block(meters, res, ch, keys, k) for res, ch, keys, k in wanted if len(keys))
     ring30 = meters.ring30
     registers = tuple(
         RegisterBlock(ch, keys, meters.now_us, ring30.last(ch, 1)[0, keys])
         for ch, keys in ((fwd, plan.all_meters), (rev, plan.all_meters), (q, plan.hv))
         if len(keys)
     )
-    return UplinkMessage(collector=collector, sent_at=sent_at, intervals=blocks, registers=registers)
+    return UplinkMessage(
+        collector=collector, sent_at=sent_at, intervals=blocks, registers=registers
+    )

@@ -1,4 +1,4 @@
-"""Distribution topology: area → substation → 6.6 kV feeder → pole transformer → service drop → meter."""
+"""Distribution topology: area → substation → 6.6 kV feeder → pole transformer → meter."""
 
 from kenshin.grid.topology import Topology, TopologyConfig, build_topology
 

@@ -88,10 +88,12 @@ def build_topology(
     tx_position = np.empty(n_tx)
     for_each = np.bincount(tx_feeder, minlength=n_feeders)
     starts = np.concatenate([[0], np.cumsum(for_each)[:-1]])
-    tx_position[:] = (np.arange(n_tx) - starts[tx_feeder] + 0.5) / np.maximum(for_each[tx_feeder], 1)
-    tx_kva = np.choose(
-        np.clip(sizes[:n_tx] // 6, 0, 3), [10.0, 20.0, 30.0, 50.0]
-    ).astype(np.float64)
+    tx_position[:] = (np.arange(n_tx) - starts[tx_feeder] + 0.5) / np.maximum(
+        for_each[tx_feeder], 1
+    )
+    tx_kva = np.choose(np.clip(sizes[:n_tx] // 6, 0, 3), [10.0, 20.0, 30.0, 50.0]).astype(
+        np.float64
+    )
 
     feeder = np.empty(n, dtype=np.int32)
     if n_lv:

@@ -95,7 +95,12 @@ def message_to_batch(message: UplinkMessage, tx_time_us: int) -> ReadingBatch:
     registers = pa.Table.from_arrays(
         [
             pa.array(cat(r_keys, np.int32)),
-            pa.array(cat([np.full(len(b.meter_keys), int(b.channel)) for b in message.registers], np.uint8)),
+            pa.array(
+                cat(
+                    [np.full(len(b.meter_keys), int(b.channel)) for b in message.registers],
+                    np.uint8,
+                )
+            ),
             pa.array(
                 cat([np.full(len(b.meter_keys), b.read_at_us) for b in message.registers], np.int64)
             ).cast(TIMESTAMP),

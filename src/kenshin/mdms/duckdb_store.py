@@ -45,7 +45,9 @@ _METER_COLUMNS = (
 class DuckDBStore:
     """Readings in a DuckDB file (or ``":memory:"``)."""
 
-    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path = ":memory:", *, read_only: bool = False, threads: int | None = None
+    ) -> None:
         self.path = str(path)
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
@@ -105,10 +107,11 @@ class DuckDBStore:
         return int(row[0]) if row else 0
 
     def list_meters(self, offset: int, limit: int) -> list[dict[str, Any]]:
-        return self._arrow(
+        rows: list[dict[str, Any]] = self._arrow(
             f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key LIMIT ? OFFSET ?",
             [limit, offset],
         ).to_pylist()
+        return rows
 
     def find_meter(self, supply_point_id: str) -> dict[str, Any] | None:
         rows = self._arrow(
@@ -139,9 +142,13 @@ class DuckDBStore:
         return self._arrow(sql, params)
 
     def reading_counts(self) -> dict[int, int]:
-        rows = self._cursor().execute(
-            "SELECT resolution, count(*) FROM readings GROUP BY resolution ORDER BY resolution"
-        ).fetchall()
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT resolution, count(*) FROM readings GROUP BY resolution ORDER BY resolution"
+            )
+            .fetchall()
+        )
         return {int(r): int(c) for r, c in rows}
 
     def set_meta(self, key: str, value: str) -> None:

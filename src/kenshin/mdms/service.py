@@ -47,7 +47,9 @@ class MeterDataService:
         self._writer: threading.Thread | None = None
         if background:
             self._queue = queue.Queue(maxsize=2)
-            self._writer = threading.Thread(target=self._write_loop, name="mdms-writer", daemon=True)
+            self._writer = threading.Thread(
+                target=self._write_loop, name="mdms-writer", daemon=True
+            )
             self._writer.start()
 
     def ingest(self, batch: ReadingBatch) -> None:
@@ -79,9 +81,15 @@ class MeterDataService:
         with self._lock:
             if not self._readings and not self._registers:
                 return
-            readings = pa.concat_tables(self._readings) if self._readings else READINGS_SCHEMA.empty_table()
+            readings = (
+                pa.concat_tables(self._readings)
+                if self._readings
+                else READINGS_SCHEMA.empty_table()
+            )
             registers = (
-                pa.concat_tables(self._registers) if self._registers else REGISTER_READS_SCHEMA.empty_table()
+                pa.concat_tables(self._registers)
+                if self._registers
+                else REGISTER_READS_SCHEMA.empty_table()
             )
             self._readings, self._registers, self._buffered = [], [], 0
         if self._queue is None:

@@ -45,7 +45,7 @@ class ReadingStore(Protocol):
     def find_meter(self, supply_point_id: str) -> dict[str, Any] | None: ...
 
     def read(self, query: ReadingQuery) -> pa.Table:
-        """Columns interval_end, value, quality, source, method, tx_time, ordered by interval_end."""
+        """Columns interval_end, value, quality, source, method, tx_time; by interval_end."""
         ...
 
     def reading_counts(self) -> dict[int, int]:
