@@ -74,7 +74,8 @@ def test_finer_values_add_up_to_30_min_values(day_db):
                        time_bucket(INTERVAL 30 MINUTE, interval_end - INTERVAL 1 MICROSECOND)
                            AS slot,
                        sum(value) AS total, count(*) AS n
-                FROM readings WHERE resolution = {resolution} AND channel IN (1, 2) GROUP BY 1, 2, 3)
+                FROM readings WHERE resolution = {resolution} AND channel IN (1, 2)
+                GROUP BY 1, 2, 3)
             SELECT count(*) AS compared,
                    count(*) FILTER (WHERE f.total != c.value OR f.n != {per_slot})
             FROM fine f JOIN readings c

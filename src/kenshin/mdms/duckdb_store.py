@@ -103,8 +103,9 @@ class DuckDBStore:
                 raise StoreError(f"append to {self.path} failed: {exc}") from exc
 
     def meter_count(self) -> int:
-        row = self._cursor().execute("SELECT count(*) FROM meters").fetchone()
-        return int(row[0]) if row else 0
+        # fetchall: an unfetched result would block the thread's cursor (DuckDB ≥ 2)
+        rows = self._cursor().execute("SELECT count(*) FROM meters").fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def list_meters(self, offset: int, limit: int) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._arrow(
@@ -158,8 +159,8 @@ class DuckDBStore:
             cur.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
 
     def get_meta(self, key: str) -> str | None:
-        row = self._cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return str(row[0]) if row else None
+        rows = self._cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        return str(rows[0][0]) if rows else None
 
     def checkpoint(self) -> None:
         with self._write_lock:

@@ -1,0 +1,239 @@
+"""The HTTP API (SPEC S4): meters and their readings over JSON, versioned under ``/api/v1``.
+
+The app reads only through the :class:`~kenshin.mdms.store.ReadingStore` protocol, so the same app
+serves the embedded DuckDB store and the PostgreSQL backend. Errors are translated to HTTP here and
+only here (:func:`_install_error_handlers`); routes just raise kenshin's exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import kenshin
+from kenshin.api.models import ErrorResponse, Health, MeterDetail, MeterPage, Readings
+from kenshin.api.params import (
+    max_days_table,
+    parse_channel,
+    parse_instant,
+    parse_period,
+    parse_resolution,
+)
+from kenshin.api.views import (
+    meter_detail_view,
+    meter_view,
+    readings_view,
+    recorded_summary,
+    spec_of,
+)
+from kenshin.core.ids import validate_supply_point_id
+from kenshin.core.timeslots import to_epoch_us
+from kenshin.errors import (
+    CapabilityError,
+    InvalidInput,
+    InvalidPeriod,
+    InvalidSetting,
+    InvalidSupplyPointId,
+    KenshinError,
+    NotFound,
+    PeriodTooLong,
+    StoreError,
+    UnknownMeter,
+)
+from kenshin.mdms.store import ReadingQuery, ReadingStore
+
+API_PREFIX = "/api/v1"
+
+# kenshin exception → (HTTP status, error code); the most specific class in an error's MRO wins
+_ERROR_TABLE: dict[type[KenshinError], tuple[int, str]] = {
+    InvalidSupplyPointId: (400, "invalid_supply_point_id"),
+    PeriodTooLong: (400, "period_too_long"),
+    InvalidPeriod: (400, "invalid_period"),
+    InvalidSetting: (400, "invalid_setting"),
+    InvalidInput: (400, "invalid_input"),
+    UnknownMeter: (404, "unknown_meter"),
+    NotFound: (404, "not_found"),
+    CapabilityError: (400, "not_recorded"),
+    StoreError: (503, "store_unavailable"),
+    KenshinError: (500, "internal_error"),
+}
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 404, 422, 503)
+}
+
+
+def create_app(
+    store: ReadingStore,
+    *,
+    status: Callable[[], dict[str, Any]] | None = None,
+    max_days: dict[int, int] | None = None,
+) -> FastAPI:
+    """The API over ``store``.
+
+    ``status`` adds live information (simulated time, readings stored...) to the health response;
+    ``max_days`` overrides the longest period one readings request serves, by resolution [min].
+    """
+    limits = max_days_table(max_days)
+    app = FastAPI(
+        title="kenshin",
+        version=kenshin.__version__,
+        description=(
+            "Meter data of kenshin, Japan's next-generation smart meter system (SPEC S4). "
+            "Times are JST; see docs/api.md."
+        ),
+    )
+    _install_error_handlers(app)
+    router = APIRouter(prefix=API_PREFIX, responses=_ERROR_RESPONSES)
+
+    @router.get("/health", response_model=Health, tags=["system"])
+    def health() -> dict[str, Any]:
+        """Liveness, version, meter count and whatever the running system reports."""
+        body: dict[str, Any] = {
+            "status": "ok",
+            "version": kenshin.__version__,
+            "meters": store.meter_count(),
+        }
+        if status is not None:
+            body.update(jsonable_encoder(status()))
+        return body
+
+    @router.get("/meters", response_model=MeterPage, tags=["meters"])
+    def list_meters(
+        offset: int = Query(0, ge=0, description="Meters to skip."),
+        limit: int = Query(100, ge=1, le=1000, description="Meters per page."),
+    ) -> MeterPage:
+        """The meter roster, a page at a time, in a stable order."""
+        rows = store.list_meters(offset, limit)
+        return MeterPage(
+            total=store.meter_count(),
+            offset=offset,
+            limit=limit,
+            items=[meter_view(row) for row in rows],
+        )
+
+    def find(supply_point_id: str) -> dict[str, Any]:
+        validate_supply_point_id(supply_point_id)
+        row = store.find_meter(supply_point_id)
+        if row is None:
+            raise UnknownMeter(f"no meter with supply point id {supply_point_id}")
+        return row
+
+    @router.get("/meters/{supply_point_id}", response_model=MeterDetail, tags=["meters"])
+    def get_meter(
+        supply_point_id: str = Path(description="供給地点特定番号, 22 digits."),
+    ) -> MeterDetail:
+        """One meter with what its generation and class record and can do (SPEC M1–M7)."""
+        return meter_detail_view(find(supply_point_id))
+
+    @router.get(
+        "/meters/{supply_point_id}/readings",
+        response_model=Readings,
+        tags=["readings"],
+    )
+    def get_readings(
+        supply_point_id: str = Path(description="供給地点特定番号, 22 digits."),
+        channel: str = Query(
+            "active_forward",
+            description="active_forward, active_reverse, reactive or voltage (or code 1–4).",
+        ),
+        resolution: str = Query("30", description="Interval length: 1, 5, 15 or 30 [min]."),
+        start: str = Query(
+            description="Exclusive start: ISO-8601 date-time (naive = JST) or date (00:00 JST).",
+            examples=["2026-04-01"],
+        ),
+        end: str | None = Query(
+            None, description="Inclusive end, same forms as start; default start + 1 day."
+        ),
+        as_of: str | None = Query(
+            None, description="Show what was known at this time (versions up to it)."
+        ),
+    ) -> JSONResponse:
+        """Current versions of the values with ``start < interval_end <= end``."""
+        chan = parse_channel(channel)
+        res = parse_resolution(resolution)
+        start_ts, end_ts = parse_period(start, end, res, limits)
+        as_of_ts = None if as_of is None else parse_instant("as_of", as_of)
+        row = find(supply_point_id)
+        spec = spec_of(row)
+        if not spec.records(chan, res):
+            raise CapabilityError(
+                f"a generation-{int(spec.generation)} {spec.meter_class.label} meter does not "
+                f"record {chan.label} at {int(res)}-min resolution; it records "
+                f"{recorded_summary(spec)}"
+            )
+        table = store.read(
+            ReadingQuery(
+                meter_key=int(row["meter_key"]),
+                channel=chan,
+                resolution=res,
+                start_us=to_epoch_us(start_ts),
+                end_us=to_epoch_us(end_ts),
+                as_of_us=None if as_of_ts is None else to_epoch_us(as_of_ts),
+            )
+        )
+        # up to 17 568 values a call: build plain dicts column by column and skip per-item
+        # pydantic validation; the response model above still documents the shape
+        return JSONResponse(
+            {
+                "supply_point_id": supply_point_id,
+                "channel": chan.label,
+                "resolution_min": int(res),
+                "unit": chan.unit,
+                "start": start_ts.isoformat(),
+                "end": end_ts.isoformat(),
+                "as_of": None if as_of_ts is None else as_of_ts.isoformat(),
+                "readings": readings_view(table, chan, res, row),
+            }
+        )
+
+    app.include_router(router)
+    return app
+
+
+def _error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """The one place errors become HTTP responses, all shaped ``{"error": {code, message}}``."""
+
+    async def kenshin_error(request: Request, exc: Exception) -> JSONResponse:
+        status, code = next(_ERROR_TABLE[c] for c in type(exc).__mro__ if c in _ERROR_TABLE)
+        return _error(status, code, str(exc))
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = []
+        for err in exc.errors():
+            where, *names = [str(part) for part in err.get("loc", ())] or ["request"]
+            subject = f"{where} parameter {'.'.join(names)!r}" if names else where
+            problems.append(f"{subject}: {err.get('msg', 'invalid')}")
+        return _error(422, "validation_error", "; ".join(problems))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            message = f"no such resource {request.url.path}; the API is under {API_PREFIX}/"
+            return _error(404, "not_found", message + " (see /docs)")
+        if exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+            return _error(405, "method_not_allowed", message, exc.headers)
+        return _error(exc.status_code, f"http_{exc.status_code}", str(exc.detail), exc.headers)
+
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", "the server failed to handle this request")
+
+    app.add_exception_handler(KenshinError, kenshin_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
