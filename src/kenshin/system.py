@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kenshin.aroute.transport import InProcessTransport
@@ -33,7 +33,6 @@ class SimulationSummary:
     forward_kwh: float
     reverse_kwh: float
     seconds: float
-    stored_by_resolution: dict[int, int] = field(default_factory=dict)
 
     @property
     def values(self) -> int:

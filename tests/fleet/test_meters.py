@@ -8,7 +8,7 @@ import pytest
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, Resolution
 from kenshin.errors import CapabilityError
-from kenshin.fleet.meters import MODULUS, MeterFleet
+from kenshin.fleet.meters import MODULUS, MeterFleet, RecorderPlan
 from kenshin.fleet.population import PopulationConfig, build_population
 
 START = dt.datetime(2026, 4, 1, tzinfo=JST)
@@ -98,3 +98,12 @@ def test_start_must_be_on_a_slot_boundary():
     population = build_population(PopulationConfig(n_meters=5), np.random.default_rng(1))
     with pytest.raises(ValueError, match="30-min boundary"):
         MeterFleet(population, 1, START + dt.timedelta(minutes=5))
+
+
+def test_small_fleets_keep_the_spec_retention_big_ones_what_the_budget_allows():
+    small = RecorderPlan.from_budget(2_000, 256 * 2**20)
+    assert small.depth_30 == 45 * 48 + 1  # 45 days of 30-min values (M3, M4)
+    assert small.depth_5 == 10 * 288 + 1
+    big = RecorderPlan.from_budget(1_000_000, 256 * 2**20)
+    assert big.depth_5 == 13  # still an hour of 5-min snapshots for 1-minute values (B3)
+    assert 3 <= big.depth_30 < small.depth_30

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kenshin.core.channels import Channel
-from kenshin.core.meterspec import MeterClass
+from kenshin.core.meterspec import DEFAULT_RETENTION_5, DEFAULT_RETENTION_30_15, MeterClass
 from kenshin.core.registers import REGISTER_DIGITS
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution, to_epoch_us
 from kenshin.fleet.population import Population
@@ -41,16 +41,25 @@ class RecorderPlan:
 
     @classmethod
     def from_budget(
-        cls, n_meters: int, budget_bytes: int, retention_days: float = 45.0
+        cls,
+        n_meters: int,
+        budget_bytes: int,
+        retention_30_15: dt.timedelta = DEFAULT_RETENTION_30_15,
+        retention_5: dt.timedelta = DEFAULT_RETENTION_5,
     ) -> RecorderPlan:
-        """Keep full retention where the budget allows, at least what interval values need."""
+        """Keep the spec's retention (M4) where the budget allows, at least what values need."""
         per_meter = max(1, n_meters)
         share = budget_bytes // 3
+
+        def depth(retention: dt.timedelta, resolution: Resolution, bytes_per_snapshot: int) -> int:
+            wanted = int(retention / dt.timedelta(minutes=int(resolution))) + 1
+            return min(wanted, share // (bytes_per_snapshot * per_meter))
+
         # bytes per snapshot and meter: 5-min 3 × int32 + int16 voltage; 15-min 2 × int32;
         # 30-min 3 × int32
-        d5 = min((10 * 288) + 1, share // (14 * per_meter))
-        d15 = min(int(retention_days * 96) + 1, share // (8 * per_meter))
-        d30 = min(int(retention_days * 48) + 1, share // (12 * per_meter))
+        d5 = depth(retention_5, Resolution.MIN5, 14)
+        d15 = depth(retention_30_15, Resolution.MIN15, 8)
+        d30 = depth(retention_30_15, Resolution.MIN30, 12)
         return cls(depth_5=max(d5, 13), depth_15=max(d15, 3), depth_30=max(d30, 3))
 
 
