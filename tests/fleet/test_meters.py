@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kenshin.core.channels import Channel
+from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import JST, Resolution
 from kenshin.errors import CapabilityError
 from kenshin.fleet.meters import MODULUS, MeterFleet, RecorderPlan
@@ -107,3 +108,19 @@ def test_small_fleets_keep_the_spec_retention_big_ones_what_the_budget_allows():
     big = RecorderPlan.from_budget(1_000_000, 256 * 2**20)
     assert big.depth_5 == 13  # still an hour of 5-min snapshots for 1-minute values (B3)
     assert 3 <= big.depth_30 < small.depth_30
+
+
+def test_instantaneous_current_follows_power_voltage_and_wiring(meters):
+    n = meters.n_meters
+    meters.advance(np.full(n, 2020.0), np.zeros(n), np.zeros(n), np.full(n, 1010, dtype=np.int16))
+    cls = meters.population.meter_class
+    keys = np.arange(n)
+    current = meters.instantaneous_current_a(keys)
+    assert np.allclose(meters.power_w, 2020.0)
+    two_wire = cls == MeterClass.LV_1P2W
+    assert np.allclose(current[0, two_wire], 20.0)  # 2020 W / 101 V on one leg
+    assert np.allclose(current[1, two_wire], 0.0)
+    three_wire = cls == MeterClass.LV_1P3W
+    assert np.allclose(current[:, three_wire].sum(axis=0), 20.0)  # split over two legs
+    hv = cls == MeterClass.HV
+    assert np.allclose(current[:, hv], 2020.0 / (np.sqrt(3) * 6600.0))

@@ -200,8 +200,11 @@ class MeterFleet:
             two_wire, amps, np.where(three_phase, amps / np.float32(np.sqrt(3.0)), amps * 0.55)
         )
         t = np.where(two_wire, 0.0, np.where(three_phase, r, amps * 0.45))
+        # HV/EHV: three-phase at the line voltage the meter's instrument transformers see (M2)
+        line_v = np.where(cls == MeterClass.EHV, 22_000.0, 6_600.0).astype(np.float32)
+        hv_amps = np.abs(self.power_w[keys]) / (np.float32(np.sqrt(3.0)) * line_v)
         hv = cls >= MeterClass.HV
-        return np.stack([np.where(hv, 0.0, r), np.where(hv, 0.0, t)]).astype(np.float32)
+        return np.stack([np.where(hv, hv_amps, r), np.where(hv, hv_amps, t)]).astype(np.float32)
 
     def _snapshot(self) -> None:
         regs = self._registers.astype(np.int32)
