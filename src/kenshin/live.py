@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -119,17 +118,28 @@ def run_live(
         console.print(f"stopped; the store is in {db}")
 
 
+def _status_text(status: dict[str, Any]) -> str:
+    text = (
+        f"simulated {status['simulated_time']}  ·  slots {status['slots_delivered']}  ·  "
+        f"readings stored {status['readings_stored']:,}"
+    )
+    if status["simulation_error"]:
+        text += f"  ·  [red]error: {status['simulation_error']}[/]"
+    return text
+
+
 def _report(runner: LiveRunner, console: Console, server: Any) -> None:
-    """A status line every few seconds (plain lines, so they mix well with logs)."""
-    while not runner.stop_event.is_set():
-        time.sleep(5.0)
-        if runner.stop_event.is_set():
-            return
-        s = runner.status()
-        console.print(
-            f"[dim]{s['simulated_time']}  slots {s['slots_delivered']}  "
-            f"readings stored {s['readings_stored']:,}[/]"
-            + (f"  [red]error: {s['simulation_error']}[/]" if s["simulation_error"] else "")
-        )
-        if s["simulation_error"]:
+    """One status line, updated in place on a terminal, a plain line now and then otherwise."""
+    if console.is_terminal:
+        with console.status(_status_text(runner.status())) as line:
+            while not runner.stop_event.wait(1.0):
+                status = runner.status()
+                line.update(_status_text(status))
+                if status["simulation_error"]:
+                    server.should_exit = True
+        return
+    while not runner.stop_event.wait(10.0):
+        status = runner.status()
+        console.print(f"[dim]{_status_text(status)}[/]")
+        if status["simulation_error"]:
             server.should_exit = True
