@@ -534,8 +534,20 @@ def test_bad_as_of(client: TestClient) -> None:
     assert "as_of must be an ISO-8601" in message
 
 
-def test_missing_start_is_a_validation_error(client: TestClient) -> None:
-    assert "'start'" in _readings_error(client, 422, "validation_error")
+def test_without_a_period_the_day_up_to_the_newest_value_is_served(client: TestClient) -> None:
+    body = client.get(f"{V1}/meters/{LV2}/readings").json()
+    # the newest stored 30-min value of LV2 ends 2026-04-02 00:30 (slot 1 of April 2)
+    assert body["end"] == "2026-04-02T00:30:00+09:00"
+    assert body["start"] == "2026-04-01T00:30:00+09:00"
+    assert body["readings"][-1]["interval_end"] == body["end"]
+    only_end = client.get(f"{V1}/meters/{LV2}/readings", params={"end": "2026-04-02"}).json()
+    assert only_end["start"] == "2026-04-01T00:00:00+09:00"
+    assert len(only_end["readings"]) == 48
+
+
+def test_without_a_period_and_without_values_is_400(client: TestClient) -> None:
+    response = client.get(f"{V1}/meters/{LV2}/readings", params={"channel": "active_reverse"})
+    assert "pass start and end" in _error(response, 400, "invalid_period")
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ only here (:func:`_install_error_handlers`); routes just raise kenshin's excepti
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ from kenshin.api.views import (
     spec_of,
 )
 from kenshin.core.ids import validate_supply_point_id
-from kenshin.core.timeslots import to_epoch_us
+from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import (
     CapabilityError,
     InvalidInput,
@@ -144,12 +145,20 @@ def create_app(
             description="active_forward, active_reverse, reactive or voltage (or code 1–4).",
         ),
         resolution: str = Query("30", description="Interval length: 1, 5, 15 or 30 [min]."),
-        start: str = Query(
-            description="Exclusive start: ISO-8601 date-time (naive = JST) or date (00:00 JST).",
+        start: str | None = Query(
+            None,
+            description=(
+                "Exclusive start: ISO-8601 date-time (naive = JST) or date (00:00 JST); "
+                "default end − 1 day."
+            ),
             examples=["2026-04-01"],
         ),
         end: str | None = Query(
-            None, description="Inclusive end, same forms as start; default start + 1 day."
+            None,
+            description=(
+                "Inclusive end, same forms as start; default start + 1 day, or the newest "
+                "stored value when start is missing too."
+            ),
         ),
         as_of: str | None = Query(
             None, description="Show what was known at this time (versions up to it)."
@@ -158,9 +167,14 @@ def create_app(
         """Current versions of the values with ``start < interval_end <= end``."""
         chan = parse_channel(channel)
         res = parse_resolution(resolution)
-        start_ts, end_ts = parse_period(start, end, res, limits)
-        as_of_ts = None if as_of is None else parse_instant("as_of", as_of)
         row = find(supply_point_id)
+
+        def newest() -> dt.datetime | None:
+            us = store.latest_interval_end(int(row["meter_key"]), chan, res)
+            return None if us is None else from_epoch_us(us)
+
+        start_ts, end_ts = parse_period(start, end, res, limits, newest)
+        as_of_ts = None if as_of is None else parse_instant("as_of", as_of)
         spec = spec_of(row)
         if not spec.records(chan, res):
             raise CapabilityError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, Resolution
@@ -78,16 +78,33 @@ def parse_instant(name: str, text: str, error: type[InvalidInput] = InvalidInput
 
 
 def parse_period(
-    start: str,
+    start: str | None,
     end: str | None,
     resolution: Resolution,
     max_days: Mapping[Resolution, int],
+    latest: Callable[[], dt.datetime | None] = lambda: None,
 ) -> tuple[dt.datetime, dt.datetime]:
-    """(start, end) of a readings query; ``end`` defaults to one day after ``start``."""
-    start_ts = parse_instant("start", start, InvalidPeriod)
-    end_ts = (
-        start_ts + dt.timedelta(days=1) if end is None else parse_instant("end", end, InvalidPeriod)
-    )
+    """(start, end) of a readings query.
+
+    ``end`` defaults to one day after ``start``; without ``start`` the period is the day up to
+    ``end``, and without either the day up to the newest stored value (``latest()``).
+    """
+    if start is not None:
+        start_ts = parse_instant("start", start, InvalidPeriod)
+        end_ts = (
+            start_ts + dt.timedelta(days=1)
+            if end is None
+            else parse_instant("end", end, InvalidPeriod)
+        )
+    else:
+        if end is not None:
+            end_ts = parse_instant("end", end, InvalidPeriod)
+        else:
+            newest = latest()
+            if newest is None:
+                raise InvalidPeriod("no values are stored for this meter yet; pass start and end")
+            end_ts = newest
+        start_ts = end_ts - dt.timedelta(days=1)
     if end_ts <= start_ts:
         raise InvalidPeriod(
             f"end ({end_ts.isoformat()}) must be after start ({start_ts.isoformat()})"

@@ -15,6 +15,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from kenshin.core.channels import Channel
+from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms.store import ReadingQuery
 
@@ -141,6 +143,20 @@ class DuckDBStore:
             ORDER BY interval_end
         """
         return self._arrow(sql, params)
+
+    def latest_interval_end(
+        self, meter_key: int, channel: Channel, resolution: Resolution
+    ) -> int | None:
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT epoch_us(max(interval_end)) FROM readings "
+                "WHERE meter_key = ? AND channel = ? AND resolution = ?",
+                [meter_key, int(channel), int(resolution)],
+            )
+            .fetchall()
+        )
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     def reading_counts(self) -> dict[int, int]:
         rows = (

@@ -48,6 +48,12 @@ class ReadingStore(Protocol):
         """Columns interval_end, value, quality, source, method, tx_time; by interval_end."""
         ...
 
+    def latest_interval_end(
+        self, meter_key: int, channel: Channel, resolution: Resolution
+    ) -> int | None:
+        """Epoch µs of the newest stored interval end of one meter's channel, None if none."""
+        ...
+
     def reading_counts(self) -> dict[int, int]:
         """Stored rows by resolution [min]."""
         ...
