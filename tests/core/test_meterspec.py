@@ -57,3 +57,15 @@ def test_retention_override_applies_to_gen2_only():
     assert gen1.retention[Resolution.MIN30] == dt.timedelta(days=45)
     with pytest.raises(ValueError, match="positive"):
         meter_spec(Generation.GEN2, MeterClass.HV, retention_5=dt.timedelta(0))
+
+
+def test_codes_parse_from_number_or_name():
+    from kenshin.fleet.customers import CustomerType
+
+    assert Channel.parse("1") is Channel.ACTIVE_FORWARD
+    assert Channel.parse("Voltage") is Channel.VOLTAGE
+    assert CustomerType.parse(" hv_factory ") is CustomerType.HV_FACTORY
+    with pytest.raises(ValueError, match="unknown channel 'power'; valid: active_forward"):
+        Channel.parse("power")
+    with pytest.raises(ValueError, match="unknown customer type 9; valid: household_detached"):
+        CustomerType.parse(9)

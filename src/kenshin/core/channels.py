@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from kenshin.core.codes import parse_code
+
 
 class Channel(IntEnum):
     """What a reading measures. The integer is the code stored in the readings table."""
@@ -28,14 +30,7 @@ class Channel(IntEnum):
     @classmethod
     def parse(cls, value: int | str) -> Channel:
         """Accept the code (``1``) or the name (``"active_forward"``)."""
-        text = str(value).strip()
-        if text.isdigit() and int(text) in cls._value2member_map_:
-            return cls(int(text))
-        try:
-            return cls[text.upper()]
-        except KeyError:
-            names = ", ".join(c.label for c in cls)
-            raise ValueError(f"unknown channel {value!r}; channels are {names}") from None
+        return parse_code(cls, value, "channel")
 
 
 _UNITS = {

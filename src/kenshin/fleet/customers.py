@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from kenshin.core.codes import parse_code
 from kenshin.core.meterspec import MeterClass
 
 
@@ -26,14 +27,7 @@ class CustomerType(IntEnum):
 
     @classmethod
     def parse(cls, value: int | str) -> CustomerType:
-        text = str(value).strip()
-        if text.isdigit() and int(text) in cls._value2member_map_:
-            return cls(int(text))
-        try:
-            return cls[text.upper()]
-        except KeyError:
-            names = ", ".join(c.label for c in cls)
-            raise ValueError(f"unknown customer type {value!r}; types are {names}") from None
+        return parse_code(cls, value, "customer type")
 
 
 # Share of customers by type (counts, not energy); roughly a Japanese urban-suburban area.
