@@ -20,10 +20,6 @@ class Channel(IntEnum):
         return _UNITS[self]
 
     @property
-    def is_energy(self) -> bool:
-        return self is not Channel.VOLTAGE
-
-    @property
     def label(self) -> str:
         return self.name.lower()
 

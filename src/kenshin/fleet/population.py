@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kenshin.core.ids import Area, make_supply_point_ids
-from kenshin.core.meterspec import Generation, MeterClass, MeterSpec, meter_spec
+from kenshin.core.meterspec import Generation, MeterClass, meter_spec
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.customers import (
     AMPERE_STEPS_A,
@@ -74,16 +74,6 @@ class Population:
     @property
     def is_low_voltage(self) -> npt.NDArray[np.bool_]:
         return self.meter_class <= MeterClass.LV_3P3W
-
-    def spec(self, meter_key: int) -> MeterSpec:
-        return meter_spec(
-            Generation(int(self.generation[meter_key])),
-            MeterClass(int(self.meter_class[meter_key])),
-        )
-
-    def key_of(self, supply_point_id: str) -> int | None:
-        hits = np.flatnonzero(self.supply_point_id == supply_point_id)
-        return int(hits[0]) if len(hits) else None
 
 
 def _choose(

@@ -37,17 +37,8 @@ class SnapshotRing:
         self._head = -1  # row of the newest snapshot
 
     @property
-    def bytes(self) -> int:
-        return sum(a.nbytes for a in self.data.values())
-
-    @property
     def latest_us(self) -> int:
         return int(self.times[self._head]) if self._head >= 0 else -1
-
-    @property
-    def oldest_us(self) -> int:
-        held = self.times[self.times >= 0]
-        return int(held.min()) if len(held) else -1
 
     def push(self, time_us: int, values: dict[Channel, npt.NDArray[np.generic]]) -> None:
         if self._head >= 0 and time_us != self.latest_us + self.step_us:

@@ -6,7 +6,6 @@ Memory stays O(meters): the simulation streams slot by slot and never holds a da
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,12 +98,6 @@ class Fleet:
                 block.values[0].astype(np.float64) @ self._kwh_per_count
             )
         return message
-
-    def run_until(self, end: dt.datetime) -> Iterator[UplinkMessage]:
-        """Slot messages until simulated time reaches ``end``."""
-        end_us = to_epoch_us(end)
-        while self.meters.now_us + Resolution.MIN30.microseconds <= end_us:
-            yield self.run_slot()
 
     def meters_table(self) -> pa.Table:
         pop = self.population
