@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,11 @@ from rich.table import Table
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST
 from kenshin.errors import InvalidInput, KenshinError
+
+if TYPE_CHECKING:
+    from kenshin.fleet.simulator import FleetConfig
+    from kenshin.hes.service import HeadEnd
+    from kenshin.mdms.store import ReadingStore
 
 app = typer.Typer(
     name="kenshin",
@@ -38,6 +43,23 @@ MetersOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed: same seed, same fleet and values.")]
 HostOpt = Annotated[str, typer.Option(help="Address the HTTP API listens on.")]
+PostgresOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--postgres",
+        help="PostgreSQL DSN (postgresql://user@host:port/db) instead of a DuckDB file.",
+    ),
+]
+MqttOpt = Annotated[str, typer.Option("--mqtt", help="MQTT broker URL, mqtt://HOST:PORT.")]
+AreaOpt = Annotated[str, typer.Option(help="Utility area: code 01–10 or name (tokyo).")]
+MasterKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--master-key",
+        help="A-route master key, 64 hex digits (default: $KENSHIN_AROUTE_MASTER_KEY, "
+        "else the built-in simulation key).",
+    ),
+]
 PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port of the HTTP API.")]
 
 
@@ -67,7 +89,7 @@ def simulate(
     ] = None,
     seed: SeedOpt = 1,
     db: Annotated[Path, typer.Option(help="DuckDB file to create.")] = Path("kenshin.duckdb"),
-    area: Annotated[str, typer.Option(help="Utility area: code 01–10 or name (tokyo).")] = "tokyo",
+    area: AreaOpt = "tokyo",
     gen2_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of next-generation meters.")
     ] = 0.7,
@@ -76,20 +98,25 @@ def simulate(
         typer.Option(min=0.0, max=1.0, help="Share of meters sending 5-min values (SPEC A2)."),
     ] = 0.10,
     overwrite: Annotated[bool, typer.Option(help="Replace DB if it exists.")] = False,
+    aroute: Annotated[
+        str,
+        typer.Option(
+            help="A-route: 'direct' (columnar, every value on time; fastest) or 'wire' "
+            "(authenticated frames through the network model, deadlines and re-reads)."
+        ),
+    ] = "direct",
+    postgres: PostgresOpt = None,
 ) -> None:
-    """Simulate a fleet as fast as possible and store every delivered value in DuckDB."""
+    """Simulate a fleet as fast as possible and store every delivered value."""
     from kenshin.fleet.simulator import FleetConfig
-    from kenshin.system import EmbeddedSystem
+    from kenshin.system import AROUTE_MODES, EmbeddedSystem
 
+    if aroute not in AROUTE_MODES:
+        raise typer.BadParameter(
+            f"expected one of {', '.join(AROUTE_MODES)}", param_hint="--aroute"
+        )
     first_day = _parse_day(start) or (dt.datetime.now(JST).date() - dt.timedelta(days=days))
-    if db.exists():
-        if not overwrite:
-            raise typer.BadParameter(
-                f"{db} already exists; pass --overwrite to replace it", param_hint="--db"
-            )
-        db.unlink()
-        Path(f"{db}.wal").unlink(missing_ok=True)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    store = _open_store(db, postgres, overwrite=overwrite)
     begin = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=JST)
     config = FleetConfig(
         n_meters=meters,
@@ -100,27 +127,27 @@ def simulate(
         sample_5min_share=sample_5min,
     )
     console.print(f"building a fleet of {meters:,} meters ({config.area.name.title()} area)…")
-    system = EmbeddedSystem(config, db)
+    system = EmbeddedSystem(config, store=store, aroute=aroute)
     end = begin + dt.timedelta(days=days)
     with Progress(
         TextColumn("[bold]simulating[/] {task.fields[now]}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("slots"),
+        TextColumn("steps"),
         TimeRemainingColumn(),
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("simulate", total=days * 48, now=begin.isoformat())
+        task = progress.add_task("simulate", total=None, now=begin.isoformat())
 
         def on_slot(done: int, total: int) -> None:
-            progress.update(task, completed=done, now=system.fleet.now.isoformat())
+            progress.update(task, completed=done, total=total, now=system.fleet.now.isoformat())
 
         summary = system.run(end, on_slot)
     stored = system.store.reading_counts()
     system.close()
 
-    table = Table(title=f"kenshin simulate → {db}", show_header=False)
+    table = Table(title=f"kenshin simulate → {postgres or db}", show_header=False)
     table.add_row("meters", f"{summary.meters:,}")
     table.add_row("period", f"{summary.start.isoformat()} → {summary.end.isoformat()}")
     for res in sorted(stored, reverse=True):
@@ -128,6 +155,12 @@ def simulate(
     table.add_row("register reads", f"{summary.registers:,}")
     table.add_row("forward energy", f"{summary.forward_kwh:,.1f} kWh")
     table.add_row("reverse energy", f"{summary.reverse_kwh:,.1f} kWh")
+    if aroute == "wire":
+        table.add_row("frames sent by meters", f"{summary.frames_sent:,}")
+        table.add_row("frames accepted by the HES", f"{summary.frames_accepted:,}")
+        table.add_row("frames refused", f"{summary.frames_rejected:,}")
+        for duty, share in (summary.on_time or {}).items():
+            table.add_row(f"on time {duty}", f"{share:.3%}")
     table.add_row("time taken", f"{summary.seconds:.1f} s")
     rate = summary.values / summary.seconds if summary.seconds else 0.0
     table.add_row("throughput", f"{rate:,.0f} readings/s")
@@ -139,6 +172,7 @@ def serve(
     db: Annotated[Path, typer.Option(help="Existing DuckDB store.")] = Path("kenshin.duckdb"),
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
+    postgres: PostgresOpt = None,
 ) -> None:
     """Serve the HTTP API over an existing store."""
     import uvicorn
@@ -146,12 +180,20 @@ def serve(
     from kenshin.api.app import create_app
     from kenshin.mdms.duckdb_store import DuckDBStore
 
-    if not db.exists():
-        raise typer.BadParameter(
-            f"{db} does not exist; run 'kenshin simulate' first", param_hint="--db"
-        )
-    store = DuckDBStore(db, read_only=True)
-    console.print(f"serving {db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    store: ReadingStore
+    if postgres:
+        from kenshin.mdms.postgres_store import PostgresStore
+
+        store = PostgresStore(postgres)
+    else:
+        if not db.exists():
+            raise typer.BadParameter(
+                f"{db} does not exist; run 'kenshin simulate' first", param_hint="--db"
+            )
+        store = DuckDBStore(db, read_only=True)
+    console.print(
+        f"serving {postgres or db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
+    )
     try:
         uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
     finally:
@@ -189,6 +231,208 @@ def up(
         area=_parse_area(area),
         console=console,
     )
+
+
+def _register_plan_network() -> None:
+    from kenshin.netplan import plan_network_command
+
+    app.command("plan-network")(plan_network_command)
+
+
+_register_plan_network()
+
+
+def _open_store(db: Path, postgres: str | None, *, overwrite: bool) -> ReadingStore:
+    """A new store: a DuckDB file (refused if it exists, unless ``overwrite``) or PostgreSQL."""
+    from kenshin.mdms.duckdb_store import DuckDBStore
+
+    if postgres:
+        from kenshin.mdms.postgres_store import PostgresStore
+
+        return PostgresStore(postgres)
+    if db.exists():
+        if not overwrite:
+            raise typer.BadParameter(
+                f"{db} already exists; pass --overwrite to replace it", param_hint="--db"
+            )
+        db.unlink()
+        Path(f"{db}.wal").unlink(missing_ok=True)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBStore(db)
+
+
+def _existing_store(db: Path, postgres: str | None) -> ReadingStore:
+    from kenshin.mdms.duckdb_store import DuckDBStore
+
+    if postgres:
+        from kenshin.mdms.postgres_store import PostgresStore
+
+        return PostgresStore(postgres)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBStore(db)
+
+
+def _fleet_config(meters: int, seed: int, area: str, start: str | None, days: float) -> FleetConfig:
+    from kenshin.fleet.simulator import FleetConfig
+
+    first_day = _parse_day(start) or (
+        dt.datetime.now(JST).date() - dt.timedelta(days=max(1, int(days)))
+    )
+    begin = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=JST)
+    return FleetConfig(n_meters=meters, start=begin, seed=seed, area=_parse_area(area))
+
+
+StartOpt = Annotated[
+    str | None,
+    typer.Option(help="First simulated day, YYYY-MM-DD (JST). Default: DAYS before today."),
+]
+
+
+@app.command()
+def install(
+    meters: MetersOpt = 1000,
+    seed: SeedOpt = 1,
+    area: AreaOpt = "tokyo",
+    start: StartOpt = None,
+    days: Annotated[float, typer.Option(min=0.0, help="Days the fleet will run (for START).")] = 1,
+    db: Annotated[Path, typer.Option(help="DuckDB store.")] = Path("kenshin.duckdb"),
+    postgres: PostgresOpt = None,
+) -> None:
+    """Install a simulated fleet's meters in a store (the roster a head-end loads at start)."""
+    from kenshin.services import install_fleet
+
+    config = _fleet_config(meters, seed, area, start, days)
+    store = _existing_store(db, postgres)
+    try:
+        table = install_fleet(store, config)
+    finally:
+        store.close()
+    console.print(f"installed {table.num_rows:,} meters in {postgres or db} (start {config.start})")
+
+
+@app.command()
+def hes(
+    mqtt: MqttOpt = "mqtt://127.0.0.1:1883",
+    db: Annotated[Path, typer.Option(help="DuckDB store (one worker only).")] = Path(
+        "kenshin.duckdb"
+    ),
+    postgres: PostgresOpt = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port.")
+    ] = None,
+    worker_id: Annotated[
+        str, typer.Option(help="Stable MQTT client id: a restarted worker gets its backlog.")
+    ] = "hes-1",
+    duties: Annotated[
+        bool,
+        typer.Option(
+            help="Keep deadlines and re-read gaps. Give it to one worker only: each worker sees "
+            "only its share of the messages."
+        ),
+    ] = True,
+    master_key: MasterKeyOpt = None,
+) -> None:
+    """Run a head-end worker: authenticate, store and acknowledge collector envelopes from MQTT."""
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from kenshin.aroute.replay import ReplayGuard
+    from kenshin.services import run_hes_worker
+
+    store = _existing_store(db, postgres)
+    replay: ReplayGuard | None = None
+    if postgres:
+        from kenshin.aroute.replay_postgres import PostgresReplayGuard
+
+        replay = PostgresReplayGuard(postgres)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def ready(head_end: HeadEnd) -> None:
+        if metrics_port:
+            start_http_server(metrics_port, registry=head_end.metrics.registry)
+        console.print(
+            f"head-end {worker_id} listening on {mqtt} (shared subscription), storing in "
+            f"{postgres or db}" + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
+        )
+
+    try:
+        head_end = run_hes_worker(
+            mqtt,
+            store,
+            worker_id=worker_id,
+            replay=replay,
+            master_key=master_key,
+            duties=duties,
+            stop=stop,
+            on_ready=ready,
+        )
+    except KeyboardInterrupt:
+        return
+    finally:
+        store.close()
+    st = head_end.stats
+    console.print(
+        f"stopped: {st.frames_accepted:,} frames accepted, {st.frames_rejected_total:,} refused, "
+        f"{st.values_stored:,} values stored"
+    )
+
+
+@app.command()
+def fleet(
+    mqtt: MqttOpt = "mqtt://127.0.0.1:1883",
+    meters: MetersOpt = 1000,
+    days: Annotated[float, typer.Option(min=0.01, max=3660, help="Simulated days.")] = 1,
+    speed: Annotated[
+        str, typer.Option(help="Simulated seconds per real second, or 'max' (as fast as possible).")
+    ] = "max",
+    seed: SeedOpt = 1,
+    area: AreaOpt = "tokyo",
+    start: StartOpt = None,
+    master_key: MasterKeyOpt = None,
+) -> None:
+    """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`)."""
+    from kenshin.services import run_fleet
+
+    try:
+        pace = None if speed == "max" else float(speed)
+    except ValueError:
+        raise typer.BadParameter("expected a number or 'max'", param_hint="--speed") from None
+    if pace is not None and pace <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--speed")
+    config = _fleet_config(meters, seed, area, start, days)
+    with Progress(
+        TextColumn("[bold]fleet[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("5-min steps"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("fleet", total=None)
+        result = run_fleet(
+            mqtt,
+            config,
+            days,
+            speed=pace,
+            master_key=master_key,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    table = Table(title=f"kenshin fleet → {mqtt}", show_header=False)
+    f = result.field
+    table.add_row("meters", f"{meters:,}")
+    table.add_row("simulated until", result.simulated_until)
+    table.add_row("frames sent by meters", f"{f.frames_sent:,}")
+    table.add_row("lost in the network", f"{f.frames_lost:,}")
+    table.add_row("forwarded by collectors", f"{f.frames_forwarded:,} in {f.envelopes:,} envelopes")
+    table.add_row("downlink frames", f"{f.downlink_frames:,} ({f.downlink_refused:,} refused)")
+    table.add_row("time taken", f"{result.seconds:.1f} s")
+    rate = f.frames_forwarded / result.seconds if result.seconds else 0.0
+    table.add_row("throughput", f"{rate:,.0f} frames/s")
+    out.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,8 @@
     │   ├── InvalidSupplyPointId
     │   ├── InvalidPeriod
     │   │   └── PeriodTooLong
-    │   └── InvalidSetting      out-of-range configuration value
+    │   ├── InvalidSetting      out-of-range configuration value
+    │   └── FrameError          malformed A-route wire data (envelope, frame) or unencodable input
     ├── NotFound                (maps to HTTP 404)
     │   └── UnknownMeter
     ├── CapabilityError         the meter's specification does not offer this (SPEC M1–M7)
@@ -41,6 +42,10 @@ class InvalidSetting(InvalidInput):
     """A configuration value is out of range."""
 
 
+class FrameError(InvalidInput):
+    """A-route wire data cannot be parsed, or a value cannot be put on the wire."""
+
+
 class NotFound(KenshinError):
     """Something named by the caller does not exist."""
 
@@ -55,3 +60,15 @@ class CapabilityError(KenshinError):
 
 class StoreError(KenshinError):
     """The storage backend failed."""
+
+
+class IllegalTransition(KenshinError):
+    """A command moved outside its state machine's transition table: a bug, never user input."""
+
+
+class IdempotencyConflict(InvalidInput):
+    """An idempotency key was reused with different parameters (HTTP 409 would fit best)."""
+
+
+class UnknownCommand(NotFound):
+    """No command with this id."""

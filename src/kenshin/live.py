@@ -1,9 +1,10 @@
 """``kenshin up``: the live system in one process.
 
-The fleet runs in accelerated simulated time (an :class:`AcceleratedClock`) on a worker thread,
-delivering each 30-min slot through the in-process A-route to the head-end and MDMS as simulated
-time passes its end; uvicorn serves the API from the same store. Ctrl-C stops the server, then the
-worker, then flushes and closes the store.
+The fleet runs in accelerated simulated time (an :class:`AcceleratedClock`) on a worker thread:
+every 5 simulated minutes its meters send authenticated frames through the network model and
+their collectors to the head-end (the ``wire`` A-route, in-process), which keeps the duties'
+deadlines and re-reads what was lost; uvicorn serves the API from the same store. Ctrl-C stops the
+server, then the worker, then flushes and closes the store.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class LiveRunner:
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.slots = 0
+        self.lock = threading.Lock()  # the API's commands and polls share the head-end
         self._thread = threading.Thread(target=self._loop, name="kenshin-live", daemon=True)
 
     def start(self) -> None:
@@ -43,25 +45,33 @@ class LiveRunner:
     def _loop(self) -> None:
         try:
             while not self.stop_event.is_set():
-                due = self.system.next_slot_end()
+                due = self.system.next_step_end()
                 wait_s = self.clock.wall_seconds_until(due)
                 if wait_s > 0:
                     self.stop_event.wait(min(wait_s, 0.5))
                     continue
-                self.system.run_slot()
-                self.system.mdms.flush()  # live data is visible as soon as its slot is delivered
+                with self.lock:
+                    self.system.run_step()
+                    self.system.mdms.flush()  # live data is visible as soon as it is delivered
                 self.slots += 1
         except BaseException as exc:  # reported on the status line and at exit
             self.error = exc
 
     def status(self) -> dict[str, Any]:
-        hes = self.system.hes.stats
+        hes = self.system.hes
+        assert hes is not None
+        on_time = {
+            duty.label: (s.on_time_share if s.on_time_share is not None else None)
+            for duty, s in hes.latest_slo().items()
+        }
         return {
             "simulated_time": self.clock.now().isoformat(timespec="seconds"),
             "speed": self.clock.speed,
-            "slots_delivered": hes.messages,
-            "readings_received": hes.values,
+            "frames_accepted": hes.stats.frames_accepted,
+            "frames_rejected": hes.stats.frames_rejected_total,
             "readings_stored": self.system.mdms.stats.rows_stored,
+            "rereads_requested": hes.stats.rereads_requested,
+            "on_time_share": on_time,
             "simulation_error": None if self.error is None else str(self.error),
         }
 
@@ -91,14 +101,16 @@ def run_live(
         stale.unlink(missing_ok=True)
 
     console.print(f"building a fleet of {meters:,} meters, simulating the last {backfill_hours} h…")
-    system = EmbeddedSystem(FleetConfig(n_meters=meters, start=start, seed=seed, area=area), db)
+    system = EmbeddedSystem(
+        FleetConfig(n_meters=meters, start=start, seed=seed, area=area), db, aroute="wire"
+    )
     if backfill_hours:
         system.run(origin)
     clock = AcceleratedClock(origin, speed)
     runner = LiveRunner(system, clock)
     runner.start()
 
-    app = create_app(system.store, status=runner.status)
+    app = create_app(system.store, status=runner.status, hes=system.hes, hes_lock=runner.lock)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     reporter = threading.Thread(
         target=_report, args=(runner, console, server), name="kenshin-status", daemon=True
@@ -119,9 +131,13 @@ def run_live(
 
 
 def _status_text(status: dict[str, Any]) -> str:
+    shares = "  ".join(
+        f"{duty} {share:.2%}" for duty, share in sorted(status["on_time_share"].items())
+    )
     text = (
-        f"simulated {status['simulated_time']}  ·  slots {status['slots_delivered']}  ·  "
-        f"readings stored {status['readings_stored']:,}"
+        f"simulated {status['simulated_time']}  ·  frames {status['frames_accepted']:,}"
+        f" ({status['frames_rejected']:,} refused)  ·  readings stored "
+        f"{status['readings_stored']:,}  ·  on time {shares or '—'}"
     )
     if status["simulation_error"]:
         text += f"  ·  [red]error: {status['simulation_error']}[/]"

@@ -1,8 +1,15 @@
-"""Composition root: wires fleet → A-route transport → head-end → MDMS → store.
+"""Composition root: wires fleet → A-route → head-end → MDMS → store.
 
 The embedded system (DuckDB file, in-process transport) runs in one process with no servers to
-install (ARCHITECTURE principle 4a). The service mode of later issues swaps the transport and the
-store behind the same seams.
+install (ARCHITECTURE principle 4a). It has two A-route modes:
+
+- ``wire`` (``kenshin up``): every meter sends authenticated binary frames through the network
+  model and its collector; the head-end authenticates them, keeps the duties' deadlines, re-reads
+  what was lost and runs commands and polls (SPEC A1–A6, X2–X4). Costs about 10 µs per frame.
+- ``direct`` (``kenshin simulate`` by default): the fleet hands columnar slot messages straight to
+  the head-end, every value on time, so utility-size fleets simulate in seconds.
+
+The service mode (``kenshin hes`` / ``kenshin fleet``) runs the same parts over MQTT.
 """
 
 from __future__ import annotations
@@ -14,13 +21,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kenshin.aroute.keys import KeyRing, load_master_key
+from kenshin.aroute.network import Network, NetworkConfig
+from kenshin.aroute.replay import MemoryReplayGuard
 from kenshin.aroute.transport import InProcessTransport
 from kenshin.core.clock import Clock, SteppedClock
-from kenshin.core.timeslots import Resolution, from_epoch_us, to_epoch_us
+from kenshin.core.timeslots import US_PER_MINUTE, Resolution, from_epoch_us, to_epoch_us
+from kenshin.errors import InvalidSetting
+from kenshin.fleet.field import Field
+from kenshin.fleet.radio import MeterRadio
 from kenshin.fleet.simulator import Fleet, FleetConfig
-from kenshin.hes.headend import HeadEnd
+from kenshin.hes.headend import DirectHeadEnd
+from kenshin.hes.policy import CollectionPolicy
+from kenshin.hes.service import HeadEnd
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.service import MeterDataService
+from kenshin.mdms.store import ReadingStore
 
 
 @dataclass
@@ -33,35 +49,82 @@ class SimulationSummary:
     forward_kwh: float
     reverse_kwh: float
     seconds: float
+    frames_sent: int = 0  # wire mode: by meters
+    frames_accepted: int = 0  # wire mode: by the head-end
+    frames_rejected: int = 0
+    on_time: dict[str, float] | None = None  # wire mode: share per duty over judged days
 
     @property
     def values(self) -> int:
         return sum(self.values_by_resolution.values())
 
 
+AROUTE_MODES = ("direct", "wire")
+
+
 class EmbeddedSystem:
-    """The whole thin path in one process."""
+    """The whole system in one process: fleet, A-route, head-end, MDMS and store."""
 
     def __init__(
         self,
         config: FleetConfig,
         db: str | Path = ":memory:",
         *,
+        store: ReadingStore | None = None,
         clock: Clock | None = None,
         flush_rows: int = 2_000_000,
         background_writer: bool = True,
+        aroute: str = "direct",
+        network: NetworkConfig | None = None,
+        policy: CollectionPolicy | None = None,
+        master_key: str | None = None,
     ) -> None:
+        if aroute not in AROUTE_MODES:
+            raise InvalidSetting(f"A-route mode must be one of {AROUTE_MODES}, got {aroute!r}")
         self.config = config
-        self.store = DuckDBStore(db)
+        self.aroute = aroute
+        self.store: ReadingStore = store if store is not None else DuckDBStore(db)
         self.fleet = Fleet(config)
         self.clock: Clock = clock or SteppedClock(config.start)
         self.mdms = MeterDataService(
             self.store, flush_rows=flush_rows, background=background_writer
         )
-        self.transport = InProcessTransport()
-        self.hes = HeadEnd(self.mdms, self.clock)
-        self.transport.subscribe(self.hes.receive)
-        self.store.write_meters(self.fleet.meters_table())
+        meters = self.fleet.meters_table()
+        self.store.write_meters(meters)
+        self.direct: DirectHeadEnd | None = None
+        self.hes: HeadEnd | None = None
+        self.field: Field | None = None
+        if aroute == "direct":
+            self.transport = InProcessTransport()
+            self.direct = DirectHeadEnd(self.mdms, self.clock)
+            self.transport.subscribe(self.direct.receive)
+        else:
+            self.policy = policy or CollectionPolicy(
+                a2_share=config.sample_5min_share,
+                a3_share=config.realtime_5min_share,
+                send_15min=config.send_15min,
+            )
+            keys = KeyRing(load_master_key(master_key))
+            self.network = Network(self.fleet.population, network or NetworkConfig(), config.seed)
+            radio = MeterRadio(
+                self.fleet.meters,
+                keys,
+                self.fleet.sampled,
+                self.fleet.realtime,
+                send_15min=self.policy.send_15min,
+                offpeak=(self.policy.offpeak_start, self.policy.offpeak_end),
+                seed=config.seed,
+            )
+            self.field = Field(self.fleet, radio, self.network)
+            self.hes = HeadEnd(
+                self.mdms,
+                self.clock,
+                meters,
+                keys,
+                MemoryReplayGuard(config.n_meters),
+                policy=self.policy,
+                downlink=self._downlink,
+            )
         self.store.set_meta(
             "fleet",
             json.dumps(
@@ -72,46 +135,106 @@ class EmbeddedSystem:
                     "start": config.start.isoformat(),
                     "gen2_share": config.gen2_share,
                     "sample_5min_share": config.sample_5min_share,
+                    "aroute": aroute,
                 }
             ),
         )
 
-    def next_slot_end(self) -> dt.datetime:
-        return from_epoch_us(self.fleet.meters.now_us + Resolution.MIN30.microseconds)
+    @property
+    def now(self) -> dt.datetime:
+        return self.fleet.now
 
-    def run_slot(self) -> None:
-        """Simulate the next 30 minutes and deliver the slot through the A-route to the MDMS."""
-        message = self.fleet.run_slot()
+    def _downlink(self, collector: str, envelope: bytes) -> None:
+        assert self.field is not None
+        self.field.receive_downlink(collector, envelope, to_epoch_us(self.clock.now()))
+
+    def _set_clock(self, when_us: int) -> None:
         if isinstance(self.clock, SteppedClock):
-            self.clock.set(message.sent_at)  # as fast as possible: delivery at the slot end
-        self.transport.publish(message)
+            when = from_epoch_us(when_us)
+            if when > self.clock.now():
+                self.clock.set(when)
+
+    def next_step_end(self) -> dt.datetime:
+        step = Resolution.MIN30 if self.aroute == "direct" else Resolution.MIN5
+        return from_epoch_us(self.fleet.meters.now_us + step.microseconds)
+
+    def run_step(self) -> None:
+        """Direct mode: the next 30-min slot. Wire mode: the next 5 minutes of meters, network,
+        head-end and re-reads."""
+        if self.field is None:
+            message = self.fleet.run_slot()
+            self._set_clock(to_epoch_us(message.sent_at))  # delivery at the slot end
+            self.transport.publish(message)
+            return
+        assert self.hes is not None
+        # what happens before the next boundary happens first: answers to commands must not
+        # queue behind the next burst of scheduled frames
+        boundary = self.field.now_us + Resolution.MIN5.microseconds
+        for minute in range(1, 6):
+            until = self.field.now_us + minute * US_PER_MINUTE
+            for envelope in self.field.due(until - 1):
+                self._set_clock(envelope.at_us)
+                self.hes.receive_envelope(envelope.payload)
+            if minute < 5:
+                self._set_clock(until)
+                self.hes.tick()  # commands and polls go out within the minute, not per step
+        self.field.step()
+        assert self.field.now_us == boundary
+        self._set_clock(boundary)
+        self.hes.tick()
 
     def run(
         self, end: dt.datetime, progress: Callable[[int, int], None] | None = None
     ) -> SimulationSummary:
-        """Simulate up to ``end`` as fast as possible; ``progress(done, total)`` after each slot."""
+        """Simulate up to ``end`` as fast as possible; ``progress(done, total)`` after each step."""
         started = time.perf_counter()
         first = self.fleet.now
-        total = (to_epoch_us(end) - self.fleet.meters.now_us) // Resolution.MIN30.microseconds
+        step = to_epoch_us(self.next_step_end()) - self.fleet.meters.now_us
+        total = (to_epoch_us(end) - self.fleet.meters.now_us) // step
         done = 0
         while done < total:
-            self.run_slot()
+            self.run_step()
             done += 1
             if progress:
                 progress(done, total)
         self.mdms.flush()
+        return self.summary(first, time.perf_counter() - started)
+
+    def summary(self, first: dt.datetime, seconds: float) -> SimulationSummary:
+        store_counts = self.mdms.stats
+        if self.direct is not None:
+            values = dict(sorted(self.direct.stats.values_by_resolution.items()))
+            registers = self.direct.stats.registers
+            extra: dict[str, object] = {}
+        else:
+            assert self.hes is not None and self.field is not None
+            values = dict(sorted(self.store.reading_counts().items()))
+            registers = store_counts.registers_stored
+            extra = {
+                "frames_sent": self.field.stats.frames_sent,
+                "frames_accepted": self.hes.stats.frames_accepted,
+                "frames_rejected": self.hes.stats.frames_rejected_total,
+                "on_time": {
+                    duty.label: on / exp
+                    for duty, (on, exp) in sorted(self.hes.slo_totals().items())
+                    if exp
+                },
+            }
         return SimulationSummary(
             meters=self.config.n_meters,
             start=first,
             end=self.fleet.now,
-            values_by_resolution=dict(sorted(self.hes.stats.values_by_resolution.items())),
-            registers=self.hes.stats.registers,
+            values_by_resolution=values,
+            registers=registers,
             forward_kwh=float(self.fleet.energy_kwh[0]),
             reverse_kwh=float(self.fleet.energy_kwh[1]),
-            seconds=time.perf_counter() - started,
+            seconds=seconds,
+            **extra,  # type: ignore[arg-type]
         )
 
     def close(self) -> None:
         self.mdms.close()
-        self.store.checkpoint()
+        checkpoint = getattr(self.store, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint()
         self.store.close()

@@ -10,7 +10,7 @@ from kenshin.core.clock import SteppedClock
 from kenshin.core.quality import Quality, Source
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import StoreError
-from kenshin.hes.headend import HeadEnd, ReadingBatch, message_to_batch
+from kenshin.hes.headend import DirectHeadEnd, ReadingBatch, message_to_batch
 from kenshin.mdms.service import MeterDataService
 
 END = dt.datetime(2026, 4, 1, 1, 0, tzinfo=JST)
@@ -86,7 +86,7 @@ class ListSink:
 def test_transport_delivers_to_headend_with_clock_time():
     sink = ListSink()
     clock = SteppedClock(END + dt.timedelta(minutes=7))
-    hes = HeadEnd(sink, clock)
+    hes = DirectHeadEnd(sink, clock)
     transport = InProcessTransport()
     transport.subscribe(hes.receive)
     transport.publish(message())

@@ -1,3 +1,7 @@
+"""The ReadingStore contract. Every test taking ``store`` or ``backend`` runs on each backend
+(DuckDB, PostgreSQL: ``tests/mdms/conftest.py``), so both give the same rows for the same rows in.
+"""
+
 import datetime as dt
 
 import numpy as np
@@ -6,7 +10,7 @@ import pytest
 
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Source
-from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import StoreError
 from kenshin.mdms.duckdb_store import DuckDBStore
@@ -14,17 +18,25 @@ from kenshin.mdms.store import ReadingQuery
 
 DAY = dt.datetime(2026, 4, 1, tzinfo=JST)
 US30 = Resolution.MIN30.microseconds
+NO_REGISTERS = REGISTER_READS_SCHEMA.empty_table()
 
 
 def rows(
-    meter: int, ends_us: list[int], values: list[int], tx_us: int, quality: Quality = Quality.RAW
+    meter: int,
+    ends_us: list[int],
+    values: list[int | None],
+    tx_us: int,
+    quality: Quality = Quality.RAW,
+    *,
+    channel: int = 1,
+    resolution: int = 30,
 ) -> pa.Table:
     n = len(values)
     return pa.table(
         {
             "meter_key": pa.array([meter] * n, pa.int32()),
-            "channel": pa.array([1] * n, pa.uint8()),
-            "resolution": pa.array([30] * n, pa.uint8()),
+            "channel": pa.array([channel] * n, pa.uint8()),
+            "resolution": pa.array([resolution] * n, pa.uint8()),
             "interval_end": pa.array(ends_us, pa.int64()).cast(
                 READINGS_SCHEMA.field("interval_end").type
             ),
@@ -40,13 +52,6 @@ def rows(
     )
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = DuckDBStore(tmp_path / "t.duckdb")
-    yield s
-    s.close()
-
-
 def query(meter: int, as_of_us: int | None = None) -> ReadingQuery:
     start = to_epoch_us(DAY)
     return ReadingQuery(
@@ -54,12 +59,32 @@ def query(meter: int, as_of_us: int | None = None) -> ReadingQuery:
     )
 
 
+def roster(n: int) -> pa.Table:
+    """A roster of ``n`` meters with every column of METERS_SCHEMA filled, in reverse key order."""
+    keys = np.arange(n, dtype=np.int64)[::-1]
+    columns = {}
+    for field in METERS_SCHEMA:
+        if field.name == "supply_point_id":
+            columns[field.name] = pa.array([f"03{k:020d}" for k in keys])
+        elif pa.types.is_boolean(field.type):
+            columns[field.name] = pa.array(keys % 3 == 0)
+        elif pa.types.is_floating(field.type):
+            columns[field.name] = pa.array((keys * 0.1 + 4.3).astype(np.float32))
+        elif field.name == "device_id":
+            columns[field.name] = pa.array(keys + 2**40, pa.int64())
+        elif field.name == "transformer":
+            columns[field.name] = pa.array(np.where(keys == 0, -1, keys), pa.int32())
+        else:
+            columns[field.name] = pa.array(keys % 100).cast(field.type)
+    return pa.table(columns, schema=METERS_SCHEMA)
+
+
 def test_latest_version_is_current_and_as_of_sees_the_past(store):
     start = to_epoch_us(DAY)
     ends = [start + US30 * i for i in (1, 2, 3)]
     t1, t2 = start + 4 * US30, start + 10 * US30
-    store.append(rows(7, ends, [10, 20, 30], t1), REGISTER_READS_SCHEMA.empty_table())
-    store.append(rows(7, ends[1:2], [25], t2, Quality.EDITED), REGISTER_READS_SCHEMA.empty_table())
+    store.append(rows(7, ends, [10, 20, 30], t1), NO_REGISTERS)
+    store.append(rows(7, ends[1:2], [25], t2, Quality.EDITED), NO_REGISTERS)
     current = store.read(query(7))
     assert current.column("value").to_pylist() == [10, 25, 30]
     assert current.column("quality").to_pylist() == [0, int(Quality.EDITED), 0]
@@ -72,23 +97,66 @@ def test_latest_version_is_current_and_as_of_sees_the_past(store):
 
 def test_period_is_exclusive_of_start_inclusive_of_end(store):
     start = to_epoch_us(DAY)
-    store.append(rows(1, [start, start + US30], [1, 2], start), REGISTER_READS_SCHEMA.empty_table())
+    store.append(rows(1, [start, start + US30], [1, 2], start), NO_REGISTERS)
     table = store.read(query(1))
     assert table.column("value").to_pylist() == [2]
 
 
-def test_meta_round_trip_and_read_only_refuses_writes(tmp_path):
-    path = tmp_path / "m.duckdb"
-    s = DuckDBStore(path)
+def test_read_columns_types_and_order(store):
+    start = to_epoch_us(DAY)
+    ends = [start + US30 * i for i in (3, 1, 2)]  # stored out of order
+    store.append(rows(4, ends, [3, None, 2], start + 10 * US30), NO_REGISTERS)
+    table = store.read(query(4))
+    assert table.column_names == ["interval_end", "value", "quality", "source", "method", "tx_time"]
+    assert [table.schema.field(n).type for n in ("value", "quality", "source", "method")] == [
+        pa.int32(),
+        pa.uint8(),
+        pa.uint8(),
+        pa.uint8(),
+    ]
+    assert pa.types.is_timestamp(table.schema.field("interval_end").type)
+    ends_out = table.column("interval_end").cast(pa.int64()).to_pylist()
+    assert ends_out == sorted(ends)
+    assert table.column("value").to_pylist() == [None, 2, 3]  # a missing value stays NULL
+    assert table.column("tx_time").cast(pa.int64()).to_pylist() == [start + 10 * US30] * 3
+
+
+def test_channels_resolutions_and_meters_do_not_mix(store):
+    start = to_epoch_us(DAY)
+    end = start + US30
+    store.append(rows(1, [end], [1], start), NO_REGISTERS)
+    store.append(rows(1, [end], [2], start, channel=2), NO_REGISTERS)
+    store.append(rows(1, [end], [3], start, resolution=15), NO_REGISTERS)
+    store.append(rows(2, [end], [4], start), NO_REGISTERS)
+    assert store.read(query(1)).column("value").to_pylist() == [1]
+    reverse = ReadingQuery(1, Channel.ACTIVE_REVERSE, Resolution.MIN30, start, end)
+    assert store.read(reverse).column("value").to_pylist() == [2]
+    fifteen = ReadingQuery(1, Channel.ACTIVE_FORWARD, Resolution.MIN15, start, end)
+    assert store.read(fifteen).column("value").to_pylist() == [3]
+    assert store.reading_counts() == {15: 1, 30: 3}
+
+
+def test_latest_interval_end(store):
+    start = to_epoch_us(DAY)
+    assert store.latest_interval_end(1, Channel.ACTIVE_FORWARD, Resolution.MIN30) is None
+    store.append(rows(1, [start + US30, start + 5 * US30], [1, 2], start), NO_REGISTERS)
+    store.append(rows(1, [start + 9 * US30], [1], start, channel=2), NO_REGISTERS)
+    latest = store.latest_interval_end(1, Channel.ACTIVE_FORWARD, Resolution.MIN30)
+    assert latest == start + 5 * US30
+    assert store.latest_interval_end(2, Channel.ACTIVE_FORWARD, Resolution.MIN30) is None
+
+
+def test_meta_round_trip_and_read_only_refuses_writes(backend):
+    s = backend.open()
     s.set_meta("fleet", '{"seed": 1}')
     s.set_meta("fleet", '{"seed": 2}')
     assert s.get_meta("fleet") == '{"seed": 2}'
     assert s.get_meta("nothing") is None
     s.close()
-    ro = DuckDBStore(path, read_only=True)
+    ro = backend.open(read_only=True)
     assert ro.get_meta("fleet") == '{"seed": 2}'
     with pytest.raises(StoreError, match="append"):
-        ro.append(rows(1, [0], [1], 0), REGISTER_READS_SCHEMA.empty_table())
+        ro.append(rows(1, [0], [1], 0), NO_REGISTERS)
     ro.close()
 
 
@@ -116,3 +184,36 @@ def test_registers_append(store):
     )
     store.append(READINGS_SCHEMA.empty_table(), table)
     assert store.reading_counts() == {}
+
+
+def test_empty_append_is_a_no_op(store):
+    store.append(READINGS_SCHEMA.empty_table(), NO_REGISTERS)
+    assert store.reading_counts() == {}
+
+
+def test_meter_roster(store):
+    meters = roster(5)
+    store.write_meters(meters)
+    assert store.meter_count() == 5
+    page = store.list_meters(1, 2)
+    assert [m["meter_key"] for m in page] == [1, 2]
+    expected = {name: meters.column(name)[3].as_py() for name in METERS_SCHEMA.names}  # key 1
+    assert page[0] == expected
+    assert list(page[0]) == METERS_SCHEMA.names
+    found = store.find_meter(expected["supply_point_id"])
+    assert found == expected
+    assert store.find_meter("0" * 22) is None
+    whole = store.read_meters()
+    assert whole.schema == METERS_SCHEMA
+    assert whole.column("meter_key").to_pylist() == [0, 1, 2, 3, 4]
+    assert whole.equals(meters.sort_by("meter_key"))
+    store.write_meters(roster(2))  # replaces, never adds
+    assert store.meter_count() == 2
+    assert store.list_meters(0, 10)[-1]["meter_key"] == 1
+
+
+def test_empty_roster(store):
+    assert store.meter_count() == 0
+    assert store.list_meters(0, 10) == []
+    assert store.read_meters().schema == METERS_SCHEMA
+    assert store.read_meters().num_rows == 0

@@ -8,8 +8,9 @@ only here (:func:`_install_error_handlers`); routes just raise kenshin's excepti
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -37,6 +38,7 @@ from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import (
     CapabilityError,
+    IdempotencyConflict,
     InvalidInput,
     InvalidPeriod,
     InvalidSetting,
@@ -49,6 +51,9 @@ from kenshin.errors import (
 )
 from kenshin.mdms.store import ReadingQuery, ReadingStore
 
+if TYPE_CHECKING:
+    from kenshin.hes.service import HeadEnd
+
 API_PREFIX = "/api/v1"
 
 # kenshin exception → (HTTP status, error code); the most specific class in an error's MRO wins
@@ -57,6 +62,7 @@ _ERROR_TABLE: dict[type[KenshinError], tuple[int, str]] = {
     PeriodTooLong: (400, "period_too_long"),
     InvalidPeriod: (400, "invalid_period"),
     InvalidSetting: (400, "invalid_setting"),
+    IdempotencyConflict: (409, "idempotency_conflict"),
     InvalidInput: (400, "invalid_input"),
     UnknownMeter: (404, "unknown_meter"),
     NotFound: (404, "not_found"),
@@ -75,6 +81,8 @@ def create_app(
     *,
     status: Callable[[], dict[str, Any]] | None = None,
     max_days: dict[int, int] | None = None,
+    hes: HeadEnd | None = None,
+    hes_lock: threading.Lock | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -207,6 +215,12 @@ def create_app(
             }
         )
 
+    if hes is not None:
+        from kenshin.api.hes_routes import hes_router
+
+        hes_api, hes_root = hes_router(hes, store, hes_lock)
+        router.include_router(hes_api)
+        app.include_router(hes_root)
     app.include_router(router)
     return app
 

@@ -69,3 +69,20 @@ class AcceleratedClock:
     def wall_seconds_until(self, when: dt.datetime) -> float:
         """Real seconds until simulated time reaches ``when`` (≤ 0 if it already has)."""
         return (when - self.now()).total_seconds() / self.speed
+
+
+class FollowClock:
+    """Time as the last message said it was: a head-end behind a simulated fleet running at
+    ``--speed max`` takes the collectors' envelope times as its clock. Never goes back."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("clock start must be timezone-aware")
+        self._now = start
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    def observe(self, when: dt.datetime) -> None:
+        if when > self._now:
+            self._now = when

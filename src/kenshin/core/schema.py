@@ -43,6 +43,7 @@ METERS_SCHEMA = pa.schema(
     [
         ("meter_key", pa.int32()),
         ("supply_point_id", pa.string()),
+        ("device_id", pa.int64()),  # A-route address of the meter
         ("area", pa.uint8()),
         ("customer_type", pa.uint8()),
         ("meter_class", pa.uint8()),
@@ -55,6 +56,7 @@ METERS_SCHEMA = pa.schema(
         ("substation", pa.int32()),
         ("feeder", pa.int32()),
         ("transformer", pa.int32()),
-        ("sampled_5min", pa.bool_()),
+        ("sampled_5min", pa.bool_()),  # A2: sends 5-min values
+        ("realtime_5min", pa.bool_()),  # A3: sends them in real time
     ]
 )

@@ -54,6 +54,7 @@ class Population:
     area: Area
     meter_key: npt.NDArray[np.int32]
     supply_point_id: npt.NDArray[np.str_]
+    device_id: npt.NDArray[np.uint64]  # the meter's A-route address: area × 10**14 + serial
     customer_type: npt.NDArray[np.uint8]
     meter_class: npt.NDArray[np.uint8]
     generation: npt.NDArray[np.uint8]
@@ -157,13 +158,13 @@ def build_population(config: PopulationConfig, rng: np.random.Generator) -> Popu
                 coefficient[idx] = register.coefficient
 
     prefix = 100_000 + int(rng.integers(0, 900_000))
-    ids = make_supply_point_ids(
-        config.area, np.arange(1, n + 1, dtype=np.int64) * 37 + 10**12, prefix
-    )
+    serials = np.arange(1, n + 1, dtype=np.int64) * 37 + 10**12
+    ids = make_supply_point_ids(config.area, serials, prefix)
     return Population(
         area=config.area,
         meter_key=np.arange(n, dtype=np.int32),
         supply_point_id=np.asarray(ids),
+        device_id=(serials + int(config.area) * 10**14).astype(np.uint64),
         customer_type=ctype,
         meter_class=meter_class,
         generation=generation,

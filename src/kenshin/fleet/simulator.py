@@ -12,14 +12,15 @@ import numpy as np
 import pyarrow as pa
 
 from kenshin.aroute.messages import UplinkMessage
+from kenshin.core.channels import Channel
 from kenshin.core.ids import Area
 from kenshin.core.schema import METERS_SCHEMA
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.load import LoadModel
-from kenshin.fleet.meters import STEP_MINUTES, MeterFleet
+from kenshin.fleet.meters import STEP_MINUTES, MeterFleet, snapshot_differences
 from kenshin.fleet.population import Population, PopulationConfig, build_population
-from kenshin.fleet.uplink import UplinkPlan, build_slot_message, choose_5min_sample
+from kenshin.fleet.uplink import UplinkPlan, build_slot_message, choose_samples
 from kenshin.fleet.voltage import VoltageModel
 from kenshin.grid.topology import TopologyConfig
 
@@ -32,6 +33,7 @@ class FleetConfig:
     area: Area = Area.TOKYO
     gen2_share: float = 0.7
     sample_5min_share: float = 0.10  # SPEC A2: about 10 % or more
+    realtime_5min_share: float = 0.03  # SPEC A3: about 3 % or more, drawn from the A2 sample
     send_15min: bool = True  # SPEC A5 soft switch, for the whole utility
     recorder_budget_mb: int = 256
     pv_share_detached: float = 0.08
@@ -45,6 +47,11 @@ class FleetConfig:
         if not 0.0 <= self.sample_5min_share <= 1.0:
             raise InvalidSetting(
                 f"5-min sample share must be within 0..1, got {self.sample_5min_share}"
+            )
+        if not 0.0 <= self.realtime_5min_share <= self.sample_5min_share:
+            raise InvalidSetting(
+                "the real-time (A3) share must be within 0 and the 5-min sample (A2) share, "
+                f"got {self.realtime_5min_share}"
             )
         if self.recorder_budget_mb < 1:
             raise InvalidSetting("recorder budget must be at least 1 MB")
@@ -66,7 +73,9 @@ class Fleet:
             ),
             rng,
         )
-        self.sampled = choose_5min_sample(self.population, config.sample_5min_share, rng)
+        self.sampled, self.realtime = choose_samples(
+            self.population, config.sample_5min_share, config.realtime_5min_share, rng
+        )
         self.plan = UplinkPlan.build(self.population, self.sampled, config.send_15min)
         self.meters = MeterFleet(
             self.population, config.seed, config.start, config.recorder_budget_mb * 2**20
@@ -86,18 +95,17 @@ class Fleet:
         net_w = np.where(self.meters.switch_closed, power.load_w - power.pv_w, 0.0)
         volts = self.voltage.step(net_w)
         self.meters.advance(power.load_w, power.pv_w, power.reactive_var, volts, STEP_MINUTES)
+        if self.meters.now_us % Resolution.MIN30.microseconds == 0:
+            for i, channel in enumerate((Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)):
+                values = snapshot_differences(self.meters.ring30.last(channel, 2), channel)[0]
+                self.energy_kwh[i] += float(values.astype(np.float64) @ self._kwh_per_count)
 
     def run_slot(self, collector: str = "fleet") -> UplinkMessage:
         """Advance to the next 30-min boundary and return what the meters send for that slot."""
         self.step()
         while self.meters.now_us % Resolution.MIN30.microseconds:
             self.step()
-        message = build_slot_message(self.meters, self.plan, collector, self.now)
-        for block in message.intervals[:2]:  # 30-min forward and reverse of all meters
-            self.energy_kwh[int(block.channel) - 1] += float(
-                block.values[0].astype(np.float64) @ self._kwh_per_count
-            )
-        return message
+        return build_slot_message(self.meters, self.plan, collector, self.now)
 
     def meters_table(self) -> pa.Table:
         pop = self.population
@@ -107,6 +115,7 @@ class Fleet:
             [
                 pa.array(pop.meter_key),
                 pa.array(pop.supply_point_id.tolist(), pa.string()),
+                pa.array(pop.device_id.astype(np.int64)),
                 pa.array(np.full(n, int(pop.area), dtype=np.uint8)),
                 pa.array(pop.customer_type),
                 pa.array(pop.meter_class),
@@ -120,6 +129,7 @@ class Fleet:
                 pa.array(topo.feeder),
                 pa.array(topo.transformer),
                 pa.array(self.sampled),
+                pa.array(self.realtime),
             ],
             schema=METERS_SCHEMA,
         )

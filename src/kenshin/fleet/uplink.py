@@ -46,6 +46,18 @@ def choose_5min_sample(
     return chosen
 
 
+def choose_samples(
+    population: Population, a2_share: float, a3_share: float, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """The A2 sample (one per pole transformer first) and the A3 real-time sample drawn from it."""
+    a2 = choose_5min_sample(population, a2_share, rng)
+    a3 = np.zeros_like(a2)
+    candidates = np.flatnonzero(a2)
+    take = min(len(candidates), round(a3_share * len(population)))
+    a3[rng.permutation(candidates)[:take]] = True
+    return a2, a3
+
+
 @dataclass(frozen=True, slots=True)
 class UplinkPlan:
     """Which meters send which blocks; fixed index arrays so each slot costs a few gathers."""

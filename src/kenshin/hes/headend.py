@@ -113,8 +113,10 @@ def message_to_batch(message: UplinkMessage, tx_time_us: int) -> ReadingBatch:
     return ReadingBatch(readings=readings, registers=registers)
 
 
-class HeadEnd:
-    """Receives uplink messages (subscribe :meth:`receive` to a transport)."""
+class DirectHeadEnd:
+    """Receives columnar uplink messages in-process, trusted as they are (the ``direct`` A-route
+    mode of big simulations; the authenticated wire path is :class:`kenshin.hes.service.HeadEnd`).
+    """
 
     def __init__(self, sink: ReadingSink, clock: Clock) -> None:
         self._sink = sink

@@ -16,16 +16,18 @@ import duckdb
 import pyarrow as pa
 
 from kenshin.core.channels import Channel
+from kenshin.core.schema import METERS_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms.store import ReadingQuery
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meters (
-    meter_key INTEGER, supply_point_id VARCHAR, area UTINYINT, customer_type UTINYINT,
-    meter_class UTINYINT, generation UTINYINT, contract_a SMALLINT, contract_kw FLOAT,
+    meter_key INTEGER, supply_point_id VARCHAR, device_id BIGINT, area UTINYINT,
+    customer_type UTINYINT, meter_class UTINYINT, generation UTINYINT, contract_a SMALLINT,
+    contract_kw FLOAT,
     pv_kw FLOAT, unit_exponent TINYINT, coefficient INTEGER, substation INTEGER, feeder INTEGER,
-    transformer INTEGER, sampled_5min BOOLEAN
+    transformer INTEGER, sampled_5min BOOLEAN, realtime_5min BOOLEAN
 );
 CREATE TABLE IF NOT EXISTS readings (
     meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ,
@@ -39,8 +41,9 @@ CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
 """
 
 _METER_COLUMNS = (
-    "meter_key, supply_point_id, area, customer_type, meter_class, generation, contract_a, "
-    "contract_kw, pv_kw, unit_exponent, coefficient, substation, feeder, transformer, sampled_5min"
+    "meter_key, supply_point_id, device_id, area, customer_type, meter_class, generation, "
+    "contract_a, contract_kw, pv_kw, unit_exponent, coefficient, substation, feeder, transformer, "
+    "sampled_5min, realtime_5min"
 )
 
 
@@ -103,6 +106,11 @@ class DuckDBStore:
                     cur.unregister("incoming_registers")
             except duckdb.Error as exc:
                 raise StoreError(f"append to {self.path} failed: {exc}") from exc
+
+    def read_meters(self) -> pa.Table:
+        return self._arrow(f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key", []).cast(
+            METERS_SCHEMA
+        )
 
     def meter_count(self) -> int:
         # fetchall: an unfetched result would block the thread's cursor (DuckDB ≥ 2)

@@ -36,6 +36,10 @@ class ReadingStore(Protocol):
         """Append new versions; never updates a row in place."""
         ...
 
+    def read_meters(self) -> pa.Table:
+        """The whole roster (``METERS_SCHEMA``), by meter key: what a head-end loads at start."""
+        ...
+
     def meter_count(self) -> int: ...
 
     def list_meters(self, offset: int, limit: int) -> list[dict[str, Any]]:

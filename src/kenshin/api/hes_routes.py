@@ -1,0 +1,226 @@
+"""HTTP routes of the head-end: delivery SLOs (A1–A3), commands (R3, M6, A5) and polls (A4).
+
+Present when the API runs in the same process as a head-end (``kenshin up``). Every call takes the
+head-end's lock, because the simulation thread drives the same head-end.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from fastapi import APIRouter, Body, Path
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from kenshin.aroute.frames import CommandKind
+from kenshin.core.ids import validate_supply_point_id
+from kenshin.core.timeslots import from_epoch_us, to_epoch_us
+from kenshin.errors import InvalidInput, UnknownMeter
+from kenshin.hes.commands import CommandRecord, CommandState
+from kenshin.hes.duties import DELAY_EDGES_S
+from kenshin.hes.service import HeadEnd
+from kenshin.mdms.store import ReadingStore
+
+_KINDS = {kind.name.lower(): kind for kind in CommandKind if kind is not CommandKind.RESEND}
+
+
+class CommandRequest(BaseModel):
+    kind: str = Field(
+        description="set_ampere_limit, switch_open, switch_close, set_soft_switch or "
+        "set_realtime_5min.",
+        examples=["set_ampere_limit"],
+    )
+    value: int | None = Field(
+        default=None,
+        description="Ampere limit [A], soft switch minutes (15 or 30), or 1/0 (real-time on/off).",
+    )
+    idempotency_key: str | None = Field(
+        default=None, max_length=200, description="The same key twice gives the same command."
+    )
+
+
+class PollRequestBody(BaseModel):
+    supply_point_ids: list[str] = Field(min_length=1, max_length=10_000)
+
+
+def _iso(us: int | None) -> str | None:
+    return None if us is None else from_epoch_us(us).isoformat()
+
+
+def command_view(record: CommandRecord, spid: str) -> dict[str, Any]:
+    return {
+        "command_id": record.command_id,
+        "supply_point_id": spid,
+        "kind": record.kind.name.lower(),
+        "args": list(record.args),
+        "state": record.state.label,
+        "attempts": record.attempts,
+        "requested_at": _iso(record.requested_at_us),
+        "requested_by": record.requested_by,
+        "expires_at": _iso(record.expires_at_us),
+        "sent_at": _iso(record.sent_at_us),
+        "completed_at": _iso(record.completed_at_us),
+        "ack_status": None if record.ack_status is None else record.ack_status.name.lower(),
+        "reason": record.reason or None,
+    }
+
+
+def hes_router(
+    hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = None
+) -> tuple[APIRouter, APIRouter]:
+    """(``/api/v1`` routes, root routes such as ``/metrics``)."""
+    api = APIRouter(tags=["head-end"])
+    root = APIRouter()
+
+    def guard() -> AbstractContextManager[Any]:
+        return lock if lock is not None else nullcontext()
+
+    def meter_key(supply_point_id: str) -> int:
+        spid = validate_supply_point_id(supply_point_id)
+        row = store.find_meter(spid)
+        if row is None:
+            raise UnknownMeter(f"no meter with supply point id {spid}")
+        return int(row["meter_key"])
+
+    def spid_of(key: int) -> str:
+        return str(store.list_meters(key, 1)[0]["supply_point_id"])
+
+    @api.get("/hes/slo")
+    def slo() -> dict[str, Any]:
+        """Delivery per duty and JST day: on-time share, delay percentiles, delay histogram."""
+        with guard():
+            days = hes.slo()
+            stats = hes.stats
+            body = {
+                "delay_bucket_upper_edges_s": [int(e) for e in DELAY_EDGES_S] + [None],
+                "days": [
+                    {
+                        "duty": s.duty.label,
+                        "day": s.day.isoformat(),
+                        "expected": s.expected,
+                        "on_time": s.on_time,
+                        "on_time_share": s.on_time_share,
+                        "received_late": s.received_late,
+                        "never_received": s.never_received,
+                        "p50_delay_s": s.p50_delay_s,
+                        "p99_delay_s": s.p99_delay_s,
+                        "delay_counts": list(s.delay_counts),
+                    }
+                    for s in days
+                ],
+                "deadlines_s": {
+                    "A1_lv": hes.policy.a1_deadline_lv.total_seconds(),
+                    "A1_hv": hes.policy.a1_deadline_hv.total_seconds(),
+                    "A2": hes.policy.a2_deadline.total_seconds(),
+                    "A3": hes.policy.a3_deadline.total_seconds(),
+                },
+                "frames": {
+                    "accepted": stats.frames_accepted,
+                    "redelivered": stats.frames_redelivered,
+                    "rejected": {r.label: n for r, n in stats.frames_rejected.items()},
+                },
+                "rereads_requested": stats.rereads_requested,
+            }
+        return body
+
+    @api.post("/meters/{supply_point_id}/commands", status_code=202)
+    def command(
+        supply_point_id: str = Path(description="22-digit supply point id."),
+        request: CommandRequest = Body(),
+    ) -> JSONResponse:
+        """Queue a command for one meter. Refused at once (HTTP 409, code `command_refused`)
+        when the meter cannot do it: e.g. HV meters have no switch, gen-1 ampere limits stop
+        at 60 A (SPEC M3, M6, R5)."""
+        kind = _KINDS.get(request.kind.lower())
+        if kind is None:
+            raise InvalidInput(f"unknown command kind {request.kind!r}; one of {sorted(_KINDS)}")
+        needs_value = kind in (
+            CommandKind.SET_AMPERE_LIMIT,
+            CommandKind.SET_SOFT_SWITCH,
+            CommandKind.SET_REALTIME_5MIN,
+        )
+        if needs_value and request.value is None:
+            raise InvalidInput(f"{request.kind} needs a value")
+        args = (request.value or 0,) if needs_value else ()
+        key = meter_key(supply_point_id)
+        with guard():
+            now_us = to_epoch_us(hes.clock.now())
+            record = hes.commands.request(
+                key, kind, args, now_us, idempotency_key=request.idempotency_key
+            )
+        view = command_view(record, validate_supply_point_id(supply_point_id))
+        if record.state is CommandState.REJECTED:
+            return JSONResponse(
+                {"error": {"code": "command_refused", "message": record.reason}, "command": view},
+                status_code=409,
+            )
+        return JSONResponse(view, status_code=202)
+
+    @api.get("/hes/commands/{command_id}")
+    def get_command(command_id: int) -> dict[str, Any]:
+        """A command and where it stands (requested → queued → sent → acknowledged | …)."""
+        with guard():
+            record = hes.commands.get(command_id)  # UnknownCommand → 404
+        return command_view(record, spid_of(record.meter_key))
+
+    @api.post("/hes/polls", status_code=202)
+    def poll(request: PollRequestBody) -> dict[str, Any]:
+        """Poll meters for operating state and instantaneous values (SPEC A4)."""
+        keys = [meter_key(spid) for spid in request.supply_point_ids]
+        with guard():
+            batch = hes.polls.request(keys, to_epoch_us(hes.clock.now()))
+        return {"poll_id": batch, "meters": len(keys)}
+
+    @api.get("/hes/polls/{poll_id}")
+    def poll_result(poll_id: int) -> dict[str, Any]:
+        with guard():
+            result = hes.polls.result(poll_id)  # NotFound → 404
+        s = result.summary
+        return {
+            "poll_id": poll_id,
+            "requested_at": _iso(result.requested_at_us),
+            "summary": {
+                "requested": s.requested,
+                "pending": s.pending,
+                "answered": s.answered,
+                "timed_out": s.timed_out,
+                "p50_round_trip_s": None
+                if s.p50_round_trip_us is None
+                else s.p50_round_trip_us / 1e6,
+                "p99_round_trip_s": None
+                if s.p99_round_trip_us is None
+                else s.p99_round_trip_us / 1e6,
+            },
+            "results": [
+                {
+                    "supply_point_id": spid_of(p.meter_key),
+                    "state": p.state.label,
+                    "round_trip_s": None if p.round_trip_us is None else p.round_trip_us / 1e6,
+                    "response": None
+                    if p.response is None
+                    else {
+                        "measured_at": _iso(p.response.measured_at_us),
+                        "state_flags": p.response.state,
+                        "ampere_limit_a": p.response.ampere_limit_a,
+                        "power_w": p.response.power_w,
+                        "current_r_a": p.response.current_r_da / 10,
+                        "current_t_a": p.response.current_t_da / 10,
+                        "voltage_v": p.response.voltage_dv / 10,
+                        "forward_register": p.response.forward_register,
+                        "reverse_register": p.response.reverse_register,
+                    },
+                }
+                for p in result.polls
+            ],
+        }
+
+    @root.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus metrics of the head-end."""
+        with guard():
+            body = hes.metrics.exposition()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return api, root

@@ -1,0 +1,218 @@
+"""The MQTT 5 transport of the A-route (paho-mqtt against a real broker, e.g. Mosquitto).
+
+Topics: collectors publish envelopes to ``kenshin/<area>/<collector>/up`` and receive downlink
+envelopes on ``kenshin/<area>/<collector>/down`` (docs/protocols/aroute.md). Data goes at QoS 1.
+
+- :class:`MqttLink` is one client: it publishes with a cap on messages in flight (publishing blocks
+  until the broker has acknowledged enough), and hands subscribed messages to a callback.
+- Head-end workers share the uplink with an MQTT 5 shared subscription (``$share/hes/...``): the
+  broker gives each message to one worker. A worker acknowledges a message only after its values
+  are stored (``manual_ack``), with a persistent session, so a worker killed mid-stream gets its
+  unacknowledged messages again when it comes back, and loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kenshin.errors import InvalidSetting, KenshinError
+
+log = logging.getLogger("kenshin.aroute.mqtt")
+
+SHARE_GROUP = "hes"
+
+
+class TransportError(KenshinError):
+    """The broker could not be reached or refused us."""
+
+
+def up_topic(area: str, collector: str) -> str:
+    return f"kenshin/{area}/{collector}/up"
+
+
+def down_topic(area: str, collector: str) -> str:
+    return f"kenshin/{area}/{collector}/down"
+
+
+def shared_up_subscription(area: str = "+") -> str:
+    return f"$share/{SHARE_GROUP}/kenshin/{area}/+/up"
+
+
+def collector_of_topic(topic: str) -> str:
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "kenshin":
+        raise ValueError(f"not an A-route topic: {topic!r}")
+    return parts[2]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """``mqtt://HOST:PORT`` (port 1883 by default)."""
+        parsed = urlparse(url if "://" in url else f"mqtt://{url}")
+        if parsed.scheme != "mqtt" or not parsed.hostname:
+            raise InvalidSetting(f"expected an MQTT URL like mqtt://127.0.0.1:1883, got {url!r}")
+        return cls(parsed.hostname, parsed.port or 1883)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    redelivered: bool
+
+
+class MqttLink:
+    """One MQTT 5 client with bounded publishing and optional manual acknowledgements."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        on_message: Callable[[Received], None] | None = None,
+        subscriptions: tuple[str, ...] = (),
+        max_in_flight: int = 64,
+        receive_maximum: int = 64,
+        manual_ack: bool = False,
+        persistent: bool = False,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self.address = BrokerAddress.parse(url)
+        self.client_id = client_id
+        self._on_message = on_message
+        self._subscriptions = subscriptions
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._pending_subs = 0
+        self._lock = threading.Lock()
+        self._unacked = 0
+        self.published = 0
+        self.received = 0
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=manual_ack,
+        )
+        self._client.max_inflight_messages_set(max_in_flight)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._handle_connect
+        self._client.on_publish = self._handle_publish
+        self._client.on_message = self._handle_message
+        self._client.on_subscribe = self._handle_subscribe
+        self._client.on_disconnect = self._handle_disconnect
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.ReceiveMaximum = receive_maximum
+        if persistent:
+            props.SessionExpiryInterval = 3600
+        try:
+            self._client.connect(
+                self.address.host,
+                self.address.port,
+                keepalive=30,
+                clean_start=not persistent,
+                properties=props,
+            )
+        except OSError as exc:
+            raise TransportError(
+                f"cannot reach the MQTT broker at {self.address.host}:{self.address.port}: {exc}"
+            ) from exc
+        self._client.loop_start()
+        if not self._connected.wait(connect_timeout_s):
+            self._client.loop_stop()
+            raise TransportError(
+                f"no answer from the MQTT broker at {url} within {connect_timeout_s} s"
+            )
+        if subscriptions and not self._subscribed.wait(connect_timeout_s):
+            raise TransportError(f"the broker did not confirm subscriptions {subscriptions}")
+
+    # ---- callbacks (paho's network thread) --------------------------------------------------
+
+    def _handle_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("MQTT connect refused: %s", reason)
+            return
+        if self._subscriptions:
+            result, _ = client.subscribe([(topic, 1) for topic in self._subscriptions])
+            if result != mqtt.MQTT_ERR_SUCCESS:
+                log.error("MQTT subscribe failed: %s", result)
+        self._connected.set()
+
+    def _handle_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reasons: object, props: object
+    ) -> None:
+        self._subscribed.set()
+
+    def _handle_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object
+    ) -> None:
+        # a QoS 0 publish (paho's own) took no slot: more releases than acquires do nothing
+        with contextlib.suppress(ValueError):
+            self._slots.release()
+
+    def _handle_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.received += 1
+        if self._on_message is not None:
+            self._on_message(
+                Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup))
+            )
+
+    def _handle_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        self._connected.clear()
+        log.warning("MQTT client %s disconnected: %s", self.client_id, reason)
+
+    # ---- API ------------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, timeout_s: float = 60.0) -> None:
+        """Publish at QoS 1; blocks while ``max_in_flight`` messages await the broker's PUBACK."""
+        if not self._slots.acquire(timeout=timeout_s):
+            raise TransportError(f"the broker acknowledged nothing for {timeout_s} s")
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._slots.release()
+            raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        self.published += 1
+
+    def ack(self, message: Received) -> None:
+        """Acknowledge a message received with ``manual_ack`` (after its values are stored)."""
+        self._client.ack(message.mid, message.qos)
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        """Wait until every published message is acknowledged by the broker."""
+        deadline = time.monotonic() + timeout_s
+        taken = 0
+        try:
+            while taken < self._slots._initial_value:  # type: ignore[attr-defined]
+                if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise TransportError("the broker did not acknowledge every message in time")
+                taken += 1
+        finally:
+            for _ in range(taken):
+                self._slots.release()
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,155 @@
+"""The field: simulated meters with their radios, the communication network and the collectors.
+
+Frames leave meters at step boundaries, cross the network model (delay, loss, congestion, SPEC A6)
+and reach their collector, which bundles what it has every ``collector_flush_s`` seconds into one
+envelope for the head-end (end-to-end protected, so the collector only forwards). Downlink
+envelopes from the head-end are split by the collector and cross the network to each meter, whose
+answers travel back the same way. Everything is a timed event, so the field runs as fast as
+possible (simulation, ``kenshin fleet --speed max``) or in step with a clock (``kenshin up``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from kenshin.aroute import codec
+from kenshin.aroute.network import Network
+from kenshin.errors import FrameError
+from kenshin.fleet.radio import MeterRadio, OutgoingFrames
+from kenshin.fleet.simulator import Fleet
+
+_UP, _DOWN = 0, 1
+_DEVICE_ID = struct.Struct(">Q")  # frame bytes 2..10: the header is readable, the body is not
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkEnvelope:
+    at_us: int  # when the collector forwards it (the head-end's arrival time in simulation)
+    collector: str
+    payload: bytes
+    frames: int
+
+
+@dataclass
+class FieldStats:
+    frames_sent: int = 0  # by meters, uplink
+    frames_lost: int = 0  # lost in the network before reaching a collector
+    frames_forwarded: int = 0  # in envelopes to the head-end
+    envelopes: int = 0
+    downlink_frames: int = 0
+    downlink_lost: int = 0
+    downlink_refused: int = 0  # meters refused them (forged, replayed, malformed)
+
+
+class Field:
+    def __init__(
+        self, fleet: Fleet, radio: MeterRadio, network: Network, collector_flush_s: float = 60.0
+    ) -> None:
+        self.fleet = fleet
+        self.radio = radio
+        self.network = network
+        self.flush_us = max(1, int(collector_flush_s * 1e6))
+        self.stats = FieldStats()
+        self._events: list[tuple[int, int, int, object]] = []
+        self._seq = itertools.count()
+        self._envelope_seq = itertools.count(1)
+        # frames waiting at a collector for its next flush: (collector, flush time) -> frames
+        self._bundles: dict[tuple[int, int], list[bytes]] = {}
+        self._device_ids = fleet.population.device_id.astype(np.uint64)
+
+    @property
+    def now_us(self) -> int:
+        return self.fleet.meters.now_us
+
+    def step(self) -> None:
+        """Advance the meters 5 minutes and send what they owe."""
+        self.fleet.step()
+        for out in self.radio.due():
+            self._send_up(out)
+
+    def _send_up(self, out: OutgoingFrames, *, answer: bool = False) -> None:
+        """Into the network; scheduled pushes wait a random jitter first, answers do not."""
+        if not len(out):
+            return
+        self.stats.frames_sent += len(out)
+        delivery = self.network.send_up(out.meter_keys, out.sizes, out.sent_us, jitter=not answer)
+        delivered = np.flatnonzero(delivery.delivered)
+        self.stats.frames_lost += len(out) - len(delivered)
+        collectors = self.network.collector_of[out.meter_keys[delivered]]
+        arrival = delivery.arrival_us[delivered]
+        flush_at = -(-arrival // self.flush_us) * self.flush_us
+        for i, collector, at in zip(delivered, collectors, flush_at, strict=True):
+            key = (int(collector), int(at))
+            bundle = self._bundles.get(key)
+            if bundle is None:
+                bundle = self._bundles[key] = []
+                heapq.heappush(self._events, (int(at), next(self._seq), _UP, key))
+            bundle.append(out.frames[i])
+
+    def receive_downlink(self, collector: str, payload: bytes, now_us: int) -> None:
+        """A downlink envelope reached ``collector`` at ``now_us``: forward each frame to its
+        meter."""
+        try:
+            envelope = codec.decode_envelope(payload)
+        except FrameError:
+            self.stats.downlink_refused += 1
+            return
+        frames = [bytes(f) for f in envelope.frames if len(f) >= 10]
+        if not frames:
+            return
+        ids = np.fromiter(
+            (_DEVICE_ID.unpack_from(f, 2)[0] for f in frames), dtype=np.uint64, count=len(frames)
+        )
+        keys = np.searchsorted(self._device_ids, ids)
+        known = (keys < len(self._device_ids)) & (
+            self._device_ids[np.minimum(keys, len(self._device_ids) - 1)] == ids
+        )
+        keys = keys[known].astype(np.int64)
+        frames = [f for f, k in zip(frames, known, strict=True) if k]
+        self.stats.downlink_frames += len(frames)
+        sizes = np.fromiter((len(f) for f in frames), dtype=np.int64, count=len(frames))
+        delivery = self.network.send_down(keys, sizes, now_us)
+        for i in np.flatnonzero(delivery.delivered):
+            at = int(delivery.arrival_us[i])
+            heapq.heappush(self._events, (at, next(self._seq), _DOWN, frames[i]))
+        self.stats.downlink_lost += int((~delivery.delivered).sum())
+
+    def due(self, until_us: int) -> Iterator[UplinkEnvelope]:
+        """Envelopes reaching the head-end up to ``until_us``, in time order; meters answer
+        downlink frames that reach them on the way."""
+        while self._events and self._events[0][0] <= until_us:
+            at, _, kind, item = heapq.heappop(self._events)
+            if kind == _DOWN:
+                assert isinstance(item, bytes)
+                answer = self.radio.receive(item)
+                if answer is None:
+                    self.stats.downlink_refused += 1
+                else:
+                    self._send_up(OutgoingFrames(answer.meter_keys, answer.frames, at), answer=True)
+                continue
+            assert isinstance(item, tuple)
+            frames = self._bundles.pop(item)
+            collector = self.network.collector_names[item[0]]
+            for start in range(0, len(frames), 2000):
+                chunk = frames[start : start + 2000]
+                payload = codec.encode_envelope(collector, at, next(self._envelope_seq), chunk)
+                self.stats.frames_forwarded += len(chunk)
+                self.stats.envelopes += 1
+                yield UplinkEnvelope(at, collector, payload, len(chunk))
+
+    def pending(self) -> int:
+        return len(self._events)
+
+    def next_event_us(self) -> int | None:
+        return self._events[0][0] if self._events else None
+
+
+def sizes_of(frames: list[bytes]) -> npt.NDArray[np.int64]:
+    return np.fromiter((len(f) for f in frames), dtype=np.int64, count=len(frames))

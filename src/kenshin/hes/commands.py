@@ -1,0 +1,766 @@
+"""The head-end's command book: capability checks, queueing, throttling, retries and audit.
+
+A command is *requested*, checked against the meter's specification (refused at once, with the
+reason, when the meter cannot do it: SPEC M3, M6, R5, A5), *queued*, *sent* by
+:meth:`CommandBook.due` and then *acknowledged* or *rejected* by the meter's ack, retried after
+an ack timeout with exponential backoff, *failed* after the last attempt, or *expired* when its
+time ran out.
+
+Every state change goes through :data:`TRANSITIONS` and is written to the audit sink (X2, X5).
+The book is pure logic: it does no I/O and never reads the clock; callers pass ``now_us``
+(epoch µs).
+
+Safety rules (X2, no unintended control):
+
+- a meter has at most one command on the wire, and its commands go out in request order, so a
+  retry of an older command can never overtake a newer one (two ampere limits land in order);
+- an ack completes a command only if it comes from the meter the command was sent to and the
+  command is on the wire; anything else is ignored, logged and counted;
+- a command past its expiry is never (re)sent.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import heapq
+import logging
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from kenshin.aroute.frames import AckStatus, Command, CommandAck, CommandKind
+from kenshin.core.meterspec import SPEC_TABLE, Generation, MeterClass, MeterSpec
+from kenshin.core.timeslots import US_PER_MINUTE, Resolution
+from kenshin.errors import (
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidInput,
+    InvalidPeriod,
+    InvalidSetting,
+    KenshinError,
+    UnknownCommand,
+    UnknownMeter,
+)
+from kenshin.fleet.customers import AMPERE_STEPS_A
+
+logger = logging.getLogger(__name__)
+
+U32_MAX = 0xFFFF_FFFF
+
+
+class CommandState(IntEnum):
+    REQUESTED = 1
+    QUEUED = 2
+    SENT = 3
+    ACKNOWLEDGED = 4
+    REJECTED = 5
+    FAILED = 6
+    EXPIRED = 7
+
+    @property
+    def is_terminal(self) -> bool:
+        return self >= CommandState.ACKNOWLEDGED
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class CommandEvent(StrEnum):
+    ACCEPT = "accept"  # capability checks passed
+    REFUSE = "refuse"  # capability checks failed
+    SEND = "send"  # put on the wire by due()
+    ACK_OK = "ack_ok"
+    ACK_REJECT = "ack_reject"  # the meter refused or could not carry it out
+    RETRY = "retry"  # ack timeout, attempts left: back to the queue after a backoff
+    GIVE_UP = "give_up"  # ack timeout after the last attempt
+    EXPIRE = "expire"  # past its expiry while queued, or at an ack timeout
+
+
+S, E = CommandState, CommandEvent
+
+TRANSITIONS: dict[tuple[CommandState, CommandEvent], CommandState] = {
+    (S.REQUESTED, E.ACCEPT): S.QUEUED,
+    (S.REQUESTED, E.REFUSE): S.REJECTED,
+    (S.QUEUED, E.SEND): S.SENT,
+    (S.QUEUED, E.EXPIRE): S.EXPIRED,
+    (S.SENT, E.ACK_OK): S.ACKNOWLEDGED,
+    (S.SENT, E.ACK_REJECT): S.REJECTED,
+    (S.SENT, E.RETRY): S.QUEUED,
+    (S.SENT, E.GIVE_UP): S.FAILED,
+    (S.SENT, E.EXPIRE): S.EXPIRED,
+}
+
+
+def transition(state: CommandState, event: CommandEvent) -> CommandState:
+    """The state ``event`` moves ``state`` to; anything not in :data:`TRANSITIONS` is a bug."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(f"no transition from {state.label} on {event.value}") from None
+
+
+def _us(delta: dt.timedelta) -> int:
+    return delta // dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandPolicy:
+    ack_timeout: dt.timedelta = dt.timedelta(minutes=2)
+    max_attempts: int = 3
+    retry_base: dt.timedelta = dt.timedelta(minutes=1)  # wait after the first timeout
+    retry_factor: float = 2.0  # each further timeout multiplies the wait
+    retry_cap: dt.timedelta = dt.timedelta(minutes=15)
+    default_expiry: dt.timedelta = dt.timedelta(hours=1)  # after the request
+    max_in_flight_per_collector: int = 4
+    sends_per_minute_per_collector: int | None = None  # None: only the in-flight limit
+
+    def __post_init__(self) -> None:
+        for name in ("ack_timeout", "retry_base", "retry_cap", "default_expiry"):
+            if getattr(self, name) <= dt.timedelta(0):
+                raise InvalidSetting(f"{name} must be positive")
+        if self.max_attempts < 1:
+            raise InvalidSetting("max_attempts must be at least 1")
+        if self.retry_factor < 1.0:
+            raise InvalidSetting("retry_factor must be at least 1")
+        if self.max_in_flight_per_collector < 1:
+            raise InvalidSetting("max_in_flight_per_collector must be at least 1")
+        rate = self.sends_per_minute_per_collector
+        if rate is not None and rate < 1:
+            raise InvalidSetting("sends_per_minute_per_collector must be at least 1 or None")
+
+    def backoff_us(self, attempts: int) -> int:
+        """Wait before the next attempt after ``attempts`` attempts timed out (1, 2, ...)."""
+        wait = _us(self.retry_base) * self.retry_factor ** max(attempts - 1, 0)
+        return int(min(wait, _us(self.retry_cap)))
+
+
+class MeterSpecs:
+    """The spec of every meter, from two uint8 arrays (1 MB per million meters, one shared
+    :class:`MeterSpec` per generation × class). ``table`` carries a utility's retention (M4)."""
+
+    def __init__(
+        self,
+        generation: npt.ArrayLike,
+        meter_class: npt.ArrayLike,
+        table: Mapping[tuple[Generation, MeterClass], MeterSpec] = SPEC_TABLE,
+    ) -> None:
+        gen = np.asarray(generation, dtype=np.uint8)
+        cls = np.asarray(meter_class, dtype=np.uint8)
+        if gen.shape != cls.shape or gen.ndim != 1:
+            raise InvalidInput("generation and meter_class must be 1-d arrays of one length")
+        self._by_code: list[MeterSpec | None] = [None] * 64
+        for (g, c), spec in table.items():
+            self._by_code[_code(g, c)] = spec
+        self.codes = (gen.astype(np.uint8) << 3) | cls
+        missing = {int(c) for c in np.unique(self.codes)} - {
+            i for i, s in enumerate(self._by_code) if s is not None
+        }
+        if missing:
+            raise InvalidInput(f"no meter spec for codes {sorted(missing)} (generation × class)")
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def spec(self, meter_key: int) -> MeterSpec:
+        return self.spec_of_code(int(self.codes[meter_key]))
+
+    def spec_of_code(self, code: int) -> MeterSpec:
+        spec = self._by_code[code]
+        assert spec is not None  # checked in __init__
+        return spec
+
+
+def _code(generation: Generation, meter_class: MeterClass) -> int:
+    return (int(generation) << 3) | int(meter_class)
+
+
+_ARG_COUNT = {
+    CommandKind.SET_AMPERE_LIMIT: 1,
+    CommandKind.SWITCH_OPEN: 0,
+    CommandKind.SWITCH_CLOSE: 0,
+    CommandKind.SET_SOFT_SWITCH: 1,
+    CommandKind.SET_REALTIME_5MIN: 1,
+    CommandKind.RESEND: 3,
+}
+
+
+def resend_args(resolution: Resolution, first_end_us: int, last_end_us: int) -> tuple[int, ...]:
+    """RESEND arguments: resolution [min], first and last interval end in epoch *minutes* (u32)."""
+    if first_end_us % US_PER_MINUTE or last_end_us % US_PER_MINUTE:
+        raise InvalidPeriod("RESEND interval ends must be whole minutes")
+    return (int(resolution), first_end_us // US_PER_MINUTE, last_end_us // US_PER_MINUTE)
+
+
+def _no_switch(spec: MeterSpec) -> str:
+    if not spec.meter_class.is_low_voltage:
+        return (
+            f"{spec.meter_class.label} meters have no switch: "
+            "no remote ampere limit or open/close (R5)"
+        )
+    return "low-voltage three-phase meters have no built-in switch (M6)"
+
+
+def refusal(spec: MeterSpec, kind: CommandKind, args: tuple[int, ...], now_us: int) -> str | None:
+    """Why a meter with ``spec`` cannot take this command, or None when it can."""
+    if any(not 0 <= a <= U32_MAX for a in args):
+        return "arguments must be u32"
+    if any(args[_ARG_COUNT[kind] :]):
+        return f"{kind.name} takes {_ARG_COUNT[kind]} argument(s)"
+    gen1 = spec.generation is Generation.GEN1
+    if kind is CommandKind.SET_AMPERE_LIMIT:
+        limit = args[0]
+        if not spec.has_switch or spec.max_ampere_limit_a is None:
+            return _no_switch(spec)
+        if limit > spec.max_ampere_limit_a:
+            if gen1:
+                return f"gen-1 meters take remote ampere limits up to 60 A (M3), not {limit} A"
+            return f"remote ampere limits go up to {spec.max_ampere_limit_a} A (M6), not {limit} A"
+        if limit not in AMPERE_STEPS_A:
+            return f"{limit} A is not an ampere step {AMPERE_STEPS_A}"
+    elif kind in (CommandKind.SWITCH_OPEN, CommandKind.SWITCH_CLOSE):
+        if not spec.has_switch:
+            return _no_switch(spec)
+    elif kind is CommandKind.SET_SOFT_SWITCH:
+        if args[0] not in (15, 30):
+            return f"the soft switch is 15 or 30 min (A5), not {args[0]}"
+        if Resolution.MIN15 not in spec.channels:
+            return "gen-1 meters record no 15-min values and have no soft switch (M3, A5)"
+    elif kind is CommandKind.SET_REALTIME_5MIN:
+        if args[0] not in (0, 1):
+            return f"real-time 5-min push is 1 (on) or 0 (off), not {args[0]}"
+        if Resolution.MIN5 not in spec.channels:
+            return "gen-1 meters record no 5-min values (M3)"
+    elif kind is CommandKind.RESEND:
+        return _resend_refusal(spec, args, now_us)
+    return None
+
+
+def _resend_refusal(spec: MeterSpec, args: tuple[int, ...], now_us: int) -> str | None:
+    minutes, first_min, last_min = args
+    try:
+        resolution = Resolution(minutes)
+    except ValueError:
+        return f"no {minutes}-min resolution"
+    if resolution not in spec.channels:
+        return f"this meter records no {minutes}-min values (M3)"
+    if first_min % minutes or last_min % minutes:
+        return f"RESEND interval ends must be {minutes}-min slot boundaries"
+    if first_min > last_min:
+        return "RESEND range is empty: first interval end after the last"
+    if last_min * US_PER_MINUTE > now_us:
+        return "RESEND range ends in the future"
+    oldest_us = now_us - _us(spec.retention[resolution])
+    if first_min * US_PER_MINUTE < oldest_us:
+        days = spec.retention[resolution] / dt.timedelta(days=1)
+        return f"RESEND range starts before the meter's memory ({minutes}-min values: {days:g} d)"
+    return None
+
+
+class CommandRecord(NamedTuple):
+    """One command and where it stands. Immutable: the book replaces it on every transition
+    (a named tuple: creating and replacing one is several times cheaper than a dataclass)."""
+
+    command_id: int
+    meter_key: int
+    collector: int  # where the command goes on the wire
+    kind: CommandKind
+    args: tuple[int, int, int]  # (arg1, arg2, arg3)
+    state: CommandState
+    requested_at_us: int
+    requested_by: str
+    expires_at_us: int
+    idempotency_key: str | None = None
+    attempts: int = 0  # times sent
+    not_before_us: int = 0  # earliest (re)send: the backoff
+    sent_at_us: int | None = None  # last send
+    completed_at_us: int | None = None  # reached a final state
+    ack_status: AckStatus | None = None
+    ack_detail: int | None = None
+    reason: str = ""  # why refused, rejected, failed or expired
+
+    @property
+    def command(self) -> Command:
+        return Command(self.command_id, self.kind, *self.args)
+
+
+class AuditEntry(NamedTuple):
+    at_us: int
+    command_id: int
+    meter_key: int
+    kind: CommandKind
+    from_state: CommandState | None  # None: the request itself
+    to_state: CommandState
+    detail: str
+    requested_by: str
+
+
+class AuditSink(Protocol):
+    def append(self, entry: AuditEntry) -> None: ...
+
+
+class MemoryAudit(builtins.list[AuditEntry]):
+    """The default sink: every entry in a list."""
+
+    def for_command(self, command_id: int) -> builtins.list[AuditEntry]:
+        return [e for e in self if e.command_id == command_id]
+
+
+_IN_QUEUE = frozenset({CommandState.QUEUED, CommandState.SENT})
+_TERMINAL = frozenset(s for s in CommandState if s.is_terminal)
+
+
+class CommandBook:
+    """Commands of a fleet: request, send (:meth:`due`), acknowledge, time out, audit."""
+
+    def __init__(
+        self,
+        meter_specs: MeterSpecs,
+        collector_of: npt.ArrayLike,
+        policy: CommandPolicy | None = None,
+        audit: AuditSink | None = None,
+        first_command_id: int = 1,
+    ) -> None:
+        self.meter_specs = meter_specs
+        self.collector_of = np.asarray(collector_of, dtype=np.int32)
+        if self.collector_of.shape != (len(meter_specs),):
+            raise InvalidInput("collector_of must give one collector per meter")
+        self.policy = policy or CommandPolicy()
+        self.audit: AuditSink = audit if audit is not None else MemoryAudit()
+        if not 1 <= first_command_id <= U32_MAX:
+            raise InvalidSetting("first_command_id must be a u32 above 0")
+        self._next_id = first_command_id
+        self._ack_timeout_us = _us(self.policy.ack_timeout)
+        self._default_expiry_us = _us(self.policy.default_expiry)
+        self._attempt_detail = {
+            n: f"attempt {n}/{self.policy.max_attempts}"
+            for n in range(1, self.policy.max_attempts + 1)
+        }
+        self._records: dict[int, CommandRecord] = {}
+        self._by_meter: dict[int, builtins.list[int]] = {}
+        self._idempotency: dict[str, int] = {}
+        self._counts: Counter[CommandState] = Counter()
+        # a meter's queued or sent commands in request order: only the head may be sent
+        self._head: dict[int, int] = {}  # meter → its oldest queued or sent command
+        self._waiting: dict[int, builtins.list[int]] = {}  # meter → the queued ones behind it
+        # per collector: (not_before_us, command_id) of meter-queue heads waiting to be sent
+        self._ready: dict[int, builtins.list[tuple[int, int]]] = {}
+        self._in_flight: Counter[int] = Counter()
+        self._recent_sends: dict[int, deque[int]] = {}
+        self._timeouts: builtins.list[tuple[int, int, int]] = []  # (deadline, id, attempt)
+        self._expiries: builtins.list[tuple[int, int]] = []  # (expires_at, id)
+        self.ignored_acks: Counter[str] = Counter()  # unknown / wrong_meter / late
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        meter_key: int,
+        kind: CommandKind,
+        args: Sequence[int],
+        now_us: int,
+        *,
+        idempotency_key: str | None = None,
+        requested_by: str = "api",
+        expires_at_us: int | None = None,
+    ) -> CommandRecord:
+        """Check and queue one command (``args``: up to three u32, see :class:`CommandKind`).
+
+        A command the meter cannot take comes back REJECTED with ``reason`` set. A repeated
+        ``idempotency_key`` returns the first record, or raises :class:`IdempotencyConflict` when
+        the meter, kind or arguments differ.
+        """
+        if not 0 <= meter_key < len(self.meter_specs):
+            raise UnknownMeter(f"no meter with key {meter_key}")
+        kind, args3, expires, detail = self._prepare(kind, args, now_us, expires_at_us)
+        spec = self.meter_specs.spec(meter_key)
+        return self._create(
+            meter_key,
+            int(self.collector_of[meter_key]),
+            kind,
+            args3,
+            refusal(spec, kind, args3, now_us),
+            now_us,
+            idempotency_key,
+            requested_by,
+            expires,
+            detail,
+            bulk=False,
+        )
+
+    def request_many(
+        self,
+        meter_keys: npt.ArrayLike,
+        kind: CommandKind,
+        args: Sequence[int],
+        now_us: int,
+        *,
+        idempotency_key: str | None = None,
+        requested_by: str = "api",
+        expires_at_us: int | None = None,
+    ) -> builtins.list[CommandRecord]:
+        """One command for each meter (a campaign). Checks run once per generation × class.
+
+        With an idempotency key, meter ``k`` uses ``f"{idempotency_key}/{k}"``. Per-command audit
+        entries are logged at debug level and the campaign at info level.
+        """
+        keys = np.asarray(meter_keys, dtype=np.int64).ravel()
+        if keys.size and (keys.min() < 0 or keys.max() >= len(self.meter_specs)):
+            bad = keys[(keys < 0) | (keys >= len(self.meter_specs))][0]
+            raise UnknownMeter(f"no meter with key {bad}")
+        kind, args3, expires, detail = self._prepare(kind, args, now_us, expires_at_us)
+        codes = self.meter_specs.codes[keys]
+        collectors = self.collector_of[keys]
+        reasons = {
+            int(c): refusal(self.meter_specs.spec_of_code(int(c)), kind, args3, now_us)
+            for c in np.unique(codes)
+        }
+        records = [
+            self._create(
+                key,
+                collector,
+                kind,
+                args3,
+                reasons[code],
+                now_us,
+                None if idempotency_key is None else f"{idempotency_key}/{key}",
+                requested_by,
+                expires,
+                detail,
+                bulk=True,
+            )
+            for key, collector, code in zip(
+                keys.tolist(), collectors.tolist(), codes.tolist(), strict=True
+            )
+        ]
+        logger.info(
+            "%s requested %s for %d meters: %d queued, %d refused",
+            requested_by,
+            detail,
+            len(records),
+            sum(r.state is CommandState.QUEUED for r in records),
+            sum(r.state is CommandState.REJECTED for r in records),
+        )
+        return records
+
+    def _prepare(
+        self,
+        kind: CommandKind,
+        args: Sequence[int],
+        now_us: int,
+        expires_at_us: int | None,
+    ) -> tuple[CommandKind, tuple[int, int, int], int, str]:
+        kind = CommandKind(kind)
+        if len(args) > 3:
+            raise InvalidInput(f"a command has at most 3 arguments, got {len(args)}")
+        padded = [int(a) for a in args] + [0] * (3 - len(args))
+        args3 = (padded[0], padded[1], padded[2])
+        if expires_at_us is None:
+            expires_at_us = now_us + self._default_expiry_us
+        elif expires_at_us <= now_us:
+            raise InvalidInput("a command's expiry must be after its request")
+        detail = f"{kind.name} {', '.join(map(str, args3[: _ARG_COUNT[kind]]))}".strip()
+        return kind, args3, expires_at_us, detail
+
+    def _create(
+        self,
+        meter_key: int,
+        collector: int,
+        kind: CommandKind,
+        args: tuple[int, int, int],
+        reason: str | None,
+        now_us: int,
+        idempotency_key: str | None,
+        requested_by: str,
+        expires_at_us: int,
+        detail: str,
+        bulk: bool,
+    ) -> CommandRecord:
+        if idempotency_key is not None and idempotency_key in self._idempotency:
+            existing = self._records[self._idempotency[idempotency_key]]
+            if (existing.meter_key, existing.kind, existing.args) != (meter_key, kind, args):
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} was used for command "
+                    f"{existing.command_id} with other parameters"
+                )
+            return existing
+        if self._next_id > U32_MAX:
+            raise KenshinError("command ids exhausted (u32)")
+        command_id = self._next_id
+        self._next_id += 1
+        record = CommandRecord(
+            command_id,
+            meter_key,
+            collector,
+            kind,
+            args,
+            CommandState.REQUESTED,
+            now_us,
+            requested_by,
+            expires_at_us,
+            idempotency_key,
+            not_before_us=now_us,
+        )
+        self._records[command_id] = record
+        self._by_meter.setdefault(meter_key, []).append(command_id)
+        if idempotency_key is not None:
+            self._idempotency[idempotency_key] = command_id
+        self._counts[CommandState.REQUESTED] += 1
+        self._log(
+            AuditEntry(
+                now_us,
+                command_id,
+                meter_key,
+                kind,
+                None,
+                CommandState.REQUESTED,
+                detail,
+                requested_by,
+            ),
+            bulk,
+        )
+        if reason is not None:
+            return self._move(record, E.REFUSE, now_us, reason, bulk, reason=reason)
+        record = self._move(record, E.ACCEPT, now_us, "capability checks passed", bulk)
+        heapq.heappush(self._expiries, (expires_at_us, command_id))
+        return record
+
+    # --- the state machine ------------------------------------------------------------------
+
+    def _move(
+        self,
+        record: CommandRecord,
+        event: CommandEvent,
+        now_us: int,
+        detail: str,
+        bulk: bool = False,
+        **changes: Any,
+    ) -> CommandRecord:
+        """The only place a command's state changes: via the table, with an audit entry."""
+        old = record.state
+        new = transition(old, event)
+        terminal = new in _TERMINAL
+        if terminal:
+            changes["completed_at_us"] = now_us
+        record = record._replace(state=new, **changes)
+        self._records[record.command_id] = record
+        self._counts[old] -= 1
+        self._counts[new] += 1
+        if old is CommandState.SENT:
+            self._in_flight[record.collector] -= 1
+        if new is CommandState.SENT:
+            self._in_flight[record.collector] += 1
+        self._log(
+            AuditEntry(
+                now_us,
+                record.command_id,
+                record.meter_key,
+                record.kind,
+                old,
+                new,
+                detail,
+                record.requested_by,
+            ),
+            bulk,
+        )
+        meter = record.meter_key
+        if old is CommandState.REQUESTED and new is CommandState.QUEUED:
+            if meter in self._head:
+                self._waiting.setdefault(meter, []).append(record.command_id)
+            else:
+                self._head[meter] = record.command_id
+                self._make_ready(record)
+        elif old is CommandState.SENT and new is CommandState.QUEUED:
+            self._make_ready(record)  # still the head of its meter's queue
+        elif terminal and old in _IN_QUEUE:
+            waiting = self._waiting.get(meter)
+            if self._head[meter] != record.command_id:
+                assert waiting is not None  # only heads are sent
+                waiting.remove(record.command_id)
+            elif waiting:
+                self._head[meter] = waiting.pop(0)
+                self._make_ready(self._records[self._head[meter]])
+            else:
+                del self._head[meter]
+            if waiting is not None and not waiting:
+                del self._waiting[meter]
+        return record
+
+    def _make_ready(self, record: CommandRecord) -> None:
+        heap = self._ready.setdefault(record.collector, [])
+        heapq.heappush(heap, (record.not_before_us, record.command_id))
+
+    def _log(self, entry: AuditEntry, bulk: bool) -> None:
+        self.audit.append(entry)
+        level = logging.DEBUG if bulk else logging.INFO
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "command %d meter %d %s: %s → %s (%s) by %s",
+                entry.command_id,
+                entry.meter_key,
+                entry.kind.name,
+                entry.from_state.label if entry.from_state else "-",
+                entry.to_state.label,
+                entry.detail,
+                entry.requested_by,
+            )
+
+    # --- the wire ---------------------------------------------------------------------------
+
+    def due(self, now_us: int) -> builtins.list[tuple[CommandRecord, Command]]:
+        """Commands to put on the wire now, marked SENT. Per collector: at most
+        ``max_in_flight_per_collector`` on the wire and ``sends_per_minute_per_collector`` sends
+        in any minute; per meter: one at a time, in request order, after its backoff."""
+        out: builtins.list[tuple[CommandRecord, Command]] = []
+        limit = self.policy.max_in_flight_per_collector
+        for collector in builtins.list(self._ready):
+            heap = self._ready[collector]
+            while heap and heap[0][0] <= now_us:
+                if self._in_flight[collector] >= limit or not self._rate_ok(collector, now_us):
+                    break
+                _, command_id = heapq.heappop(heap)
+                record = self._records[command_id]
+                if record.state is not CommandState.QUEUED:
+                    continue  # stale: expired while waiting
+                if now_us >= record.expires_at_us:
+                    self._move(record, E.EXPIRE, now_us, "expired before it could be sent")
+                    continue
+                attempt = record.attempts + 1
+                record = self._move(
+                    record,
+                    E.SEND,
+                    now_us,
+                    self._attempt_detail[attempt],
+                    attempts=attempt,
+                    sent_at_us=now_us,
+                )
+                deadline = now_us + self._ack_timeout_us
+                heapq.heappush(self._timeouts, (deadline, command_id, attempt))
+                if self.policy.sends_per_minute_per_collector is not None:
+                    self._recent_sends.setdefault(collector, deque()).append(now_us)
+                out.append((record, record.command))
+            if not heap:
+                del self._ready[collector]
+        return out
+
+    def _rate_ok(self, collector: int, now_us: int) -> bool:
+        rate = self.policy.sends_per_minute_per_collector
+        if rate is None:
+            return True
+        sends = self._recent_sends.get(collector)
+        while sends and sends[0] <= now_us - US_PER_MINUTE:
+            sends.popleft()
+        return sends is None or len(sends) < rate
+
+    def on_ack(self, meter_key: int, ack: CommandAck, now_us: int) -> CommandRecord | None:
+        """Apply a meter's ack; returns the updated record, or None when the ack is ignored
+        (unknown command, another meter's command, or not on the wire: late or duplicate)."""
+        record = self._records.get(ack.command_id)
+        if record is None:
+            why = "unknown"
+        elif record.meter_key != meter_key:
+            why = "wrong_meter"  # X2: a meter cannot complete another meter's command
+        elif record.state is not CommandState.SENT:
+            why = "late"
+        else:
+            status = AckStatus(ack.status)
+            ok = status is AckStatus.OK
+            return self._move(
+                record,
+                E.ACK_OK if ok else E.ACK_REJECT,
+                now_us,
+                f"ack {status.name.lower()} detail={ack.detail}",
+                ack_status=status,
+                ack_detail=ack.detail,
+                reason="" if ok else f"meter answered {status.name.lower()}",
+            )
+        self.ignored_acks[why] += 1
+        logger.warning(
+            "ignored %s ack for command %d from meter %d (status %s)",
+            why,
+            ack.command_id,
+            meter_key,
+            ack.status,
+        )
+        return None
+
+    def tick(self, now_us: int) -> builtins.list[CommandRecord]:
+        """Ack timeouts (retry with backoff, FAILED after the last attempt, EXPIRED when past
+        expiry) and expiry of queued commands. Returns the records that changed."""
+        changed: builtins.list[CommandRecord] = []
+        policy = self.policy
+        while self._timeouts and self._timeouts[0][0] <= now_us:
+            _, command_id, attempt = heapq.heappop(self._timeouts)
+            record = self._records[command_id]
+            if record.state is not CommandState.SENT or record.attempts != attempt:
+                continue  # answered in time, or a stale deadline
+            if now_us >= record.expires_at_us:
+                record = self._move(
+                    record, E.EXPIRE, now_us, "no ack and past expiry", reason="expired"
+                )
+            elif attempt >= policy.max_attempts:
+                why = f"no ack after {attempt} attempt(s)"
+                record = self._move(record, E.GIVE_UP, now_us, why, reason=why)
+            else:
+                wait = policy.backoff_us(attempt)
+                record = self._move(
+                    record,
+                    E.RETRY,
+                    now_us,
+                    f"no ack, retry in {wait / 1e6:g} s",
+                    not_before_us=now_us + wait,
+                )
+            changed.append(record)
+        while self._expiries and self._expiries[0][0] <= now_us:
+            _, command_id = heapq.heappop(self._expiries)
+            record = self._records[command_id]
+            if record.state is CommandState.QUEUED:
+                changed.append(
+                    self._move(record, E.EXPIRE, now_us, "expired in the queue", reason="expired")
+                )
+        return changed
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def get(self, command_id: int) -> CommandRecord:
+        try:
+            return self._records[command_id]
+        except KeyError:
+            raise UnknownCommand(f"no command with id {command_id}") from None
+
+    def counts(self) -> dict[CommandState, int]:
+        return {state: self._counts[state] for state in CommandState}
+
+    def in_flight(self, collector: int) -> int:
+        return self._in_flight[collector]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def list(
+        self,
+        meter_key: int | None = None,
+        state: CommandState | None = None,
+        limit: int = 100,
+    ) -> builtins.list[CommandRecord]:
+        """Newest first."""
+        ids: Iterable[int] = (
+            reversed(self._records)
+            if meter_key is None
+            else reversed(self._by_meter.get(meter_key, []))
+        )
+        out: builtins.list[CommandRecord] = []
+        for command_id in ids:
+            if len(out) >= limit:
+                break
+            record = self._records[command_id]
+            if state is None or record.state is state:
+                out.append(record)
+        return out

@@ -1,0 +1,364 @@
+"""The head-end system (HES): authenticated A-route frames in, reading batches out, duties kept.
+
+One object per worker. It is driven from outside, so the same code runs in-process (``kenshin
+up``) and behind MQTT (``kenshin hes``):
+
+- :meth:`HeadEnd.receive_envelope` takes one collector envelope: frames are authenticated and
+  checked for replay by :class:`~kenshin.aroute.codec.FrameDecoder`, refused frames are counted by
+  reason and never stored, accepted values go to the MDMS as one Arrow batch, and the duty trackers
+  note when each value arrived (SPEC A1–A3, X4).
+- :meth:`HeadEnd.tick` judges deadlines, asks meters to re-send what is missing (while they still
+  hold it), runs the command and poll books (A4, R3) and sends downlink frames through the
+  collector each meter was last heard from.
+
+Time comes from the clock it is given (ARCHITECTURE principle 3).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from kenshin.aroute import codec
+from kenshin.aroute.frames import (
+    Command,
+    CommandAck,
+    CommandKind,
+    FrameType,
+    MeterEvent,
+    PollRequest,
+    PollResponse,
+    RejectReason,
+)
+from kenshin.aroute.keys import KeyRing
+from kenshin.aroute.registry import MeterRegistry
+from kenshin.aroute.replay import ReplayGuard
+from kenshin.core.channels import Channel
+from kenshin.core.clock import Clock, FollowClock
+from kenshin.core.meterspec import MeterClass
+from kenshin.core.timeslots import (
+    US_PER_DAY,
+    US_PER_MINUTE,
+    Resolution,
+    from_epoch_us,
+    to_epoch_us,
+)
+from kenshin.errors import FrameError
+from kenshin.hes.commands import CommandBook, CommandPolicy, MeterSpecs
+from kenshin.hes.duties import (
+    DAY_PHASE_US,
+    DutySummary,
+    SlotTracker,
+    a1_deadlines,
+    coalesce_ranges,
+    day_end_us,
+    summarize,
+)
+from kenshin.hes.headend import ReadingSink
+from kenshin.hes.ingest import decoded_to_batch
+from kenshin.hes.metrics import HesMetrics
+from kenshin.hes.policy import CollectionPolicy, Duty
+from kenshin.hes.polling import PollBook, PollPolicy
+
+log = logging.getLogger("kenshin.hes")
+
+Downlink = Callable[[str, bytes], None]  # (collector name, envelope)
+_COUNTER_EPOCH_S = 1_600_000_000
+# A mesh round trip (hops both ways, the collector's forwarding interval, queues behind pushes)
+# takes minutes, not seconds; a collector serves hundreds of meters.
+HES_COMMAND_POLICY = CommandPolicy(
+    ack_timeout=dt.timedelta(minutes=5), max_in_flight_per_collector=16
+)
+HES_POLL_POLICY = PollPolicy(timeout=dt.timedelta(minutes=5), max_in_flight_per_collector=16)
+
+
+@dataclass
+class HesStats:
+    envelopes: int = 0
+    malformed_envelopes: int = 0
+    frames_accepted: int = 0
+    frames_redelivered: int = 0  # already accepted; came again after a transport redelivery
+    frames_rejected: collections.Counter[RejectReason] = field(default_factory=collections.Counter)
+    values_stored: int = 0
+    rereads_requested: int = 0
+    events: collections.Counter[str] = field(default_factory=collections.Counter)
+    downlink_frames: int = 0
+
+    @property
+    def frames_rejected_total(self) -> int:
+        return sum(self.frames_rejected.values())
+
+
+class HeadEnd:
+    def __init__(
+        self,
+        sink: ReadingSink,
+        clock: Clock,
+        meters: pa.Table,
+        keys: KeyRing,
+        replay: ReplayGuard,
+        *,
+        policy: CollectionPolicy | None = None,
+        command_policy: CommandPolicy | None = None,
+        downlink: Downlink | None = None,
+        track_duties: bool = True,
+        worker: str = "hes-1",
+    ) -> None:
+        self.sink = sink
+        self.clock = clock
+        self.policy = policy or CollectionPolicy()
+        self.worker = worker
+        self.registry = MeterRegistry.from_meters_table(meters)
+        self.keys = keys
+        self.decoder = codec.FrameDecoder(self.registry, keys, replay)
+        self.downlink = downlink
+        self.stats = HesStats()
+        self.metrics = HesMetrics()
+        n = meters.num_rows
+        order = np.argsort(meters.column("meter_key").to_numpy())
+        self.meter_class = meters.column("meter_class").to_numpy()[order]
+        self.generation = meters.column("generation").to_numpy()[order]
+        self.route = np.full(n, -1, dtype=np.int32)  # collector each meter was last heard via
+        self.collectors: dict[str, int] = {}
+        self.collector_names: list[str] = []
+        now_us = to_epoch_us(clock.now())
+        # downlink counters start from the time, so a restarted HES never reuses one (X2)
+        self._down_counter = np.full(
+            n, max(0, now_us // 1_000_000 - _COUNTER_EPOCH_S) * 4, np.int64
+        )
+        self.commands = CommandBook(
+            MeterSpecs(self.generation, self.meter_class),
+            self.route,
+            command_policy or HES_COMMAND_POLICY,
+        )
+        self.polls = PollBook(self.route, HES_POLL_POLICY)
+        self.events: collections.deque[tuple[int, MeterEvent]] = collections.deque(maxlen=1000)
+        self.track_duties = track_duties
+        self.trackers: dict[Duty, SlotTracker] = {}
+        if track_duties:
+            self._build_trackers(meters, order, now_us)
+
+    # ---- duties ---------------------------------------------------------------------------
+
+    def _build_trackers(self, meters: pa.Table, order: npt.NDArray[np.int64], now_us: int) -> None:
+        n = meters.num_rows
+        hv = self.meter_class >= MeterClass.HV
+        names = meters.column_names
+        a2 = meters.column("sampled_5min").to_numpy(zero_copy_only=False)[order].astype(bool)
+        a3 = (
+            meters.column("realtime_5min").to_numpy(zero_copy_only=False)[order].astype(bool)
+            if "realtime_5min" in names
+            else np.zeros(n, dtype=bool)
+        )
+        step30, step5 = Resolution.MIN30.microseconds, Resolution.MIN5.microseconds
+        first30 = (now_us // step30 + 1) * step30
+        first5 = (now_us // step5 + 1) * step5
+        first_day = day_end_us(now_us + 1)
+        p = self.policy
+        self.trackers[Duty.A1] = SlotTracker(
+            Duty.A1, n, step30, 96, first30, a1_deadlines(hv, p), np.ones(n, dtype=bool)
+        )
+        a3_deadline = np.full(n, int(p.a3_deadline.total_seconds()), dtype=np.int64)
+        self.trackers[Duty.A3] = SlotTracker(Duty.A3, n, step5, 36, first5, a3_deadline, a3)
+        a2_deadline = np.full(n, int(p.a2_deadline.total_seconds()), dtype=np.int64)
+        self.trackers[Duty.A2] = SlotTracker(
+            Duty.A2, n, US_PER_DAY, 7, first_day, a2_deadline, a2 & ~a3, phase_us=DAY_PHASE_US
+        )
+
+    def _a2_rereads(self) -> tuple[dt.timedelta, ...]:
+        p = self.policy
+        end = dt.timedelta(hours=p.offpeak_end.hour, minutes=p.offpeak_end.minute)
+        first = end + p.a2_reread_after
+        return (first, first + dt.timedelta(days=1), first + dt.timedelta(days=2))
+
+    def _record_arrivals(self, decoded: codec.DecodedFrames, now_us: int) -> None:
+        r = decoded.intervals
+        fwd = r.channel == int(Channel.ACTIVE_FORWARD)
+        types = r.frame_type
+        scheduled_or_resend = (types == FrameType.PUSH_SCHEDULED) | (
+            types == FrameType.RESEND_RESPONSE
+        )
+        a1 = fwd & (r.resolution == 30) & scheduled_or_resend
+        self.trackers[Duty.A1].record(r.meter_key[a1], r.interval_end_us[a1], now_us)
+        five = fwd & (r.resolution == 5)
+        a3 = five & ((types == FrameType.PUSH_5MIN_REALTIME) | (types == FrameType.RESEND_RESPONSE))
+        self.trackers[Duty.A3].record(r.meter_key[a3], r.interval_end_us[a3], now_us)
+        # an A2 day counts when its last value (ending at midnight) arrives
+        historical = five & (
+            (types == FrameType.PUSH_5MIN_HISTORICAL) | (types == FrameType.RESEND_RESPONSE)
+        )
+        ends = r.interval_end_us[historical]
+        midnight = (ends - DAY_PHASE_US) % US_PER_DAY == 0
+        self.trackers[Duty.A2].record(r.meter_key[historical][midnight], ends[midnight], now_us)
+
+    # ---- uplink ---------------------------------------------------------------------------
+
+    def receive_envelope(self, payload: bytes, *, redelivered: bool = False) -> int:
+        """Take one collector envelope; returns the number of frames accepted.
+
+        ``redelivered``: the transport says this message may have been delivered before (MQTT
+        DUP). Its already-accepted frames then show up as replays; they are counted as
+        redeliveries, not as attacks, and change nothing.
+        """
+        self.stats.envelopes += 1
+        try:
+            envelope = codec.decode_envelope(payload)
+        except FrameError as exc:
+            self.stats.malformed_envelopes += 1
+            self.metrics.envelopes_rejected.inc()
+            log.warning("malformed envelope refused: %s", exc)
+            return 0
+        if isinstance(self.clock, FollowClock):
+            self.clock.observe(from_epoch_us(envelope.sent_at_us))
+        now_us = to_epoch_us(self.clock.now())
+        decoded = self.decoder.decode(envelope.frames)
+        self._learn_route(envelope.collector, decoded.frames.meter_key)
+        if redelivered and decoded.rejected.get(RejectReason.REPLAYED):
+            again = decoded.rejected.pop(RejectReason.REPLAYED)
+            self.stats.frames_redelivered += again
+            self.metrics.frames_redelivered.inc(again)
+        for reason, count in decoded.rejected.items():
+            self.stats.frames_rejected[reason] += count
+            self.metrics.frames_rejected.labels(reason=reason.label).inc(count)
+        accepted = decoded.accepted
+        self.stats.frames_accepted += accepted
+        self.metrics.frames_accepted.inc(accepted)
+        if len(decoded.intervals) or len(decoded.registers):
+            batch = decoded_to_batch(decoded, now_us)
+            self.sink.ingest(batch)
+            self.stats.values_stored += batch.num_rows
+            self.metrics.values_stored.inc(batch.num_rows)
+        if self.track_duties:
+            self._record_arrivals(decoded, now_us)
+        for meter_key, message in decoded.messages:
+            self._on_message(meter_key, message, now_us)
+        return accepted
+
+    def _learn_route(self, collector: str, meter_keys: npt.NDArray[np.int32]) -> None:
+        index = self.collectors.get(collector)
+        if index is None:
+            index = self.collectors[collector] = len(self.collector_names)
+            self.collector_names.append(collector)
+        self.route[meter_keys] = index
+
+    def _on_message(self, meter_key: int, message: object, now_us: int) -> None:
+        if isinstance(message, CommandAck):
+            self.commands.on_ack(meter_key, message, now_us)
+        elif isinstance(message, PollResponse):
+            self.polls.on_response(meter_key, message, now_us)
+        elif isinstance(message, MeterEvent):
+            self.stats.events[message.code.name.lower()] += 1
+            self.events.append((meter_key, message))
+            log.info("meter %d event %s", meter_key, message.code.name)
+
+    # ---- time-driven work -----------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Judge deadlines, schedule re-reads, run commands and polls, send what is due."""
+        now_us = to_epoch_us(self.clock.now())
+        if self.track_duties:
+            for tracker in self.trackers.values():
+                tracker.advance(now_us)
+            self._schedule_rereads(now_us)
+        self.commands.tick(now_us)
+        self.polls.tick(now_us)
+        outgoing: list[tuple[int, FrameType, PollRequest | Command]] = []
+        outgoing += [
+            (rec.meter_key, FrameType.COMMAND, cmd) for rec, cmd in self.commands.due(now_us)
+        ]
+        outgoing += [(key, FrameType.POLL_REQUEST, req) for key, req in self.polls.due(now_us)]
+        if outgoing:
+            self._send(outgoing, now_us)
+        self._update_gauges()
+
+    def _schedule_rereads(self, now_us: int) -> None:
+        p = self.policy
+        plans = (
+            (Duty.A1, Resolution.MIN30, p.a1_rereads, p.late_reread_every),
+            (Duty.A3, Resolution.MIN5, p.a3_rereads, p.late_reread_every),
+            (Duty.A2, None, self._a2_rereads(), dt.timedelta(days=1)),
+        )
+        for duty, resolution, delays, late in plans:
+            keys, ends = self.trackers[duty].due_rereads(now_us, delays, late)
+            known = self.route[keys] >= 0 if len(keys) else np.empty(0, dtype=bool)
+            keys, ends = keys[known], ends[known]
+            if not len(keys):
+                continue
+            if resolution is None:  # a whole day of 5-min values
+                ranges = [
+                    (int(k), int(e) - US_PER_DAY + Resolution.MIN5.microseconds, int(e))
+                    for k, e in zip(keys, ends, strict=True)
+                ]
+                res = Resolution.MIN5
+            else:
+                ranges = coalesce_ranges(keys, ends, resolution.microseconds)
+                res = resolution
+            for meter_key, first, last in ranges:
+                self.commands.request(
+                    meter_key,
+                    CommandKind.RESEND,
+                    (int(res), first // US_PER_MINUTE, last // US_PER_MINUTE),
+                    now_us,
+                    requested_by=f"reread:{duty.label}",
+                )
+            self.stats.rereads_requested += len(ranges)
+            self.metrics.rereads.labels(duty=duty.label).inc(len(ranges))
+
+    def _send(
+        self, outgoing: list[tuple[int, FrameType, PollRequest | Command]], now_us: int
+    ) -> None:
+        if self.downlink is None:
+            return
+        by_collector: dict[int, list[bytes]] = collections.defaultdict(list)
+        for meter_key, frame_type, body in outgoing:
+            route = int(self.route[meter_key])
+            if route < 0:
+                continue
+            self._down_counter[meter_key] += 1
+            frame = codec.encode_frame(
+                frame_type,
+                int(self.registry.device_ids_of(np.array([meter_key]))[0]),
+                int(self._down_counter[meter_key]),
+                body,
+                self.keys,
+            )
+            by_collector[route].append(frame)
+        for route, frames in by_collector.items():
+            for start in range(0, len(frames), 1000):
+                chunk = frames[start : start + 1000]
+                envelope = codec.encode_envelope(self.collector_names[route], now_us, 0, chunk)
+                self.downlink(self.collector_names[route], envelope)
+                self.stats.downlink_frames += len(chunk)
+
+    def _update_gauges(self) -> None:
+        for duty, summary in self.latest_slo().items():
+            if summary.on_time_share is not None:
+                self.metrics.on_time_share.labels(duty=duty.label).set(summary.on_time_share)
+
+    # ---- reporting ------------------------------------------------------------------------
+
+    def slo(self) -> list[DutySummary]:
+        """Per duty and JST day: expected, on time, late, never received, delay percentiles."""
+        return [s for tracker in self.trackers.values() for s in summarize(tracker)]
+
+    def latest_slo(self) -> dict[Duty, DutySummary]:
+        latest: dict[Duty, DutySummary] = {}
+        for summary in self.slo():
+            if summary.expected:
+                latest[summary.duty] = summary
+        return latest
+
+    def slo_totals(self) -> dict[Duty, tuple[int, int]]:
+        """(on time, expected) per duty over every judged day."""
+        totals: dict[Duty, tuple[int, int]] = {}
+        for s in self.slo():
+            on, exp = totals.get(s.duty, (0, 0))
+            totals[s.duty] = (on + s.on_time, exp + s.expected)
+        return totals

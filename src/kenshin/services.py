@@ -1,0 +1,269 @@
+"""Service mode: the head-end worker and the simulated field as separate processes over MQTT.
+
+``kenshin hes`` runs :func:`run_hes_worker`: it takes collector envelopes from a shared MQTT 5
+subscription, stores their values and only then acknowledges them, so a worker killed mid-stream
+loses nothing (the broker redelivers to it when it is back). ``kenshin fleet`` runs
+:func:`run_fleet`: simulated meters, network and collectors publishing envelopes, answering
+downlink commands and polls; a real collector could take its place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from kenshin.aroute.keys import KeyRing, load_master_key
+from kenshin.aroute.mqtt import (
+    MqttLink,
+    Received,
+    collector_of_topic,
+    down_topic,
+    shared_up_subscription,
+    up_topic,
+)
+from kenshin.aroute.network import Network, NetworkConfig
+from kenshin.aroute.replay import MemoryReplayGuard, ReplayGuard
+from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
+from kenshin.core.timeslots import from_epoch_us, to_epoch_us
+from kenshin.errors import InvalidSetting
+from kenshin.fleet.field import Field, FieldStats
+from kenshin.fleet.radio import MeterRadio
+from kenshin.fleet.simulator import Fleet, FleetConfig
+from kenshin.hes.policy import CollectionPolicy
+from kenshin.hes.service import HeadEnd
+from kenshin.mdms.service import MeterDataService
+from kenshin.mdms.store import ReadingStore
+
+log = logging.getLogger("kenshin.services")
+
+
+@dataclass
+class WorkerStatus:
+    envelopes: int = 0
+    frames_accepted: int = 0
+    frames_rejected: int = 0
+    values_stored: int = 0
+    acked: int = 0
+
+
+def _area_of_topic(topic: str) -> str:
+    return topic.split("/")[1]
+
+
+def run_hes_worker(
+    mqtt_url: str,
+    store: ReadingStore,
+    *,
+    worker_id: str,
+    replay: ReplayGuard | None = None,
+    master_key: str | None = None,
+    policy: CollectionPolicy | None = None,
+    duties: bool = True,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[HeadEnd], None] | None = None,
+    batch_wait_s: float = 0.05,
+) -> HeadEnd:
+    """Run one head-end worker until ``stop`` is set; returns the head-end for its figures."""
+    meters = store.read_meters()
+    if meters.num_rows == 0:
+        raise InvalidSetting(
+            "no meters are installed in this store; "
+            "run `kenshin install` (or `kenshin simulate`) first"
+        )
+    stop = stop or threading.Event()
+    inbox: queue.Queue[Received] = queue.Queue()
+    areas: dict[str, str] = {}
+    mdms = MeterDataService(store, background=False)
+    clock = FollowClock(_roster_start(store))
+    link_box: list[MqttLink] = []
+
+    def downlink(collector: str, envelope: bytes) -> None:
+        area = areas.get(collector)
+        if area is not None and link_box:
+            link_box[0].publish(down_topic(area, collector), envelope)
+
+    hes = HeadEnd(
+        mdms,
+        clock,
+        meters,
+        KeyRing(load_master_key(master_key)),
+        replay or MemoryReplayGuard(meters.num_rows),
+        policy=policy,
+        downlink=downlink,
+        track_duties=duties,
+        worker=worker_id,
+    )
+    link = MqttLink(
+        mqtt_url,
+        worker_id,
+        on_message=inbox.put,
+        subscriptions=(shared_up_subscription(),),
+        manual_ack=True,
+        persistent=True,
+    )
+    link_box.append(link)
+    if on_ready is not None:
+        on_ready(hes)
+    last_tick = time.monotonic()
+    try:
+        while not stop.is_set():
+            batch = _take(inbox, batch_wait_s)
+            for message in batch:
+                areas[collector_of_topic(message.topic)] = _area_of_topic(message.topic)
+                hes.receive_envelope(message.payload, redelivered=message.redelivered)
+            if batch:
+                mdms.flush()  # stored before acknowledged: a crash here means redelivery
+                for message in batch:
+                    link.ack(message)
+            if batch or time.monotonic() - last_tick > 1.0:
+                hes.tick()
+                last_tick = time.monotonic()
+    finally:
+        link.close()
+        mdms.close()
+    return hes
+
+
+def _take(inbox: queue.Queue[Received], wait_s: float, limit: int = 256) -> list[Received]:
+    try:
+        batch = [inbox.get(timeout=wait_s)]
+    except queue.Empty:
+        return []
+    while len(batch) < limit:
+        try:
+            batch.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+def _roster_start(store: ReadingStore) -> dt.datetime:
+    """Where a head-end's clock starts before the first envelope: the installed fleet's start."""
+    meta = store.get_meta("fleet")
+    if meta:
+        return dt.datetime.fromisoformat(json.loads(meta)["start"])
+    return WallClock().now()
+
+
+def install_fleet(store: ReadingStore, config: FleetConfig) -> pa.Table:
+    """Write the roster of a simulated fleet into a store, as a utility installs meters."""
+    fleet = Fleet(config)
+    meters = fleet.meters_table()
+    store.write_meters(meters)
+    store.set_meta(
+        "fleet",
+        json.dumps(
+            {
+                "n_meters": config.n_meters,
+                "seed": config.seed,
+                "area": config.area.code,
+                "start": config.start.isoformat(),
+                "gen2_share": config.gen2_share,
+                "sample_5min_share": config.sample_5min_share,
+                "aroute": "mqtt",
+            }
+        ),
+    )
+    return meters
+
+
+@dataclass
+class FleetRun:
+    field: FieldStats
+    published: int
+    downlink_envelopes: int
+    seconds: float
+    simulated_until: str
+
+
+def run_fleet(
+    mqtt_url: str,
+    config: FleetConfig,
+    days: float,
+    *,
+    speed: float | None = None,
+    network: NetworkConfig | None = None,
+    policy: CollectionPolicy | None = None,
+    master_key: str | None = None,
+    client_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> FleetRun:
+    """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
+    possible, otherwise simulated time runs ``speed`` × the wall clock."""
+    policy = policy or CollectionPolicy(
+        a2_share=config.sample_5min_share,
+        a3_share=config.realtime_5min_share,
+        send_15min=config.send_15min,
+    )
+    fleet = Fleet(config)
+    keys = KeyRing(load_master_key(master_key))
+    net = Network(fleet.population, network or NetworkConfig(), config.seed)
+    radio = MeterRadio(
+        fleet.meters,
+        keys,
+        fleet.sampled,
+        fleet.realtime,
+        send_15min=policy.send_15min,
+        offpeak=(policy.offpeak_start, policy.offpeak_end),
+        seed=config.seed,
+    )
+    field = Field(fleet, radio, net)
+    area = config.area.code
+    downs: queue.Queue[Received] = queue.Queue()
+    link = MqttLink(
+        mqtt_url,
+        client_id or f"fleet-{area}-{config.seed}",
+        on_message=downs.put,
+        subscriptions=(f"kenshin/{area}/+/down",),
+    )
+    stop = stop or threading.Event()
+    clock = AcceleratedClock(config.start, speed) if speed else None
+    end_us = to_epoch_us(config.start) + int(days * 86400e6)
+    total = (end_us - field.now_us) // (5 * 60_000_000)
+    started = time.perf_counter()
+    downlinks = 0
+    done = 0
+    try:
+        while field.now_us < end_us and not stop.is_set():
+            if clock is not None:
+                wait = clock.wall_seconds_until(from_epoch_us(field.now_us + 5 * 60_000_000))
+                if wait > 0:
+                    stop.wait(wait)
+            field.step()
+            for envelope in field.due(field.now_us):
+                link.publish(up_topic(area, envelope.collector), envelope.payload)
+            while True:
+                try:
+                    message = downs.get_nowait()
+                except queue.Empty:
+                    break
+                field.receive_downlink(
+                    collector_of_topic(message.topic), message.payload, field.now_us
+                )
+                downlinks += 1
+            done += 1
+            if progress:
+                progress(done, total)
+        # answers to the last downlink frames, then everything still on its way
+        for envelope in field.due(2**62):
+            link.publish(up_topic(area, envelope.collector), envelope.payload)
+        link.drain()
+    finally:
+        link.close()
+    return FleetRun(
+        field=dataclasses.replace(field.stats),
+        published=link.published,
+        downlink_envelopes=downlinks,
+        seconds=time.perf_counter() - started,
+        simulated_until=from_epoch_us(field.now_us).isoformat(),
+    )

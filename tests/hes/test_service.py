@@ -1,0 +1,199 @@
+"""The head-end behind the wire: refusals by reason (never stored), commands and polls end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from kenshin.aroute import codec
+from kenshin.aroute.frames import CommandKind, FrameType, RejectReason
+from kenshin.aroute.keys import KeyRing
+from kenshin.core.channels import Channel
+from kenshin.core.meterspec import Generation, MeterClass
+from kenshin.core.timeslots import JST, Resolution, to_epoch_us
+from kenshin.fleet.simulator import FleetConfig
+from kenshin.hes.commands import CommandState
+from kenshin.hes.polling import PollState
+from kenshin.system import EmbeddedSystem
+
+START = dt.datetime(2026, 5, 11, tzinfo=JST)
+
+
+@pytest.fixture
+def system() -> EmbeddedSystem:
+    s = EmbeddedSystem(
+        FleetConfig(n_meters=200, start=START, seed=7), aroute="wire", background_writer=False
+    )
+    captured: list[bytes] = []
+    receive = s.hes.receive_envelope  # type: ignore[union-attr]
+
+    def capture(payload: bytes, **kw: bool) -> int:
+        captured.append(payload)
+        return receive(payload, **kw)
+
+    s.hes.receive_envelope = capture  # type: ignore[union-attr, method-assign]
+    s.captured = captured  # type: ignore[attr-defined]
+    s.run(START + dt.timedelta(hours=1))
+    return s
+
+
+def _rows(system: EmbeddedSystem) -> int:
+    return sum(system.store.reading_counts().values())
+
+
+def _fresh_frames(system: EmbeddedSystem, keys: KeyRing | None = None) -> list[bytes]:
+    """New, valid scheduled pushes of five meters, as their radios would build them now."""
+    radio = system.field.radio  # type: ignore[union-attr]
+    meters = np.arange(5, dtype=np.int64)
+    now = system.fleet.meters.now_us
+    block = radio._interval_block(
+        Resolution.MIN30,
+        Channel.ACTIVE_FORWARD,
+        meters,
+        np.array([now - now % Resolution.MIN30.microseconds]),
+    )
+    counters = radio.up_counter[meters] + 1
+    radio.up_counter[meters] += 1
+    return codec.encode_interval_frames(
+        FrameType.PUSH_SCHEDULED,
+        radio.device_ids[meters],
+        counters,
+        [block],
+        [],
+        keys or radio.keys,
+    )
+
+
+def _deliver(system: EmbeddedSystem, frames: list[bytes]) -> int:
+    assert system.hes is not None
+    envelope = codec.encode_envelope("c00000", system.fleet.meters.now_us, 1, frames)
+    return system.hes.receive_envelope(envelope)
+
+
+def test_a_captured_envelope_replayed_is_refused_and_changes_nothing(system) -> None:
+    hes = system.hes
+    before_rows, before_ok = _rows(system), hes.stats.frames_accepted
+    captured = system.captured[len(system.captured) // 2]
+    n_frames = len(codec.decode_envelope(captured).frames)
+    assert _deliver_raw(system, captured) == 0
+    assert hes.stats.frames_rejected[RejectReason.REPLAYED] == n_frames
+    assert _rows(system) == before_rows and hes.stats.frames_accepted == before_ok
+    assert f'reason="replayed"}} {float(n_frames)}' in hes.metrics.exposition().decode()
+
+
+def _deliver_raw(system: EmbeddedSystem, payload: bytes) -> int:
+    system.mdms.flush()
+    accepted = system.hes.receive_envelope(payload)
+    system.mdms.flush()
+    return accepted
+
+
+def test_a_byte_flipped_by_a_collector_is_refused_the_rest_accepted(system) -> None:
+    frames = _fresh_frames(system)
+    bad = bytearray(frames[2])
+    bad[20] ^= 0x01  # inside the ciphertext
+    frames[2] = bytes(bad)
+    rows = _rows(system)
+    assert _deliver(system, frames) == 4
+    system.mdms.flush()
+    assert system.hes.stats.frames_rejected[RejectReason.AUTH_FAILED] == 1
+    assert _rows(system) == rows + 4  # one forward value per accepted frame, none from the bad one
+
+
+def test_a_wrong_key_is_refused(system) -> None:
+    forged = _fresh_frames(system, KeyRing(bytes(range(32))))
+    rows = _rows(system)
+    assert _deliver(system, forged) == 0
+    system.mdms.flush()
+    assert system.hes.stats.frames_rejected[RejectReason.AUTH_FAILED] == 5
+    assert _rows(system) == rows
+
+
+def test_an_unknown_meter_is_refused(system) -> None:
+    frames = _fresh_frames(system)
+    stranger = bytearray(frames[0])
+    stranger[2:10] = (123456789).to_bytes(8, "big")
+    assert _deliver(system, [bytes(stranger)]) == 0
+    assert system.hes.stats.frames_rejected[RejectReason.UNKNOWN_METER] == 1
+
+
+def test_garbage_envelope_is_counted_not_fatal(system) -> None:
+    assert system.hes.receive_envelope(b"\x00garbage") == 0
+    assert system.hes.stats.malformed_envelopes == 1
+
+
+def _meter(system: EmbeddedSystem, generation: Generation, classes: tuple[MeterClass, ...]) -> int:
+    pop = system.fleet.population
+    ok = (pop.generation == generation) & np.isin(pop.meter_class, [int(c) for c in classes])
+    return int(np.flatnonzero(ok)[0])
+
+
+def _now(system: EmbeddedSystem) -> int:
+    return to_epoch_us(system.clock.now())
+
+
+def test_ampere_limit_command_reaches_the_meter_and_is_acknowledged(system) -> None:
+    key = _meter(system, Generation.GEN2, (MeterClass.LV_1P3W,))
+    record = system.hes.commands.request(key, CommandKind.SET_AMPERE_LIMIT, (50,), _now(system))
+    assert record.state is CommandState.QUEUED
+    system.run(system.now + dt.timedelta(minutes=30))
+    done = system.hes.commands.get(record.command_id)
+    assert done.state is CommandState.ACKNOWLEDGED, done
+    assert int(system.fleet.meters.ampere_limit_a[key]) == 50
+    states = [e.to_state for e in system.hes.commands.audit.for_command(record.command_id)]
+    assert states[-1] is CommandState.ACKNOWLEDGED and CommandState.SENT in states
+
+
+@pytest.mark.parametrize(
+    ("generation", "classes", "kind", "args", "why"),
+    [
+        (Generation.GEN2, (MeterClass.HV, MeterClass.EHV), CommandKind.SWITCH_OPEN, (), "switch"),
+        (Generation.GEN1, (MeterClass.LV_1P3W,), CommandKind.SET_AMPERE_LIMIT, (70,), "60"),
+        (Generation.GEN1, (MeterClass.LV_1P3W,), CommandKind.SET_REALTIME_5MIN, (1,), "5-min"),
+    ],
+)
+def test_commands_the_meter_cannot_do_are_refused_at_once(
+    system, generation, classes, kind, args, why
+) -> None:
+    key = _meter(system, generation, classes)
+    sent = system.hes.stats.downlink_frames
+    record = system.hes.commands.request(key, kind, args, _now(system))
+    assert record.state is CommandState.REJECTED and why in record.reason
+    system.run(system.now + dt.timedelta(minutes=10))
+    assert system.hes.commands.get(record.command_id).attempts == 0
+    assert system.hes.stats.downlink_frames - sent < 100  # only re-reads went out, not this
+
+
+def test_a_command_that_never_gets_through_fails_after_retries(system) -> None:
+    key = _meter(system, Generation.GEN2, (MeterClass.LV_1P3W,))
+    field = system.field
+    device = int(system.fleet.population.device_id[key])
+    forward = field.receive_downlink
+
+    def lose_this_meters_frames(collector: str, payload: bytes, now_us: int) -> None:
+        env = codec.decode_envelope(payload)
+        keep = [f for f in env.frames if int.from_bytes(f[2:10], "big") != device]
+        forward(collector, codec.encode_envelope(collector, env.sent_at_us, 0, keep), now_us)
+
+    field.receive_downlink = lose_this_meters_frames  # type: ignore[method-assign]
+    record = system.hes.commands.request(key, CommandKind.SWITCH_OPEN, (), _now(system))
+    system.run(system.now + dt.timedelta(hours=1))
+    done = system.hes.commands.get(record.command_id)
+    assert done.state is CommandState.FAILED and done.attempts == 3
+    assert bool(system.fleet.meters.switch_closed[key])  # the meter never heard it
+
+
+def test_poll_returns_the_meters_state(system) -> None:
+    keys = [0, 1, 2]
+    batch = system.hes.polls.request(keys, _now(system))
+    system.run(system.now + dt.timedelta(minutes=15))
+    result = system.hes.polls.result(batch)
+    assert result.summary.answered == 3
+    ring = system.fleet.meters.ring5
+    for poll in result.polls:
+        assert poll.state is PollState.ANSWERED and poll.response is not None
+        row = ring.rows_for(np.array([poll.response.measured_at_us]))[0]
+        fwd = int(ring.data[Channel.ACTIVE_FORWARD][row, poll.meter_key])
+        assert poll.response.forward_register == fwd
