@@ -52,6 +52,9 @@ PostgresOpt = Annotated[
 ]
 MqttOpt = Annotated[str, typer.Option("--mqtt", help="MQTT broker URL, mqtt://HOST:PORT.")]
 AreaOpt = Annotated[str, typer.Option(help="Utility area: code 01–10 or name (tokyo).")]
+TopicRootOpt = Annotated[
+    str, typer.Option(help="First level of the MQTT topics: <root>/<area>/<collector>/up|down.")
+]
 MasterKeyOpt = Annotated[
     str | None,
     typer.Option(
@@ -331,6 +334,7 @@ def hes(
         ),
     ] = True,
     master_key: MasterKeyOpt = None,
+    topic_root: TopicRootOpt = "kenshin",
 ) -> None:
     """Run a head-end worker: authenticate, store and acknowledge collector envelopes from MQTT."""
     import signal
@@ -368,6 +372,7 @@ def hes(
             duties=duties,
             stop=stop,
             on_ready=ready,
+            topic_root=topic_root,
         )
     except KeyboardInterrupt:
         return
@@ -392,6 +397,7 @@ def fleet(
     area: AreaOpt = "tokyo",
     start: StartOpt = None,
     master_key: MasterKeyOpt = None,
+    topic_root: TopicRootOpt = "kenshin",
 ) -> None:
     """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`)."""
     from kenshin.services import run_fleet
@@ -420,6 +426,7 @@ def fleet(
             speed=pace,
             master_key=master_key,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
+            topic_root=topic_root,
         )
     table = Table(title=f"kenshin fleet → {mqtt}", show_header=False)
     f = result.field

@@ -23,15 +23,17 @@ import pyarrow as pa
 
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.mqtt import (
+    TOPIC_ROOT,
     MqttLink,
     Received,
-    collector_of_topic,
+    down_subscription,
     down_topic,
     shared_up_subscription,
+    split_topic,
     up_topic,
 )
 from kenshin.aroute.network import Network, NetworkConfig
-from kenshin.aroute.replay import MemoryReplayGuard, ReplayGuard
+from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
@@ -55,10 +57,6 @@ class WorkerStatus:
     acked: int = 0
 
 
-def _area_of_topic(topic: str) -> str:
-    return topic.split("/")[1]
-
-
 def run_hes_worker(
     mqtt_url: str,
     store: ReadingStore,
@@ -71,6 +69,7 @@ def run_hes_worker(
     stop: threading.Event | None = None,
     on_ready: Callable[[HeadEnd], None] | None = None,
     batch_wait_s: float = 0.05,
+    topic_root: str = TOPIC_ROOT,
 ) -> HeadEnd:
     """Run one head-end worker until ``stop`` is set; returns the head-end for its figures."""
     meters = store.read_meters()
@@ -89,14 +88,22 @@ def run_hes_worker(
     def downlink(collector: str, envelope: bytes) -> None:
         area = areas.get(collector)
         if area is not None and link_box:
-            link_box[0].publish(down_topic(area, collector), envelope)
+            link_box[0].publish(down_topic(area, collector, topic_root), envelope)
 
+    staged: StagedReplayGuard | None = None
+    if replay is None:  # one worker: windows committed with the values they let in
+        staged = StagedReplayGuard(meters.num_rows)
+        keys, last, bitmap = store.load_counters()
+        full_last, full_bitmap = staged.state()
+        full_last[keys], full_bitmap[keys] = last, bitmap
+        staged.load(full_last, full_bitmap)
+        replay = staged
     hes = HeadEnd(
         mdms,
         clock,
         meters,
         KeyRing(load_master_key(master_key)),
-        replay or MemoryReplayGuard(meters.num_rows),
+        replay,
         policy=policy,
         downlink=downlink,
         track_duties=duties,
@@ -106,7 +113,7 @@ def run_hes_worker(
         mqtt_url,
         worker_id,
         on_message=inbox.put,
-        subscriptions=(shared_up_subscription(),),
+        subscriptions=(shared_up_subscription(root=topic_root),),
         manual_ack=True,
         persistent=True,
     )
@@ -118,10 +125,13 @@ def run_hes_worker(
         while not stop.is_set():
             batch = _take(inbox, batch_wait_s)
             for message in batch:
-                areas[collector_of_topic(message.topic)] = _area_of_topic(message.topic)
+                area, collector = split_topic(message.topic)
+                areas[collector] = area
                 hes.receive_envelope(message.payload, redelivered=message.redelivered)
             if batch:
-                mdms.flush()  # stored before acknowledged: a crash here means redelivery
+                # stored (with the replay windows) before acknowledged: a crash before the
+                # commit means redelivery and fresh admission, after it, recognised repeats
+                mdms.flush(staged.take_changes() if staged is not None else None)
                 for message in batch:
                     link.ack(message)
             if batch or time.monotonic() - last_tick > 1.0:
@@ -197,6 +207,7 @@ def run_fleet(
     client_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
+    topic_root: str = TOPIC_ROOT,
 ) -> FleetRun:
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock."""
@@ -224,7 +235,7 @@ def run_fleet(
         mqtt_url,
         client_id or f"fleet-{area}-{config.seed}",
         on_message=downs.put,
-        subscriptions=(f"kenshin/{area}/+/down",),
+        subscriptions=(down_subscription(area, topic_root),),
     )
     stop = stop or threading.Event()
     clock = AcceleratedClock(config.start, speed) if speed else None
@@ -241,22 +252,20 @@ def run_fleet(
                     stop.wait(wait)
             field.step()
             for envelope in field.due(field.now_us):
-                link.publish(up_topic(area, envelope.collector), envelope.payload)
+                link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
             while True:
                 try:
                     message = downs.get_nowait()
                 except queue.Empty:
                     break
-                field.receive_downlink(
-                    collector_of_topic(message.topic), message.payload, field.now_us
-                )
+                field.receive_downlink(split_topic(message.topic)[1], message.payload, field.now_us)
                 downlinks += 1
             done += 1
             if progress:
                 progress(done, total)
         # answers to the last downlink frames, then everything still on its way
         for envelope in field.due(2**62):
-            link.publish(up_topic(area, envelope.collector), envelope.payload)
+            link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
         link.drain()
     finally:
         link.close()

@@ -1,4 +1,4 @@
-"""The head-end behind the wire: refusals by reason (never stored), commands and polls end to end."""
+"""The head-end behind the wire: refusals by reason (never stored), commands and polls."""
 
 from __future__ import annotations
 

@@ -31,29 +31,35 @@ from kenshin.errors import InvalidSetting, KenshinError
 log = logging.getLogger("kenshin.aroute.mqtt")
 
 SHARE_GROUP = "hes"
+TOPIC_ROOT = "kenshin"  # a deployment (or a test) may put its own root in front
 
 
 class TransportError(KenshinError):
     """The broker could not be reached or refused us."""
 
 
-def up_topic(area: str, collector: str) -> str:
-    return f"kenshin/{area}/{collector}/up"
+def up_topic(area: str, collector: str, root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{area}/{collector}/up"
 
 
-def down_topic(area: str, collector: str) -> str:
-    return f"kenshin/{area}/{collector}/down"
+def down_topic(area: str, collector: str, root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{area}/{collector}/down"
 
 
-def shared_up_subscription(area: str = "+") -> str:
-    return f"$share/{SHARE_GROUP}/kenshin/{area}/+/up"
+def down_subscription(area: str, root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{area}/+/down"
 
 
-def collector_of_topic(topic: str) -> str:
+def shared_up_subscription(area: str = "+", root: str = TOPIC_ROOT) -> str:
+    return f"$share/{SHARE_GROUP}/{root}/{area}/+/up"
+
+
+def split_topic(topic: str) -> tuple[str, str]:
+    """(area, collector) of ``<root>/<area>/<collector>/up|down``."""
     parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != "kenshin":
+    if len(parts) != 4 or parts[3] not in ("up", "down"):
         raise ValueError(f"not an A-route topic: {topic!r}")
-    return parts[2]
+    return parts[1], parts[2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import struct
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,7 @@ class FieldStats:
     frames_sent: int = 0  # by meters, uplink
     frames_lost: int = 0  # lost in the network before reaching a collector
     frames_forwarded: int = 0  # in envelopes to the head-end
+    forwarded_by_type: Counter[int] = field(default_factory=Counter)  # frame type → frames
     envelopes: int = 0
     downlink_frames: int = 0
     downlink_lost: int = 0
@@ -141,6 +143,7 @@ class Field:
                 chunk = frames[start : start + 2000]
                 payload = codec.encode_envelope(collector, at, next(self._envelope_seq), chunk)
                 self.stats.frames_forwarded += len(chunk)
+                self.stats.forwarded_by_type.update(f[1] for f in chunk)
                 self.stats.envelopes += 1
                 yield UplinkEnvelope(at, collector, payload, len(chunk))
 

@@ -158,7 +158,7 @@ class MeterSpecs:
         self._by_code: list[MeterSpec | None] = [None] * 64
         for (g, c), spec in table.items():
             self._by_code[_code(g, c)] = spec
-        self.codes = (gen.astype(np.uint8) << 3) | cls
+        self.codes = (gen << 3) | cls  # generation × class code per meter
         missing = {int(c) for c in np.unique(self.codes)} - {
             i for i, s in enumerate(self._by_code) if s is not None
         }
@@ -191,7 +191,9 @@ _ARG_COUNT = {
 }
 
 
-def resend_args(resolution: Resolution, first_end_us: int, last_end_us: int) -> tuple[int, ...]:
+def resend_args(
+    resolution: Resolution, first_end_us: int, last_end_us: int
+) -> tuple[int, int, int]:
     """RESEND arguments: resolution [min], first and last interval end in epoch *minutes* (u32)."""
     if first_end_us % US_PER_MINUTE or last_end_us % US_PER_MINUTE:
         raise InvalidPeriod("RESEND interval ends must be whole minutes")
@@ -312,6 +314,7 @@ class MemoryAudit(builtins.list[AuditEntry]):
         return [e for e in self if e.command_id == command_id]
 
 
+_ACK_STATUSES = frozenset(int(s) for s in AckStatus)
 _IN_QUEUE = frozenset({CommandState.QUEUED, CommandState.SENT})
 _TERMINAL = frozenset(s for s in CommandState if s.is_terminal)
 
@@ -355,7 +358,7 @@ class CommandBook:
         self._recent_sends: dict[int, deque[int]] = {}
         self._timeouts: builtins.list[tuple[int, int, int]] = []  # (deadline, id, attempt)
         self._expiries: builtins.list[tuple[int, int]] = []  # (expires_at, id)
-        self.ignored_acks: Counter[str] = Counter()  # unknown / wrong_meter / late
+        self.ignored_acks: Counter[str] = Counter()  # unknown / bad_status / wrong_meter / late
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -376,6 +379,7 @@ class CommandBook:
         ``idempotency_key`` returns the first record, or raises :class:`IdempotencyConflict` when
         the meter, kind or arguments differ.
         """
+        meter_key = int(meter_key)
         if not 0 <= meter_key < len(self.meter_specs):
             raise UnknownMeter(f"no meter with key {meter_key}")
         kind, args3, expires, detail = self._prepare(kind, args, now_us, expires_at_us)
@@ -665,6 +669,8 @@ class CommandBook:
         record = self._records.get(ack.command_id)
         if record is None:
             why = "unknown"
+        elif ack.status not in _ACK_STATUSES:
+            why = "bad_status"
         elif record.meter_key != meter_key:
             why = "wrong_meter"  # X2: a meter cannot complete another meter's command
         elif record.state is not CommandState.SENT:
@@ -743,6 +749,27 @@ class CommandBook:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def prune(self, completed_before_us: int) -> int:
+        """Forget commands that reached a final state before ``completed_before_us`` (their
+        idempotency keys too); the audit sink keeps their history. Returns how many."""
+        old = [
+            r
+            for r in self._records.values()
+            if r.completed_at_us is not None and r.completed_at_us < completed_before_us
+        ]
+        for record in old:
+            del self._records[record.command_id]
+            self._counts[record.state] -= 1
+            if record.idempotency_key is not None:
+                del self._idempotency[record.idempotency_key]
+        for meter in {r.meter_key for r in old}:
+            kept = [i for i in self._by_meter[meter] if i in self._records]
+            if kept:
+                self._by_meter[meter] = kept
+            else:
+                del self._by_meter[meter]
+        return len(old)
 
     def list(
         self,

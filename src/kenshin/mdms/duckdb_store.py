@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
-from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.store import CounterState, ReadingQuery
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meters (
@@ -38,6 +39,9 @@ CREATE TABLE IF NOT EXISTS register_reads (
     source UTINYINT, tx_time TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS frame_counters (
+    meter_key INTEGER PRIMARY KEY, last BIGINT, bitmap UBIGINT
+);
 """
 
 _METER_COLUMNS = (
@@ -92,10 +96,26 @@ class DuckDBStore:
             cur.unregister("incoming_meters")
             cur.execute("COMMIT")
 
-    def append(self, readings: pa.Table, registers: pa.Table) -> None:
+    def append(
+        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
+    ) -> None:
+        """Append values, and the head-end's replay windows that let them in, atomically."""
         cur = self._cursor()
         with self._write_lock:
             try:
+                cur.execute("BEGIN")
+                if counters is not None and len(counters[0]):
+                    keys, last, bitmap = counters
+                    cur.register(
+                        "incoming_counters",
+                        pa.table(
+                            {"meter_key": keys.astype(np.int32), "last": last, "bitmap": bitmap}
+                        ),
+                    )
+                    cur.execute(
+                        "INSERT OR REPLACE INTO frame_counters SELECT * FROM incoming_counters"
+                    )
+                    cur.unregister("incoming_counters")
                 if readings.num_rows:
                     cur.register("incoming_readings", readings)
                     cur.execute("INSERT INTO readings SELECT * FROM incoming_readings")
@@ -104,8 +124,19 @@ class DuckDBStore:
                     cur.register("incoming_registers", registers)
                     cur.execute("INSERT INTO register_reads SELECT * FROM incoming_registers")
                     cur.unregister("incoming_registers")
+                cur.execute("COMMIT")
             except duckdb.Error as exc:
+                cur.execute("ROLLBACK")
                 raise StoreError(f"append to {self.path} failed: {exc}") from exc
+
+    def load_counters(self) -> CounterState:
+        """The persisted replay windows: (meter keys, last, bitmap)."""
+        table = self._arrow("SELECT meter_key, last, bitmap FROM frame_counters", [])
+        return (
+            table.column("meter_key").to_numpy().astype(np.int64),
+            table.column("last").to_numpy().astype(np.int64),
+            table.column("bitmap").to_numpy().astype(np.uint64),
+        )
 
     def read_meters(self) -> pa.Table:
         return self._arrow(f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key", []).cast(

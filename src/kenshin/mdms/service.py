@@ -17,7 +17,7 @@ import pyarrow as pa
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
 from kenshin.hes.headend import ReadingBatch
-from kenshin.mdms.store import ReadingStore
+from kenshin.mdms.store import CounterState, ReadingStore
 
 
 @dataclass
@@ -43,7 +43,9 @@ class MeterDataService:
         self._buffered = 0
         self._lock = threading.Lock()
         self._error: BaseException | None = None
-        self._queue: queue.Queue[tuple[pa.Table, pa.Table] | None] | None = None
+        self._queue: queue.Queue[tuple[pa.Table, pa.Table, CounterState | None] | None] | None = (
+            None
+        )
         self._writer: threading.Thread | None = None
         if background:
             self._queue = queue.Queue(maxsize=2)
@@ -63,9 +65,10 @@ class MeterDataService:
         if full:
             self._flush_buffer()
 
-    def flush(self) -> None:
-        """Store everything buffered and wait until it is stored."""
-        self._flush_buffer()
+    def flush(self, counters: CounterState | None = None) -> None:
+        """Store everything buffered and wait until it is stored; ``counters`` (the head-end's
+        changed replay windows) are committed in the same transaction as the last values."""
+        self._flush_buffer(counters)
         if self._queue is not None:
             self._queue.join()
         self._raise_writer_error()
@@ -77,9 +80,9 @@ class MeterDataService:
             self._writer.join()
             self._queue = None
 
-    def _flush_buffer(self) -> None:
+    def _flush_buffer(self, counters: CounterState | None = None) -> None:
         with self._lock:
-            if not self._readings and not self._registers:
+            if not self._readings and not self._registers and counters is None:
                 return
             readings = (
                 pa.concat_tables(self._readings)
@@ -93,12 +96,17 @@ class MeterDataService:
             )
             self._readings, self._registers, self._buffered = [], [], 0
         if self._queue is None:
-            self._write(readings, registers)
+            self._write(readings, registers, counters)
         else:
-            self._queue.put((readings, registers))
+            self._queue.put((readings, registers, counters))
 
-    def _write(self, readings: pa.Table, registers: pa.Table) -> None:
-        self.store.append(readings, registers)
+    def _write(
+        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
+    ) -> None:
+        if counters is None:
+            self.store.append(readings, registers)
+        else:
+            self.store.append(readings, registers, counters)
         self.stats.rows_stored += readings.num_rows
         self.stats.registers_stored += registers.num_rows
 

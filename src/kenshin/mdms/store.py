@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.channels import Channel
@@ -27,13 +29,24 @@ class ReadingQuery:
     as_of_us: int | None = None  # what was known at this transaction time; None = now
 
 
+# replay windows of a head-end, committed with the values they let in: (meter keys, last, bitmap)
+CounterState = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]
+
+
 class ReadingStore(Protocol):
     def write_meters(self, meters: pa.Table) -> None:
         """Replace the meter roster (``kenshin.core.schema.METERS_SCHEMA``)."""
         ...
 
-    def append(self, readings: pa.Table, registers: pa.Table) -> None:
-        """Append new versions; never updates a row in place."""
+    def append(
+        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
+    ) -> None:
+        """Append new versions (never updates a row in place), and with them, in the same
+        transaction, the head-end's replay windows ``counters`` when given."""
+        ...
+
+    def load_counters(self) -> CounterState:
+        """The replay windows committed by :meth:`append`."""
         ...
 
     def read_meters(self) -> pa.Table:

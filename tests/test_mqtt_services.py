@@ -1,0 +1,162 @@
+"""Service mode against a real Mosquitto: shared subscriptions, and a head-end worker killed
+mid-stream that loses nothing and stores nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from kenshin.aroute.frames import FrameType
+from kenshin.aroute.mqtt import MqttLink, Received, shared_up_subscription, up_topic
+from tests.conftest import require_service
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def broker() -> str:
+    host, port = require_service("mosquitto")
+    return f"mqtt://{host}:{port}"
+
+
+def test_shared_subscription_splits_the_load_and_loses_nothing(broker) -> None:
+    root = f"kt-{uuid.uuid4().hex[:8]}"
+    got: dict[str, list[bytes]] = {"a": [], "b": []}
+    lock = threading.Lock()
+
+    def sink(name: str):
+        def on(message: Received) -> None:
+            with lock:
+                got[name].append(message.payload)
+
+        return on
+
+    subs = [
+        MqttLink(
+            broker,
+            f"{root}-{n}",
+            on_message=sink(n),
+            subscriptions=(shared_up_subscription(root=root),),
+        )
+        for n in ("a", "b")
+    ]
+    pub = MqttLink(broker, f"{root}-pub", max_in_flight=8)
+    sent = [f"envelope {i}".encode() for i in range(400)]
+    for i, payload in enumerate(sent):
+        pub.publish(up_topic("03", f"c{i % 7:05d}", root), payload)
+    pub.drain()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sum(map(len, got.values())) < len(sent):
+        time.sleep(0.05)
+    for link in [*subs, pub]:
+        link.close()
+    received = got["a"] + got["b"]
+    assert sorted(received) == sorted(sent)  # each message once, none lost
+    assert got["a"] and got["b"]  # both workers took a share
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return -1.0
+    for line in text.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return -1.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> None:
+    from kenshin.fleet.simulator import FleetConfig
+    from kenshin.services import run_fleet
+
+    root = f"kt-{uuid.uuid4().hex[:8]}"
+    db = tmp_path / "hes.duckdb"
+    kenshin = [sys.executable, "-m", "kenshin"]
+    common = ["--meters", "300", "--seed", "4", "--start", "2026-04-01"]
+    subprocess.run([*kenshin, "install", *common, "--db", str(db)], check=True, capture_output=True)
+    port = _free_port()
+    worker_cmd = [
+        *kenshin,
+        "hes",
+        "--mqtt",
+        broker,
+        "--db",
+        str(db),
+        "--worker-id",
+        f"{root}-hes",
+        "--topic-root",
+        root,
+        "--metrics-port",
+        str(port),
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "hes.log").open("wb")  # a pipe nobody reads would stall the worker
+    worker = subprocess.Popen(worker_cmd, env=env, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while _metric(port, "kenshin_hes_frames_accepted_total") < 0:
+            assert time.monotonic() < deadline, "worker did not come up"
+            time.sleep(0.2)
+
+        result: dict[str, object] = {}
+        config = FleetConfig(
+            n_meters=300,
+            start=__import__("datetime").datetime.fromisoformat("2026-04-01T00:00:00+09:00"),
+            seed=4,
+        )
+        fleet = threading.Thread(
+            target=lambda: result.setdefault(
+                "run",
+                run_fleet(
+                    broker, config, 0.5, speed=4000.0, topic_root=root, client_id=f"{root}-fleet"
+                ),
+            )
+        )
+        fleet.start()
+        while _metric(port, "kenshin_hes_frames_accepted_total") < 1500:
+            assert fleet.is_alive(), "the fleet finished before the worker was killed"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)  # mid-stream, no goodbye
+        worker.wait()
+        worker = subprocess.Popen(worker_cmd, env=env, stderr=log)
+        fleet.join(timeout=120)
+        assert not fleet.is_alive()
+        # the restarted worker catches up: wait until its counts stop moving
+        last, still = -2.0, 0
+        while still < 6:
+            now = _metric(port, "kenshin_hes_frames_accepted_total")
+            still = still + 1 if now == last and now >= 0 else 0
+            last = now
+            time.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        log.close()
+    forwarded = result["run"].field.forwarded_by_type  # type: ignore[attr-defined]
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT (meter_key, interval_end)) FROM readings "
+            "WHERE resolution = 30 AND channel = 1 AND source = 1"
+        ).fetchall()[0]
+    # every scheduled push the collectors forwarded is stored exactly once
+    assert rows == distinct == forwarded[int(FrameType.PUSH_SCHEDULED)]
+    assert b"stopped:" in (tmp_path / "hes.log").read_bytes()
