@@ -116,13 +116,21 @@ def test_up_serves_health_and_stops_cleanly(tmp_path):
                 time.sleep(0.3)
         assert health is not None, "kenshin up did not serve /api/v1/health within 60 s"
         assert health["status"] == "ok" and health["meters"] == 200
-        # accelerated time: an hour of simulated time per real second, so slots keep arriving
-        first = health["slots_delivered"]
+        # accelerated time: an hour of simulated time per real second, so frames keep arriving
+        first = health["frames_accepted"]
         time.sleep(2.5)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as r:
             later = json.load(r)
-        assert later["slots_delivered"] > first
+        assert later["frames_accepted"] > first
         assert later["readings_stored"] > 0
+        # the head-end's SLOs and metrics are served by the same process
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/hes/slo", timeout=5) as r:
+            slo = json.load(r)
+        a1 = [d for d in slo["days"] if d["duty"] == "A1" and d["expected"]]
+        assert a1 and all(0.9 < d["on_time_share"] <= 1.0 for d in a1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert "kenshin_hes_frames_accepted_total" in metrics
     finally:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=30)

@@ -119,7 +119,6 @@ def simulate(
             f"expected one of {', '.join(AROUTE_MODES)}", param_hint="--aroute"
         )
     first_day = _parse_day(start) or (dt.datetime.now(JST).date() - dt.timedelta(days=days))
-    store = _open_store(db, postgres, overwrite=overwrite)
     begin = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=JST)
     config = FleetConfig(
         n_meters=meters,
@@ -129,6 +128,7 @@ def simulate(
         gen2_share=gen2_share,
         sample_5min_share=sample_5min,
     )
+    store = _open_store(db, postgres, overwrite=overwrite)
     console.print(f"building a fleet of {meters:,} meters ({config.area.name.title()} area)…")
     system = EmbeddedSystem(config, store=store, aroute=aroute)
     end = begin + dt.timedelta(days=days)
