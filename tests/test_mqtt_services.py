@@ -160,3 +160,26 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> Non
     # every scheduled push the collectors forwarded is stored exactly once
     assert rows == distinct == forwarded[int(FrameType.PUSH_SCHEDULED)]
     assert b"stopped:" in (tmp_path / "hes.log").read_bytes()
+
+
+def test_backlog_paces_the_publisher_by_what_workers_stored() -> None:
+    from kenshin.aroute.mqtt import Backlog, TransportError
+
+    backlog = Backlog(limit=10)
+    stop = threading.Event()
+    backlog.published = 50
+    backlog.wait(stop)  # nobody has reported yet: no pacing
+    backlog.on_progress("w1", 30)
+    backlog.on_progress("w2", 15)
+    assert backlog.pending == 5
+    backlog.wait(stop)  # under the limit
+    backlog.published = 70
+    threading.Timer(0.05, backlog.on_progress, ("w2", 35)).start()
+    t = time.monotonic()
+    backlog.wait(stop)  # 25 unstored: waits until w2 has stored 20 more
+    assert time.monotonic() - t >= 0.04 and backlog.pending == 5
+    backlog.on_progress("w1", 3)  # w1 restarted and counts from 0
+    assert backlog.stored == 30 + 35 + 3
+    backlog.published = 200
+    with pytest.raises(TransportError, match="head-end"):
+        backlog.wait(stop, stall_s=0.05)

@@ -24,10 +24,13 @@ import pyarrow as pa
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.mqtt import (
     TOPIC_ROOT,
+    Backlog,
     MqttLink,
     Received,
     down_subscription,
     down_topic,
+    progress_subscription,
+    progress_topic,
     shared_up_subscription,
     split_topic,
     up_topic,
@@ -121,19 +124,27 @@ def run_hes_worker(
     if on_ready is not None:
         on_ready(hes)
     last_tick = time.monotonic()
+    stored = 0
     try:
         while not stop.is_set():
             batch = _take(inbox, batch_wait_s)
             for message in batch:
                 area, collector = split_topic(message.topic)
                 areas[collector] = area
-                hes.receive_envelope(message.payload, redelivered=message.redelivered)
+            fresh = [m.payload for m in batch if not m.redelivered]
+            if fresh:  # one authentication and replay pass for what arrived together
+                hes.receive_envelopes(fresh)
+            for message in batch:
+                if message.redelivered:
+                    hes.receive_envelope(message.payload, redelivered=True)
             if batch:
                 # stored (with the replay windows) before acknowledged: a crash before the
                 # commit means redelivery and fresh admission, after it, recognised repeats
                 mdms.flush(staged.take_changes() if staged is not None else None)
                 for message in batch:
                     link.ack(message)
+                stored += len(batch)
+                link.publish_status(progress_topic(worker_id, topic_root), str(stored).encode())
             if batch or time.monotonic() - last_tick > 1.0:
                 hes.tick()
                 last_tick = time.monotonic()
@@ -208,6 +219,7 @@ def run_fleet(
     progress: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
     topic_root: str = TOPIC_ROOT,
+    max_backlog: int = 400,
 ) -> FleetRun:
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock."""
@@ -231,11 +243,19 @@ def run_fleet(
     field = Field(fleet, radio, net)
     area = config.area.code
     downs: queue.Queue[Received] = queue.Queue()
+    backlog = Backlog(max_backlog)
+
+    def on_message(message: Received) -> None:
+        if "/hes/progress/" in message.topic:
+            backlog.on_progress(message.topic.rsplit("/", 1)[1], int(message.payload or b"0"))
+        else:
+            downs.put(message)
+
     link = MqttLink(
         mqtt_url,
         client_id or f"fleet-{area}-{config.seed}",
-        on_message=downs.put,
-        subscriptions=(down_subscription(area, topic_root),),
+        on_message=on_message,
+        subscriptions=(down_subscription(area, topic_root), progress_subscription(topic_root)),
     )
     stop = stop or threading.Event()
     clock = AcceleratedClock(config.start, speed) if speed else None
@@ -252,7 +272,9 @@ def run_fleet(
                     stop.wait(wait)
             field.step()
             for envelope in field.due(field.now_us):
+                backlog.wait(stop)
                 link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
+                backlog.published += 1
             while True:
                 try:
                     message = downs.get_nowait()
@@ -265,7 +287,9 @@ def run_fleet(
                 progress(done, total)
         # answers to the last downlink frames, then everything still on its way
         for envelope in field.due(2**62):
+            backlog.wait(stop)
             link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
+            backlog.published += 1
         link.drain()
     finally:
         link.close()

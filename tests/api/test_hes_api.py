@@ -119,9 +119,12 @@ def test_bad_command_requests(running, payload, status, code) -> None:
 def test_unknown_meter_and_command(running) -> None:
     _, client = running
     nowhere = "0300000000000000000099"
-    assert client.post(f"{V1}/meters/{nowhere}/commands", json={"kind": "switch_open"}).json()[
-        "error"
-    ]["code"] == "unknown_meter"
+    assert (
+        client.post(f"{V1}/meters/{nowhere}/commands", json={"kind": "switch_open"}).json()[
+            "error"
+        ]["code"]
+        == "unknown_meter"
+    )
     assert client.get(f"{V1}/hes/commands/999999").status_code == 404
     assert client.get(f"{V1}/hes/polls/999999").status_code == 404
 

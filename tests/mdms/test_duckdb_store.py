@@ -217,3 +217,24 @@ def test_empty_roster(store):
     assert store.list_meters(0, 10) == []
     assert store.read_meters().schema == METERS_SCHEMA
     assert store.read_meters().num_rows == 0
+
+
+def test_replay_windows_commit_with_the_values(store) -> None:
+    """The head-end's replay windows go in with the values they let in, and come back."""
+
+    keys = np.array([3, 1, 7], dtype=np.int64)
+    last = np.array([10, 0, 2**31], dtype=np.int64)
+    bitmap = np.array([1, 2**63 + 5, 2**64 - 1], dtype=np.uint64)  # the top bit survives
+    store.append(
+        READINGS_SCHEMA.empty_table(), REGISTER_READS_SCHEMA.empty_table(), (keys, last, bitmap)
+    )
+    store.append(
+        READINGS_SCHEMA.empty_table(),
+        REGISTER_READS_SCHEMA.empty_table(),
+        (np.array([1]), np.array([11]), np.array([3], dtype=np.uint64)),
+    )
+    got_keys, got_last, got_bitmap = store.load_counters()
+    order = np.argsort(got_keys)
+    assert got_keys[order].tolist() == [1, 3, 7]
+    assert got_last[order].tolist() == [11, 10, 2**31]
+    assert got_bitmap[order].tolist() == [3, 1, 2**64 - 1]

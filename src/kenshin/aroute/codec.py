@@ -614,6 +614,7 @@ class FrameColumns:
     meter_key: npt.NDArray[np.int32]
     frame_type: npt.NDArray[np.uint8]
     counter: npt.NDArray[np.int64]
+    index: npt.NDArray[np.int64]  # position of the frame in the decoded input
 
     def __len__(self) -> int:
         return len(self.meter_key)
@@ -655,6 +656,7 @@ class DecodedFrames:
         rejected: Counter[RejectReason] = Counter()
         for p in parts:
             rejected.update(p.rejected)
+        offsets = np.cumsum([0] + [p.n_input for p in parts[:-1]]).tolist()
         return cls(
             intervals=IntervalColumns(
                 cat(lambda p: p.intervals.meter_key, np.int32),
@@ -675,6 +677,11 @@ class DecodedFrames:
                 cat(lambda p: p.frames.meter_key, np.int32),
                 cat(lambda p: p.frames.frame_type, np.uint8),
                 cat(lambda p: p.frames.counter, np.int64),
+                np.concatenate(
+                    [p.frames.index + off for p, off in zip(parts, offsets, strict=True)]
+                )
+                if parts
+                else _empty(np.int64),
             ),
             messages=[m for p in parts for m in p.messages],
             rejected=rejected,
@@ -875,7 +882,8 @@ class FrameDecoder:
                 reject(int(device[j]), RejectReason.AUTH_FAILED, "tag did not verify")
             authentic = np.ones(len(idx), dtype=bool)
             authentic[failed] = False
-            ftype, device, counter, meter_key = (
+            idx, ftype, device, counter, meter_key = (
+                idx[authentic],
                 ftype[authentic],
                 device[authentic],
                 counter[authentic],
@@ -888,7 +896,8 @@ class FrameDecoder:
             for j in np.flatnonzero(~fresh).tolist():
                 reject(int(device[j]), RejectReason.REPLAYED, f"counter {int(counter[j])}")
             plaintexts = [plaintexts[j] for j in np.flatnonzero(fresh).tolist()]
-            ftype, device, counter, meter_key = (
+            idx, ftype, device, counter, meter_key = (
+                idx[fresh],
                 ftype[fresh],
                 device[fresh],
                 counter[fresh],
@@ -944,6 +953,7 @@ class FrameDecoder:
                 meter_key[accepted],
                 ftype[accepted].astype(np.uint8),
                 counter[accepted],
+                idx[accepted].astype(np.int64),
             ),
             messages=messages,
             rejected=rejected,

@@ -54,6 +54,60 @@ def shared_up_subscription(area: str = "+", root: str = TOPIC_ROOT) -> str:
     return f"$share/{SHARE_GROUP}/{root}/{area}/+/up"
 
 
+def progress_topic(worker: str, root: str = TOPIC_ROOT) -> str:
+    """Where a head-end worker reports how many envelopes it has stored (flow control)."""
+    return f"{root}/hes/progress/{worker}"
+
+
+def progress_subscription(root: str = TOPIC_ROOT) -> str:
+    return f"{root}/hes/progress/+"
+
+
+class Backlog:
+    """End-to-end flow control for a publisher of envelopes.
+
+    MQTT acknowledges a message when the *broker* has it; a broker keeps only so many messages
+    queued for a slow subscriber (Mosquitto: ``max_queued_messages``, 1000 by default) and drops
+    the rest. So head-end workers report how many envelopes they have stored, and the publisher
+    waits while more than ``limit`` of its envelopes are not stored yet. Counts are cumulative per
+    worker, so a lost report is made good by the next, and a restarted worker counts from 0.
+    """
+
+    def __init__(self, limit: int = 400) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._last: dict[str, int] = {}
+        self.stored = 0  # envelopes the workers have reported stored since we started
+        self.published = 0
+        self.heard = threading.Event()  # some worker has reported
+
+    def on_progress(self, worker: str, count: int) -> None:
+        with self._lock:
+            previous = self._last.get(worker, 0)
+            self.stored += count - previous if count >= previous else count
+            self._last[worker] = count
+        self.heard.set()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self.published - self.stored
+
+    def wait(self, stop: threading.Event, stall_s: float = 120.0) -> None:
+        """Block while too much is unstored; raise if the workers stop reporting."""
+        if not self.heard.is_set():
+            return  # no head-end has reported: nothing to pace against
+        waited = 0.0
+        while self.pending > self.limit and not stop.is_set():
+            stop.wait(0.005)
+            waited += 0.005
+            if waited > stall_s:
+                raise TransportError(
+                    f"{self.pending} envelopes not stored after {stall_s:g} s: are the head-end "
+                    "workers running?"
+                )
+
+
 def split_topic(topic: str) -> tuple[str, str]:
     """(area, collector) of ``<root>/<area>/<collector>/up|down``."""
     parts = topic.split("/")
@@ -201,6 +255,10 @@ class MqttLink:
             self._slots.release()
             raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
         self.published += 1
+
+    def publish_status(self, topic: str, payload: bytes) -> None:
+        """Fire-and-forget (QoS 0) status, e.g. a head-end's progress; never blocks."""
+        self._client.publish(topic, payload, qos=0)
 
     def ack(self, message: Received) -> None:
         """Acknowledge a message received with ``manual_ack`` (after its values are stored)."""

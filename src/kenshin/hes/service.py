@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -207,19 +207,33 @@ class HeadEnd:
         DUP). Its already-accepted frames then show up as replays; they are counted as
         redeliveries, not as attacks, and change nothing.
         """
-        self.stats.envelopes += 1
-        try:
-            envelope = codec.decode_envelope(payload)
-        except FrameError as exc:
-            self.stats.malformed_envelopes += 1
-            self.metrics.envelopes_rejected.inc()
-            log.warning("malformed envelope refused: %s", exc)
+        return self.receive_envelopes([payload], redelivered=redelivered)
+
+    def receive_envelopes(self, payloads: Sequence[bytes], *, redelivered: bool = False) -> int:
+        """Take several envelopes at once: one authentication and replay pass, one batch for the
+        MDMS (a worker behind MQTT takes what arrived together). Their arrival time is now."""
+        envelopes: list[codec.Envelope] = []
+        for payload in payloads:
+            self.stats.envelopes += 1
+            try:
+                envelopes.append(codec.decode_envelope(payload))
+            except FrameError as exc:
+                self.stats.malformed_envelopes += 1
+                self.metrics.envelopes_rejected.inc()
+                log.warning("malformed envelope refused: %s", exc)
+        if not envelopes:
             return 0
         if isinstance(self.clock, FollowClock):
-            self.clock.observe(from_epoch_us(envelope.sent_at_us))
+            self.clock.observe(from_epoch_us(max(e.sent_at_us for e in envelopes)))
         now_us = to_epoch_us(self.clock.now())
-        decoded = self.decoder.decode(envelope.frames)
-        self._learn_route(envelope.collector, decoded.frames.meter_key)
+        frames = [f for e in envelopes for f in e.frames]
+        decoded = self.decoder.decode(frames)
+        owner = np.repeat(np.arange(len(envelopes)), [len(e.frames) for e in envelopes]).astype(
+            np.int64
+        )
+        collectors = np.array([self._collector_index(e.collector) for e in envelopes], np.int32)
+        # route downlink through the collector each meter was last heard via (authentic only)
+        self.route[decoded.frames.meter_key] = collectors[owner[decoded.frames.index]]
         if redelivered and decoded.rejected.get(RejectReason.REPLAYED):
             again = decoded.rejected.pop(RejectReason.REPLAYED)
             self.stats.frames_redelivered += again
@@ -241,12 +255,12 @@ class HeadEnd:
             self._on_message(meter_key, message, now_us)
         return accepted
 
-    def _learn_route(self, collector: str, meter_keys: npt.NDArray[np.int32]) -> None:
+    def _collector_index(self, collector: str) -> int:
         index = self.collectors.get(collector)
         if index is None:
             index = self.collectors[collector] = len(self.collector_names)
             self.collector_names.append(collector)
-        self.route[meter_keys] = index
+        return index
 
     def _on_message(self, meter_key: int, message: object, now_us: int) -> None:
         if isinstance(message, CommandAck):

@@ -44,7 +44,7 @@ from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
-from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.store import CounterState, ReadingQuery
 
 # --------------------------------------------------------------------------------------------
 # PGCOPY binary format (https://www.postgresql.org/docs/15/sql-copy.html, "Binary Format")
@@ -434,6 +434,11 @@ def _ddl(schema: str) -> list[sql.Composed]:
             + ")"
         ).format(s),
         sql.SQL("CREATE TABLE IF NOT EXISTS {}.meta (key text PRIMARY KEY, value text)").format(s),
+        # the head-end's replay windows (same table as PostgresReplayGuard's)
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.frame_counters "
+            "(meter_key integer PRIMARY KEY, last bigint NOT NULL, bitmap bigint NOT NULL)"
+        ).format(s),
     ]
 
 
@@ -659,10 +664,14 @@ class PostgresStore:
             ),
         )
 
-    def append(self, readings: pa.Table, registers: pa.Table) -> None:
+    def append(
+        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
+    ) -> None:
+        """Append values and, in the same transaction, the replay windows ``counters``."""
         readings = conform(readings, READING_COLUMNS, "readings")
         registers = conform(registers, REGISTER_COLUMNS, "register reads")
-        if not readings.num_rows and not registers.num_rows:
+        has_counters = counters is not None and len(counters[0]) > 0
+        if not readings.num_rows and not registers.num_rows and not has_counters:
             return
         readings = cluster(readings, _READINGS_INDEX)
         registers = cluster(registers, _REGISTERS_INDEX)
@@ -679,6 +688,8 @@ class PostgresStore:
                             self._copy(cur, "readings", readings, READING_COLUMNS)
                         if registers.num_rows:
                             self._copy(cur, "register_reads", registers, REGISTER_COLUMNS)
+                        if counters is not None and has_counters:
+                            self._save_counters(cur, counters)
                     return
                 except psycopg.errors.CheckViolation:  # "no partition of relation ... for row"
                     if attempt:
@@ -689,6 +700,35 @@ class PostgresStore:
                         self._partitions.clear()
         except psycopg.Error as exc:
             raise StoreError(f"append to {self.target} failed: {exc}") from exc
+
+    def _save_counters(self, cur: psycopg.Cursor[Any], counters: CounterState) -> None:
+        keys, last, bitmap = counters
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {}.frame_counters (meter_key, last, bitmap) "
+                "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::bigint[]) "
+                "ON CONFLICT (meter_key) DO UPDATE SET last = excluded.last, "
+                "bitmap = excluded.bitmap"
+            ).format(sql.Identifier(self.schema)),
+            [
+                keys.astype(np.int64).tolist(),
+                last.astype(np.int64).tolist(),
+                np.asarray(bitmap, dtype=np.uint64).view(np.int64).tolist(),
+            ],
+        )
+
+    def load_counters(self) -> CounterState:
+        rows = self._fetch(
+            sql.SQL("SELECT meter_key, last, bitmap FROM {}.frame_counters").format(
+                sql.Identifier(self.schema)
+            ),
+            [],
+            "replay windows",
+        )
+        keys = np.array([r[0] for r in rows], dtype=np.int64)
+        last = np.array([r[1] for r in rows], dtype=np.int64)
+        bitmap = np.array([r[2] for r in rows], dtype=np.int64).view(np.uint64)
+        return keys, last, bitmap
 
     def _copy(
         self,
