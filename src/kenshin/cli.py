@@ -350,7 +350,7 @@ def hes(
     if postgres:
         from kenshin.aroute.replay_postgres import PostgresReplayGuard
 
-        replay = PostgresReplayGuard(postgres)
+        replay = PostgresReplayGuard(postgres, hold=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 

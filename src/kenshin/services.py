@@ -37,6 +37,7 @@ from kenshin.aroute.mqtt import (
 )
 from kenshin.aroute.network import Network, NetworkConfig
 from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
+from kenshin.aroute.replay_postgres import PostgresReplayGuard
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
@@ -94,6 +95,7 @@ def run_hes_worker(
             link_box[0].publish(down_topic(area, collector, topic_root), envelope)
 
     staged: StagedReplayGuard | None = None
+    held = replay if isinstance(replay, PostgresReplayGuard) and replay.hold else None
     if replay is None:  # one worker: windows committed with the values they let in
         staged = StagedReplayGuard(meters.num_rows)
         keys, last, bitmap = store.load_counters()
@@ -131,16 +133,17 @@ def run_hes_worker(
             for message in batch:
                 area, collector = split_topic(message.topic)
                 areas[collector] = area
-            fresh = [m.payload for m in batch if not m.redelivered]
-            if fresh:  # one authentication and replay pass for what arrived together
-                hes.receive_envelopes(fresh)
-            for message in batch:
-                if message.redelivered:
-                    hes.receive_envelope(message.payload, redelivered=True)
             if batch:
+                # one authentication and replay pass for what arrived together; in a batch
+                # holding a redelivered message, replays count as redeliveries
+                hes.receive_envelopes(
+                    [m.payload for m in batch], redelivered=any(m.redelivered for m in batch)
+                )
                 # stored (with the replay windows) before acknowledged: a crash before the
                 # commit means redelivery and fresh admission, after it, recognised repeats
                 mdms.flush(staged.take_changes() if staged is not None else None)
+                if held is not None:
+                    held.commit()  # admissions final only once their values are stored
                 for message in batch:
                     link.ack(message)
                 stored += len(batch)
@@ -148,9 +151,14 @@ def run_hes_worker(
             if batch or time.monotonic() - last_tick > 1.0:
                 hes.tick()
                 last_tick = time.monotonic()
-    finally:
+    except BaseException:
+        # nothing unacknowledged is stored: the broker gives it again, admitted afresh
         link.close()
-        mdms.close()
+        if held is not None:
+            held.rollback()
+        raise
+    link.close()
+    mdms.close()
     return hes
 
 

@@ -162,3 +162,29 @@ def test_connection_failures_raise_store_error():
         PostgresReplayGuard("host=127.0.0.1 nonsense")
     with pytest.raises(StoreError, match="schema name"):
         PostgresReplayGuard("postgresql://postgres@127.0.0.1/test", schema="a-b")
+
+
+def test_held_admissions_are_final_only_when_committed(dsn, schema) -> None:
+    """A worker holds its admissions until its values are stored: rolled back (it died), the
+    frames are admitted again; committed, a second worker refuses them; meanwhile it waits."""
+    import threading
+    import time
+
+    a = PostgresReplayGuard(dsn, schema, hold=True)
+    b = PostgresReplayGuard(dsn, schema, hold=True)
+    try:
+        assert admit(a, [1, 2], [5, 5]) == [True, True]
+        a.rollback()  # the worker died before storing
+        assert admit(a, [1, 2], [5, 5]) == [True, True]
+        answer: list[list[bool]] = []
+        other = threading.Thread(target=lambda: answer.append(admit(b, [1], [5])))
+        other.start()
+        time.sleep(0.3)
+        assert not answer  # b waits on a's locked windows
+        a.commit()
+        other.join(timeout=10)
+        b.commit()
+        assert answer == [[False]]  # a replay, once a's admission is final
+    finally:
+        a.close()
+        b.close()

@@ -67,7 +67,9 @@ class PostgresReplayGuard:
     (calls from several threads take turns); run one guard per worker process.
     """
 
-    def __init__(self, dsn: str, schema: str = "kenshin", *, connect_timeout: int = 10) -> None:
+    def __init__(
+        self, dsn: str, schema: str = "kenshin", *, connect_timeout: int = 10, hold: bool = False
+    ) -> None:
         if not _IDENT.match(schema):
             raise StoreError(
                 f"schema name {schema!r} must be a lower-case SQL identifier (a-z, 0-9, _)"
@@ -78,6 +80,10 @@ class PostgresReplayGuard:
         self._table = sql.SQL("{}.frame_counters").format(sql.Identifier(schema))
         self._lock = threading.Lock()
         self._known = np.zeros(0, dtype=bool)  # rows known to exist, by meter key
+        # hold=True: admissions stay in an open transaction (rows locked) until commit(), so a
+        # worker commits them only once the values they let in are stored (see commit())
+        self.hold = hold
+        self._open = False
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.Error as exc:
@@ -138,9 +144,42 @@ class PostgresReplayGuard:
                     raise StoreError(f"replay check on {self.target} failed: {exc}") from exc
         raise StoreError(f"replay table in {self.target} keeps losing rows")
 
+    def commit(self) -> None:
+        """Make the held admissions final (after their values are stored)."""
+        with self._lock:
+            if self._open:
+                self._open = False
+                try:
+                    self._conn.execute("COMMIT")
+                except psycopg.Error as exc:
+                    raise StoreError(f"replay commit on {self.target} failed: {exc}") from exc
+
+    def rollback(self) -> None:
+        """Forget the held admissions: the frames will be admitted again when redelivered."""
+        with self._lock:
+            if self._open:
+                self._open = False
+                self._conn.execute("ROLLBACK")
+
     def _admit_once(self, meters: Int64Array, slots: Int64Array, counters: Int64Array) -> BoolArray:
+        if not self.hold:
+            with self._conn.transaction():
+                return self._admit_in_transaction(meters, slots, counters)
+        if not self._open:
+            self._conn.execute("BEGIN")
+            self._open = True
+        try:
+            return self._admit_in_transaction(meters, slots, counters)
+        except BaseException:
+            self._open = False
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _admit_in_transaction(
+        self, meters: Int64Array, slots: Int64Array, counters: Int64Array
+    ) -> BoolArray:
         conn = self._conn
-        with conn.transaction(), conn.cursor() as cur:
+        with conn.cursor() as cur:
             missing = self._unknown(meters)
             if missing.size:
                 # sorted: inserts (like the locks below) are taken in key order
