@@ -30,6 +30,8 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulate.py
+	$(BIN)/python benchmarks/aroute_decode.py
+	$(BIN)/python benchmarks/aroute_slo.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -140,3 +140,32 @@ def test_a_bad_network_misses_deadlines() -> None:
     assert summary.on_time is not None
     assert summary.on_time["A1"] < 0.99
     assert summary.frames_accepted < summary.frames_sent
+
+
+def test_a2_history_arrives_off_peak_the_next_night() -> None:
+    config = FleetConfig(
+        n_meters=200, start=START, seed=8, sample_5min_share=0.2, realtime_5min_share=0.05
+    )
+    system = EmbeddedSystem(config, aroute="wire", background_writer=False)
+    system.run(START + dt.timedelta(hours=30))
+    a2_only = np.flatnonzero(system.fleet.sampled & ~system.fleet.realtime)
+    assert len(a2_only) >= 10
+    con = system.store._cursor()  # type: ignore[attr-defined]
+    rows = con.execute(
+        "SELECT meter_key, count(DISTINCT interval_end), min(epoch_us(tx_time)), "
+        "max(epoch_us(tx_time)) FROM readings WHERE resolution = 5 AND channel = 1 "
+        "AND interval_end > $a AND interval_end <= $b GROUP BY meter_key",
+        {"a": START, "b": START + dt.timedelta(days=1)},
+    ).fetchall()
+    by_meter = {r[0]: r[1:] for r in rows}
+    night = (
+        to_epoch_us(START + dt.timedelta(hours=25)),
+        to_epoch_us(START + dt.timedelta(hours=30)),
+    )
+    complete = 0
+    for key in a2_only:
+        count, first, last = by_meter.get(int(key), (0, 0, 0))
+        if count == 288:
+            complete += 1
+            assert night[0] <= first and last <= night[1]  # sent inside the off-peak window
+    assert complete >= 0.95 * len(a2_only)

@@ -227,7 +227,7 @@ def run_fleet(
     progress: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
     topic_root: str = TOPIC_ROOT,
-    max_backlog: int = 400,
+    max_backlog: int = 800,
 ) -> FleetRun:
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock."""

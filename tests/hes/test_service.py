@@ -197,3 +197,23 @@ def test_poll_returns_the_meters_state(system) -> None:
         row = ring.rows_for(np.array([poll.response.measured_at_us]))[0]
         fwd = int(ring.data[Channel.ACTIVE_FORWARD][row, poll.meter_key])
         assert poll.response.forward_register == fwd
+
+
+def test_soft_switch_to_30_stops_15min_values(system) -> None:
+    """SPEC A5 per meter: after SET_SOFT_SWITCH 30 the meter's pushes carry no 15-min values."""
+    key = _meter(system, Generation.GEN2, (MeterClass.LV_1P3W,))
+    spid = str(system.fleet.population.supply_point_id[key])
+    record = system.hes.commands.request(key, CommandKind.SET_SOFT_SWITCH, (30,), _now(system))
+    system.run(system.now + dt.timedelta(minutes=30))
+    assert system.hes.commands.get(record.command_id).state is CommandState.ACKNOWLEDGED
+    switched = _now(system)
+    system.run(system.now + dt.timedelta(hours=2))
+    system.mdms.flush()
+    con = system.store._cursor()
+    after = con.execute(
+        "SELECT count(*) FILTER (WHERE resolution = 15), count(*) FILTER (WHERE resolution = 30) "
+        "FROM readings r JOIN meters m USING (meter_key) WHERE m.supply_point_id = $s "
+        "AND epoch_us(r.tx_time) > $t AND r.channel = 1",
+        {"s": spid, "t": switched},
+    ).fetchall()[0]
+    assert after[0] == 0 and after[1] >= 3

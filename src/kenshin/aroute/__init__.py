@@ -1,1 +1,2 @@
-"""The A-route: what meters send to the head-end, and the transports that carry it."""
+"""The A-route: the wire format meters and the head-end speak, per-meter keys and replay
+windows, the communication network model, and the transports (in-process, MQTT)."""
