@@ -84,44 +84,85 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> None:
+def _rows_of_pushes(backend: str, db: Path, dsn: str) -> tuple[int, int]:
+    query = (
+        "SELECT count(*), count(DISTINCT (meter_key, interval_end)) FROM {}readings "
+        "WHERE resolution = 30 AND channel = 1 AND source = 1"
+    )
+    if backend == "duckdb":
+        with duckdb.connect(str(db), read_only=True) as con:
+            rows, distinct = con.execute(query.format("")).fetchall()[0]
+    else:
+        import psycopg
+
+        with psycopg.connect(dsn) as conn:
+            rows, distinct = conn.execute(query.format("kenshin.")).fetchone()  # type: ignore[misc]
+    return int(rows), int(distinct)
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgresql"])
+def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backend: str) -> None:
+    """DuckDB: the only worker is killed and restarted. PostgreSQL: one of two workers is killed
+    while the other goes on, then restarted. Every push the collectors forwarded is stored
+    exactly once."""
+    import datetime as dt
+
     from kenshin.fleet.simulator import FleetConfig
     from kenshin.services import run_fleet
 
     root = f"kt-{uuid.uuid4().hex[:8]}"
     db = tmp_path / "hes.duckdb"
+    dsn = ""
+    if backend == "duckdb":
+        store_args, n_workers = ["--db", str(db)], 1
+    else:
+        import psycopg
+
+        host, port = require_service("postgresql")
+        name = f"kenshin_{root.replace('-', '_')}"
+        with psycopg.connect(
+            f"postgresql://postgres@{host}:{port}/postgres", autocommit=True
+        ) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        dsn = f"postgresql://postgres@{host}:{port}/{name}"
+        store_args, n_workers = ["--postgres", dsn], 2
     kenshin = [sys.executable, "-m", "kenshin"]
     common = ["--meters", "300", "--seed", "4", "--start", "2026-04-01"]
-    subprocess.run([*kenshin, "install", *common, "--db", str(db)], check=True, capture_output=True)
-    port = _free_port()
-    worker_cmd = [
-        *kenshin,
-        "hes",
-        "--mqtt",
-        broker,
-        "--db",
-        str(db),
-        "--worker-id",
-        f"{root}-hes",
-        "--topic-root",
-        root,
-        "--metrics-port",
-        str(port),
+    subprocess.run([*kenshin, "install", *common, *store_args], check=True, capture_output=True)
+    ports = [_free_port() for _ in range(n_workers)]
+    commands = [
+        [
+            *kenshin,
+            "hes",
+            "--mqtt",
+            broker,
+            *store_args,
+            "--worker-id",
+            f"{root}-w{i}",
+            "--topic-root",
+            root,
+            "--metrics-port",
+            str(p),
+        ]
+        + ([] if n_workers == 1 else ["--no-duties"])
+        for i, p in enumerate(ports)
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = (tmp_path / "hes.log").open("wb")  # a pipe nobody reads would stall the worker
-    worker = subprocess.Popen(worker_cmd, env=env, stderr=log)
+    log = (tmp_path / "hes.log").open("wb")  # a pipe nobody reads would stall the workers
+    workers = [subprocess.Popen(c, env=env, stderr=log) for c in commands]
+
+    def accepted() -> float:
+        values = [_metric(p, "kenshin_hes_frames_accepted_total") for p in ports]
+        return -1.0 if min(values) < 0 else sum(values)
+
     try:
         deadline = time.monotonic() + 30
-        while _metric(port, "kenshin_hes_frames_accepted_total") < 0:
-            assert time.monotonic() < deadline, "worker did not come up"
+        while accepted() < 0:
+            assert time.monotonic() < deadline, "workers did not come up"
             time.sleep(0.2)
-
         result: dict[str, object] = {}
         config = FleetConfig(
-            n_meters=300,
-            start=__import__("datetime").datetime.fromisoformat("2026-04-01T00:00:00+09:00"),
-            seed=4,
+            n_meters=300, start=dt.datetime.fromisoformat("2026-04-01T00:00:00+09:00"), seed=4
         )
         fleet = threading.Thread(
             target=lambda: result.setdefault(
@@ -132,34 +173,36 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> Non
             )
         )
         fleet.start()
-        while _metric(port, "kenshin_hes_frames_accepted_total") < 1500:
+        while accepted() < 1500:
             assert fleet.is_alive(), "the fleet finished before the worker was killed"
             time.sleep(0.05)
-        worker.send_signal(signal.SIGKILL)  # mid-stream, no goodbye
-        worker.wait()
-        worker = subprocess.Popen(worker_cmd, env=env, stderr=log)
-        fleet.join(timeout=120)
+        workers[0].send_signal(signal.SIGKILL)  # mid-stream, no goodbye
+        workers[0].wait()
+        workers[0] = subprocess.Popen(commands[0], env=env, stderr=log)
+        fleet.join(timeout=180)
         assert not fleet.is_alive()
-        # the restarted worker catches up: wait until its counts stop moving
+        # the restarted worker catches up: wait until the counts stop moving
         last, still = -2.0, 0
         while still < 6:
-            now = _metric(port, "kenshin_hes_frames_accepted_total")
+            now = accepted()
             still = still + 1 if now == last and now >= 0 else 0
             last = now
             time.sleep(0.5)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(timeout=30)
         log.close()
     forwarded = result["run"].field.forwarded_by_type  # type: ignore[attr-defined]
-    with duckdb.connect(str(db), read_only=True) as con:
-        rows, distinct = con.execute(
-            "SELECT count(*), count(DISTINCT (meter_key, interval_end)) FROM readings "
-            "WHERE resolution = 30 AND channel = 1 AND source = 1"
-        ).fetchall()[0]
-    # every scheduled push the collectors forwarded is stored exactly once
+    rows, distinct = _rows_of_pushes(backend, db, dsn)
+    if dsn:
+        import psycopg
+
+        with psycopg.connect(dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
     assert rows == distinct == forwarded[int(FrameType.PUSH_SCHEDULED)]
-    assert b"stopped:" in (tmp_path / "hes.log").read_bytes()
+    assert (tmp_path / "hes.log").read_bytes().count(b"stopped:") == n_workers
 
 
 def test_backlog_paces_the_publisher_by_what_workers_stored() -> None:

@@ -20,6 +20,8 @@ from kenshin.core.timeslots import JST
 from kenshin.errors import InvalidInput, KenshinError
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from kenshin.fleet.simulator import FleetConfig
     from kenshin.hes.service import HeadEnd
     from kenshin.mdms.store import ReadingStore
@@ -335,6 +337,12 @@ def hes(
     ] = True,
     master_key: MasterKeyOpt = None,
     topic_root: TopicRootOpt = "kenshin",
+    api_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve the HTTP API (readings, SLOs, commands, polls) here."
+        ),
+    ] = None,
 ) -> None:
     """Run a head-end worker: authenticate, store and acknowledge collector envelopes from MQTT."""
     import signal
@@ -342,6 +350,7 @@ def hes(
 
     from prometheus_client import start_http_server
 
+    from kenshin.api.app import create_app
     from kenshin.aroute.replay import ReplayGuard
     from kenshin.services import run_hes_worker
 
@@ -352,14 +361,19 @@ def hes(
 
         replay = PostgresReplayGuard(postgres, hold=True)
     stop = threading.Event()
+    lock = threading.Lock()  # the worker loop and the API's commands share the head-end
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def ready(head_end: HeadEnd) -> None:
         if metrics_port:
             start_http_server(metrics_port, registry=head_end.metrics.registry)
+        if api_port:
+            _serve_in_background(create_app(store, hes=head_end, hes_lock=lock), api_port)
         console.print(
             f"head-end {worker_id} listening on {mqtt} (shared subscription), storing in "
-            f"{postgres or db}" + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
+            f"{postgres or db}"
+            + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
+            + (f", API on http://127.0.0.1:{api_port}/docs" if api_port else "")
         )
 
     try:
@@ -373,6 +387,7 @@ def hes(
             stop=stop,
             on_ready=ready,
             topic_root=topic_root,
+            lock=lock,
         )
     except KeyboardInterrupt:
         return
@@ -383,6 +398,15 @@ def hes(
         f"stopped: {st.frames_accepted:,} frames accepted, {st.frames_rejected_total:,} refused, "
         f"{st.values_stored:,} values stored"
     )
+
+
+def _serve_in_background(api: FastAPI, port: int) -> None:
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, name="kenshin-api", daemon=True).start()
 
 
 @app.command()

@@ -74,6 +74,7 @@ def run_hes_worker(
     on_ready: Callable[[HeadEnd], None] | None = None,
     batch_wait_s: float = 0.05,
     topic_root: str = TOPIC_ROOT,
+    lock: threading.Lock | None = None,
 ) -> HeadEnd:
     """Run one head-end worker until ``stop`` is set; returns the head-end for its figures."""
     meters = store.read_meters()
@@ -127,29 +128,17 @@ def run_hes_worker(
         on_ready(hes)
     last_tick = time.monotonic()
     stored = 0
+    guard = lock or threading.Lock()
     try:
         while not stop.is_set():
             batch = _take(inbox, batch_wait_s)
-            for message in batch:
-                area, collector = split_topic(message.topic)
-                areas[collector] = area
+            with guard:
+                stored += _process(batch, hes, mdms, staged, held, link, areas)
             if batch:
-                # one authentication and replay pass for what arrived together; in a batch
-                # holding a redelivered message, replays count as redeliveries
-                hes.receive_envelopes(
-                    [m.payload for m in batch], redelivered=any(m.redelivered for m in batch)
-                )
-                # stored (with the replay windows) before acknowledged: a crash before the
-                # commit means redelivery and fresh admission, after it, recognised repeats
-                mdms.flush(staged.take_changes() if staged is not None else None)
-                if held is not None:
-                    held.commit()  # admissions final only once their values are stored
-                for message in batch:
-                    link.ack(message)
-                stored += len(batch)
                 link.publish_status(progress_topic(worker_id, topic_root), str(stored).encode())
             if batch or time.monotonic() - last_tick > 1.0:
-                hes.tick()
+                with guard:
+                    hes.tick()
                 last_tick = time.monotonic()
     except BaseException:
         # nothing unacknowledged is stored: the broker gives it again, admitted afresh
@@ -160,6 +149,34 @@ def run_hes_worker(
     link.close()
     mdms.close()
     return hes
+
+
+def _process(
+    batch: list[Received],
+    hes: HeadEnd,
+    mdms: MeterDataService,
+    staged: StagedReplayGuard | None,
+    held: PostgresReplayGuard | None,
+    link: MqttLink,
+    areas: dict[str, str],
+) -> int:
+    """Store one batch and acknowledge it; returns how many envelopes it held."""
+    if not batch:
+        return 0
+    for message in batch:
+        area, collector = split_topic(message.topic)
+        areas[collector] = area
+    # one authentication and replay pass for what arrived together; in a batch holding a
+    # redelivered message, replays count as redeliveries
+    hes.receive_envelopes([m.payload for m in batch], redelivered=any(m.redelivered for m in batch))
+    # stored (with the replay windows) before acknowledged: a crash before the commit means
+    # redelivery and fresh admission, after it, recognised repeats
+    mdms.flush(staged.take_changes() if staged is not None else None)
+    if held is not None:
+        held.commit()  # admissions final only once their values are stored
+    for message in batch:
+        link.ack(message)
+    return len(batch)
 
 
 def _take(inbox: queue.Queue[Received], wait_s: float, limit: int = 256) -> list[Received]:
