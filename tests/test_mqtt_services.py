@@ -3,6 +3,7 @@ mid-stream that loses nothing and stores nothing twice."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -130,6 +131,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
     common = ["--meters", "300", "--seed", "4", "--start", "2026-04-01"]
     subprocess.run([*kenshin, "install", *common, *store_args], check=True, capture_output=True)
     ports = [_free_port() for _ in range(n_workers)]
+    api_port = _free_port()
     commands = [
         [
             *kenshin,
@@ -144,7 +146,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
             "--metrics-port",
             str(p),
         ]
-        + ([] if n_workers == 1 else ["--no-duties"])
+        + (["--api-port", str(api_port)] if n_workers == 1 else ["--no-duties"])
         for i, p in enumerate(ports)
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -188,6 +190,10 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
             still = still + 1 if now == last and now >= 0 else 0
             last = now
             time.sleep(0.5)
+        if n_workers == 1:  # the single worker keeps the deadlines and serves them
+            url = f"http://127.0.0.1:{api_port}/api/v1/hes/slo"
+            slo = json.load(urllib.request.urlopen(url, timeout=5))
+            assert any(d["duty"] == "A1" and d["expected"] > 0 for d in slo["days"])
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
