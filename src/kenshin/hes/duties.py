@@ -74,6 +74,7 @@ class SlotTracker:
         deadline_s: npt.NDArray[np.int64],
         expected: npt.NDArray[np.bool_],
         phase_us: int = 0,
+        memory_us: int = 0,
     ) -> None:
         if window < 2:
             raise ValueError("a tracker window needs at least two slots")
@@ -93,6 +94,11 @@ class SlotTracker:
         self.next_end_us = first_end_us  # the next slot end to open
         self.days: dict[dt.date, DutyDay] = {}
         self.max_deadline_us = int(deadline_s.max(initial=0)) * 1_000_000
+        # gaps older than the window, kept (sparse) while the meters still hold the values:
+        # (meter, slot end) → when to ask next
+        self.memory_us = memory_us
+        self.old_gaps: dict[tuple[int, int], int] = {}
+        self.gaps_abandoned = 0  # the meter's memory ran out before the value came
 
     def _row(self, end_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return ((end_us - self.phase_us) // self.step_us) % self.window
@@ -126,6 +132,9 @@ class SlotTracker:
         keys = np.asarray(meter_keys, dtype=np.int64)
         rows = self._row(ends)
         held = (self.slot_end_us[rows] == ends) & ((ends - self.phase_us) % self.step_us == 0)
+        if self.old_gaps and not held.all():
+            for key, end in zip(keys[~held].tolist(), ends[~held].tolist(), strict=True):
+                self.old_gaps.pop((key, end), None)
         rows, keys, ends = rows[held], keys[held], ends[held]
         delay = np.clip((arrival_us - ends) // 1_000_000, 0, int(MISSING) - 1).astype(np.uint32)
         np.minimum.at(self.delay_s, (rows, keys), delay)
@@ -185,7 +194,26 @@ class SlotTracker:
         day = self._day(int(self.slot_end_us[row]))
         late = exp & (delay != MISSING) & (delay.astype(np.int64) > self.deadline_s)
         day.received_late += int(late.sum())
-        day.never_received += int((exp & (delay == MISSING)).sum())
+        missing = np.flatnonzero(exp & (delay == MISSING))
+        day.never_received += len(missing)
+        end = int(self.slot_end_us[row])
+        if self.memory_us:
+            for key in missing.tolist():
+                self.old_gaps[(key, end)] = 0  # ask at the next look
+
+    def due_old_gaps(self, now_us: int, every_us: int) -> tuple[list[int], list[int]]:
+        """Gaps beyond the window that are due for another ask while meters still hold them."""
+        keys: list[int] = []
+        ends: list[int] = []
+        for (key, end), next_at in list(self.old_gaps.items()):
+            if end + self.memory_us <= now_us:
+                del self.old_gaps[(key, end)]
+                self.gaps_abandoned += 1
+            elif next_at <= now_us:
+                self.old_gaps[(key, end)] = now_us + every_us
+                keys.append(key)
+                ends.append(end)
+        return keys, ends
 
 
 class _Schedule:

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from kenshin.core.meterspec import DEFAULT_RETENTION_5, DEFAULT_RETENTION_30_15
 from kenshin.errors import InvalidSetting
 
 
@@ -46,8 +47,10 @@ class CollectionPolicy:
     a3_rereads: tuple[dt.timedelta, ...] = field(default_factory=lambda: _minutes(4, 7))
     # A2 gaps are re-requested the next off-peak nights, while the meter still holds them
     a2_reread_after: dt.timedelta = dt.timedelta(hours=2)
-    # keep asking for older gaps (after the deadline) until the meter's memory runs out (M3: 45 d)
+    # keep asking for older gaps (after the deadline) until the meter's memory runs out
     late_reread_every: dt.timedelta = dt.timedelta(hours=6)
+    meter_memory_30: dt.timedelta = DEFAULT_RETENTION_30_15  # M3, M4: 45 days
+    meter_memory_5: dt.timedelta = DEFAULT_RETENTION_5  # M4
 
     def __post_init__(self) -> None:
         for name in ("a2_share", "a3_share"):

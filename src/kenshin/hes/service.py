@@ -162,11 +162,21 @@ class HeadEnd:
         first5 = (now_us // step5 + 1) * step5
         first_day = day_end_us(now_us + 1)
         p = self.policy
+        us = dt.timedelta(microseconds=1)
         self.trackers[Duty.A1] = SlotTracker(
-            Duty.A1, n, step30, 96, first30, a1_deadlines(hv, p), np.ones(n, dtype=bool)
+            Duty.A1,
+            n,
+            step30,
+            96,
+            first30,
+            a1_deadlines(hv, p),
+            np.ones(n, dtype=bool),
+            memory_us=p.meter_memory_30 // us,
         )
         a3_deadline = np.full(n, int(p.a3_deadline.total_seconds()), dtype=np.int64)
-        self.trackers[Duty.A3] = SlotTracker(Duty.A3, n, step5, 36, first5, a3_deadline, a3)
+        self.trackers[Duty.A3] = SlotTracker(
+            Duty.A3, n, step5, 36, first5, a3_deadline, a3, memory_us=p.meter_memory_5 // us
+        )
         a2_deadline = np.full(n, int(p.a2_deadline.total_seconds()), dtype=np.int64)
         self.trackers[Duty.A2] = SlotTracker(
             Duty.A2, n, US_PER_DAY, 7, first_day, a2_deadline, a2 & ~a3, phase_us=DAY_PHASE_US
@@ -300,7 +310,14 @@ class HeadEnd:
             (Duty.A2, None, self._a2_rereads(), dt.timedelta(days=1)),
         )
         for duty, resolution, delays, late in plans:
-            keys, ends = self.trackers[duty].due_rereads(now_us, delays, late)
+            tracker = self.trackers[duty]
+            keys, ends = tracker.due_rereads(now_us, delays, late)
+            if tracker.old_gaps and resolution is not None:
+                old_keys, old_ends = tracker.due_old_gaps(
+                    now_us, late // dt.timedelta(microseconds=1)
+                )
+                keys = np.concatenate([keys, np.array(old_keys, dtype=np.int64)])
+                ends = np.concatenate([ends, np.array(old_ends, dtype=np.int64)])
             known = self.route[keys] >= 0 if len(keys) else np.empty(0, dtype=bool)
             keys, ends = keys[known], ends[known]
             if not len(keys):
