@@ -146,7 +146,8 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
             "--metrics-port",
             str(p),
         ]
-        + (["--api-port", str(api_port)] if n_workers == 1 else ["--no-duties"])
+        # the first worker keeps the duties (watching every envelope) and serves the API
+        + (["--api-port", str(api_port)] if i == 0 else ["--no-duties"])
         for i, p in enumerate(ports)
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -190,10 +191,11 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
             still = still + 1 if now == last and now >= 0 else 0
             last = now
             time.sleep(0.5)
-        if n_workers == 1:  # the single worker keeps the deadlines and serves them
-            url = f"http://127.0.0.1:{api_port}/api/v1/hes/slo"
-            slo = json.load(urllib.request.urlopen(url, timeout=5))
-            assert any(d["duty"] == "A1" and d["expected"] > 0 for d in slo["days"])
+        # the duty worker judged deadlines over every worker's frames
+        url = f"http://127.0.0.1:{api_port}/api/v1/hes/slo"
+        slo = json.load(urllib.request.urlopen(url, timeout=5))
+        a1 = [d for d in slo["days"] if d["duty"] == "A1" and d["expected"] > 0]
+        assert a1 and sum(d["on_time"] for d in a1) > 0
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
@@ -232,3 +234,95 @@ def test_backlog_paces_the_publisher_by_what_workers_stored() -> None:
     backlog.published = 200
     with pytest.raises(TransportError, match="head-end"):
         backlog.wait(stop, stall_s=0.05)
+
+
+def test_the_duty_worker_judges_every_workers_frames(broker, tmp_path: Path) -> None:
+    """Two workers share the stream; the one keeping the duties sees all of it, so nearly every
+    30-min value is on time (seeing only its own share would give about half)."""
+    import datetime as dt
+
+    import psycopg
+
+    from kenshin.fleet.simulator import FleetConfig
+    from kenshin.services import run_fleet
+
+    host, pg_port = require_service("postgresql")
+    root = f"kt-{uuid.uuid4().hex[:8]}"
+    name = f"kenshin_{root.replace('-', '_')}"
+    admin = f"postgresql://postgres@{host}:{pg_port}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = f"postgresql://postgres@{host}:{pg_port}/{name}"
+    kenshin = [sys.executable, "-m", "kenshin"]
+    subprocess.run(
+        [
+            *kenshin,
+            "install",
+            "--meters",
+            "200",
+            "--seed",
+            "6",
+            "--start",
+            "2026-04-01",
+            "--postgres",
+            dsn,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    ports, api_port = [_free_port(), _free_port()], _free_port()
+    log = (tmp_path / "hes.log").open("wb")
+    workers = [
+        subprocess.Popen(
+            [
+                *kenshin,
+                "hes",
+                "--mqtt",
+                broker,
+                "--postgres",
+                dsn,
+                "--worker-id",
+                f"{root}-w{i}",
+                "--topic-root",
+                root,
+                "--metrics-port",
+                str(port),
+            ]
+            + (["--api-port", str(api_port)] if i == 0 else ["--no-duties"]),
+            stderr=log,
+        )
+        for i, port in enumerate(ports)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while min(_metric(p, "kenshin_hes_frames_accepted_total") for p in ports) < 0:
+            assert time.monotonic() < deadline, "workers did not come up"
+            time.sleep(0.2)
+        config = FleetConfig(
+            n_meters=200, start=dt.datetime.fromisoformat("2026-04-01T00:00:00+09:00"), seed=6
+        )
+        run = run_fleet(
+            broker, config, 0.25, speed=1500.0, topic_root=root, client_id=f"{root}-fleet"
+        )
+        forwarded = run.field.frames_forwarded
+        deadline = time.monotonic() + 30
+        while sum(_metric(p, "kenshin_hes_frames_accepted_total") for p in ports) < forwarded:
+            assert time.monotonic() < deadline, "the workers did not store everything"
+            time.sleep(0.2)
+        shares = [_metric(p, "kenshin_hes_frames_accepted_total") for p in ports]
+        assert min(shares) > 0.2 * forwarded  # both workers stored a share
+        time.sleep(1.5)  # the observer's last batch
+        url = f"http://127.0.0.1:{api_port}/api/v1/hes/slo"
+        slo = json.load(urllib.request.urlopen(url, timeout=5))
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(timeout=30)
+        log.close()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    a1 = [d for d in slo["days"] if d["duty"] == "A1" and d["expected"] > 0]
+    on_time = sum(d["on_time"] for d in a1)
+    expected = sum(d["expected"] for d in a1)
+    assert expected >= 200 * 8 and on_time >= 0.95 * expected

@@ -29,10 +29,12 @@ from kenshin.aroute.mqtt import (
     Received,
     down_subscription,
     down_topic,
+    observed_topic,
     progress_subscription,
     progress_topic,
     shared_up_subscription,
     split_topic,
+    up_subscription,
     up_topic,
 )
 from kenshin.aroute.network import Network, NetworkConfig
@@ -124,16 +126,37 @@ def run_hes_worker(
         persistent=True,
     )
     link_box.append(link)
+    # the worker keeping the duties also watches every envelope, whichever worker stores it
+    watched: queue.Queue[Received] = queue.Queue()
+    observer = (
+        MqttLink(
+            mqtt_url,
+            f"{worker_id}-observer",
+            on_message=watched.put,
+            subscriptions=(up_subscription(root=topic_root),),
+        )
+        if duties
+        else None
+    )
     if on_ready is not None:
         on_ready(hes)
     last_tick = time.monotonic()
-    stored = 0
+    stored = observed = 0
     guard = lock or threading.Lock()
     try:
         while not stop.is_set():
             batch = _take(inbox, batch_wait_s)
+            seen = _take(watched, 0.0, limit=4096) if observer is not None else []
             with guard:
                 stored += _process(batch, hes, mdms, staged, held, link, areas)
+                if seen:
+                    for message in seen:
+                        area, collector = split_topic(message.topic)
+                        areas[collector] = area
+                    hes.observe_envelopes([m.payload for m in seen])
+            if seen:
+                observed += len(seen)
+                link.publish_status(observed_topic(worker_id, topic_root), str(observed).encode())
             if batch:
                 link.publish_status(progress_topic(worker_id, topic_root), str(stored).encode())
             if batch or time.monotonic() - last_tick > 1.0:
@@ -143,10 +166,14 @@ def run_hes_worker(
     except BaseException:
         # nothing unacknowledged is stored: the broker gives it again, admitted afresh
         link.close()
+        if observer is not None:
+            observer.close()
         if held is not None:
             held.rollback()
         raise
     link.close()
+    if observer is not None:
+        observer.close()
     mdms.close()
     return hes
 
@@ -168,7 +195,11 @@ def _process(
         areas[collector] = area
     # one authentication and replay pass for what arrived together; in a batch holding a
     # redelivered message, replays count as redeliveries
-    hes.receive_envelopes([m.payload for m in batch], redelivered=any(m.redelivered for m in batch))
+    hes.receive_envelopes(
+        [m.payload for m in batch],
+        redelivered=any(m.redelivered for m in batch),
+        duties=False,  # the observer (below) keeps them, for every worker's messages
+    )
     # stored (with the replay windows) before acknowledged: a crash before the commit means
     # redelivery and fresh admission, after it, recognised repeats
     mdms.flush(staged.take_changes() if staged is not None else None)
@@ -271,8 +302,8 @@ def run_fleet(
     backlog = Backlog(max_backlog)
 
     def on_message(message: Received) -> None:
-        if "/hes/progress/" in message.topic:
-            backlog.on_progress(message.topic.rsplit("/", 1)[1], int(message.payload or b"0"))
+        if "/hes/" in message.topic:
+            backlog.on_report(message.topic, message.payload)
         else:
             downs.put(message)
 

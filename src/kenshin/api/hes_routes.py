@@ -119,6 +119,7 @@ def hes_router(
                 "frames": {
                     "accepted": stats.frames_accepted,
                     "redelivered": stats.frames_redelivered,
+                    "observed": stats.frames_observed,
                     "rejected": {r.label: n for r, n in stats.frames_rejected.items()},
                 },
                 "rereads_requested": stats.rereads_requested,

@@ -59,8 +59,13 @@ def progress_topic(worker: str, root: str = TOPIC_ROOT) -> str:
     return f"{root}/hes/progress/{worker}"
 
 
+def observed_topic(worker: str, root: str = TOPIC_ROOT) -> str:
+    """Where the worker keeping the duties reports how many envelopes it has observed."""
+    return f"{root}/hes/observed/{worker}"
+
+
 def progress_subscription(root: str = TOPIC_ROOT) -> str:
-    return f"{root}/hes/progress/+"
+    return f"{root}/hes/+/+"
 
 
 class Backlog:
@@ -78,6 +83,8 @@ class Backlog:
         self._lock = threading.Lock()
         self._last: dict[str, int] = {}
         self.stored = 0  # envelopes the workers have reported stored since we started
+        self._observed_last: dict[str, int] = {}
+        self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
         self.published = 0
         self.heard = threading.Event()  # some worker has reported
 
@@ -88,10 +95,31 @@ class Backlog:
             self._last[worker] = count
         self.heard.set()
 
+    def on_observed(self, worker: str, count: int) -> None:
+        """The duty worker watches every envelope; it must keep up too."""
+        with self._lock:
+            previous = self._observed_last.get(worker, 0)
+            seen = self._observed.get(worker, 0)
+            self._observed[worker] = seen + (count - previous if count >= previous else count)
+            self._observed_last[worker] = count
+        self.heard.set()
+
+    def on_report(self, topic: str, payload: bytes) -> None:
+        """A message on ``<root>/hes/<progress|observed>/<worker>``."""
+        kind, worker = topic.split("/")[-2:]
+        count = int(payload or b"0")
+        if kind == "observed":
+            self.on_observed(worker, count)
+        else:
+            self.on_progress(worker, count)
+
     @property
     def pending(self) -> int:
         with self._lock:
-            return self.published - self.stored
+            behind = self.published - self.stored
+            if self._observed:
+                behind = max(behind, self.published - min(self._observed.values()))
+            return behind
 
     def wait(self, stop: threading.Event, stall_s: float = 120.0) -> None:
         """Block while too much is unstored; raise if the workers stop reporting."""
@@ -106,6 +134,11 @@ class Backlog:
                     f"{self.pending} envelopes not stored after {stall_s:g} s: are the head-end "
                     "workers running?"
                 )
+
+
+def up_subscription(area: str = "+", root: str = TOPIC_ROOT) -> str:
+    """Every uplink message (no sharing): what the worker keeping the duties observes."""
+    return f"{root}/{area}/+/up"
 
 
 def split_topic(topic: str) -> tuple[str, str]:

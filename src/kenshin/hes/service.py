@@ -39,7 +39,7 @@ from kenshin.aroute.frames import (
 )
 from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.registry import MeterRegistry
-from kenshin.aroute.replay import ReplayGuard
+from kenshin.aroute.replay import MemoryReplayGuard, ReplayGuard
 from kenshin.core.channels import Channel
 from kenshin.core.clock import Clock, FollowClock
 from kenshin.core.meterspec import MeterClass
@@ -85,6 +85,8 @@ class HesStats:
     malformed_envelopes: int = 0
     frames_accepted: int = 0
     frames_redelivered: int = 0  # already accepted; came again after a transport redelivery
+    frames_observed: int = 0  # authentic frames seen by the duty observer (stored elsewhere)
+    envelopes_observed: int = 0
     frames_rejected: collections.Counter[RejectReason] = field(default_factory=collections.Counter)
     values_stored: int = 0
     rereads_requested: int = 0
@@ -141,6 +143,7 @@ class HeadEnd:
         self.polls = PollBook(self.route, HES_POLL_POLICY)
         self.events: collections.deque[tuple[int, MeterEvent]] = collections.deque(maxlen=1000)
         self.track_duties = track_duties
+        self._observer: codec.FrameDecoder | None = None
         self.trackers: dict[Duty, SlotTracker] = {}
         if track_duties:
             self._build_trackers(meters, order, now_us)
@@ -219,31 +222,24 @@ class HeadEnd:
         """
         return self.receive_envelopes([payload], redelivered=redelivered)
 
-    def receive_envelopes(self, payloads: Sequence[bytes], *, redelivered: bool = False) -> int:
+    def receive_envelopes(
+        self, payloads: Sequence[bytes], *, redelivered: bool = False, duties: bool = True
+    ) -> int:
         """Take several envelopes at once: one authentication and replay pass, one batch for the
-        MDMS (a worker behind MQTT takes what arrived together). Their arrival time is now."""
-        envelopes: list[codec.Envelope] = []
-        for payload in payloads:
-            self.stats.envelopes += 1
-            try:
-                envelopes.append(codec.decode_envelope(payload))
-            except FrameError as exc:
-                self.stats.malformed_envelopes += 1
-                self.metrics.envelopes_rejected.inc()
-                log.warning("malformed envelope refused: %s", exc)
+        MDMS (a worker behind MQTT takes what arrived together). Their arrival time is now.
+
+        ``duties=False``: store only; deadlines, routes, acknowledgements and poll answers are
+        left to :meth:`observe_envelopes` (several workers: one observes every envelope).
+        """
+        # with an observer keeping the duties, only it moves a following clock: the deadlines
+        # must not run ahead of what it has seen
+        envelopes = self._open_envelopes(payloads, count=True, move_clock=duties)
         if not envelopes:
             return 0
-        if isinstance(self.clock, FollowClock):
-            self.clock.observe(from_epoch_us(max(e.sent_at_us for e in envelopes)))
         now_us = to_epoch_us(self.clock.now())
-        frames = [f for e in envelopes for f in e.frames]
-        decoded = self.decoder.decode(frames)
-        owner = np.repeat(np.arange(len(envelopes)), [len(e.frames) for e in envelopes]).astype(
-            np.int64
-        )
-        collectors = np.array([self._collector_index(e.collector) for e in envelopes], np.int32)
-        # route downlink through the collector each meter was last heard via (authentic only)
-        self.route[decoded.frames.meter_key] = collectors[owner[decoded.frames.index]]
+        if isinstance(self.clock, FollowClock):
+            now_us = max(now_us, max(e.sent_at_us for e in envelopes))
+        decoded = self.decoder.decode([f for e in envelopes for f in e.frames])
         if redelivered and decoded.rejected.get(RejectReason.REPLAYED):
             again = decoded.rejected.pop(RejectReason.REPLAYED)
             self.stats.frames_redelivered += again
@@ -259,11 +255,71 @@ class HeadEnd:
             self.sink.ingest(batch)
             self.stats.values_stored += batch.num_rows
             self.metrics.values_stored.inc(batch.num_rows)
+        if duties:
+            self._after_decode(envelopes, decoded, now_us)
+        return accepted
+
+    def observe_envelopes(self, payloads: Sequence[bytes]) -> None:
+        """See envelopes another worker stores: keep deadlines, learn routes, take
+        acknowledgements and poll answers. Frames are authenticated against a replay window of
+        the observer's own, and nothing is stored or counted as accepted."""
+        envelopes = self._open_envelopes(payloads, count=False)
+        if not envelopes:
+            return
+        if self._observer is None:
+            self._observer = codec.FrameDecoder(
+                self.registry, self.keys, MemoryReplayGuard(len(self.route))
+            )
+        now_us = to_epoch_us(self.clock.now())
+        if not isinstance(self.clock, FollowClock):
+            decoded = self._observer.decode([f for e in envelopes for f in e.frames])
+            self._after_decode(envelopes, decoded, now_us)
+            self.stats.frames_observed += decoded.accepted
+            self.stats.envelopes_observed += len(envelopes)
+            return
+        # behind a simulated fleet, an envelope arrived when its collector says it left
+        # (this worker may be behind the fleet's clock): judge each group at its own time
+        by_time: dict[int, list[codec.Envelope]] = collections.defaultdict(list)
+        for envelope in envelopes:
+            by_time[min(envelope.sent_at_us, now_us)].append(envelope)
+        for at_us in sorted(by_time):
+            group = by_time[at_us]
+            decoded = self._observer.decode([f for e in group for f in e.frames])
+            self._after_decode(group, decoded, at_us)
+            self.stats.frames_observed += decoded.accepted
+        self.stats.envelopes_observed += len(envelopes)
+
+    def _open_envelopes(
+        self, payloads: Sequence[bytes], *, count: bool, move_clock: bool = True
+    ) -> list[codec.Envelope]:
+        envelopes: list[codec.Envelope] = []
+        for payload in payloads:
+            try:
+                envelopes.append(codec.decode_envelope(payload))
+            except FrameError as exc:
+                if count:
+                    self.stats.malformed_envelopes += 1
+                    self.metrics.envelopes_rejected.inc()
+                    log.warning("malformed envelope refused: %s", exc)
+        if count:
+            self.stats.envelopes += len(payloads)
+        if move_clock and envelopes and isinstance(self.clock, FollowClock):
+            self.clock.observe(from_epoch_us(max(e.sent_at_us for e in envelopes)))
+        return envelopes
+
+    def _after_decode(
+        self, envelopes: list[codec.Envelope], decoded: codec.DecodedFrames, now_us: int
+    ) -> None:
+        owner = np.repeat(np.arange(len(envelopes)), [len(e.frames) for e in envelopes])
+        collectors = np.array([self._collector_index(e.collector) for e in envelopes], np.int32)
+        # route downlink through the collector each meter was last heard via (authentic only)
+        self.route[decoded.frames.meter_key] = collectors[owner[decoded.frames.index]]
         if self.track_duties:
+            for tracker in self.trackers.values():
+                tracker.advance(now_us)  # a slot must be open before its values can count
             self._record_arrivals(decoded, now_us)
         for meter_key, message in decoded.messages:
             self._on_message(meter_key, message, now_us)
-        return accepted
 
     def _collector_index(self, collector: str) -> int:
         index = self.collectors.get(collector)
