@@ -55,6 +55,24 @@ def metric(port: int, name: str) -> float:
     return total
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of processes (and their reaped children), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15]) / tick
+    return total
+
+
+def pids_of(name: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", name], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--meters", type=int, default=10_000)
@@ -100,6 +118,9 @@ def main() -> None:
     try:
         while any(metric(p, "kenshin_hes_frames_accepted_total") < 0 for p in ports):
             time.sleep(0.2)
+        server_pids = {"PostgreSQL": pids_of("postgres"), "Mosquitto": pids_of("mosquitto")}
+        cpu_before = {k: cpu_seconds(v) for k, v in server_pids.items()}
+        cpu_before["fleet (this process)"] = cpu_seconds([os.getpid()])
         t0 = time.perf_counter()
         run = run_fleet(
             args.mqtt,
@@ -123,6 +144,12 @@ def main() -> None:
                 console.print("[red]the workers stopped before every frame arrived[/]")
                 break
             time.sleep(0.02)
+        cpu = {k: cpu_seconds(v) - cpu_before[k] for k, v in server_pids.items()}
+        cpu["fleet (this process)"] = (
+            cpu_seconds([os.getpid()]) - cpu_before["fleet (this process)"]
+        )
+        for i, w in enumerate(workers):
+            cpu[f"worker {i}" + (" (duties)" if i == 0 else "")] = cpu_seconds([w.pid])
     finally:
         for w in workers:
             w.terminate()
@@ -165,6 +192,11 @@ def main() -> None:
     table.add_row("first publish → last frame stored", f"{stored_s:.1f} s", "")
     table.add_row("meter messages stored per second", f"{accepted / stored_s:,.0f}", "≥ 20,000")
     console.print(table)
+    console.print(
+        "CPU seconds: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
+        + f" (wall {stored_s:.1f} s × 2 cores = {2 * stored_s:.0f})"
+    )
     ok = accepted + rejected == forwarded and rows30 == distinct30 == pushes
     console.print(
         "accounting: "

@@ -396,7 +396,8 @@ def hes(
     st = head_end.stats
     console.print(
         f"stopped: {st.frames_accepted:,} frames accepted, {st.frames_rejected_total:,} refused, "
-        f"{st.values_stored:,} values stored"
+        f"{st.values_stored:,} values stored; {st.envelopes:,} envelopes, at most "
+        f"{st.largest_batch} at once"
     )
 
 

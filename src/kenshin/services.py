@@ -147,6 +147,7 @@ def run_hes_worker(
         while not stop.is_set():
             batch = _take(inbox, batch_wait_s)
             seen = _take(watched, 0.0, limit=4096) if observer is not None else []
+            hes.stats.largest_batch = max(hes.stats.largest_batch, len(batch))
             with guard:
                 stored += _process(batch, hes, mdms, staged, held, link, areas)
                 if seen:
@@ -211,6 +212,7 @@ def _process(
 
 
 def _take(inbox: queue.Queue[Received], wait_s: float, limit: int = 256) -> list[Received]:
+    """What arrived together: the first message within ``wait_s``, then whatever is queued."""
     try:
         batch = [inbox.get(timeout=wait_s)]
     except queue.Empty:

@@ -87,6 +87,7 @@ class HesStats:
     frames_redelivered: int = 0  # already accepted; came again after a transport redelivery
     frames_observed: int = 0  # authentic frames seen by the duty observer (stored elsewhere)
     envelopes_observed: int = 0
+    largest_batch: int = 0  # transport messages taken at once by a worker
     frames_rejected: collections.Counter[RejectReason] = field(default_factory=collections.Counter)
     values_stored: int = 0
     rereads_requested: int = 0
