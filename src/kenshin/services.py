@@ -43,13 +43,13 @@ from kenshin.aroute.replay_postgres import PostgresReplayGuard
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
-from kenshin.fleet.field import Field, FieldStats
-from kenshin.fleet.radio import MeterRadio
+from kenshin.fleet.field import FieldStats, build_field
 from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.hes.policy import CollectionPolicy
 from kenshin.hes.service import HeadEnd
 from kenshin.mdms.service import MeterDataService
 from kenshin.mdms.store import ReadingStore
+from kenshin.system import policy_for
 
 log = logging.getLogger("kenshin.services")
 
@@ -238,20 +238,7 @@ def install_fleet(store: ReadingStore, config: FleetConfig) -> pa.Table:
     fleet = Fleet(config)
     meters = fleet.meters_table()
     store.write_meters(meters)
-    store.set_meta(
-        "fleet",
-        json.dumps(
-            {
-                "n_meters": config.n_meters,
-                "seed": config.seed,
-                "area": config.area.code,
-                "start": config.start.isoformat(),
-                "gen2_share": config.gen2_share,
-                "sample_5min_share": config.sample_5min_share,
-                "aroute": "mqtt",
-            }
-        ),
-    )
+    store.set_meta("fleet", config.describe(aroute="mqtt"))
     return meters
 
 
@@ -281,24 +268,16 @@ def run_fleet(
 ) -> FleetRun:
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock."""
-    policy = policy or CollectionPolicy(
-        a2_share=config.sample_5min_share,
-        a3_share=config.realtime_5min_share,
-        send_15min=config.send_15min,
-    )
+    policy = policy or policy_for(config)
     fleet = Fleet(config)
-    keys = KeyRing(load_master_key(master_key))
     net = Network(fleet.population, network or NetworkConfig(), config.seed)
-    radio = MeterRadio(
-        fleet.meters,
-        keys,
-        fleet.sampled,
-        fleet.realtime,
+    field = build_field(
+        fleet,
+        KeyRing(load_master_key(master_key)),
+        net,
         send_15min=policy.send_15min,
         offpeak=(policy.offpeak_start, policy.offpeak_end),
-        seed=config.seed,
     )
-    field = Field(fleet, radio, net)
     area = config.area.code
     downs: queue.Queue[Received] = queue.Queue()
     backlog = Backlog(max_backlog)

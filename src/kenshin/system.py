@@ -15,7 +15,6 @@ The service mode (``kenshin hes`` / ``kenshin fleet``) runs the same parts over 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +27,7 @@ from kenshin.aroute.transport import InProcessTransport
 from kenshin.core.clock import Clock, SteppedClock
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution, from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
-from kenshin.fleet.field import Field
-from kenshin.fleet.radio import MeterRadio
+from kenshin.fleet.field import Field, build_field
 from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.hes.headend import DirectHeadEnd
 from kenshin.hes.policy import CollectionPolicy
@@ -60,6 +58,15 @@ class SimulationSummary:
 
 
 AROUTE_MODES = ("direct", "wire")
+
+
+def policy_for(config: FleetConfig) -> CollectionPolicy:
+    """The head-end's duties for a simulated fleet: the same A2/A3 shares and soft switch."""
+    return CollectionPolicy(
+        a2_share=config.sample_5min_share,
+        a3_share=config.realtime_5min_share,
+        send_15min=config.send_15min,
+    )
 
 
 class EmbeddedSystem:
@@ -99,23 +106,16 @@ class EmbeddedSystem:
             self.direct = DirectHeadEnd(self.mdms, self.clock)
             self.transport.subscribe(self.direct.receive)
         else:
-            self.policy = policy or CollectionPolicy(
-                a2_share=config.sample_5min_share,
-                a3_share=config.realtime_5min_share,
-                send_15min=config.send_15min,
-            )
+            self.policy = policy or policy_for(config)
             keys = KeyRing(load_master_key(master_key))
             self.network = Network(self.fleet.population, network or NetworkConfig(), config.seed)
-            radio = MeterRadio(
-                self.fleet.meters,
+            self.field = build_field(
+                self.fleet,
                 keys,
-                self.fleet.sampled,
-                self.fleet.realtime,
+                self.network,
                 send_15min=self.policy.send_15min,
                 offpeak=(self.policy.offpeak_start, self.policy.offpeak_end),
-                seed=config.seed,
             )
-            self.field = Field(self.fleet, radio, self.network)
             self.hes = HeadEnd(
                 self.mdms,
                 self.clock,
@@ -125,20 +125,7 @@ class EmbeddedSystem:
                 policy=self.policy,
                 downlink=self._downlink,
             )
-        self.store.set_meta(
-            "fleet",
-            json.dumps(
-                {
-                    "n_meters": config.n_meters,
-                    "seed": config.seed,
-                    "area": config.area.code,
-                    "start": config.start.isoformat(),
-                    "gen2_share": config.gen2_share,
-                    "sample_5min_share": config.sample_5min_share,
-                    "aroute": aroute,
-                }
-            ),
-        )
+        self.store.set_meta("fleet", config.describe(aroute=aroute))
 
     @property
     def now(self) -> dt.datetime:

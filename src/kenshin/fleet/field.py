@@ -10,6 +10,7 @@ possible (simulation, ``kenshin fleet --speed max``) or in step with a clock (``
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import itertools
 import struct
@@ -21,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kenshin.aroute import codec
+from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.network import Network
 from kenshin.errors import FrameError
 from kenshin.fleet.radio import MeterRadio, OutgoingFrames
@@ -152,6 +154,28 @@ class Field:
 
     def next_event_us(self) -> int | None:
         return self._events[0][0] if self._events else None
+
+
+def build_field(
+    fleet: Fleet,
+    keys: KeyRing,
+    network: Network,
+    *,
+    send_15min: bool,
+    offpeak: tuple[dt.time, dt.time],
+) -> Field:
+    """Radios for every meter of ``fleet`` (A2/A3 samples as the fleet chose them), on
+    ``network``."""
+    radio = MeterRadio(
+        fleet.meters,
+        keys,
+        fleet.sampled,
+        fleet.realtime,
+        send_15min=send_15min,
+        offpeak=offpeak,
+        seed=fleet.config.seed,
+    )
+    return Field(fleet, radio, network)
 
 
 def sizes_of(frames: list[bytes]) -> npt.NDArray[np.int64]:

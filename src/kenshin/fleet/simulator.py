@@ -6,6 +6,7 @@ Memory stays O(meters): the simulation streams slot by slot and never holds a da
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,20 @@ class FleetConfig:
             )
         if self.recorder_budget_mb < 1:
             raise InvalidSetting("recorder budget must be at least 1 MB")
+
+    def describe(self, **extra: object) -> str:
+        """The settings a store keeps as metadata (JSON), so readers know the fleet."""
+        return json.dumps(
+            {
+                "n_meters": self.n_meters,
+                "seed": self.seed,
+                "area": self.area.code,
+                "start": self.start.isoformat(),
+                "gen2_share": self.gen2_share,
+                "sample_5min_share": self.sample_5min_share,
+                **extra,
+            }
+        )
 
 
 class Fleet:
