@@ -162,6 +162,7 @@ def simulate(
     table.add_row("reverse energy", f"{summary.reverse_kwh:,.1f} kWh")
     if aroute == "wire":
         table.add_row("frames sent by meters", f"{summary.frames_sent:,}")
+        table.add_row("lost in the network (then re-read)", f"{summary.frames_lost:,}")
         table.add_row("frames accepted by the HES", f"{summary.frames_accepted:,}")
         table.add_row("frames refused", f"{summary.frames_rejected:,}")
         for duty, share in (summary.on_time or {}).items():

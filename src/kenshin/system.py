@@ -48,6 +48,7 @@ class SimulationSummary:
     reverse_kwh: float
     seconds: float
     frames_sent: int = 0  # wire mode: by meters
+    frames_lost: int = 0  # wire mode: lost in the network (re-read later where possible)
     frames_accepted: int = 0  # wire mode: by the head-end
     frames_rejected: int = 0
     on_time: dict[str, float] | None = None  # wire mode: share per duty over judged days
@@ -199,6 +200,7 @@ class EmbeddedSystem:
             registers = store_counts.registers_stored
             extra = {
                 "frames_sent": self.field.stats.frames_sent,
+                "frames_lost": self.field.stats.frames_lost,
                 "frames_accepted": self.hes.stats.frames_accepted,
                 "frames_rejected": self.hes.stats.frames_rejected_total,
                 "on_time": {
