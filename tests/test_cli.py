@@ -72,6 +72,26 @@ def test_simulate_stores_and_summarises(capsys, tmp_path):
     assert code == 2 and "--overwrite" in err
 
 
+def test_simulate_wire_reports_frames_and_deadlines(capsys, tmp_path):
+    db = tmp_path / "w.duckdb"
+    args = ["simulate", "--meters", "120", "--days", "1", "--start", "2026-04-01"]
+    code, out, _ = run(capsys, *args, "--db", str(db), "--aroute", "wire")
+    assert code == 0
+    assert "frames accepted by the HES" in out and "on time A1" in out
+    with duckdb.connect(str(db), read_only=True) as con:
+        meta = json.loads(con.execute("SELECT value FROM meta WHERE key = 'fleet'").fetchone()[0])
+    assert meta["aroute"] == "wire"
+    code, _, err = run(capsys, *args, "--db", str(tmp_path / "x.duckdb"), "--aroute", "smoke")
+    assert code == 2 and "--aroute" in err
+
+
+def test_service_mode_commands_refuse_bad_arguments(capsys, tmp_path):
+    code, _, err = run(capsys, "fleet", "--speed", "fast", "--meters", "10")
+    assert code == 2 and "--speed" in err
+    code, _, err = run(capsys, "hes", "--db", str(tmp_path / "empty.duckdb"), "--mqtt", "x://y")
+    assert code == 2 and ("MQTT URL" in err or "no meters" in err)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
