@@ -332,8 +332,8 @@ def hes(
     duties: Annotated[
         bool,
         typer.Option(
-            help="Keep deadlines and re-read gaps. Give it to one worker only: each worker sees "
-            "only its share of the messages."
+            help="Keep the deadlines, re-reads, commands and polls, watching every envelope "
+            "(one worker per deployment; the others --no-duties)."
         ),
     ] = True,
     master_key: MasterKeyOpt = None,
