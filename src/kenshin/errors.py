@@ -72,3 +72,7 @@ class IdempotencyConflict(InvalidInput):
 
 class UnknownCommand(NotFound):
     """No command with this id."""
+
+
+class EchonetError(InvalidInput):
+    """B-route ECHONET Lite data cannot be parsed, or a value cannot be put on the wire."""
