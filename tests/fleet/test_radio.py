@@ -1,0 +1,114 @@
+"""A meter's own checks on downlink frames (SPEC X2: no unintended control) and its answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from kenshin.aroute import codec
+from kenshin.aroute.frames import AckStatus, Command, CommandKind, FrameType, PollRequest
+from kenshin.aroute.keys import DEV_MASTER_KEY, KeyRing
+from kenshin.aroute.registry import MeterRegistry
+from kenshin.aroute.replay import MemoryReplayGuard
+from kenshin.core.meterspec import Generation, MeterClass
+from kenshin.core.timeslots import JST, US_PER_MINUTE, Resolution
+from kenshin.fleet.radio import MeterRadio
+from kenshin.fleet.simulator import Fleet, FleetConfig
+
+START = dt.datetime(2026, 7, 1, tzinfo=JST)
+
+
+@pytest.fixture
+def radio() -> MeterRadio:
+    fleet = Fleet(FleetConfig(n_meters=60, start=START, seed=3))
+    for _ in range(12):  # an hour of values in the recorders
+        fleet.step()
+    return MeterRadio(
+        fleet.meters,
+        KeyRing(DEV_MASTER_KEY),
+        fleet.sampled,
+        fleet.realtime,
+        send_15min=True,
+        offpeak=(dt.time(1), dt.time(5)),
+        seed=3,
+    )
+
+
+def _lv_gen2(radio: MeterRadio) -> int:
+    pop = radio.population
+    ok = (pop.generation == Generation.GEN2) & (pop.meter_class == MeterClass.LV_1P3W)
+    return int(np.flatnonzero(ok)[0])
+
+
+def _down(
+    radio: MeterRadio,
+    key: int,
+    counter: int,
+    body: Command | PollRequest,
+    keys: KeyRing | None = None,
+) -> bytes:
+    frame_type = FrameType.COMMAND if isinstance(body, Command) else FrameType.POLL_REQUEST
+    return codec.encode_frame(
+        frame_type, int(radio.device_ids[key]), counter, body, keys or radio.keys
+    )
+
+
+def _ack(radio: MeterRadio, frames: list[bytes]) -> tuple[AckStatus, int]:
+    n = len(radio.device_ids)
+    registry = MeterRegistry(radio.device_ids, np.arange(n, dtype=np.int32))
+    decoder = codec.FrameDecoder(registry, radio.keys, MemoryReplayGuard(n))
+    decoded = decoder.decode(frames)
+    [(_, ack)] = [m for m in decoded.messages if hasattr(m[1], "status")]
+    return ack.status, ack.detail  # type: ignore[union-attr]
+
+
+def test_a_command_acts_once_and_its_replay_does_nothing(radio) -> None:
+    key = _lv_gen2(radio)
+    frame = _down(radio, key, 10, Command(1, CommandKind.SET_AMPERE_LIMIT, 30))
+    answer = radio.receive(frame)
+    assert answer is not None and _ack(radio, answer.frames) == (AckStatus.OK, 30)
+    assert int(radio.meters.ampere_limit_a[key]) == 30
+    radio.meters.ampere_limit_a[key] = 40
+    assert radio.receive(frame) is None  # the same frame again: refused
+    assert radio.receive(_down(radio, key, 9, Command(2, CommandKind.SWITCH_OPEN))) is None
+    assert int(radio.meters.ampere_limit_a[key]) == 40 and bool(radio.meters.switch_closed[key])
+
+
+def test_forged_and_misaddressed_frames_do_nothing(radio) -> None:
+    key = _lv_gen2(radio)
+    forged = _down(radio, key, 50, Command(3, CommandKind.SWITCH_OPEN), KeyRing(bytes(32)))
+    assert radio.receive(forged) is None
+    flipped = bytearray(_down(radio, key, 51, Command(4, CommandKind.SWITCH_OPEN)))
+    flipped[-1] ^= 0x80
+    assert radio.receive(bytes(flipped)) is None
+    assert bool(radio.meters.switch_closed[key])
+
+
+def test_resend_returns_the_recorded_values_and_refuses_what_is_not_held(radio) -> None:
+    key = _lv_gen2(radio)
+    now = radio.meters.now_us
+    last = now // Resolution.MIN30.microseconds * Resolution.MIN30.microseconds
+    args = (30, last // US_PER_MINUTE, last // US_PER_MINUTE)
+    answer = radio.receive(_down(radio, key, 60, Command(5, CommandKind.RESEND, *args)))
+    assert answer is not None and _ack(radio, answer.frames) == (AckStatus.OK, 1)
+    data = [f for f in answer.frames if f[1] == FrameType.RESEND_RESPONSE]
+    assert len(data) == 1
+    too_old = (
+        30,
+        (last - 400 * 86400 * 10**6) // US_PER_MINUTE,
+        (last - 400 * 86400 * 10**6) // US_PER_MINUTE,
+    )
+    answer = radio.receive(_down(radio, key, 61, Command(6, CommandKind.RESEND, *too_old)))
+    assert answer is not None and _ack(radio, answer.frames)[0] is AckStatus.REJECTED_NOT_HELD
+
+
+def test_hv_meter_refuses_switching_itself(radio) -> None:
+    pop = radio.population
+    hv = np.flatnonzero(pop.meter_class >= MeterClass.HV)
+    assert len(hv), "this seed's fleet has HV meters"
+    key = int(hv[0])
+    answer = radio.receive(_down(radio, key, 5, Command(7, CommandKind.SWITCH_OPEN)))
+    assert answer is not None
+    assert _ack(radio, answer.frames)[0] is AckStatus.REJECTED_UNSUPPORTED
