@@ -291,7 +291,9 @@ def decode(data: bytes) -> Frame:
         raise EchonetError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < HEADER_BYTES:
-        raise EchonetError(f"frame is {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+        raise EchonetError(
+            f"frame is {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header"
+        )
     if data[0] != EHD1:
         raise EchonetError(f"EHD1 is {data[0]:#04x}, ECHONET Lite is {EHD1:#04x}")
     if data[1] == EHD2_ARBITRARY:
@@ -369,8 +371,7 @@ def decode_property_map(edt: bytes) -> frozenset[int]:
         return epcs
     if len(edt) != 1 + BITMAP_BYTES:
         raise EchonetError(
-            f"property map of {count} EPCs is a bitmap of {1 + BITMAP_BYTES} bytes, "
-            f"not {len(edt)}"
+            f"property map of {count} EPCs is a bitmap of {1 + BITMAP_BYTES} bytes, not {len(edt)}"
         )
     found = frozenset(
         0x80 + 0x10 * bit + i
