@@ -202,13 +202,16 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
         for w in workers:
             w.wait(timeout=30)
         log.close()
-    forwarded = result["run"].field.forwarded_by_type  # type: ignore[attr-defined]
-    rows, distinct = _rows_of_pushes(backend, db, dsn)
-    if dsn:
-        import psycopg
+        try:
+            rows, distinct = _rows_of_pushes(backend, db, dsn)
+        finally:
+            if dsn:  # the throwaway database goes, pass or fail
+                import psycopg
 
-        with psycopg.connect(dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
+                admin = dsn.rsplit("/", 1)[0] + "/postgres"
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f"DROP DATABASE IF EXISTS {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
+    forwarded = result["run"].field.forwarded_by_type  # type: ignore[attr-defined]
     assert rows == distinct == forwarded[int(FrameType.PUSH_SCHEDULED)]
     assert (tmp_path / "hes.log").read_bytes().count(b"stopped:") == n_workers
 
