@@ -54,15 +54,6 @@ from kenshin.system import policy_for
 log = logging.getLogger("kenshin.services")
 
 
-@dataclass
-class WorkerStatus:
-    envelopes: int = 0
-    frames_accepted: int = 0
-    frames_rejected: int = 0
-    values_stored: int = 0
-    acked: int = 0
-
-
 def run_hes_worker(
     mqtt_url: str,
     store: ReadingStore,

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from kenshin.aroute import codec
 from kenshin.aroute.keys import KeyRing
@@ -149,12 +148,6 @@ class Field:
                 self.stats.envelopes += 1
                 yield UplinkEnvelope(at, collector, payload, len(chunk))
 
-    def pending(self) -> int:
-        return len(self._events)
-
-    def next_event_us(self) -> int | None:
-        return self._events[0][0] if self._events else None
-
 
 def build_field(
     fleet: Fleet,
@@ -176,7 +169,3 @@ def build_field(
         seed=fleet.config.seed,
     )
     return Field(fleet, radio, network)
-
-
-def sizes_of(frames: list[bytes]) -> npt.NDArray[np.int64]:
-    return np.fromiter((len(f) for f in frames), dtype=np.int64, count=len(frames))

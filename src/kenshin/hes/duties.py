@@ -168,10 +168,6 @@ class SlotTracker:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(out_keys), np.concatenate(out_ends)
 
-    def missing_count(self) -> int:
-        live = self.slot_end_us >= 0
-        return int((self.row_expected[live] & (self.delay_s[live] == MISSING)).sum())
-
     def _day(self, end_us: int) -> DutyDay:
         return self.days.setdefault(jst_day_of_slot(end_us), DutyDay())
 
