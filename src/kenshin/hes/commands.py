@@ -688,7 +688,10 @@ class CommandBook:
                 reason="" if ok else f"meter answered {status.name.lower()}",
             )
         self.ignored_acks[why] += 1
-        logger.warning(
+        # a late or unknown ack is routine (a retry crossed it, a head-end restarted); an ack
+        # naming another meter's command is not (X2)
+        logger.log(
+            logging.WARNING if why in ("wrong_meter", "bad_status") else logging.INFO,
             "ignored %s ack for command %d from meter %d (status %s)",
             why,
             ack.command_id,
