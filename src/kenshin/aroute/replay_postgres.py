@@ -30,22 +30,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from kenshin.aroute.replay import NOTHING_SEEN, BoolArray, Int64Array, UInt64Array, admit_batch
 from kenshin.errors import StoreError
+from kenshin.postgres import describe_dsn
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _LOCK_CLASS = 0x6B656E  # advisory lock class of kenshin's DDL (as the PostgreSQL store's)
 _RETRIES = 3  # deadlocks cannot happen with key-ordered locks; a retry covers the unexpected
 _KNOWN_KEYS_MAX = 1 << 26  # remember which rows exist for keys below this (a bool per key)
-
-
-def _describe(dsn: str) -> str:
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "an unparsable DSN"
-    user = f"{params['user']}@" if params.get("user") else ""
-    host = params.get("host") or params.get("hostaddr") or "localhost"
-    port = f":{params['port']}" if params.get("port") else ""
-    return f"postgresql://{user}{host}{port}/{params.get('dbname', '')}"
 
 
 def _array(values: npt.NDArray[np.int64]) -> str:
@@ -76,7 +66,7 @@ class PostgresReplayGuard:
             )
         self.dsn = dsn
         self.schema = schema
-        self.target = f"{_describe(dsn)} (schema {schema})"
+        self.target = f"{describe_dsn(dsn)} (schema {schema})"
         self._table = sql.SQL("{}.frame_counters").format(sql.Identifier(schema))
         self._lock = threading.Lock()
         self._known = np.zeros(0, dtype=bool)  # rows known to exist, by meter key

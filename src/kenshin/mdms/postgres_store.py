@@ -45,6 +45,7 @@ from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_S
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms.store import CounterState, ReadingQuery
+from kenshin.postgres import describe_dsn
 
 # --------------------------------------------------------------------------------------------
 # PGCOPY binary format (https://www.postgresql.org/docs/15/sql-copy.html, "Binary Format")
@@ -369,18 +370,6 @@ _READ_TYPES = {
 _METER_INDEXED = ("meter_key", "supply_point_id")
 _READINGS_INDEX = ("meter_key", "channel", "resolution", "interval_end")
 _REGISTERS_INDEX = ("meter_key", "channel", "read_at")
-
-
-def describe_dsn(dsn: str) -> str:
-    """``postgresql://user@host:port/dbname`` without the password, for messages."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "an unparsable DSN"
-    user = f"{params['user']}@" if params.get("user") else ""
-    host = params.get("host") or params.get("hostaddr") or "localhost"
-    port = f":{params['port']}" if params.get("port") else ""
-    return f"postgresql://{user}{host}{port}/{params.get('dbname', '')}"
 
 
 def _to_datetime(epoch_us: int) -> dt.datetime:
