@@ -65,7 +65,6 @@ class Field:
         self._envelope_seq = itertools.count(1)
         # frames waiting at a collector for its next flush: (collector, flush time) -> frames
         self._bundles: dict[tuple[int, int], list[bytes]] = {}
-        self._device_ids = fleet.population.device_id.astype(np.uint64)
 
     @property
     def now_us(self) -> int:
@@ -110,11 +109,9 @@ class Field:
         ids = np.fromiter(
             (_DEVICE_ID.unpack_from(f, 2)[0] for f in frames), dtype=np.uint64, count=len(frames)
         )
-        keys = np.searchsorted(self._device_ids, ids)
-        known = (keys < len(self._device_ids)) & (
-            self._device_ids[np.minimum(keys, len(self._device_ids) - 1)] == ids
-        )
-        keys = keys[known].astype(np.int64)
+        keys = self.radio.registry.lookup(ids).astype(np.int64)
+        known = keys >= 0
+        keys = keys[known]
         frames = [f for f, k in zip(frames, known, strict=True) if k]
         self.stats.downlink_frames += len(frames)
         sizes = np.fromiter((len(f) for f in frames), dtype=np.int64, count=len(frames))

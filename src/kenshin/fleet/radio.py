@@ -35,6 +35,7 @@ from kenshin.aroute.frames import (
 )
 from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.messages import IntervalBlock, RegisterBlock
+from kenshin.aroute.registry import MeterRegistry
 from kenshin.core.channels import Channel
 from kenshin.core.meterspec import Generation, MeterClass, meter_spec
 from kenshin.core.timeslots import US_PER_DAY, US_PER_MINUTE, Resolution
@@ -88,6 +89,7 @@ class MeterRadio:
         self.population = pop
         self.keys = keys
         self.device_ids = pop.device_id.astype(np.uint64)
+        self.registry = MeterRegistry(self.device_ids, pop.meter_key)
         self.gen2 = pop.generation == Generation.GEN2
         self.hv = pop.meter_class >= MeterClass.HV
         self.has_switch = np.isin(
@@ -153,7 +155,7 @@ class MeterRadio:
         ring = self.meters.ring(resolution)
         times = np.concatenate([[ends_us[0] - resolution.microseconds], ends_us])
         rows = ring.rows_for(times)
-        snaps = ring.data[channel][rows][:, keys]
+        snaps = ring.data[channel][rows[:, None], keys[None, :]]  # only the cells needed
         values = snapshot_differences(snaps, channel)
         return IntervalBlock(resolution, channel, keys.astype(np.int32), ends_us, values)
 
@@ -225,8 +227,8 @@ class MeterRadio:
         except FrameError as exc:
             log.info("meter refused a downlink frame: %s", exc)
             return None
-        key = int(np.searchsorted(self.device_ids, np.uint64(device_id)))
-        if key >= len(self.device_ids) or self.device_ids[key] != np.uint64(device_id):
+        key = int(self.registry.lookup(np.array([device_id], dtype=np.uint64))[0])
+        if key < 0:
             return None  # not one of ours; a real meter would not even hear it
         if counter <= self.down_seen[key]:
             log.info("meter %d refused a replayed downlink frame (counter %d)", key, counter)
@@ -259,7 +261,9 @@ class MeterRadio:
         if self.soft_switch_15[key]:
             state |= OperatingState.SOFT_SWITCH_15
         amps = m.instantaneous_current_a(np.array([key]))[:, 0]
-        regs = m.registers()[:, key]
+        fwd, rev = (
+            b.registers[0] for b in self._registers((_FWD, _REV), np.array([key]), m.now_us)
+        )
         return PollResponse(
             request_id=request.request_id,
             measured_at_us=m.now_us,
@@ -269,8 +273,8 @@ class MeterRadio:
             current_r_da=round(float(amps[0]) * 10),
             current_t_da=round(float(amps[1]) * 10),
             voltage_dv=0 if self.hv[key] else int(m.voltage_dv[key]),
-            forward_register=int(regs[0]),
-            reverse_register=int(regs[1]),
+            forward_register=int(fwd),
+            reverse_register=int(rev),
         )
 
     def _command(self, key: int, cmd: Command) -> tuple[CommandAck, OutgoingFrames | None]:
