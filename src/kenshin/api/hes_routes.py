@@ -6,6 +6,7 @@ head-end's lock, because the simulation thread drives the same head-end.
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -84,8 +85,15 @@ def hes_router(
             raise UnknownMeter(f"no meter with supply point id {spid}")
         return int(row["meter_key"])
 
+    @functools.cache
+    def roster() -> dict[int, str]:
+        """Meter key → supply point id, read once (a poll answers for thousands of meters)."""
+        meters = store.read_meters()
+        keys = meters.column("meter_key").to_pylist()
+        return dict(zip(keys, meters.column("supply_point_id").to_pylist(), strict=True))
+
     def spid_of(key: int) -> str:
-        return str(store.list_meters(key, 1)[0]["supply_point_id"])
+        return roster()[key]
 
     @api.get("/hes/slo")
     def slo() -> dict[str, Any]:

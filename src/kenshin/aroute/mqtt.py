@@ -193,6 +193,7 @@ class MqttLink:
         self._on_message = on_message
         self._subscriptions = subscriptions
         self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._pending_subs = 0
@@ -302,7 +303,7 @@ class MqttLink:
         deadline = time.monotonic() + timeout_s
         taken = 0
         try:
-            while taken < self._slots._initial_value:  # type: ignore[attr-defined]
+            while taken < self._max_in_flight:
                 if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
                     raise TransportError("the broker did not acknowledge every message in time")
                 taken += 1

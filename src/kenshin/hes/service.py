@@ -405,18 +405,15 @@ class HeadEnd:
         if self.downlink is None:
             return
         by_collector: dict[int, list[bytes]] = collections.defaultdict(list)
-        for meter_key, frame_type, body in outgoing:
+        keys = np.array([key for key, _, _ in outgoing], dtype=np.int64)
+        devices = self.registry.device_ids_of(keys).tolist()
+        for (meter_key, frame_type, body), device in zip(outgoing, devices, strict=True):
             route = int(self.route[meter_key])
             if route < 0:
                 continue
             self._down_counter[meter_key] += 1
-            frame = codec.encode_frame(
-                frame_type,
-                int(self.registry.device_ids_of(np.array([meter_key]))[0]),
-                int(self._down_counter[meter_key]),
-                body,
-                self.keys,
-            )
+            counter = int(self._down_counter[meter_key])
+            frame = codec.encode_frame(frame_type, device, counter, body, self.keys)
             by_collector[route].append(frame)
         for route, frames in by_collector.items():
             for start in range(0, len(frames), 1000):
