@@ -31,7 +31,6 @@ class LiveRunner:
         self.clock = clock
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
-        self.slots = 0
         self.lock = threading.Lock()  # the API's commands and polls share the head-end
         self._thread = threading.Thread(target=self._loop, name="kenshin-live", daemon=True)
 
@@ -53,7 +52,6 @@ class LiveRunner:
                 with self.lock:
                     self.system.run_step()
                     self.system.mdms.flush()  # live data is visible as soon as it is delivered
-                self.slots += 1
         except BaseException as exc:  # reported on the status line and at exit
             self.error = exc
 

@@ -106,7 +106,6 @@ def run_hes_worker(
         policy=policy,
         downlink=downlink,
         track_duties=duties,
-        worker=worker_id,
     )
     link = MqttLink(
         mqtt_url,

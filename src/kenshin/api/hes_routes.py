@@ -131,6 +131,7 @@ def hes_router(
                     "rejected": {r.label: n for r, n in stats.frames_rejected.items()},
                 },
                 "rereads_requested": stats.rereads_requested,
+                "meter_events": dict(stats.events),
             }
         return body
 

@@ -112,12 +112,10 @@ class HeadEnd:
         command_policy: CommandPolicy | None = None,
         downlink: Downlink | None = None,
         track_duties: bool = True,
-        worker: str = "hes-1",
     ) -> None:
         self.sink = sink
         self.clock = clock
         self.policy = policy or CollectionPolicy()
-        self.worker = worker
         self.registry = MeterRegistry.from_meters_table(meters)
         self.keys = keys
         self.decoder = codec.FrameDecoder(self.registry, keys, replay)
@@ -142,7 +140,6 @@ class HeadEnd:
             command_policy or HES_COMMAND_POLICY,
         )
         self.polls = PollBook(self.route, HES_POLL_POLICY)
-        self.events: collections.deque[tuple[int, MeterEvent]] = collections.deque(maxlen=1000)
         self.track_duties = track_duties
         self._observer: codec.FrameDecoder | None = None
         self.trackers: dict[Duty, SlotTracker] = {}
@@ -336,7 +333,6 @@ class HeadEnd:
             self.polls.on_response(meter_key, message, now_us)
         elif isinstance(message, MeterEvent):
             self.stats.events[message.code.name.lower()] += 1
-            self.events.append((meter_key, message))
             log.info("meter %d event %s", meter_key, message.code.name)
 
     # ---- time-driven work -----------------------------------------------------------------
