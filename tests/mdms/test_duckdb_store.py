@@ -44,6 +44,7 @@ def rows(
             "quality": pa.array([int(quality)] * n, pa.uint8()),
             "source": pa.array([int(Source.METER_PUSH)] * n, pa.uint8()),
             "method": pa.array([0] * n, pa.uint8()),
+            "failed_rule": pa.array([0] * n, pa.uint16()),
             "tx_time": pa.array([tx_us] * n, pa.int64()).cast(
                 READINGS_SCHEMA.field("tx_time").type
             ),
@@ -107,7 +108,16 @@ def test_read_columns_types_and_order(store):
     ends = [start + US30 * i for i in (3, 1, 2)]  # stored out of order
     store.append(rows(4, ends, [3, None, 2], start + 10 * US30), NO_REGISTERS)
     table = store.read(query(4))
-    assert table.column_names == ["interval_end", "value", "quality", "source", "method", "tx_time"]
+    assert table.column_names == [
+        "interval_end",
+        "value",
+        "quality",
+        "source",
+        "method",
+        "failed_rule",
+        "tx_time",
+        "version",
+    ]
     assert [table.schema.field(n).type for n in ("value", "quality", "source", "method")] == [
         pa.int32(),
         pa.uint8(),

@@ -24,9 +24,8 @@ from kenshin.mdms.postgres_store import (
     PostgresStore,
     conform,
     encode_copy,
-    jst_months,
-    partition_name,
 )
+from kenshin.mdms.months import jst_months, partition_name
 from kenshin.mdms.store import ReadingQuery
 from tests.mdms.conftest import postgres_dsn, unique_schema
 from tests.mdms.test_duckdb_store import NO_REGISTERS, roster, rows
@@ -234,12 +233,15 @@ def test_binary_copy_of_edge_values(pg_store):
             "quality": pa.array([255, 0, 1, 2, 3, 4], pa.uint8()),
             "source": pa.array([0, 255, 1, 1, 1, 1], pa.uint8()),
             "method": pa.array([255, None, 0, 0, 0, 0], pa.uint8()),
+            "failed_rule": pa.array([65535, 0, 1, 2, 3, None], pa.uint16()),
             "tx_time": pa.array([ends[-1] + 1] * n, pa.int64()).cast(TS),
         },
         schema=READINGS_SCHEMA,
     )
     pg_store.append(table, registers_table([int32.min], ends[:3], [99_999_999, 0, None]))
     got = pg_store.read(ReadingQuery(int32.max, 255, Resolution.MIN30, -1, ends[-1]))
+    assert got.column("version").to_pylist() == [1] * n
+    got = got.drop_columns(["version"])
     expected = table.select(got.column_names).to_pylist()
     assert got.to_pylist() == expected
     assert got.column("interval_end").cast(pa.int64()).to_pylist() == ends
@@ -264,10 +266,10 @@ def test_encoder_writes_the_pgcopy_format():
     assert data.endswith(COPY_TRAILER)
     row = data[len(COPY_HEADER) : -len(COPY_TRAILER)]
     pg_epoch = to_epoch_us(dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
-    fields = ">h" + "ii" + "ih" + "ih" + "iq" + "ii" + "ih" * 3 + "iq"
+    fields = ">h" + "ii" + "ih" + "ih" + "iq" + "ii" + "ih" * 3 + "ii" + "iq"
     expected = struct.pack(
         fields,
-        9,  # field count, then (length, value) per column
+        10,  # field count, then (length, value) per column
         4, 7,
         2, 1,
         2, 30,
@@ -276,6 +278,7 @@ def test_encoder_writes_the_pgcopy_format():
         2, 0,
         2, 1,
         2, 0,
+        4, 0,  # failed_rule: uint16 needs a PostgreSQL integer
         8, us(2026, 4, 2) - pg_epoch,
     )  # fmt: skip
     assert row == expected
@@ -299,6 +302,7 @@ def test_encoder_null_layouts_and_chunks(pg_store):
             "quality": pa.array(rng.integers(0, 256, n), pa.uint8()),
             "source": pa.array(rng.integers(0, 256, n), pa.uint8()),
             "method": pa.array(rng.integers(0, 256, n), pa.uint8(), mask=method_null),
+            "failed_rule": pa.array(rng.integers(0, 65536, n), pa.uint16()),
             "tx_time": pa.array(start + US30 * np.arange(n) + 7, pa.int64()).cast(TS),
         },
         schema=READINGS_SCHEMA,

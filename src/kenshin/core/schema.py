@@ -23,6 +23,7 @@ READINGS_SCHEMA = pa.schema(
         ("quality", pa.uint8()),
         ("source", pa.uint8()),
         ("method", pa.uint8()),
+        ("failed_rule", pa.uint16()),  # kenshin.core.quality.Rule flags that VEE raised
         ("tx_time", TIMESTAMP),
     ]
 )

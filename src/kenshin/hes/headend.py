@@ -86,6 +86,7 @@ def message_to_batch(message: UplinkMessage, tx_time_us: int) -> ReadingBatch:
             _constant(int(Quality.RAW), n, pa.uint8()),
             _constant(int(Source.METER_PUSH), n, pa.uint8()),
             _constant(int(EstimationMethod.NONE), n, pa.uint8()),
+            _constant(0, n, pa.uint16()),
             pa.repeat(pa.scalar(tx_time_us, pa.int64()), n).cast(TIMESTAMP),
         ],
         schema=READINGS_SCHEMA,

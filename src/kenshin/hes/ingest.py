@@ -48,6 +48,7 @@ def decoded_to_batch(decoded: DecodedFrames, tx_time_us: int) -> ReadingBatch:
             pa.array(np.full(n, int(Quality.RAW), dtype=np.uint8)),
             _sources(iv.frame_type),
             pa.array(np.full(n, int(EstimationMethod.NONE), dtype=np.uint8)),
+            pa.array(np.zeros(n, dtype=np.uint16)),
             tx,
         ],
         schema=READINGS_SCHEMA,

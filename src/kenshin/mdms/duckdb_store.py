@@ -2,12 +2,18 @@
 
 Measured on 2-core machines (ARCHITECTURE "Storage"): appends from Arrow run at millions of rows a
 second, while a PRIMARY KEY makes loading several times slower, so the tables have no key: a
-version is identified by (meter, channel, resolution, interval_end, tx_time), and "current" is the
-latest tx_time. DuckDB connections are not thread-safe, so each thread works on its own cursor.
+version is identified by (meter, channel, resolution, interval_end, tx_time), and what a read
+returns is decided by :mod:`kenshin.mdms.versions`.
+
+Readings and register reads live in one table per JST month (``readings_2026_04``), like the
+PostgreSQL partitions: a closed month is compacted (rewritten sorted by meter, repeats dropped)
+for fast point reads, archived to Parquet and dropped whole for retention (SPEC S1). DuckDB
+connections are not thread-safe, so each thread works on its own cursor.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,12 +21,36 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kenshin.core.channels import Channel
-from kenshin.core.schema import METERS_SCHEMA
+from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
+from kenshin.mdms import versions
+from kenshin.mdms.months import (
+    month_index,
+    month_start_us,
+    months_between,
+    partition_name,
+    table_months,
+)
 from kenshin.mdms.store import CounterState, ReadingQuery
+
+log = logging.getLogger(__name__)
+
+_READING_COLUMNS = ", ".join(f.name for f in READINGS_SCHEMA)
+_REGISTER_COLUMNS = ", ".join(f.name for f in REGISTER_READS_SCHEMA)
+_READINGS_DDL = (
+    "meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ, "
+    "value INTEGER, quality UTINYINT, source UTINYINT, method UTINYINT, failed_rule USMALLINT, "
+    "tx_time TIMESTAMPTZ"
+)
+_REGISTERS_DDL = (
+    "meter_key INTEGER, channel UTINYINT, read_at TIMESTAMPTZ, register INTEGER, "
+    "source UTINYINT, tx_time TIMESTAMPTZ"
+)
+_TIME_COLUMN = {"readings": "interval_end", "register_reads": "read_at"}
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meters (
@@ -30,18 +60,19 @@ CREATE TABLE IF NOT EXISTS meters (
     pv_kw FLOAT, unit_exponent TINYINT, coefficient INTEGER, substation INTEGER, feeder INTEGER,
     transformer INTEGER, sampled_5min BOOLEAN, realtime_5min BOOLEAN
 );
-CREATE TABLE IF NOT EXISTS readings (
-    meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ,
-    value INTEGER, quality UTINYINT, source UTINYINT, method UTINYINT, tx_time TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS register_reads (
-    meter_key INTEGER, channel UTINYINT, read_at TIMESTAMPTZ, register INTEGER,
-    source UTINYINT, tx_time TIMESTAMPTZ
-);
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
 CREATE TABLE IF NOT EXISTS frame_counters (
     meter_key INTEGER PRIMARY KEY, last BIGINT, bitmap UBIGINT
 );
+CREATE TABLE IF NOT EXISTS gaps (
+    meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ,
+    found_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS edits (
+    meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ,
+    old_value INTEGER, new_value INTEGER, reason VARCHAR, editor VARCHAR, tx_time TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS compacted (kind VARCHAR, month INTEGER, rows BIGINT);
 """
 
 _METER_COLUMNS = (
@@ -55,23 +86,38 @@ class DuckDBStore:
     """Readings in a DuckDB file (or ``":memory:"``)."""
 
     def __init__(
-        self, path: str | Path = ":memory:", *, read_only: bool = False, threads: int | None = None
+        self,
+        path: str | Path = ":memory:",
+        *,
+        read_only: bool = False,
+        threads: int | None = None,
+        archive: Any = None,
     ) -> None:
         self.path = str(path)
+        self.archive = archive  # kenshin.mdms.archive.ParquetArchive, read for archived months
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.IOException as exc:
-            raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
         except duckdb.Error as exc:
             raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
         # arrival order carries no meaning for long rows; dropping it speeds up appends
         self._con.execute("SET preserve_insertion_order = false")
-        if not read_only:
-            self._con.execute(_DDL)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        if not read_only:
+            self._con.execute(_DDL)
+            self._migrate_single_tables()
+        self._months: dict[str, set[int]] = {"readings": set(), "register_reads": set()}
+        self._refresh_months()
+        if not read_only:
+            self._refresh_views()
+
+    @property
+    def target(self) -> str:
+        return f"DuckDB {self.path}"
+
+    # ---- plumbing
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
@@ -80,11 +126,84 @@ class DuckDBStore:
             self._local.cursor = cur
         return cur
 
-    def _arrow(self, sql: str, params: list[Any] | dict[str, Any]) -> pa.Table:
+    def _arrow(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         try:
             return self._cursor().sql(sql, params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"query on {self.path} failed: {exc}") from exc
+
+    def _refresh_months(self) -> None:
+        names = self._cursor().execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        for kind in self._months:
+            self._months[kind] = set()
+            prefix = f"{kind}_"
+            for (name,) in names:
+                rest = str(name)[len(prefix) :]
+                if str(name).startswith(prefix) and len(rest) == 7 and rest[4] == "_":
+                    year, month = int(rest[:4]), int(rest[5:])
+                    self._months[kind].add((year - 1970) * 12 + month - 1)
+
+    def _migrate_single_tables(self) -> None:
+        """Stores written before month tables kept one ``readings`` table: split it once."""
+        tables = {
+            r[0] for r in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        for kind, ddl in (("readings", _READINGS_DDL), ("register_reads", _REGISTERS_DDL)):
+            if kind not in tables:
+                continue
+            columns = [r[0] for r in self._con.execute(f"DESCRIBE {kind}").fetchall()]
+            select = _READING_COLUMNS if kind == "readings" else _REGISTER_COLUMNS
+            if kind == "readings" and "failed_rule" not in columns:
+                select = select.replace("failed_rule", "0::USMALLINT AS failed_rule")
+            time = _TIME_COLUMN[kind]
+            rows = self._con.execute(
+                f"SELECT DISTINCT epoch_us({time}) FROM {kind} WHERE {time} IS NOT NULL"
+            ).fetchall()
+            months = sorted({int(m) for m in month_index(np.array([r[0] for r in rows], np.int64))})
+            for month in months:
+                name = partition_name(kind, month)
+                low, high = month_start_us(month), month_start_us(month + 1)
+                self._con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({ddl})")
+                self._con.execute(
+                    f"INSERT INTO {name} SELECT {select} FROM {kind} "
+                    f"WHERE epoch_us({time}) >= {low} AND epoch_us({time}) < {high}"
+                )
+            self._con.execute(f"DROP TABLE {kind}")
+            log.info("split %s of %s into %d month tables", kind, self.path, len(months))
+
+    def _refresh_views(self) -> None:
+        """Views ``readings`` and ``register_reads`` over every month table: for ad-hoc SQL
+        (the store itself reads the month tables it needs)."""
+        for kind, ddl in (("readings", _READINGS_DDL), ("register_reads", _REGISTERS_DDL)):
+            source = self._source(kind, self.months(kind))
+            if source is None:  # an empty relation with the right columns
+                columns = ", ".join(
+                    f"NULL::{part.split(' ', 1)[1]} AS {part.split(' ', 1)[0]}"
+                    for part in (p.strip() for p in ddl.split(","))
+                )
+                source = f"(SELECT {columns} WHERE false)"
+            self._cursor().execute(f"CREATE OR REPLACE VIEW {kind} AS SELECT * FROM {source}")
+
+    def months(self, kind: str = "readings") -> list[int]:
+        """The JST months held in the hot store, ascending."""
+        return sorted(self._months[kind])
+
+    def _ensure_month(self, kind: str, month: int) -> str:
+        name = partition_name(kind, month)
+        if month not in self._months[kind]:
+            ddl = _READINGS_DDL if kind == "readings" else _REGISTERS_DDL
+            self._cursor().execute(f"CREATE TABLE IF NOT EXISTS {name} ({ddl})")
+            self._months[kind].add(month)
+            self._refresh_views()
+        return name
+
+    def _source(self, kind: str, months: list[int]) -> str | None:
+        held = [partition_name(kind, m) for m in months if m in self._months[kind]]
+        if not held:
+            return None
+        return "(" + " UNION ALL ".join(f"SELECT * FROM {t}" for t in held) + ")"
+
+    # ---- writes
 
     def write_meters(self, meters: pa.Table) -> None:
         cur = self._cursor()
@@ -116,30 +235,97 @@ class DuckDBStore:
                         "INSERT OR REPLACE INTO frame_counters SELECT * FROM incoming_counters"
                     )
                     cur.unregister("incoming_counters")
-                if readings.num_rows:
-                    cur.register("incoming_readings", readings)
-                    cur.execute("INSERT INTO readings SELECT * FROM incoming_readings")
-                    cur.unregister("incoming_readings")
-                if registers.num_rows:
-                    cur.register("incoming_registers", registers)
-                    cur.execute("INSERT INTO register_reads SELECT * FROM incoming_registers")
-                    cur.unregister("incoming_registers")
+                self._insert_by_month(cur, "readings", readings, _READING_COLUMNS)
+                self._insert_by_month(cur, "register_reads", registers, _REGISTER_COLUMNS)
+                cur.execute("COMMIT")
+            except (duckdb.Error, KeyError, pa.ArrowInvalid) as exc:
+                cur.execute("ROLLBACK")
+                self._refresh_months()
+                raise StoreError(f"append to {self.path} failed: {exc}") from exc
+
+    def _insert_by_month(
+        self, cur: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, columns: str
+    ) -> None:
+        if not table.num_rows:
+            return
+        time = _TIME_COLUMN[kind]
+        months = table_months(table, time)
+        if table.column(time).null_count:
+            raise StoreError(f"{kind} with no {time} cannot be stored")
+        if len(months) == 1:
+            parts = [(months[0], table)]
+        else:
+            index = month_index(table.column(time).cast(pa.int64()).to_numpy())
+            parts = [(m, table.filter(pa.array(index == m))) for m in months]
+        for month, part in parts:
+            name = self._ensure_month(kind, month)
+            cur.register("incoming_rows", part)
+            cur.execute(f"INSERT INTO {name} SELECT {columns} FROM incoming_rows")
+            cur.unregister("incoming_rows")
+
+    def record_edits(self, readings: pa.Table, edits: pa.Table) -> None:
+        """Append manual-edit versions and their audit rows in one transaction."""
+        cur = self._cursor()
+        with self._write_lock:
+            try:
+                cur.execute("BEGIN")
+                self._insert_by_month(cur, "readings", readings, _READING_COLUMNS)
+                cur.register("incoming_edits", versions.conform_to(edits, versions.EDITS_SCHEMA))
+                cur.execute("INSERT INTO edits SELECT * FROM incoming_edits")
+                cur.unregister("incoming_edits")
                 cur.execute("COMMIT")
             except duckdb.Error as exc:
                 cur.execute("ROLLBACK")
-                raise StoreError(f"append to {self.path} failed: {exc}") from exc
+                raise StoreError(f"recording edits in {self.path} failed: {exc}") from exc
+
+    def read_edits(self, meter_key: int) -> pa.Table:
+        table = self._arrow(
+            "SELECT * FROM edits WHERE meter_key = ? ORDER BY tx_time, interval_end", [meter_key]
+        )
+        return versions.conform_to(table, versions.EDITS_SCHEMA)
+
+    def replace_gaps(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, gaps: pa.Table
+    ) -> None:
+        """The gap list of a window (interval ends in ``(start, end]``) is replaced whole."""
+        cur = self._cursor()
+        with self._write_lock:
+            try:
+                cur.execute("BEGIN")
+                cur.execute(
+                    "DELETE FROM gaps WHERE channel = ? AND resolution = ? "
+                    "AND epoch_us(interval_end) > ? AND epoch_us(interval_end) <= ?",
+                    [int(channel), int(resolution), start_us, end_us],
+                )
+                if gaps.num_rows:
+                    cur.register("incoming_gaps", versions.conform_to(gaps, versions.GAPS_SCHEMA))
+                    cur.execute("INSERT INTO gaps SELECT * FROM incoming_gaps")
+                    cur.unregister("incoming_gaps")
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                cur.execute("ROLLBACK")
+                raise StoreError(f"storing gaps in {self.path} failed: {exc}") from exc
+
+    def read_gaps(self, meter_key: int | None = None) -> pa.Table:
+        where = "" if meter_key is None else f"WHERE meter_key = {int(meter_key)}"
+        table = self._arrow(
+            f"SELECT * FROM gaps {where} ORDER BY meter_key, channel, resolution, interval_end"
+        )
+        return versions.conform_to(table, versions.GAPS_SCHEMA)
 
     def load_counters(self) -> CounterState:
         """The persisted replay windows: (meter keys, last, bitmap)."""
-        table = self._arrow("SELECT meter_key, last, bitmap FROM frame_counters", [])
+        table = self._arrow("SELECT meter_key, last, bitmap FROM frame_counters")
         return (
             table.column("meter_key").to_numpy().astype(np.int64),
             table.column("last").to_numpy().astype(np.int64),
             table.column("bitmap").to_numpy().astype(np.uint64),
         )
 
+    # ---- reads
+
     def read_meters(self) -> pa.Table:
-        return self._arrow(f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key", []).cast(
+        return self._arrow(f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key").cast(
             METERS_SCHEMA
         )
 
@@ -161,47 +347,120 @@ class DuckDBStore:
         ).to_pylist()
         return rows[0] if rows else None
 
-    def read(self, query: ReadingQuery) -> pa.Table:
-        as_of = "AND epoch_us(tx_time) <= $as_of" if query.as_of_us is not None else ""
-        params: dict[str, Any] = {
-            "meter": query.meter_key,
-            "channel": int(query.channel),
-            "resolution": int(query.resolution),
-            "start": query.start_us,
-            "end": query.end_us,
-        }
+    def _cell_where(self, query: ReadingQuery) -> str:
+        where = (
+            f"meter_key = {int(query.meter_key)} AND channel = {int(query.channel)} "
+            f"AND resolution = {int(query.resolution)} "
+            f"AND interval_end > make_timestamptz({int(query.start_us)}) "
+            f"AND interval_end <= make_timestamptz({int(query.end_us)})"
+        )
         if query.as_of_us is not None:
-            params["as_of"] = query.as_of_us
-        sql = f"""
-            SELECT interval_end, value, quality, source, method, tx_time
-            FROM readings
-            WHERE meter_key = $meter AND channel = $channel AND resolution = $resolution
-              AND interval_end > make_timestamptz($start) AND interval_end <= make_timestamptz($end)
-              {as_of}
-            QUALIFY row_number() OVER (PARTITION BY interval_end ORDER BY tx_time DESC) = 1
-            ORDER BY interval_end
-        """
-        return self._arrow(sql, params)
+            where += f" AND tx_time <= make_timestamptz({int(query.as_of_us)})"
+        return where
+
+    def _archived(self, months: list[int]) -> list[int]:
+        if self.archive is None:
+            return []
+        held = set(self.archive.months())
+        return [m for m in months if m in held]
+
+    def read(self, query: ReadingQuery) -> pa.Table:
+        """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end."""
+        months = months_between(query.start_us, query.end_us)
+        archived = self._archived(months)
+        hot_only = [m for m in months if m not in archived]
+        parts = []
+        source = self._source("readings", hot_only)
+        if source is not None:
+            parts.append(self._arrow(versions.current_sql(source, self._cell_where(query))))
+        if archived:
+            raw = self.archive.read_versions(query, archived)
+            hot = self._source("readings", archived)
+            if hot is not None:  # late versions of archived months
+                hot_rows = self._arrow(f"SELECT * FROM {hot} WHERE {self._cell_where(query)}")
+                raw = pa.concat_tables([raw, versions.conform_to(hot_rows, READINGS_SCHEMA)])
+            parts.append(versions.resolve_current(raw))
+        return _sorted(parts, versions.READ_SCHEMA, ["interval_end"])
+
+    def read_versions(self, query: ReadingQuery) -> pa.Table:
+        """Every distinct version (``versions.HISTORY_SCHEMA``), by interval end and version."""
+        months = months_between(query.start_us, query.end_us)
+        sources = []
+        hot = self._source("readings", months)
+        if hot is not None:
+            sources.append(self._arrow(f"SELECT * FROM {hot} WHERE {self._cell_where(query)}"))
+        archived = self._archived(months)
+        if archived:
+            sources.append(self.archive.read_versions(query, archived))
+        if not sources:
+            return versions.empty(versions.HISTORY_SCHEMA)
+        raw = pa.concat_tables([versions.conform_to(s, READINGS_SCHEMA) for s in sources])
+        return versions.history_of(raw)
+
+    def read_window(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        as_of_us: int | None = None,
+    ) -> pa.Table:
+        """Current versions of every meter's cells with interval ends in ``(start, end]``
+        (``versions.WINDOW_SCHEMA``): what a VEE sweep reads."""
+        months = months_between(start_us, end_us)
+        source = self._source("readings", months)
+        if source is None:
+            return versions.empty(versions.WINDOW_SCHEMA)
+        where = (
+            f"channel = {int(channel)} AND resolution = {int(resolution)} "
+            f"AND interval_end > make_timestamptz({int(start_us)}) "
+            f"AND interval_end <= make_timestamptz({int(end_us)})"
+        )
+        if as_of_us is not None:
+            where += f" AND tx_time <= make_timestamptz({int(as_of_us)})"
+        table = self._arrow(versions.current_sql(source, where, "meter_key, interval_end"))
+        return versions.conform_to(table, versions.WINDOW_SCHEMA)
+
+    def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+        """The latest register read of every meter at each instant in ``[start, end]``."""
+        months = sorted(set(months_between(start_us - 1, end_us)))
+        source = self._source("register_reads", months)
+        if source is None:
+            return versions.empty(versions.REGISTER_WINDOW_SCHEMA)
+        table = self._arrow(
+            f"SELECT meter_key, read_at, register, source FROM {source} "
+            f"WHERE channel = {int(channel)} AND read_at >= make_timestamptz({int(start_us)}) "
+            f"AND read_at <= make_timestamptz({int(end_us)}) "
+            "QUALIFY row_number() OVER (PARTITION BY meter_key, read_at "
+            "ORDER BY tx_time DESC, source DESC) = 1"
+        )
+        return versions.conform_to(table, versions.REGISTER_WINDOW_SCHEMA)
 
     def latest_interval_end(
         self, meter_key: int, channel: Channel, resolution: Resolution
     ) -> int | None:
-        rows = (
-            self._cursor()
-            .execute(
-                "SELECT epoch_us(max(interval_end)) FROM readings "
-                "WHERE meter_key = ? AND channel = ? AND resolution = ?",
-                [meter_key, int(channel), int(resolution)],
+        for month in sorted(self._months["readings"], reverse=True):
+            rows = (
+                self._cursor()
+                .execute(
+                    f"SELECT epoch_us(max(interval_end)) FROM {partition_name('readings', month)} "
+                    "WHERE meter_key = ? AND channel = ? AND resolution = ?",
+                    [meter_key, int(channel), int(resolution)],
+                )
+                .fetchall()
             )
-            .fetchall()
-        )
-        return None if not rows or rows[0][0] is None else int(rows[0][0])
+            if rows and rows[0][0] is not None:
+                return int(rows[0][0])
+        return None
 
     def reading_counts(self) -> dict[int, int]:
+        source = self._source("readings", self.months())
+        if source is None:
+            return {}
         rows = (
             self._cursor()
             .execute(
-                "SELECT resolution, count(*) FROM readings GROUP BY resolution ORDER BY resolution"
+                f"SELECT resolution, count(*) FROM {source} GROUP BY resolution ORDER BY resolution"
             )
             .fetchall()
         )
@@ -217,9 +476,105 @@ class DuckDBStore:
         rows = self._cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
         return str(rows[0][0]) if rows else None
 
+    # ---- housekeeping: compaction, export for the archive, retention
+
+    def compact(self, month: int) -> int:
+        """Rewrite one month sorted by meter, channel, resolution and time, without repeated
+        versions (the history a read sees is unchanged); rows kept."""
+        kept = 0
+        with self._write_lock:
+            cur = self._cursor()
+            for kind, order in (
+                ("readings", "meter_key, channel, resolution, interval_end, tx_time"),
+                ("register_reads", "meter_key, channel, read_at, tx_time"),
+            ):
+                if month not in self._months[kind]:
+                    continue
+                name = partition_name(kind, month)
+                if kind == "readings":
+                    keep = versions.dedup_filter("meter_key, channel, resolution, interval_end")
+                else:
+                    keep = (
+                        "row_number() OVER (PARTITION BY meter_key, channel, read_at, register, "
+                        "source ORDER BY tx_time) = 1"
+                    )
+                try:
+                    cur.execute("BEGIN")
+                    cur.execute(
+                        f"CREATE OR REPLACE TABLE {name}__compact AS SELECT * FROM {name} "
+                        f"QUALIFY {keep} ORDER BY {order}"
+                    )
+                    cur.execute(f"DROP VIEW IF EXISTS {kind}")
+                    cur.execute(f"DROP TABLE {name}")
+                    cur.execute(f"ALTER TABLE {name}__compact RENAME TO {name}")
+                    rows = cur.execute(f"SELECT count(*) FROM {name}").fetchall()
+                    cur.execute("DELETE FROM compacted WHERE kind = ? AND month = ?", [kind, month])
+                    cur.execute("INSERT INTO compacted VALUES (?, ?, ?)", [kind, month, rows[0][0]])
+                    cur.execute("COMMIT")
+                except duckdb.Error as exc:
+                    cur.execute("ROLLBACK")
+                    raise StoreError(f"compacting {name} in {self.path} failed: {exc}") from exc
+                if kind == "readings":
+                    kept = int(rows[0][0])
+            self._refresh_views()
+        return kept
+
+    def needs_compaction(self, month: int) -> bool:
+        """True when the month has rows that arrived since it was last compacted."""
+        if month not in self._months["readings"]:
+            return False
+        rows = (
+            self._cursor()
+            .execute(
+                f"SELECT (SELECT count(*) FROM {partition_name('readings', month)}), "
+                "(SELECT max(rows) FROM compacted WHERE kind = 'readings' AND month = ?)",
+                [month],
+            )
+            .fetchall()
+        )
+        return rows[0][1] is None or int(rows[0][0]) != int(rows[0][1])
+
+    def export_month(self, kind: str, month: int) -> pa.Table:
+        """Every distinct version of one month (for the archive), sorted by meter and time."""
+        if month not in self._months[kind]:
+            schema = READINGS_SCHEMA if kind == "readings" else REGISTER_READS_SCHEMA
+            return schema.empty_table()
+        name = partition_name(kind, month)
+        if kind == "readings":
+            keep = versions.dedup_filter("meter_key, channel, resolution, interval_end")
+            order = "meter_key, channel, resolution, interval_end, tx_time"
+            schema = READINGS_SCHEMA
+        else:
+            keep = (
+                "row_number() OVER (PARTITION BY meter_key, channel, read_at, register, source "
+                "ORDER BY tx_time) = 1"
+            )
+            order = "meter_key, channel, read_at, tx_time"
+            schema = REGISTER_READS_SCHEMA
+        table = self._arrow(f"SELECT * FROM {name} QUALIFY {keep} ORDER BY {order}")
+        return versions.conform_to(table, schema)
+
+    def drop_month(self, month: int) -> None:
+        """Drop one month of readings and register reads (retention, after archiving)."""
+        with self._write_lock:
+            for kind in self._months:
+                if month in self._months[kind]:
+                    self._months[kind].discard(month)
+                    self._refresh_views()
+                    self._cursor().execute(f"DROP TABLE IF EXISTS {partition_name(kind, month)}")
+
     def checkpoint(self) -> None:
         with self._write_lock:
             self._cursor().execute("CHECKPOINT")
 
     def close(self) -> None:
         self._con.close()
+
+
+def _sorted(parts: list[pa.Table], schema: pa.Schema, keys: list[str]) -> pa.Table:
+    tables = [versions.conform_to(p, schema) for p in parts if p.num_rows]
+    if not tables:
+        return schema.empty_table()
+    table = pa.concat_tables(tables)
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
+    return table.take(order)

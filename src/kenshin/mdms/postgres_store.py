@@ -44,6 +44,14 @@ from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
+from kenshin.mdms import versions
+from kenshin.mdms.months import (
+    month_bounds_text,
+    months_between,
+    parse_month,
+    partition_name,
+    table_months,
+)
 from kenshin.mdms.store import CounterState, ReadingQuery
 from kenshin.postgres import describe_dsn
 
@@ -57,7 +65,6 @@ CHUNK_ROWS = 1 << 18  # rows per copy.write (≈ 18 MB of readings)
 
 _UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
-_JST_OFFSET_US = 9 * 3600 * 1_000_000
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _LOCK_CLASS = 0x6B656E  # "ken": advisory lock class of kenshin's DDL
 
@@ -110,6 +117,8 @@ def copy_columns(schema: pa.Schema) -> tuple[CopyColumn, ...]:
 
 READING_COLUMNS = copy_columns(READINGS_SCHEMA)
 REGISTER_COLUMNS = copy_columns(REGISTER_READS_SCHEMA)
+GAP_COLUMNS = copy_columns(versions.GAPS_SCHEMA)
+EDIT_COLUMNS = copy_columns(versions.EDITS_SCHEMA)
 METER_COLUMNS = copy_columns(METERS_SCHEMA)
 
 
@@ -319,54 +328,11 @@ def copy_chunks(
 
 
 # --------------------------------------------------------------------------------------------
-# months and partitions
-
-
-def jst_months(epoch_us: npt.NDArray[np.int64]) -> list[int]:
-    """The JST calendar months (as months since 1970-01) in which the instants fall."""
-    if len(epoch_us) == 0:
-        return []
-    low, high = int(epoch_us.min()), int(epoch_us.max())
-    first, last = _month_of(low), _month_of(high)
-    if first == last:
-        return [first]
-    months = (epoch_us + _JST_OFFSET_US).astype("datetime64[us]").astype("datetime64[M]")
-    index = months.astype(np.int64) - first
-    return [first + int(m) for m in np.flatnonzero(np.bincount(index, minlength=last - first + 1))]
-
-
-def _month_of(epoch_us: int) -> int:
-    moment = np.datetime64(epoch_us + _JST_OFFSET_US, "us").astype("datetime64[M]")
-    return int(moment.astype(np.int64))
-
-
-def partition_name(parent: str, month: int) -> str:
-    """``readings_2026_04`` for April 2026 (JST), month counted from 1970-01."""
-    year, index = divmod(month, 12)
-    return f"{parent}_{1970 + year:04d}_{index + 1:02d}"
-
-
-def _month_bounds(month: int) -> tuple[str, str]:
-    def start(m: int) -> str:
-        year, index = divmod(m, 12)
-        return f"{1970 + year:04d}-{index + 1:02d}-01 00:00:00+09"
-
-    return start(month), start(month + 1)
-
-
-# --------------------------------------------------------------------------------------------
 # the store
 
 _METER_NAMES = [c.name for c in METER_COLUMNS]
-_READ_COLUMNS = ("interval_end", "value", "quality", "source", "method", "tx_time")
-_READ_TYPES = {
-    "interval_end": READINGS_SCHEMA.field("interval_end").type,
-    "value": pa.int32(),
-    "quality": pa.uint8(),
-    "source": pa.uint8(),
-    "method": pa.uint8(),
-    "tx_time": READINGS_SCHEMA.field("tx_time").type,
-}
+_CONTENT = ", ".join(versions.CONTENT)
+_US = "(extract(epoch FROM {0}) * 1000000)::bigint AS {0}"
 _METER_INDEXED = ("meter_key", "supply_point_id")
 _READINGS_INDEX = ("meter_key", "channel", "resolution", "interval_end")
 _REGISTERS_INDEX = ("meter_key", "channel", "read_at")
@@ -422,6 +388,22 @@ def _ddl(schema: str) -> list[sql.Composed]:
             + ", ".join(_REGISTERS_INDEX)
             + ")"
         ).format(s),
+        # stores made before VEE labels existed gain the failed-rule column
+        sql.SQL(
+            "ALTER TABLE {}.readings ADD COLUMN IF NOT EXISTS failed_rule integer DEFAULT 0"
+        ).format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.gaps (meter_key integer, channel smallint, "
+            "resolution smallint, interval_end timestamptz, found_at timestamptz)"
+        ).format(s),
+        sql.SQL("CREATE INDEX IF NOT EXISTS gaps_meter ON {}.gaps (meter_key)").format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.edits (meter_key integer, channel smallint, "
+            "resolution smallint, interval_end timestamptz, old_value integer, "
+            "new_value integer, reason text NOT NULL, editor text NOT NULL, "
+            "tx_time timestamptz)"
+        ).format(s),
+        sql.SQL("CREATE INDEX IF NOT EXISTS edits_meter ON {}.edits (meter_key)").format(s),
         sql.SQL("CREATE TABLE IF NOT EXISTS {}.meta (key text PRIMARY KEY, value text)").format(s),
         # the head-end's replay windows (same table as PostgresReplayGuard's)
         sql.SQL(
@@ -445,6 +427,7 @@ class PostgresStore:
         schema: str = "kenshin",
         read_only: bool = False,
         connect_timeout: int = 10,
+        archive: Any = None,
     ) -> None:
         if not _IDENT.match(schema):
             raise StoreError(
@@ -452,6 +435,7 @@ class PostgresStore:
             )
         self.dsn = dsn
         self.schema = schema
+        self.archive = archive  # kenshin.mdms.archive.ParquetArchive, read for archived months
         self.read_only = read_only
         self.target = f"{describe_dsn(dsn)} (schema {schema})"
         self._connect_timeout = connect_timeout
@@ -571,7 +555,7 @@ class PostgresStore:
                 name = partition_name(parent, month)
                 if name in existing:
                     continue
-                low, high = _month_bounds(month)
+                low, high = month_bounds_text(month)
                 conn.execute(
                     sql.SQL(
                         "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
@@ -591,13 +575,6 @@ class PostgresStore:
             "list partitions",
         )
         return [str(r[0]) for r in rows]
-
-    def _months(self, table: pa.Table, column: str) -> list[int]:
-        array = table.column(column)
-        if array.null_count:
-            array = array.drop_null()
-        values = array.cast(pa.int64()).to_numpy() if len(array) else np.zeros(0, np.int64)
-        return jst_months(np.asarray(values))
 
     # ---- writes
 
@@ -664,8 +641,8 @@ class PostgresStore:
             return
         readings = cluster(readings, _READINGS_INDEX)
         registers = cluster(registers, _REGISTERS_INDEX)
-        months = self._months(readings, "interval_end")
-        register_months = self._months(registers, "read_at")
+        months = table_months(readings, "interval_end")
+        register_months = table_months(registers, "read_at")
         try:
             for attempt in range(2):
                 self._ensure_partitions("readings", months)
@@ -779,7 +756,11 @@ class PostgresStore:
         rows = self._meters("WHERE supply_point_id = %s", [supply_point_id])
         return rows[0] if rows else None
 
-    def read(self, query: ReadingQuery) -> pa.Table:
+    def _cell_where(self, query: ReadingQuery) -> tuple[str, list[Any]]:
+        where = (
+            "meter_key = %s AND channel = %s AND resolution = %s "
+            "AND interval_end > %s AND interval_end <= %s"
+        )
         params: list[Any] = [
             query.meter_key,
             int(query.channel),
@@ -787,29 +768,177 @@ class PostgresStore:
             _to_datetime(query.start_us),
             _to_datetime(query.end_us),
         ]
-        as_of = ""
         if query.as_of_us is not None:
-            as_of = "AND tx_time <= %s"
+            where += " AND tx_time <= %s"
             params.append(_to_datetime(query.as_of_us))
-        # timestamps leave as epoch µs: building a datetime per value costs more than the query
-        statement = sql.SQL(
-            "SELECT DISTINCT ON (interval_end) "
-            "(extract(epoch FROM interval_end) * 1000000)::bigint, value, quality, source, "
-            "method, (extract(epoch FROM tx_time) * 1000000)::bigint FROM {} "
-            "WHERE meter_key = %s AND channel = %s AND resolution = %s "
-            "AND interval_end > %s AND interval_end <= %s " + as_of + " "
-            "ORDER BY interval_end, tx_time DESC NULLS LAST"
+        return where, params
+
+    def _current_sql(self, where: str, partition: str = "interval_end") -> sql.Composed:
+        """The versioning rule of :mod:`kenshin.mdms.versions` in PostgreSQL: repeats removed by
+        DISTINCT ON the content, then the latest version per cell."""
+        return sql.SQL(
+            "SELECT DISTINCT ON (" + partition + ") meter_key, " + _US.format("interval_end") + ", "
+            "value, quality, source, method, failed_rule, " + _US.format("tx_time") + ", "
+            "count(*) OVER (PARTITION BY " + partition + ") AS version "
+            "FROM (SELECT DISTINCT ON (" + partition + ", " + _CONTENT + ") * FROM {} "
+            "WHERE " + where + " ORDER BY " + partition + ", " + _CONTENT + ", tx_time, source, "
+            "quality) v ORDER BY " + partition + ", " + versions.ORDER_LATEST
         ).format(self._table("readings"))
-        rows = self._fetch(statement, params, "read")
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(_READ_COLUMNS)
+
+    def _rows_arrow(
+        self, statement: Any, params: Sequence[Any], schema: pa.Schema, what: str
+    ) -> pa.Table:
+        """Rows of a query whose timestamp columns come as epoch µs, as an Arrow table."""
+        rows = self._fetch(statement, params, what)
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
         arrays = []
-        for name, values in zip(_READ_COLUMNS, columns, strict=True):
-            target = _READ_TYPES[name]
-            if pa.types.is_timestamp(target):
-                arrays.append(pa.array(values, pa.int64()).cast(target))
+        for field, values in zip(schema, columns, strict=True):
+            if pa.types.is_timestamp(field.type):
+                arrays.append(pa.array(values, pa.int64()).cast(field.type))
             else:
-                arrays.append(pa.array(values, target))
-        return pa.Table.from_arrays(arrays, names=list(_READ_COLUMNS))
+                arrays.append(pa.array(values, field.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def months(self, kind: str = "readings") -> list[int]:
+        """The JST months with a partition of ``kind``, ascending."""
+        return sorted(parse_month(name[len(kind) + 1 :]) for name in self.partitions(kind))
+
+    def _archived(self, months: list[int]) -> list[int]:
+        if self.archive is None:
+            return []
+        held = set(self.archive.months())
+        return [m for m in months if m in held]
+
+    def read(self, query: ReadingQuery) -> pa.Table:
+        """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end."""
+        where, params = self._cell_where(query)
+        archived = self._archived(months_between(query.start_us, query.end_us))
+        if archived:
+            raw = pa.concat_tables(
+                [self.archive.read_versions(query, archived), self._raw_versions(query)]
+            )
+            table = versions.resolve_current(raw)
+            return versions.conform_to(table, versions.READ_SCHEMA).sort_by("interval_end")
+        table = self._rows_arrow(self._current_sql(where), params, versions.WINDOW_SCHEMA, "read")
+        return table.drop_columns(["meter_key"])
+
+    def _raw_versions(self, query: ReadingQuery) -> pa.Table:
+        where, params = self._cell_where(query)
+        names = [f.name for f in READINGS_SCHEMA]
+        select = ", ".join(
+            _US.format(n) if pa.types.is_timestamp(READINGS_SCHEMA.field(n).type) else n
+            for n in names
+        )
+        statement = sql.SQL("SELECT " + select + " FROM {} WHERE " + where).format(
+            self._table("readings")
+        )
+        return self._rows_arrow(statement, params, READINGS_SCHEMA, "read versions")
+
+    def read_versions(self, query: ReadingQuery) -> pa.Table:
+        """Every distinct version (``versions.HISTORY_SCHEMA``), by interval end and version."""
+        raw = self._raw_versions(query)
+        archived = self._archived(months_between(query.start_us, query.end_us))
+        if archived:
+            raw = pa.concat_tables([self.archive.read_versions(query, archived), raw])
+        return versions.history_of(raw)
+
+    def read_window(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        as_of_us: int | None = None,
+    ) -> pa.Table:
+        """Current versions of every meter's cells in ``(start, end]`` (``WINDOW_SCHEMA``)."""
+        where = "channel = %s AND resolution = %s AND interval_end > %s AND interval_end <= %s"
+        params: list[Any] = [
+            int(channel),
+            int(resolution),
+            _to_datetime(start_us),
+            _to_datetime(end_us),
+        ]
+        if as_of_us is not None:
+            where += " AND tx_time <= %s"
+            params.append(_to_datetime(as_of_us))
+        return self._rows_arrow(
+            self._current_sql(where, "meter_key, interval_end"),
+            params,
+            versions.WINDOW_SCHEMA,
+            "read window",
+        )
+
+    def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+        """The latest register read of every meter at each instant in ``[start, end]``."""
+        statement = sql.SQL(
+            "SELECT DISTINCT ON (meter_key, read_at) meter_key, " + _US.format("read_at") + ", "
+            "register, source FROM {} WHERE channel = %s AND read_at >= %s AND read_at <= %s "
+            "ORDER BY meter_key, read_at, tx_time DESC, source DESC"
+        ).format(self._table("register_reads"))
+        return self._rows_arrow(
+            statement,
+            [int(channel), _to_datetime(start_us), _to_datetime(end_us)],
+            versions.REGISTER_WINDOW_SCHEMA,
+            "read register window",
+        )
+
+    def record_edits(self, readings: pa.Table, edits: pa.Table) -> None:
+        """Append manual-edit versions and their audit rows in one transaction."""
+        readings = conform(readings, READING_COLUMNS, "readings")
+        edits = conform(edits, EDIT_COLUMNS, "edits")
+        self._ensure_partitions("readings", table_months(readings, "interval_end"))
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                self._copy(cur, "readings", readings, READING_COLUMNS)
+                self._copy(cur, "edits", edits, EDIT_COLUMNS)
+        except psycopg.Error as exc:
+            raise StoreError(f"recording edits in {self.target} failed: {exc}") from exc
+
+    def read_edits(self, meter_key: int) -> pa.Table:
+        names = [f.name for f in versions.EDITS_SCHEMA]
+        select = ", ".join(
+            _US.format(n) if pa.types.is_timestamp(versions.EDITS_SCHEMA.field(n).type) else n
+            for n in names
+        )
+        statement = sql.SQL(
+            "SELECT " + select + " FROM {} WHERE meter_key = %s ORDER BY tx_time, interval_end"
+        ).format(self._table("edits"))
+        return self._rows_arrow(statement, [meter_key], versions.EDITS_SCHEMA, "read edits")
+
+    def replace_gaps(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, gaps: pa.Table
+    ) -> None:
+        """The gap list of a window (interval ends in ``(start, end]``) is replaced whole."""
+        gaps = conform(gaps, GAP_COLUMNS, "gaps")
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL(
+                        "DELETE FROM {} WHERE channel = %s AND resolution = %s "
+                        "AND interval_end > %s AND interval_end <= %s"
+                    ).format(self._table("gaps")),
+                    [int(channel), int(resolution), _to_datetime(start_us), _to_datetime(end_us)],
+                )
+                if gaps.num_rows:
+                    self._copy(cur, "gaps", gaps, GAP_COLUMNS)
+        except psycopg.Error as exc:
+            raise StoreError(f"storing gaps in {self.target} failed: {exc}") from exc
+
+    def read_gaps(self, meter_key: int | None = None) -> pa.Table:
+        where = "" if meter_key is None else "WHERE meter_key = %s"
+        statement = sql.SQL(
+            "SELECT meter_key, channel, resolution, "
+            + _US.format("interval_end")
+            + ", "
+            + _US.format("found_at")
+            + " FROM {} "
+            + where
+            + " ORDER BY meter_key, channel, resolution, interval_end"
+        ).format(self._table("gaps"))
+        params = [] if meter_key is None else [meter_key]
+        return self._rows_arrow(statement, params, versions.GAPS_SCHEMA, "read gaps")
 
     def latest_interval_end(
         self, meter_key: int, channel: Channel, resolution: Resolution
@@ -843,6 +972,56 @@ class PostgresStore:
         return None if not rows or rows[0][0] is None else str(rows[0][0])
 
     # ---- housekeeping
+
+    def needs_compaction(self, month: int) -> bool:
+        """Never: the partitions' index serves point reads (no rewrite sorted by meter)."""
+        return False
+
+    def export_month(self, kind: str, month: int) -> pa.Table:
+        """Every distinct version of one month (for the archive), sorted by meter and time."""
+        name = partition_name(kind, month)
+        if name not in self.partitions(kind):
+            return (READINGS_SCHEMA if kind == "readings" else REGISTER_READS_SCHEMA).empty_table()
+        if kind == "readings":
+            schema = READINGS_SCHEMA
+            distinct = "meter_key, channel, resolution, interval_end, " + _CONTENT
+            order = distinct + ", tx_time"
+        else:
+            schema = REGISTER_READS_SCHEMA
+            distinct = "meter_key, channel, read_at, register, source"
+            order = distinct + ", tx_time"
+        select = ", ".join(
+            _US.format(f.name) if pa.types.is_timestamp(f.type) else f.name for f in schema
+        )
+        statement = sql.SQL(
+            "SELECT " + select + " FROM (SELECT DISTINCT ON (" + distinct + ") * FROM {} "
+            "ORDER BY " + order + ") v"
+        ).format(self._table(name))
+        table = self._rows_arrow(statement, [], schema, "export month")
+        keys = (
+            ["meter_key", "channel", "resolution", "interval_end", "tx_time"]
+            if kind == "readings"
+            else ["meter_key", "channel", "read_at", "tx_time"]
+        )
+        return table.sort_by([(k, "ascending") for k in keys])
+
+    def drop_month(self, month: int) -> None:
+        """Drop one month's partitions of readings and register reads (retention)."""
+        conn = self._conn()
+        try:
+            with conn.transaction():
+                self._ddl_lock(conn)
+                for parent in ("readings", "register_reads"):
+                    conn.execute(
+                        sql.SQL("DROP TABLE IF EXISTS {}").format(
+                            self._table(partition_name(parent, month))
+                        )
+                    )
+        except psycopg.Error as exc:
+            raise StoreError(f"dropping month {month} in {self.target} failed: {exc}") from exc
+        with self._lock:
+            self._partitions.discard(("readings", month))
+            self._partitions.discard(("register_reads", month))
 
     def drop_schema(self) -> None:
         """Drop the schema with every table and partition in it (tests, housekeeping)."""

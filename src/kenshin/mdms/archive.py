@@ -1,0 +1,172 @@
+"""The Parquet archive: closed months of readings, kept for the retention period (SPEC S1, S2).
+
+Layout (ARCHITECTURE "Storage"; DuckDB and Spark read the same files)::
+
+    ROOT/readings/date=2026-04-01/bucket=03/part-2026_04-0.parquet
+    ROOT/register_reads/date=2026-04-01/bucket=03/part-2026_04-0.parquet
+    ROOT/months.json        the months archived, written last (a month is there or not)
+
+``bucket`` is ``meter_key % buckets``, so the history of one meter is one bucket directory per
+day; rows inside a file are sorted by meter and time. Every distinct version is archived, not only
+the current one, so ``as_of`` reads and the history work on archived months as on hot ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.errors import StoreError
+from kenshin.mdms import versions
+from kenshin.mdms.months import JST_OFFSET_US, month_name, month_start_us
+from kenshin.mdms.store import ReadingQuery
+
+DEFAULT_BUCKETS = 16
+_TIME = {"readings": "interval_end", "register_reads": "read_at"}
+_SCHEMA = {"readings": READINGS_SCHEMA, "register_reads": REGISTER_READS_SCHEMA}
+
+
+def jst_date_text(epoch_us: np.ndarray) -> np.ndarray:
+    """``YYYY-MM-DD`` of the JST day each instant falls in (by interval end, like the months of
+    the hot store)."""
+    days = (np.asarray(epoch_us, np.int64) + JST_OFFSET_US).astype("datetime64[us]")
+    return np.datetime_as_string(days.astype("datetime64[D]"))
+
+
+class ParquetArchive:
+    def __init__(self, root: str | Path, *, buckets: int = DEFAULT_BUCKETS) -> None:
+        if buckets < 1:
+            raise StoreError(f"an archive needs at least one meter bucket, not {buckets}")
+        self.root = Path(root)
+        self.buckets = buckets
+        self._manifest = self.root / "months.json"
+
+    def months(self) -> list[int]:
+        if not self._manifest.exists():
+            return []
+        data = json.loads(self._manifest.read_text())
+        if data.get("buckets", self.buckets) != self.buckets:
+            raise StoreError(
+                f"archive {self.root} was written with {data['buckets']} buckets, "
+                f"not {self.buckets}"
+            )
+        return sorted(int(m) for m in data["months"])
+
+    def _save_months(self, months: list[int]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self._manifest.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"buckets": self.buckets, "months": sorted(set(months))}))
+        tmp.replace(self._manifest)
+
+    def write_month(self, month: int, readings: pa.Table, registers: pa.Table) -> int:
+        """Write one month (every version, sorted by meter and time); rows written.
+
+        Writing a month again replaces its files, so an interrupted archive run can be repeated.
+        """
+        for kind, table in (("readings", readings), ("register_reads", registers)):
+            self._remove_month_files(kind, month)
+            if not table.num_rows:
+                continue
+            time = table.column(_TIME[kind]).cast(pa.int64()).to_numpy()
+            keys = table.column("meter_key").to_numpy()
+            with_parts = table.append_column("date", pa.array(jst_date_text(time))).append_column(
+                "bucket", pa.array((keys % self.buckets).astype(np.int16))
+            )
+            ds.write_dataset(
+                with_parts,
+                self.root / kind,
+                format="parquet",
+                partitioning=ds.partitioning(
+                    pa.schema([("date", pa.string()), ("bucket", pa.int16())]), flavor="hive"
+                ),
+                basename_template=f"part-{month_name(month)}-{{i}}.parquet",
+                existing_data_behavior="overwrite_or_ignore",
+                preserve_order=True,
+                file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+            )
+        self._save_months([*self.months(), month])
+        return int(readings.num_rows)
+
+    def _remove_month_files(self, kind: str, month: int) -> None:
+        base = self.root / kind
+        if not base.exists():
+            return
+        for path in base.glob(f"date=*/bucket=*/part-{month_name(month)}-*.parquet"):
+            path.unlink()
+
+    def _files(self, kind: str, months: list[int], bucket: int | None) -> list[str]:
+        files: list[str] = []
+        base = self.root / kind
+        pattern = "bucket=*" if bucket is None else f"bucket={bucket}"
+        for month in months:
+            files.extend(str(p) for p in base.glob(f"date=*/{pattern}/part-{month_name(month)}-*"))
+        return sorted(files)
+
+    def read_versions(self, query: ReadingQuery, months: list[int]) -> pa.Table:
+        """Every archived version of one meter's cells in the query's window (READINGS_SCHEMA)."""
+        files = self._files("readings", months, query.meter_key % self.buckets)
+        if not files:
+            return READINGS_SCHEMA.empty_table()
+        where = (
+            f"meter_key = {int(query.meter_key)} AND channel = {int(query.channel)} "
+            f"AND resolution = {int(query.resolution)} "
+            f"AND interval_end > make_timestamptz({int(query.start_us)}) "
+            f"AND interval_end <= make_timestamptz({int(query.end_us)})"
+        )
+        if query.as_of_us is not None:
+            where += f" AND tx_time <= make_timestamptz({int(query.as_of_us)})"
+        columns = ", ".join(f.name for f in READINGS_SCHEMA)
+        con = duckdb.connect()
+        try:
+            table = con.sql(
+                f"SELECT {columns} FROM read_parquet({files!r}, hive_partitioning = false) "
+                f"WHERE {where}"
+            ).to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"reading the archive {self.root} failed: {exc}") from exc
+        finally:
+            con.close()
+        return versions.conform_to(table, READINGS_SCHEMA)
+
+    def read_month(self, kind: str, month: int) -> pa.Table:
+        """One archived month whole (checks, re-import)."""
+        files = self._files(kind, [month], None)
+        if not files:
+            return _SCHEMA[kind].empty_table()
+        columns = ", ".join(f.name for f in _SCHEMA[kind])
+        con = duckdb.connect()
+        try:
+            table = con.sql(
+                f"SELECT {columns} FROM read_parquet({files!r}, hive_partitioning = false)"
+            ).to_arrow_table()
+        finally:
+            con.close()
+        return versions.conform_to(table, _SCHEMA[kind])
+
+    def drop_month(self, month: int) -> None:
+        """Delete one month (retention: older than the retention period)."""
+        for kind in _TIME:
+            self._remove_month_files(kind, month)
+            base = self.root / kind
+            if base.exists():  # remove the day directories the month leaves empty
+                start = dt.date.fromisoformat(_date_of(month_start_us(month)))
+                end = dt.date.fromisoformat(_date_of(month_start_us(month + 1)))
+                day = start
+                while day <= end:
+                    path = base / f"date={day.isoformat()}"
+                    if path.exists() and not any(path.rglob("*.parquet")):
+                        shutil.rmtree(path)
+                    day += dt.timedelta(days=1)
+        self._save_months([m for m in self.months() if m != month])
+
+
+def _date_of(epoch_us: int) -> str:
+    return str(jst_date_text(np.array([epoch_us]))[0])

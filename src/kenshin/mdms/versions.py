@@ -1,0 +1,193 @@
+"""Versioned readings: the one rule both backends and the archive apply when they read.
+
+A reading row is a *version* of one cell (meter, channel, resolution, interval end). Rows are never
+updated in place (ARCHITECTURE "Storage", SPEC S2); what a read returns is decided here:
+
+1. only versions with ``tx_time <= as_of`` count (``as_of`` = now when not given);
+2. a version whose content (value, quality, source, method, failed rule) equals an earlier
+   version of the same cell is a repeat and is ignored: the same batch stored twice, a message
+   delivered twice, or a re-read returning what the meter already sent change nothing;
+3. the current version is the latest remaining one; its ``version`` is how many remain (1 = the
+   first). Versions with the same ``tx_time`` are ordered by source, quality and value so that every
+   backend picks the same one.
+
+Late actual data therefore supersedes an estimate (it is a new version), and the estimate stays in
+the history that :func:`versions_sql` lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from kenshin.core.schema import READINGS_SCHEMA, TIMESTAMP
+
+CONTENT = ("value", "quality", "source", "method", "failed_rule")
+CELL = ("meter_key", "channel", "resolution", "interval_end")
+# the tie-break for versions stored at the same transaction time, identical on every backend
+ORDER_LATEST = "tx_time DESC, source DESC, quality DESC, value DESC NULLS LAST"
+
+READ_SCHEMA = pa.schema(
+    [
+        ("interval_end", TIMESTAMP),
+        ("value", pa.int32()),
+        ("quality", pa.uint8()),
+        ("source", pa.uint8()),
+        ("method", pa.uint8()),
+        ("failed_rule", pa.uint16()),
+        ("tx_time", TIMESTAMP),
+        ("version", pa.int32()),
+    ]
+)
+WINDOW_SCHEMA = pa.schema([("meter_key", pa.int32()), *READ_SCHEMA])
+HISTORY_SCHEMA = READ_SCHEMA
+
+REGISTER_WINDOW_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("read_at", TIMESTAMP),
+        ("register", pa.int32()),
+        ("source", pa.uint8()),
+    ]
+)
+
+GAPS_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("channel", pa.uint8()),
+        ("resolution", pa.uint8()),
+        ("interval_end", TIMESTAMP),
+        ("found_at", TIMESTAMP),
+    ]
+)
+
+EDITS_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("channel", pa.uint8()),
+        ("resolution", pa.uint8()),
+        ("interval_end", TIMESTAMP),
+        ("old_value", pa.int32()),
+        ("new_value", pa.int32()),
+        ("reason", pa.string()),
+        ("editor", pa.string()),
+        ("tx_time", TIMESTAMP),
+    ]
+)
+
+
+def dedup_filter(partition: str = "interval_end") -> str:
+    """A window predicate keeping the first version of each distinct content of a cell."""
+    return (
+        f"row_number() OVER (PARTITION BY {partition}, {', '.join(CONTENT)} "
+        "ORDER BY tx_time, source, quality) = 1"
+    )
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def conform_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Columns of ``schema`` taken by name and cast (backends return slightly different types)."""
+    arrays = []
+    for field in schema:
+        column = table.column(field.name)
+        if pa.types.is_timestamp(field.type) and not pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64()).cast(field.type)
+        arrays.append(column.cast(field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def readings_table(
+    meter_key: np.ndarray,
+    channel: int,
+    resolution: int,
+    interval_end_us: np.ndarray,
+    value: np.ndarray,
+    value_present: np.ndarray | None,
+    quality: np.ndarray,
+    source: np.ndarray | int,
+    method: np.ndarray | int,
+    failed_rule: np.ndarray | int,
+    tx_time_us: int,
+) -> pa.Table:
+    """Reading rows (``READINGS_SCHEMA``) from numpy columns: what VEE and edits append."""
+    n = len(meter_key)
+
+    def col(x: np.ndarray | int, dtype: type) -> np.ndarray:
+        return np.full(n, x, dtype=dtype) if np.isscalar(x) else np.asarray(x, dtype=dtype)
+
+    mask = None if value_present is None else ~np.asarray(value_present, dtype=bool)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.asarray(meter_key, dtype=np.int32)),
+            pa.array(np.full(n, channel, dtype=np.uint8)),
+            pa.array(np.full(n, resolution, dtype=np.uint8)),
+            pa.array(np.asarray(interval_end_us, dtype=np.int64)).cast(TIMESTAMP),
+            pa.array(np.asarray(value, dtype=np.int32), mask=mask),
+            pa.array(col(quality, np.uint8)),
+            pa.array(col(source, np.uint8)),
+            pa.array(col(method, np.uint8)),
+            pa.array(col(failed_rule, np.uint16)),
+            pa.array(np.full(n, tx_time_us, dtype=np.int64)).cast(TIMESTAMP),
+        ],
+        schema=READINGS_SCHEMA,
+    )
+
+
+def utc(epoch_us: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(epoch_us))
+
+
+def current_sql(source: str, where: str, partition: str = "interval_end") -> str:
+    """DuckDB SQL of the current versions in ``source`` (a table or subquery) under ``where``."""
+    return f"""
+        WITH distinct_versions AS (
+            SELECT * FROM {source} WHERE {where}
+            QUALIFY {dedup_filter(partition)}
+        )
+        SELECT *, count(*) OVER (PARTITION BY {partition})::INTEGER AS version
+        FROM distinct_versions
+        QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {ORDER_LATEST}) = 1
+    """
+
+
+def history_sql(source: str, where: str) -> str:
+    """Every distinct version of the cells in ``source``, numbered from 1 by transaction time."""
+    return f"""
+        WITH distinct_versions AS (
+            SELECT * FROM {source} WHERE {where}
+            QUALIFY {dedup_filter()}
+        )
+        SELECT *, row_number() OVER (
+            PARTITION BY interval_end ORDER BY tx_time, source, quality, value NULLS FIRST
+        )::INTEGER AS version
+        FROM distinct_versions
+    """
+
+
+def resolve_current(table: pa.Table, partition: str = "interval_end") -> pa.Table:
+    """Current versions of raw version rows held in Arrow (archive + hot rows of one month)."""
+    con = duckdb.connect()
+    try:
+        con.register("versions_in", table)
+        return con.sql(current_sql("versions_in", "true", partition)).to_arrow_table()
+    finally:
+        con.close()
+
+
+def history_of(raw: pa.Table) -> pa.Table:
+    """Every distinct version of raw version rows, numbered, by interval end and version."""
+    con = duckdb.connect()
+    try:
+        con.register("versions_in", raw)
+        table = con.sql(
+            history_sql("versions_in", "true") + " ORDER BY interval_end, version"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return conform_to(table, HISTORY_SCHEMA)
