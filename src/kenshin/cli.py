@@ -248,6 +248,15 @@ def _register_plan_network() -> None:
 _register_plan_network()
 
 
+def _register_broute() -> None:
+    from kenshin.broute.cli import broute_app
+
+    app.add_typer(broute_app, name="broute")
+
+
+_register_broute()
+
+
 def _open_store(db: Path, postgres: str | None, *, overwrite: bool) -> ReadingStore:
     """A new store: a DuckDB file (refused if it exists, unless ``overwrite``) or PostgreSQL."""
     from kenshin.mdms.duckdb_store import DuckDBStore
