@@ -32,9 +32,13 @@ from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.hes.headend import DirectHeadEnd
 from kenshin.hes.policy import CollectionPolicy
 from kenshin.hes.service import HeadEnd
+from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.duckdb_store import DuckDBStore
+from kenshin.mdms.housekeeping import RetentionPolicy
+from kenshin.mdms.scheduler import LossyLink, MdmsSchedule
 from kenshin.mdms.service import MeterDataService
 from kenshin.mdms.store import ReadingStore
+from kenshin.mdms.vee import VeeConfig
 
 
 @dataclass
@@ -86,7 +90,14 @@ class EmbeddedSystem:
         network: NetworkConfig | None = None,
         policy: CollectionPolicy | None = None,
         master_key: str | None = None,
+        loss: float = 0.0,
+        vee: VeeConfig | None = None,
+        sweep: bool = True,
+        archive: ParquetArchive | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
+        if not 0.0 <= loss < 1.0:
+            raise InvalidSetting(f"loss must be in [0, 1), got {loss}")
         if aroute not in AROUTE_MODES:
             raise InvalidSetting(f"A-route mode must be one of {AROUTE_MODES}, got {aroute!r}")
         self.config = config
@@ -102,10 +113,23 @@ class EmbeddedSystem:
         self.direct: DirectHeadEnd | None = None
         self.hes: HeadEnd | None = None
         self.field: Field | None = None
+        self.link = LossyLink(self.mdms, loss, config.seed) if loss else None
+        sink = self.link if self.link is not None else self.mdms
+        self.schedule: MdmsSchedule | None = None
+        if sweep:
+            self.schedule = MdmsSchedule(
+                self.store,
+                self.mdms.flush,
+                vee=vee,
+                archive=archive,
+                retention=retention or RetentionPolicy(),
+            )
+            self.schedule.start(config.start)
         if aroute == "direct":
             self.transport = InProcessTransport()
-            self.direct = DirectHeadEnd(self.mdms, self.clock)
+            self.direct = DirectHeadEnd(sink, self.clock)
             self.transport.subscribe(self.direct.receive)
+            self.transport.publish(self.fleet.start_message())
         else:
             self.policy = policy or policy_for(config)
             keys = KeyRing(load_master_key(master_key))
@@ -118,7 +142,7 @@ class EmbeddedSystem:
                 offpeak=(self.policy.offpeak_start, self.policy.offpeak_end),
             )
             self.hes = HeadEnd(
-                self.mdms,
+                sink,
                 self.clock,
                 meters,
                 keys,
@@ -183,9 +207,13 @@ class EmbeddedSystem:
         while done < total:
             self.run_step()
             done += 1
+            if self.schedule is not None:
+                self.schedule.tick(self.fleet.meters.now_us)
             if progress:
                 progress(done, total)
         self.mdms.flush()
+        if self.schedule is not None:  # every day that has closed gets its sweep
+            self.schedule.tick(self.fleet.meters.now_us, final=True)
         return self.summary(first, time.perf_counter() - started)
 
     def summary(self, first: dt.datetime, seconds: float) -> SimulationSummary:

@@ -21,7 +21,12 @@ from kenshin.errors import InvalidSetting
 from kenshin.fleet.load import LoadModel
 from kenshin.fleet.meters import STEP_MINUTES, MeterFleet, snapshot_differences
 from kenshin.fleet.population import Population, PopulationConfig, build_population
-from kenshin.fleet.uplink import UplinkPlan, build_slot_message, choose_samples
+from kenshin.fleet.uplink import (
+    UplinkPlan,
+    build_slot_message,
+    choose_samples,
+    start_registers_message,
+)
 from kenshin.fleet.voltage import VoltageModel
 from kenshin.grid.topology import TopologyConfig
 
@@ -121,6 +126,10 @@ class Fleet:
         while self.meters.now_us % Resolution.MIN30.microseconds:
             self.step()
         return build_slot_message(self.meters, self.plan, collector, self.now)
+
+    def start_message(self, collector: str = "fleet") -> UplinkMessage:
+        """The register reads at the current time, with no interval values."""
+        return start_registers_message(self.meters, self.plan, collector, self.now)
 
     def meters_table(self) -> pa.Table:
         pop = self.population

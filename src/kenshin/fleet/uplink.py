@@ -129,3 +129,21 @@ def build_slot_message(
     return UplinkMessage(
         collector=collector, sent_at=sent_at, intervals=blocks, registers=registers
     )
+
+
+def start_registers_message(
+    meters: MeterFleet, plan: UplinkPlan, collector: str, sent_at: dt.datetime
+) -> UplinkMessage:
+    """The register reads at the fleet's start (the reading taken when the meters went live), so
+    that the first slot of the first day has a register at both ends (SPEC M5)."""
+    registers = meters.registers()
+    blocks = tuple(
+        RegisterBlock(ch, keys, meters.now_us, registers[row, keys])
+        for row, ch, keys in (
+            (0, Channel.ACTIVE_FORWARD, plan.all_meters),
+            (1, Channel.ACTIVE_REVERSE, plan.all_meters),
+            (2, Channel.REACTIVE, plan.hv),
+        )
+        if len(keys)
+    )
+    return UplinkMessage(collector=collector, sent_at=sent_at, intervals=(), registers=blocks)

@@ -421,6 +421,26 @@ class DuckDBStore:
         table = self._arrow(versions.current_sql(source, where, "meter_key, interval_end"))
         return versions.conform_to(table, versions.WINDOW_SCHEMA)
 
+    def read_measured(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
+    ) -> pa.Table:
+        """What the meters sent for interval ends in ``(start, end]``: every row of a measured
+        source (push, re-read, poll), an exact repeat (same value and source) once; columns
+        meter_key, interval_end, value, source, tx_time."""
+        source = self._source("readings", months_between(start_us, end_us))
+        if source is None:
+            return versions.empty(versions.MEASURED_SCHEMA)
+        table = self._arrow(
+            f"SELECT meter_key, interval_end, value, source, tx_time FROM {source} "
+            f"WHERE channel = {int(channel)} AND resolution = {int(resolution)} "
+            f"AND interval_end > make_timestamptz({int(start_us)}) "
+            f"AND interval_end <= make_timestamptz({int(end_us)}) "
+            f"AND source IN {versions.MEASURED_SOURCES} "
+            "QUALIFY row_number() OVER (PARTITION BY meter_key, interval_end, value, source "
+            "ORDER BY tx_time) = 1"
+        )
+        return versions.conform_to(table, versions.MEASURED_SCHEMA)
+
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""
         months = sorted(set(months_between(start_us - 1, end_us)))

@@ -18,6 +18,7 @@ from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
 from kenshin.hes.headend import ReadingBatch
 from kenshin.mdms.store import CounterState, ReadingStore
+from kenshin.mdms.sweep import label_on_ingest
 
 
 @dataclass
@@ -58,7 +59,8 @@ class MeterDataService:
         self._raise_writer_error()
         with self._lock:
             self.stats.batches += 1
-            self._readings.append(batch.readings)
+            # labelled on the way in, so a day of good data needs no second version (sweep.py)
+            self._readings.append(label_on_ingest(batch.readings))
             self._registers.append(batch.registers)
             self._buffered += batch.num_rows
             full = self._buffered >= self.flush_rows

@@ -45,6 +45,18 @@ READ_SCHEMA = pa.schema(
 WINDOW_SCHEMA = pa.schema([("meter_key", pa.int32()), *READ_SCHEMA])
 HISTORY_SCHEMA = READ_SCHEMA
 
+# what the meters sent (push, re-read, poll: kenshin.core.quality.Source), as read by the sweep
+MEASURED_SOURCES = (1, 2, 5)
+MEASURED_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("interval_end", TIMESTAMP),
+        ("value", pa.int32()),
+        ("source", pa.uint8()),
+        ("tx_time", TIMESTAMP),
+    ]
+)
+
 REGISTER_WINDOW_SCHEMA = pa.schema(
     [
         ("meter_key", pa.int32()),
@@ -109,7 +121,7 @@ def readings_table(
     interval_end_us: np.ndarray,
     value: np.ndarray,
     value_present: np.ndarray | None,
-    quality: np.ndarray,
+    quality: np.ndarray | int,
     source: np.ndarray | int,
     method: np.ndarray | int,
     failed_rule: np.ndarray | int,

@@ -1,0 +1,91 @@
+"""What the MDMS does on its own as simulated time passes: the daily VEE sweep and the monthly
+housekeeping (compaction, archive, retention), at fixed delays after the day or month closes.
+
+The sweep waits ``sweep_delay`` after midnight so that late deliveries and the head-end's first
+re-reads are in (SPEC A1 allows 60 minutes for 30-min values); housekeeping runs one day into a
+new month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from kenshin.core.timeslots import JST, from_epoch_us
+from kenshin.hes.headend import ReadingBatch
+from kenshin.mdms.archive import ParquetArchive
+from kenshin.mdms.housekeeping import HousekeepingReport, RetentionPolicy, run_housekeeping
+from kenshin.mdms.months import month_of, month_start_us
+from kenshin.mdms.sweep import SweepReport, day_window, run_sweep
+from kenshin.mdms.vee import VeeConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MdmsSchedule:
+    store: Any
+    flush: Callable[[], None]  # store what is buffered before a sweep reads it
+    vee: VeeConfig | None = None
+    sweep_delay: dt.timedelta = dt.timedelta(hours=2)
+    history_days: int | None = None
+    archive: ParquetArchive | None = None
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    sweeps: list[SweepReport] = field(default_factory=list)
+    housekeeping: list[HousekeepingReport] = field(default_factory=list)
+    _next_day: dt.date | None = None
+    _next_month: int | None = None
+
+    def start(self, first: dt.datetime) -> None:
+        self._next_day = first.astimezone(JST).date()
+        self._next_month = month_of(int(first.timestamp() * 1_000_000)) + 1
+
+    def tick(self, now_us: int, *, final: bool = False) -> None:
+        """Run what is due at ``now_us``; ``final``: sweep every day that has closed."""
+        if self._next_day is None:
+            self.start(from_epoch_us(now_us))
+        assert self._next_day is not None and self._next_month is not None
+        delay = 0 if final else int(self.sweep_delay.total_seconds() * 1_000_000)
+        while day_window(self._next_day)[1] + delay <= now_us:
+            self.flush()
+            report = run_sweep(
+                self.store,
+                self._next_day,
+                config=self.vee,
+                now_us=now_us,
+                history_days=self.history_days,
+            )
+            self.sweeps.append(report)
+            self._next_day += dt.timedelta(days=1)
+        while month_start_us(self._next_month) + 86_400_000_000 <= now_us:
+            self.flush()
+            self.housekeeping.append(
+                run_housekeeping(self.store, self.archive, now_us, self.retention)
+            )
+            self._next_month += 1
+
+
+class LossyLink:
+    """Loses a share of interval values on the way to the MDMS (``kenshin simulate --loss``):
+    register reads still arrive, so the sweep can estimate what was lost (SPEC M5)."""
+
+    def __init__(self, sink: Any, loss: float, seed: int) -> None:
+        self.sink = sink
+        self.loss = loss
+        self.lost = 0
+        self._rng = np.random.default_rng([seed, 0x1055])
+
+    def ingest(self, batch: ReadingBatch) -> None:
+        n = batch.readings.num_rows
+        keep = self._rng.random(n) >= self.loss
+        self.lost += int(n - keep.sum())
+        self.sink.ingest(ReadingBatch(batch.readings.filter(pa.array(keep)), batch.registers))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sink, name)

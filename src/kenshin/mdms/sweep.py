@@ -1,0 +1,373 @@
+"""The VEE sweep: validate and estimate one window (normally a JST day) of the store, in place.
+
+Reads what the meters sent (every measured row, so duplicates are seen), the register reads and
+the channel's recent history, runs :func:`kenshin.mdms.vee.run_vee`, and appends a new version
+(SPEC S2: never an update) for every cell whose outcome differs from its current version:
+estimates, SUSPECT and outage labels, MISSING placeholders. Cells that are simply valid stay as
+the ingest stored them (already labelled VALID, :func:`label_on_ingest`), so a day of good data
+costs no extra rows. A manual edit stands unless the meter sent a newer value after it.
+Every slot still missing goes to the store's gap list: the re-read requests for the head-end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from kenshin.core.channels import Channel
+from kenshin.core.quality import Quality, Rule, Source
+from kenshin.core.schema import TIMESTAMP
+from kenshin.core.timeslots import JST, Resolution, to_epoch_us
+from kenshin.mdms import versions
+from kenshin.mdms.daytypes import day_class
+from kenshin.mdms.estimate import HistoryStats, history_stats
+from kenshin.mdms.vee import VeeConfig, VeeInput, run_vee
+from kenshin.mdms.vee_rules import densify, densify_registers
+
+log = logging.getLogger(__name__)
+
+MEASURED = (int(Source.METER_PUSH), int(Source.REREAD), int(Source.POLL))
+_ENERGY = (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyWindow:
+    """A known outage or remote disconnect of one meter: slots ending in ``(start, end]``."""
+
+    meter_key: int
+    start_us: int
+    end_us: int
+    kind: str = "outage"  # or "disconnect"
+
+
+@dataclass
+class SweepReport:
+    day: dt.date
+    meters: int = 0
+    cells: int = 0
+    written: int = 0
+    gaps: int = 0
+    quality: dict[str, int] = field(default_factory=dict)
+    rules: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        labels = ", ".join(f"{k} {v:,}" for k, v in self.quality.items() if v)
+        return (
+            f"{self.day}: {self.meters:,} meters, {self.cells:,} slots ({labels}); "
+            f"{self.written:,} new versions, {self.gaps:,} gaps to re-read"
+        )
+
+
+def label_on_ingest(readings: pa.Table) -> pa.Table:
+    """Label arriving measured rows: VALID, or SUSPECT with NEGATIVE on a forward-only energy
+    channel (the rules that need one row only; the sweep applies the rest per day)."""
+    if readings.num_rows == 0:
+        return readings
+    value = readings.column("value").fill_null(0).to_numpy()
+    channel = readings.column("channel").to_numpy()
+    energy = np.isin(channel, [int(c) for c in _ENERGY])
+    negative = energy & (value < 0)
+    raw = readings.column("quality").to_numpy() == Quality.RAW
+    quality = np.where(
+        raw, np.where(negative, Quality.SUSPECT, Quality.VALID), readings.column("quality")
+    )
+    flags = readings.column("failed_rule").to_numpy() | np.where(
+        raw & negative, np.uint16(Rule.NEGATIVE), np.uint16(0)
+    )
+    index = readings.schema.get_field_index
+    readings = readings.set_column(index("quality"), "quality", pa.array(quality.astype(np.uint8)))
+    return readings.set_column(
+        index("failed_rule"), "failed_rule", pa.array(flags.astype(np.uint16))
+    )
+
+
+def day_window(day: dt.date) -> tuple[int, int]:
+    """Epoch µs of the JST day's start and end: its slots end in ``(start, end]``."""
+    start = to_epoch_us(dt.datetime.combine(day, dt.time(), tzinfo=JST))
+    return start, start + 86_400_000_000
+
+
+def run_sweep(
+    store: Any,
+    day: dt.date,
+    *,
+    channel: Channel = Channel.ACTIVE_FORWARD,
+    resolution: Resolution = Resolution.MIN30,
+    config: VeeConfig | None = None,
+    now_us: int,
+    supply_windows: Sequence[SupplyWindow] = (),
+    clock_offsets_s: dict[int, float] | None = None,
+    history_days: int | None = None,
+) -> SweepReport:
+    """Sweep one JST day of one channel for every meter of the roster (see the module doc)."""
+    cfg = config or VeeConfig(forward_only=channel in _ENERGY)
+    keys = np.sort(store.read_meters().column("meter_key").to_numpy().astype(np.int64))
+    n, s = len(keys), resolution.slots_per_day
+    start, end = day_window(day)
+    report = SweepReport(day=day, meters=n, cells=n * s)
+    if n == 0:
+        return report
+
+    measured = store.read_measured(channel, resolution, start, end)
+    m_index, m_known = _index(keys, measured.column("meter_key"))
+    dense = densify(
+        m_index[m_known],
+        _us(measured.column("interval_end"))[m_known],
+        measured.column("value").fill_null(0).to_numpy()[m_known],
+        _us(measured.column("tx_time"))[m_known],
+        window_start_us=start,
+        resolution=resolution,
+        n_meters=n,
+    )
+    register_rows = store.read_register_window(channel, start, end)
+    r_index, r_known = _index(keys, register_rows.column("meter_key"))
+    regs = densify_registers(
+        r_index[r_known],
+        _us(register_rows.column("read_at"))[r_known],
+        register_rows.column("register").fill_null(0).to_numpy()[r_known],
+        np.zeros(int(r_known.sum()), np.int64),
+        window_start_us=start,
+        resolution=resolution,
+        n_meters=n,
+    )
+    outage, disconnected = _supply_masks(keys, supply_windows, start, resolution, s)
+    stats = _history(store, keys, day, channel, resolution, cfg, history_days)
+    result = run_vee(
+        VeeInput(
+            values=dense.values,
+            present=dense.present,
+            registers=regs.values,
+            register_present=regs.present,
+            resolution=resolution,
+            outage=outage,
+            disconnected=disconnected,
+            structure_flags=dense.flags,
+            clock_offset_s=_offsets(keys, clock_offsets_s),
+            stats=stats,
+        ),
+        cfg,
+    )
+
+    # what each cell should be, against what the store holds now
+    current = store.read_window(channel, resolution, start, end)
+    c_index, c_known = _index(keys, current.column("meter_key"))
+    slot = _slot(_us(current.column("interval_end"))[c_known], start, resolution)
+    cell = c_index[c_known] * s + slot
+    cur_value = np.full(n * s, np.iinfo(np.int64).min, np.int64)
+    cur_present = np.zeros(n * s, bool)
+    cur_quality = np.full(n * s, 255, np.int16)
+    cur_source = np.zeros(n * s, np.int16)
+    cur_method = np.zeros(n * s, np.int16)
+    cur_rule = np.zeros(n * s, np.int32)
+    cur_tx = np.full(n * s, -1, np.int64)
+    value_col = current.column("value")
+    cur_present[cell] = value_col.is_valid().to_numpy(zero_copy_only=False)[c_known]
+    cur_value[cell] = value_col.fill_null(0).to_numpy()[c_known]
+    cur_quality[cell] = current.column("quality").to_numpy()[c_known]
+    cur_source[cell] = current.column("source").to_numpy()[c_known]
+    cur_method[cell] = current.column("method").to_numpy()[c_known]
+    cur_rule[cell] = current.column("failed_rule").to_numpy()[c_known]
+    cur_tx[cell] = _us(current.column("tx_time"))[c_known]
+
+    quality = result.quality.ravel()
+    method = result.method.ravel()
+    flags = result.failed_rule.ravel()
+    value = result.value.ravel()
+    estimated = quality == Quality.ESTIMATED
+    missing = quality == Quality.MISSING
+    blocked_fill = np.isin(quality, [Quality.OUTAGE, Quality.DISCONNECTED]) & ~dense.present.ravel()
+    measured_source = np.where(np.isin(cur_source, MEASURED), cur_source, Source.METER_PUSH)
+    source = np.where(estimated | missing | blocked_fill, Source.ESTIMATE, measured_source)
+    target_present = ~missing
+    same = (
+        (cur_present == target_present)
+        & (~target_present | (cur_value == value))
+        & (cur_quality == quality)
+        & (cur_source == source)
+        & (cur_method == method)
+        & (cur_rule == flags)
+    )
+    # a manual edit stands unless the meter sent a newer value after it
+    latest_measured = _latest_measured(measured, m_index, m_known, start, resolution, n * s)
+    edited = (cur_quality == Quality.EDITED) & (latest_measured <= cur_tx)
+    write = ~same & ~edited
+    cells = np.flatnonzero(write)
+    if cells.size:
+        rows = versions.readings_table(
+            keys[cells // s],
+            int(channel),
+            int(resolution),
+            start + (cells % s + 1) * resolution.microseconds,
+            value[cells],
+            target_present[cells],
+            quality[cells],
+            source[cells],
+            method[cells],
+            flags[cells],
+            now_us,
+        )
+        store.append(rows, _EMPTY_REGISTERS)
+    gaps = result.gaps
+    gap_table = pa.Table.from_arrays(
+        [
+            pa.array(keys[gaps[:, 0]].astype(np.int32)),
+            pa.array(np.full(len(gaps), int(channel), np.uint8)),
+            pa.array(np.full(len(gaps), int(resolution), np.uint8)),
+            pa.array(start + (gaps[:, 1] + 1) * resolution.microseconds).cast(TIMESTAMP),
+            pa.array(np.full(len(gaps), now_us, np.int64)).cast(TIMESTAMP),
+        ],
+        schema=versions.GAPS_SCHEMA,
+    )
+    store.replace_gaps(channel, resolution, start, end, gap_table)
+    report.written = int(cells.size)
+    report.gaps = len(gaps)
+    report.quality = {q.label: c for q, c in result.quality_counts.items()}
+    report.rules = {r.label: c for r, c in result.rule_counts.items() if c}
+    log.info("VEE sweep %s", report.summary())
+    return report
+
+
+_EMPTY_REGISTERS = versions.empty(
+    pa.schema(
+        [
+            ("meter_key", pa.int32()),
+            ("channel", pa.uint8()),
+            ("read_at", TIMESTAMP),
+            ("register", pa.int32()),
+            ("source", pa.uint8()),
+            ("tx_time", TIMESTAMP),
+        ]
+    )
+)
+
+
+def _us(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
+    return np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+
+
+def _index(
+    keys: npt.NDArray[np.int64], meter_keys: pa.ChunkedArray
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Row of each meter key in the sorted roster, and whether it is on the roster at all."""
+    wanted = meter_keys.to_numpy().astype(np.int64)
+    index = np.searchsorted(keys, wanted)
+    known = index < len(keys)
+    known[known] = keys[index[known]] == wanted[known]
+    return np.minimum(index, len(keys) - 1), known
+
+
+def _slot(
+    ends_us: npt.NDArray[np.int64], start: int, resolution: Resolution
+) -> npt.NDArray[np.int64]:
+    return (ends_us - start) // resolution.microseconds - 1
+
+
+def _latest_measured(
+    measured: pa.Table,
+    m_index: npt.NDArray[np.int64],
+    m_known: npt.NDArray[np.bool_],
+    start: int,
+    resolution: Resolution,
+    cells: int,
+) -> npt.NDArray[np.int64]:
+    latest = np.full(cells, -1, np.int64)
+    ends = _us(measured.column("interval_end"))[m_known]
+    aligned = (ends - start) % resolution.microseconds == 0
+    slot = _slot(ends, start, resolution)
+    ok = aligned & (slot >= 0) & (slot < resolution.slots_per_day)
+    cell = m_index[m_known][ok] * resolution.slots_per_day + slot[ok]
+    np.maximum.at(latest, cell, _us(measured.column("tx_time"))[m_known][ok])
+    return latest
+
+
+def _offsets(
+    keys: npt.NDArray[np.int64], offsets: dict[int, float] | None
+) -> npt.NDArray[np.float64] | None:
+    """Meter clock − head-end clock [s] per meter, as found at collection (0 when unknown)."""
+    if not offsets:
+        return None
+    out = np.zeros(len(keys), np.float64)
+    for key, seconds in offsets.items():
+        row = int(np.searchsorted(keys, key))
+        if row < len(keys) and keys[row] == key:
+            out[row] = seconds
+    return out
+
+
+def _supply_masks(
+    keys: npt.NDArray[np.int64],
+    windows: Sequence[SupplyWindow],
+    start: int,
+    resolution: Resolution,
+    s: int,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    outage = np.zeros((len(keys), s), bool)
+    disconnected = np.zeros((len(keys), s), bool)
+    ends = start + (np.arange(s) + 1) * resolution.microseconds
+    for w in windows:
+        row = int(np.searchsorted(keys, w.meter_key))
+        if row >= len(keys) or keys[row] != w.meter_key:
+            continue
+        mask = (ends > w.start_us) & (ends <= w.end_us)
+        (disconnected if w.kind == "disconnect" else outage)[row] |= mask
+    return outage, disconnected
+
+
+def _history(
+    store: Any,
+    keys: npt.NDArray[np.int64],
+    day: dt.date,
+    channel: Channel,
+    resolution: Resolution,
+    cfg: VeeConfig,
+    history_days: int | None,
+) -> HistoryStats:
+    """Spike maxima and like-day means from the current versions of the days before ``day``.
+    Days with an estimate, an outage label or a missing slot are not usable (vee.md)."""
+    d = cfg.lookback_days if history_days is None else history_days
+    n, s = len(keys), resolution.slots_per_day
+    if d <= 0:
+        return HistoryStats.empty(n, s)
+    first = day - dt.timedelta(days=d)
+    start, _ = day_window(first)
+    end, _ = day_window(day)
+    table = store.read_window(channel, resolution, start, end)
+    if table.num_rows == 0:
+        return HistoryStats.empty(n, s)
+    index, known = _index(keys, table.column("meter_key"))
+    slot_all = _slot(_us(table.column("interval_end"))[known], start, resolution)
+    cell = index[known] * (d * s) + slot_all
+    history = np.zeros(n * d * s, np.int64)
+    good = np.zeros(n * d * s, bool)
+    history[cell] = table.column("value").fill_null(0).to_numpy()[known]
+    quality = table.column("quality").to_numpy()[known]
+    good[cell] = (
+        np.isin(quality, [Quality.VALID, Quality.EDITED])
+        & table.column("value").is_valid().to_numpy(zero_copy_only=False)[known]
+    )
+    usable = np.asarray(good.reshape(n, d, s).all(axis=2), dtype=bool)
+    classes = day_class([first + dt.timedelta(days=i) for i in range(d)])
+    return history_stats(
+        history.reshape(n, d, s),
+        usable,
+        classes,
+        int(day_class([day])[0]),
+        like_days=cfg.like_days,
+        lookback_days=cfg.lookback_days,
+    )
+
+
+__all__ = [
+    "SupplyWindow",
+    "SweepReport",
+    "day_window",
+    "label_on_ingest",
+    "run_sweep",
+]

@@ -1,0 +1,253 @@
+"""VEE validation: the structure step (long rows → dense [meter, slot] arrays) and the rules.
+
+Every function works on whole [N meters, S slots] arrays at once (STYLE 8: no loop over meters).
+Registers sit at slot boundaries: ``registers[:, j]`` is the read at the start of slot ``j``, so
+slot ``j`` spans reads ``j`` and ``j + 1`` and a window of S slots has S + 1 reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from kenshin.core.quality import Rule
+from kenshin.core.timeslots import Resolution
+
+BoolArray = npt.NDArray[np.bool_]
+Int64Array = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+FlagArray = npt.NDArray[np.uint16]
+
+
+@dataclass(frozen=True, slots=True)
+class Densified:
+    """Dense values of one channel and resolution, with what the structure step found.
+
+    Counts are of rows except ``expected``/``received`` (cells) and the duplicate counts (cells
+    that had more than one row).
+    """
+
+    values: Int64Array  # [N, S] register units; 0 where not received
+    present: BoolArray  # [N, S]
+    flags: FlagArray  # [N, S] Rule.STRUCTURE_ALIGNMENT / DUPLICATE_EQUAL / DUPLICATE_CONFLICT
+    rows: int
+    expected: int
+    received: int
+    misaligned: int  # interval end off the slot grid: dropped
+    out_of_window: int  # on the grid but outside the window or the meter range: dropped
+    duplicate_equal: int
+    duplicate_conflict: int
+
+
+def densify(
+    meter_index: npt.ArrayLike,
+    interval_end_us: npt.ArrayLike,
+    value: npt.ArrayLike,
+    tx_time_us: npt.ArrayLike,
+    *,
+    window_start_us: int,
+    resolution: Resolution,
+    n_meters: int,
+    n_slots: int | None = None,
+) -> Densified:
+    """Long reading rows → dense [n_meters, n_slots] arrays (ARCHITECTURE "Storage").
+
+    A row belongs to the slot ending at its ``interval_end`` (slot ``s`` ends at
+    ``window_start + (s + 1) × resolution``). Rows off the slot grid are dropped and flag the slot
+    they fall in. Of several rows for one cell the latest ``tx_time`` wins (input order breaks
+    ties), as in the versioned store; the cell is flagged DUPLICATE_EQUAL or DUPLICATE_CONFLICT.
+    """
+    step = resolution.microseconds
+    n_slots = resolution.slots_per_day if n_slots is None else n_slots
+    meters = np.asarray(meter_index, dtype=np.int64)
+    ends = np.asarray(interval_end_us, dtype=np.int64)
+    vals = np.asarray(value, dtype=np.int64)
+    tx = np.asarray(tx_time_us, dtype=np.int64)
+    n_cells = n_meters * n_slots
+
+    offset = ends - window_start_us
+    slot = -(-offset // step) - 1  # the slot that ends at or contains the instant
+    aligned = offset % step == 0
+    inside = (slot >= 0) & (slot < n_slots) & (meters >= 0) & (meters < n_meters)
+    flags = np.zeros(n_cells, dtype=np.uint16)
+    off_grid = ~aligned & inside
+    flags[meters[off_grid] * n_slots + slot[off_grid]] |= np.uint16(Rule.STRUCTURE_ALIGNMENT)
+
+    keep = aligned & inside
+    key = meters[keep] * n_slots + slot[keep]
+    kept_vals = vals[keep]
+    counts = np.bincount(key, minlength=n_cells)
+    dense = np.zeros(n_cells, dtype=np.int64)
+    dense[key] = kept_vals
+    n_equal = n_conflict = 0
+    multi = counts[key] > 1
+    if multi.any():
+        # duplicates are rare: sort only them, by (cell, tx_time, arrival)
+        k2, v2 = key[multi], kept_vals[multi]
+        order = np.lexsort((np.flatnonzero(multi), tx[keep][multi], k2))
+        k2, v2 = k2[order], v2[order]
+        first = np.flatnonzero(np.r_[True, k2[1:] != k2[:-1]])
+        last = np.r_[first[1:] - 1, k2.size - 1]
+        cells = k2[first]
+        dense[cells] = v2[last]
+        equal = np.minimum.reduceat(v2, first) == np.maximum.reduceat(v2, first)
+        flags[cells[equal]] |= np.uint16(Rule.DUPLICATE_EQUAL)
+        flags[cells[~equal]] |= np.uint16(Rule.DUPLICATE_CONFLICT)
+        n_equal, n_conflict = int(equal.sum()), int((~equal).sum())
+    present = counts > 0
+    return Densified(
+        values=dense.reshape(n_meters, n_slots),
+        present=present.reshape(n_meters, n_slots),
+        flags=flags.reshape(n_meters, n_slots),
+        rows=int(ends.size),
+        expected=n_cells,
+        received=int(present.sum()),
+        misaligned=int((~aligned).sum()),
+        out_of_window=int((aligned & ~inside).sum()),
+        duplicate_equal=n_equal,
+        duplicate_conflict=n_conflict,
+    )
+
+
+def densify_registers(
+    meter_index: npt.ArrayLike,
+    read_at_us: npt.ArrayLike,
+    register: npt.ArrayLike,
+    tx_time_us: npt.ArrayLike,
+    *,
+    window_start_us: int,
+    resolution: Resolution,
+    n_meters: int,
+    n_slots: int | None = None,
+) -> Densified:
+    """Register reads → dense [n_meters, n_slots + 1] boundary arrays (read 0 at window start)."""
+    n_slots = resolution.slots_per_day if n_slots is None else n_slots
+    # boundary j is "slot j" of a grid that starts one step earlier and has one more slot
+    return densify(
+        meter_index,
+        read_at_us,
+        register,
+        tx_time_us,
+        window_start_us=window_start_us - resolution.microseconds,
+        resolution=resolution,
+        n_meters=n_meters,
+        n_slots=n_slots + 1,
+    )
+
+
+def runs(
+    mask: BoolArray, split: BoolArray | None = None
+) -> tuple[Int64Array, Int64Array, Int64Array]:
+    """(row, start, length) of every run of True along axis 1 of a 2-D mask, row-major.
+
+    Runs are maximal, except that a run also starts at every cell where ``split`` is True.
+    """
+    n, s = mask.shape
+    before = np.zeros((n, s), dtype=bool)
+    before[:, 1:] = mask[:, :-1]
+    after = np.zeros((n, s), dtype=bool)
+    after[:, :-1] = mask[:, 1:]
+    if split is not None:
+        before &= ~split
+        after[:, :-1] &= ~split[:, 1:]
+    row, start = np.nonzero(mask & ~before)
+    _, last = np.nonzero(mask & ~after)
+    return row.astype(np.int64), start.astype(np.int64), (last - start + 1).astype(np.int64)
+
+
+def cover(
+    shape: tuple[int, int], row: Int64Array, start: Int64Array, stop: Int64Array
+) -> BoolArray:
+    """Mask of the cells ``start <= col < stop`` of each ``row`` (ranges may touch or overlap)."""
+    n, s = shape
+    base = row * (s + 1)
+    size = n * (s + 1) + 1
+    depth = np.bincount(base + start, minlength=size) - np.bincount(base + stop, minlength=size)
+    return np.cumsum(depth[:-1]).reshape(n, s + 1)[:, :s] > 0
+
+
+def negative(values: Int64Array, checked: BoolArray) -> BoolArray:
+    """NEGATIVE: negative energy on a forward-only channel."""
+    return checked & (values < 0)
+
+
+def spike(
+    values: Int64Array, checked: BoolArray, recent_max: Int64Array, factor: float, floor: int
+) -> BoolArray:
+    """SPIKE: above ``factor`` × the slot's recent maximum (never below ``floor``).
+
+    ``recent_max`` < 0 means no usable history: not checked.
+    """
+    limit = np.maximum(recent_max * factor, floor)
+    flagged: BoolArray = checked & (recent_max >= 0) & (values > limit)
+    return flagged
+
+
+def high_low(
+    values: Int64Array, checked: BoolArray, day_max: Int64Array, factor: float, floor: int
+) -> BoolArray:
+    """HIGH_LOW: the day's total of checked values above ``factor`` × the recent daily maximum.
+
+    Flags every checked cell of the day; a missing slot can only raise the total, so the check
+    holds on incomplete days too. ``day_max`` < 0 means no usable history.
+    """
+    total = np.where(checked, values, 0).sum(axis=1)
+    high = (day_max >= 0) & (total > np.maximum(day_max * factor, floor))
+    flagged: BoolArray = checked & high[:, None]
+    return flagged
+
+
+def zero_run(values: Int64Array, checked: BoolArray, min_slots: int) -> BoolArray:
+    """ZERO_RUN: cells in a run of at least ``min_slots`` zero values."""
+    row, start, length = runs(checked & (values == 0))
+    long = length >= min_slots
+    return cover(values.shape, row[long], start[long], start[long] + length[long])
+
+
+def time_tolerance(
+    present: BoolArray, clock_offset_s: npt.NDArray[np.floating] | None, tolerance_s: float
+) -> BoolArray:
+    """TIME_TOLERANCE: received while the meter's clock was off by more than the tolerance."""
+    if clock_offset_s is None:
+        return np.zeros_like(present)
+    offset = np.abs(np.asarray(clock_offset_s, dtype=np.float64))
+    if offset.ndim == 1:
+        offset = offset[:, None]
+    return present & (offset > tolerance_s)
+
+
+def sum_check(
+    values: Int64Array,
+    present: BoolArray,
+    registers: Int64Array,
+    register_present: BoolArray,
+    modulus: int,
+) -> tuple[BoolArray, BoolArray]:
+    """(SUM_CHECK mismatch, ROLLOVER) per cell (SPEC M5).
+
+    Between each two consecutive reads of a row, the intervals — when all were received — must add
+    up to the register difference modulo ``modulus``. A segment whose later read is smaller than
+    the earlier by less than half a turn wrapped: flagged ROLLOVER, which is not an error.
+    """
+    n, s = values.shape
+    width = s + 1
+    summed = np.zeros((n, width), dtype=np.int64)
+    np.cumsum(np.where(present, values, 0), axis=1, out=summed[:, 1:])
+    holes = np.zeros((n, width), dtype=np.int32)
+    np.cumsum(~present, axis=1, out=holes[:, 1:], dtype=np.int32)
+
+    reads = np.flatnonzero(register_present)
+    same_row = reads[1:] // width == reads[:-1] // width
+    lo, hi = reads[:-1][same_row], reads[1:][same_row]
+    regs, sums, gaps = registers.ravel(), summed.ravel(), holes.ravel()
+    step = (regs[hi] - regs[lo]) % modulus
+    complete = gaps[hi] == gaps[lo]
+    bad = complete & ((sums[hi] - sums[lo]) % modulus != step)
+    wrapped = (regs[hi] < regs[lo]) & (step <= modulus // 2)
+    row = lo // width
+    col_lo, col_hi = lo - row * width, hi - row * width
+    mismatch = cover((n, s), row[bad], col_lo[bad], col_hi[bad])
+    rollover = cover((n, s), row[wrapped], col_lo[wrapped], col_hi[wrapped])
+    return mismatch, rollover
