@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kenshin.core.ids import Area
-from kenshin.core.timeslots import JST
+from kenshin.core.timeslots import JST, to_epoch_us
 from kenshin.errors import InvalidInput, KenshinError
 
 if TYPE_CHECKING:
@@ -111,8 +111,22 @@ def simulate(
         ),
     ] = "direct",
     postgres: PostgresOpt = None,
+    loss: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.5,
+            help="Share of interval values lost on the way (register reads still arrive); "
+            "the daily VEE sweep estimates them.",
+        ),
+    ] = 0.0,
+    archive: Annotated[
+        Path | None,
+        typer.Option(help="Parquet archive directory for closed months (monthly housekeeping)."),
+    ] = None,
 ) -> None:
-    """Simulate a fleet as fast as possible and store every delivered value."""
+    """Simulate a fleet as fast as possible, store every delivered value, and validate and
+    estimate each closed day (VEE)."""
     from kenshin.fleet.simulator import FleetConfig
     from kenshin.system import AROUTE_MODES, EmbeddedSystem
 
@@ -132,7 +146,15 @@ def simulate(
     )
     store = _open_store(db, postgres, overwrite=overwrite)
     console.print(f"building a fleet of {meters:,} meters ({config.area.name.title()} area)…")
-    system = EmbeddedSystem(config, store=store, aroute=aroute)
+    from kenshin.mdms.archive import ParquetArchive
+
+    system = EmbeddedSystem(
+        config,
+        store=store,
+        aroute=aroute,
+        loss=loss,
+        archive=None if archive is None else ParquetArchive(archive),
+    )
     end = begin + dt.timedelta(days=days)
     with Progress(
         TextColumn("[bold]simulating[/] {task.fields[now]}"),
@@ -150,6 +172,8 @@ def simulate(
 
         summary = system.run(end, on_slot)
     stored = system.store.reading_counts()
+    sweeps = system.schedule.sweeps if system.schedule is not None else []
+    lost = system.link.lost if system.link is not None else 0
     system.close()
 
     table = Table(title=f"kenshin simulate → {postgres or db}", show_header=False)
@@ -167,6 +191,18 @@ def simulate(
         table.add_row("frames refused", f"{summary.frames_rejected:,}")
         for duty, share in (summary.on_time or {}).items():
             table.add_row(f"on time {duty}", f"{share:.3%}")
+    if lost:
+        table.add_row("values lost on the way", f"{lost:,}")
+    if sweeps:
+        totals: dict[str, int] = {}
+        for report in sweeps:
+            for label, count in report.quality.items():
+                totals[label] = totals.get(label, 0) + count
+        table.add_row(
+            f"VEE ({len(sweeps)} day(s), forward 30-min)",
+            ", ".join(f"{k} {v:,}" for k, v in totals.items() if v),
+        )
+        table.add_row("gaps left to re-read", f"{sum(r.gaps for r in sweeps):,}")
     table.add_row("time taken", f"{summary.seconds:.1f} s")
     rate = summary.values / summary.seconds if summary.seconds else 0.0
     table.add_row("throughput", f"{rate:,.0f} readings/s")
@@ -179,6 +215,10 @@ def serve(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
     postgres: PostgresOpt = None,
+    broute_credentials: Annotated[
+        Path | None,
+        typer.Option(help="B-route credentials file (default: kenshin-broute.json by the DB)."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API over an existing store."""
     import uvicorn
@@ -201,7 +241,12 @@ def serve(
         f"serving {postgres or db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
     )
     try:
-        uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
+        # SPEC B4: the credentials issued over the API are kept next to the store
+        credentials = (
+            broute_credentials or (Path() if postgres else db.parent) / "kenshin-broute.json"
+        )
+        app_ = create_app(store, broute_credentials=credentials)
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
     finally:
         store.close()
 
@@ -255,6 +300,73 @@ def _register_broute() -> None:
 
 
 _register_broute()
+
+
+@app.command("archive")
+def archive_cmd(
+    archive: Annotated[Path, typer.Option(help="Parquet archive directory.")] = Path(
+        "kenshin-archive"
+    ),
+    db: Annotated[Path, typer.Option(help="Existing DuckDB store.")] = Path("kenshin.duckdb"),
+    postgres: PostgresOpt = None,
+    hot_months: Annotated[
+        int, typer.Option(min=1, help="Months (current one included) kept in the hot store.")
+    ] = 2,
+    retention_years: Annotated[
+        int, typer.Option(min=1, help="Years kept in all (SPEC S1: 3).")
+    ] = 3,
+    now: Annotated[
+        str | None, typer.Option(help="Run as of this JST date (YYYY-MM-DD); default today.")
+    ] = None,
+) -> None:
+    """Compact closed months, move them to the Parquet archive, and delete what is past
+    retention (SPEC S1). The system also runs this monthly."""
+    from kenshin.mdms.archive import ParquetArchive
+    from kenshin.mdms.housekeeping import RetentionPolicy, run_housekeeping
+
+    store = _existing_store(db, postgres)
+    day = _parse_day(now) or dt.datetime.now(JST).date()
+    moment = dt.datetime(day.year, day.month, day.day, tzinfo=JST)
+    report = run_housekeeping(
+        store,
+        ParquetArchive(archive),
+        to_epoch_us(moment),
+        RetentionPolicy(retention_years=retention_years, hot_months=hot_months),
+    )
+    store.close()
+    console.print(f"{report.summary()} → {archive}")
+    for name in report.archived:
+        console.print(f"  archived {name}")
+    for name in report.deleted:
+        console.print(f"  deleted {name} (past retention)")
+
+
+@app.command("vee")
+def vee_cmd(
+    day: Annotated[str, typer.Option(help="JST day to validate and estimate, YYYY-MM-DD.")],
+    db: Annotated[Path, typer.Option(help="Existing DuckDB store.")] = Path("kenshin.duckdb"),
+    postgres: PostgresOpt = None,
+    channel: Annotated[str, typer.Option(help="active_forward or active_reverse.")] = (
+        "active_forward"
+    ),
+) -> None:
+    """Run the VEE sweep of one day by hand: labels, estimates and the gap list."""
+    from kenshin.api.params import parse_channel
+    from kenshin.mdms.sweep import run_sweep
+
+    store = _existing_store(db, postgres)
+    target = _parse_day(day)
+    assert target is not None
+    report = run_sweep(
+        store,
+        target,
+        channel=parse_channel(channel),
+        now_us=to_epoch_us(dt.datetime.now(JST)),
+    )
+    store.close()
+    console.print(report.summary())
+    for rule, count in report.rules.items():
+        console.print(f"  {rule}: {count:,}")
 
 
 def _open_store(db: Path, postgres: str | None, *, overwrite: bool) -> ReadingStore:

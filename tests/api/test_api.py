@@ -390,6 +390,8 @@ def test_one_jst_day_is_48_slots(client: TestClient) -> None:
         "quality": "valid",
         "source": "meter_push",
         "method": None,
+        "failed_rules": [],
+        "version": 1,
         "version_time": "2026-04-01T01:00:00+09:00",
     }
     last = readings[47]
@@ -625,6 +627,10 @@ def test_openapi_docs(client: TestClient) -> None:
         f"{V1}/meters",
         f"{V1}/meters/{{supply_point_id}}",
         f"{V1}/meters/{{supply_point_id}}/readings",
+        f"{V1}/meters/{{supply_point_id}}/readings/versions",
+        f"{V1}/meters/{{supply_point_id}}/readings/edits",
+        f"{V1}/meters/{{supply_point_id}}/gaps",
+        f"{V1}/meters/{{supply_point_id}}/broute-credentials",
     }
 
 

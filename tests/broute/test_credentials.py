@@ -15,6 +15,7 @@ from kenshin.broute.credentials import (
     AccessPolicy,
     BrouteCredentials,
     CredentialRegistry,
+    LanAccess,
     Medium,
     SessionTable,
     check_medium,
@@ -211,3 +212,40 @@ def test_media_per_meter_kind() -> None:
         check_medium("hv", Medium.WIFI)
     with pytest.raises(InvalidSetting):
         check_medium("mv", Medium.WISUN)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wi-Fi / Ethernet allow-list
+
+
+def test_lan_access_registers_devices_by_address() -> None:
+    clock = FakeClock()
+    table = SessionTable({Medium.WIFI: AccessPolicy.wifi(2, session_lifetime=60)}, clock=clock)
+    access = LanAccess(table, {SPID: ["192.168.1.20", "0:0::1"]})
+    assert access.devices(SPID) == {"192.168.1.20", "::1"}  # canonical forms
+    assert access.devices(OTHER) == frozenset()
+    with pytest.raises(InvalidSetting, match="IP address"):
+        access.register(SPID, "my-hems")
+    with pytest.raises(InvalidSupplyPointId):
+        access.register("12", "192.168.1.21")
+
+    assert access.admit(SPID, Medium.WIFI, "192.168.1.20")
+    assert access.admit(SPID, Medium.WIFI, "192.168.1.20")  # the same session
+    assert access.admit(SPID, Medium.WIFI, "::1")
+    assert not access.admit(SPID, Medium.WIFI, "192.168.1.99")
+    assert not access.admit(OTHER, Medium.WIFI, "192.168.1.20")  # registered for SPID only
+    assert [(e.action, e.device) for e in table.audit] == [
+        ("start", "192.168.1.20"),
+        ("start", "::1"),
+        ("refuse", "192.168.1.99"),
+        ("refuse", "192.168.1.20"),
+    ]
+    clock.now = 61  # the sessions expire; the next datagram starts a new one
+    assert access.admit(SPID, Medium.WIFI, "192.168.1.20")
+    assert [e.action for e in table.audit[-3:]] == ["expire", "expire", "start"]
+
+    assert access.unregister(SPID, "192.168.1.20")
+    assert table.audit[-1].action == "end" and table.audit[-1].reason == "unregistered"
+    assert not access.unregister(SPID, "192.168.1.20")
+    assert not access.admit(SPID, Medium.WIFI, "192.168.1.20")
+    assert table.audit[-1].reason == "not a registered device"

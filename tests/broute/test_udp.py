@@ -8,11 +8,13 @@ import socket
 
 import pytest
 
+from kenshin.broute.credentials import AccessPolicy, LanAccess, Medium, SessionTable
 from kenshin.broute.echonet import EOJ, ESV, decode
 from kenshin.broute.node import build_nodes
 from kenshin.broute.state import FleetState
 from kenshin.broute.udp import BRouteServer, Endpoint, plan_endpoints
-from tests.broute.fleetdata import request, shared_fleet
+from kenshin.core.meterspec import Generation, MeterClass
+from tests.broute.fleetdata import first_key, request, shared_fleet
 
 
 def test_plan_endpoints() -> None:
@@ -116,5 +118,70 @@ def test_cli_serves_chosen_meters_and_steps_the_fleet() -> None:
         server = await asyncio.wait_for(task, 5)
         assert len(server.endpoints) == 3
         assert fleet.now >= dt.datetime(2026, 4, 1, 12, 15, tzinfo=JST)
+
+    asyncio.run(main())
+
+
+def test_wifi_and_ethernet_answer_only_registered_devices() -> None:
+    """SPEC B1/B2: Wi-Fi (LV) and Ethernet (HV) serve registered devices up to a limit; any other
+    source gets no reply and the refusal is logged (X5)."""
+
+    async def main() -> None:
+        fleet = shared_fleet()
+        state = FleetState(fleet)
+        lv_key = first_key(fleet, MeterClass.LV_1P3W, Generation.GEN2)
+        hv_key = first_key(fleet, MeterClass.HV, Generation.GEN2)
+        lv, hv = build_nodes(state, [lv_key, hv_key])
+        table = SessionTable(
+            {Medium.WIFI: AccessPolicy.wifi(1), Medium.ETHERNET: AccessPolicy.ethernet(2)}
+        )
+        access = LanAccess(
+            table,
+            {lv.supply_point_id: ["127.0.0.1", "127.0.0.3"], hv.supply_point_id: ["127.0.0.1"]},
+        )
+        loop = asyncio.get_running_loop()
+        clients = {}
+        for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+            clients[host] = await loop.create_datagram_endpoint(_Client, local_addr=(host, 0))
+        server = BRouteServer(access=access)
+        await server.start([lv, hv], [Endpoint("127.0.0.1", 0) for _ in range(2)])
+        lv_at, hv_at = ((e.host, e.port) for e in server.endpoints)
+        get_lv = request(EOJ.lv_smart_meter(0), ESV.GET, [0xE0])
+        get_hv = request(EOJ.hv_smart_meter(0), ESV.GET, [0xE0])
+
+        async def reply(host: str) -> tuple[bytes, tuple[str, int]]:
+            return await asyncio.wait_for(clients[host][1].received.get(), 5)
+
+        try:
+            # an unregistered device first; the same socket then answers a registered one, so
+            # by the time that reply arrives the first datagram has been handled (and dropped)
+            clients["127.0.0.2"][0].sendto(get_lv, lv_at)
+            clients["127.0.0.1"][0].sendto(get_lv, lv_at)
+            data, addr = await reply("127.0.0.1")
+            assert addr == lv_at and decode(data).esv is ESV.GET_RES
+            # registered, but Wi-FI here allows one device at a time: 127.0.0.1 holds it
+            clients["127.0.0.3"][0].sendto(get_lv, lv_at)
+            clients["127.0.0.2"][0].sendto(get_hv, hv_at)  # not registered for the HV meter
+            clients["127.0.0.1"][0].sendto(get_lv, lv_at)
+            clients["127.0.0.1"][0].sendto(get_hv, hv_at)
+            got = {(await reply("127.0.0.1"))[1] for _ in range(2)}
+            assert got == {lv_at, hv_at}
+            assert clients["127.0.0.2"][1].received.empty()
+            assert clients["127.0.0.3"][1].received.empty()
+            lv_proto, hv_proto = server.protocols
+            assert (lv_proto.refused, hv_proto.refused) == (2, 1)
+            assert (lv_proto.medium, hv_proto.medium) == (Medium.WIFI, Medium.ETHERNET)
+            assert lv.requests == 2 and hv.requests == 1  # refused datagrams never reach a node
+            refusals = [(e.device, e.medium, e.reason) for e in table.audit if e.action == "refuse"]
+            assert refusals[0] == ("127.0.0.2", Medium.WIFI, "not a registered device")
+            assert refusals[1][:2] == ("127.0.0.3", Medium.WIFI)
+            assert "allows 1 device" in refusals[1][2]
+            assert refusals[2] == ("127.0.0.2", Medium.ETHERNET, "not a registered device")
+            starts = [e.device for e in table.audit if e.action == "start"]
+            assert starts == ["127.0.0.1", "127.0.0.1"]  # one session per meter, not per datagram
+        finally:
+            server.close()
+            for transport, _ in clients.values():
+                transport.close()
 
     asyncio.run(main())

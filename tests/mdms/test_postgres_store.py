@@ -17,6 +17,7 @@ from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import StoreError
+from kenshin.mdms.months import jst_months, partition_name
 from kenshin.mdms.postgres_store import (
     COPY_HEADER,
     COPY_TRAILER,
@@ -25,7 +26,6 @@ from kenshin.mdms.postgres_store import (
     conform,
     encode_copy,
 )
-from kenshin.mdms.months import jst_months, partition_name
 from kenshin.mdms.store import ReadingQuery
 from tests.mdms.conftest import postgres_dsn, unique_schema
 from tests.mdms.test_duckdb_store import NO_REGISTERS, roster, rows

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from kenshin.core.quality import EstimationMethod, Quality, Rule
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms.estimate import HistoryStats
-from kenshin.mdms.vee import VeeConfig, VeeInput, VeeResult, run_vee
+from kenshin.mdms.vee import VeeConfig, VeeInput, VeeResult, densify, run_vee
 
 M = 10**8
 ANCHORED = (EstimationMethod.NONE, EstimationMethod.LINEAR, EstimationMethod.LIKE_DAY_SCALED)
@@ -121,3 +121,54 @@ def test_shapes_labels_and_gap_list(day: VeeInput) -> None:
     assert (res.value[valid] == day.values[valid]).all()
     assert sum(res.quality_counts.values()) == n * s
     assert res.rule_counts[Rule.MISSING] == int((res.failed_rule & Rule.MISSING != 0).sum())
+
+
+@settings(max_examples=100, deadline=None)
+@given(days(), st.integers(1, 3))
+def test_blocks_of_meters_give_the_same_result(day: VeeInput, block: int) -> None:
+    whole, blocked = run_vee(day), run_vee(day, block_meters=block)
+    for name in ("value", "quality", "method", "failed_rule", "gaps"):
+        assert np.array_equal(getattr(whole, name), getattr(blocked, name)), name
+    assert whole.rule_counts == blocked.rule_counts
+    assert whole.quality_counts == blocked.quality_counts
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5))
+def test_densify_by_blocks_matches_a_reference(seed: int, block: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_meters, n_slots, step = 3, 4, Resolution.MIN30.microseconds
+    n_rows = int(rng.integers(0, 30))
+    meter = rng.integers(-1, n_meters + 1, size=n_rows)
+    end = rng.integers(-1, n_slots + 2, size=n_rows) * step
+    end[rng.random(n_rows) < 0.1] += 60_000_000  # off the grid
+    value = rng.integers(0, 3, size=n_rows)
+    tx = rng.integers(0, 3, size=n_rows)
+    got = densify(
+        meter,
+        end,
+        value,
+        tx,
+        window_start_us=0,
+        resolution=Resolution.MIN30,
+        n_meters=n_meters,
+        n_slots=n_slots,
+        block_rows=block,
+    )
+    # reference, one row at a time: the latest tx wins, then the latest arrival
+    rows: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for i in range(n_rows):
+        slot = int(end[i]) // step - 1
+        if end[i] % step == 0 and 0 <= slot < n_slots and 0 <= meter[i] < n_meters:
+            rows.setdefault((int(meter[i]), slot), []).append((int(tx[i]), i, int(value[i])))
+    assert got.received == len(rows)
+    for cell, versions in rows.items():
+        assert got.present[cell]
+        assert got.values[cell] == max(versions)[2]
+        flag = int(got.flags[cell]) & (Rule.DUPLICATE_EQUAL | Rule.DUPLICATE_CONFLICT)
+        if len(versions) == 1:
+            assert flag == 0
+        elif len({v for _, _, v in versions}) == 1:
+            assert flag == Rule.DUPLICATE_EQUAL
+        else:
+            assert flag == Rule.DUPLICATE_CONFLICT

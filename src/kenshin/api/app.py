@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import kenshin
+from kenshin.api.mdms_routes import mdms_router
 from kenshin.api.models import ErrorResponse, Health, MeterDetail, MeterPage, Readings
 from kenshin.api.params import (
     max_days_table,
@@ -52,6 +53,9 @@ from kenshin.errors import (
 from kenshin.mdms.store import ReadingQuery, ReadingStore
 
 if TYPE_CHECKING:
+    from os import PathLike
+
+    from kenshin.broute.credentials import CredentialRegistry
     from kenshin.hes.service import HeadEnd
 
 API_PREFIX = "/api/v1"
@@ -83,11 +87,14 @@ def create_app(
     max_days: dict[int, int] | None = None,
     hes: HeadEnd | None = None,
     hes_lock: threading.Lock | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+    broute_credentials: CredentialRegistry | str | PathLike[str] | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
     ``status`` adds live information (simulated time, readings stored...) to the health response;
     ``max_days`` overrides the longest period one readings request serves, by resolution [min].
+    ``broute_credentials``: the B-route credential registry or its JSON file (default: memory).
     """
     limits = max_days_table(max_days)
     app = FastAPI(
@@ -215,6 +222,12 @@ def create_app(
             }
         )
 
+    router.include_router(
+        mdms_router(store, find, clock or (lambda: dt.datetime.now(dt.UTC)), limits)
+    )
+    from kenshin.api.broute_routes import install_broute_routes  # SPEC B4
+
+    install_broute_routes(app, router, store, broute_credentials)
     if hes is not None:
         from kenshin.api.hes_routes import hes_router
 

@@ -88,6 +88,8 @@ class Reading(BaseModel):
     quality: str
     source: str
     method: str | None = Field(description="Estimation method; null unless estimated.")
+    failed_rules: list[str] = Field(description="VEE rules this value failed or tripped.")
+    version: int = Field(description="1 = first version of this value; higher = corrected.")
     version_time: str = Field(description="When the system learned this version (tx time).")
 
 

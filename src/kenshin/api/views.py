@@ -17,7 +17,7 @@ from kenshin.api.models import Capabilities, Meter, MeterDetail, Register
 from kenshin.core.channels import VOLTAGE_SCALE, Channel
 from kenshin.core.ids import Area
 from kenshin.core.meterspec import Generation, MeterClass, MeterSpec, meter_spec
-from kenshin.core.quality import EstimationMethod, Quality, Source
+from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution, slot_numbers
 from kenshin.fleet.customers import CustomerType
 
@@ -124,6 +124,24 @@ def iso_jst(epoch_us: npt.NDArray[np.int64]) -> list[str]:
     return [f"{t}+09:00" for t in text]
 
 
+def _rule_lists(table: pa.Table) -> list[list[str]]:
+    if "failed_rule" not in table.column_names:
+        return [[] for _ in range(table.num_rows)]
+    names: dict[int, list[str]] = {}
+    out = []
+    for flags in table.column("failed_rule").fill_null(0).to_pylist():
+        if flags not in names:
+            names[flags] = [r.label for r in Rule if r is not Rule.NONE and flags & r]
+        out.append(names[flags])
+    return out
+
+
+def _versions(table: pa.Table) -> list[int]:
+    if "version" not in table.column_names:
+        return [1] * table.num_rows
+    return [int(v) for v in table.column("version").to_pylist()]
+
+
 def readings_view(
     table: pa.Table, channel: Channel, resolution: Resolution, row: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -158,9 +176,11 @@ def readings_view(
             "quality": q,
             "source": s,
             "method": m,
+            "failed_rules": rules,
+            "version": version,
             "version_time": tx,
         }
-        for end, day, slot, value, raw_value, q, s, m, tx in zip(
+        for end, day, slot, value, raw_value, q, s, m, rules, version, tx in zip(
             iso_jst(ends_us),
             day_text,
             slots.tolist(),
@@ -169,6 +189,8 @@ def readings_view(
             quality,
             source,
             method,
+            _rule_lists(table),
+            _versions(table),
             iso_jst(_epoch_us(table.column("tx_time"))),
             strict=True,
         )

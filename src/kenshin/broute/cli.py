@@ -1,9 +1,14 @@
-"""``kenshin broute``: serve simulated meters over ECHONET Lite on UDP (SPEC B1–B3).
+"""``kenshin broute``: serve simulated meters over ECHONET Lite (SPEC B1–B4, X5).
 
 ``kenshin broute serve --meters 3`` builds a small fleet, simulates the last hours at once (so
 the meters hold 30-minute and 1-minute history), then keeps it running in real or accelerated
-time and serves one ECHONET Lite node per meter until Ctrl-C. Other B-route commands (a Wi-SUN
-module) can be added to :data:`broute_app`.
+time and serves one ECHONET Lite node per meter on UDP until Ctrl-C; ``--allow`` restricts the
+nodes to registered device addresses (Wi-Fi / Ethernet, B1, B2).
+
+``kenshin broute wisun --meter ID`` serves one meter behind a virtual Wi-SUN module on a pty;
+``kenshin broute credentials --meter ID`` issues or shows its B-route ID and password (B4), kept in
+a JSON file (``kenshin-broute.json`` in the working directory, next to the default
+``kenshin.duckdb``).
 """
 
 from __future__ import annotations
@@ -11,26 +16,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import logging
-from typing import TYPE_CHECKING, Annotated
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from kenshin.broute.credentials import (
+    DEFAULT_CREDENTIALS_FILE,
+    BrouteCredentials,
+    CredentialRegistry,
+    LanAccess,
+)
 from kenshin.core.clock import AcceleratedClock
-from kenshin.core.ids import Area
+from kenshin.core.ids import Area, validate_supply_point_id
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
-from kenshin.errors import InvalidSetting, UnknownMeter
+from kenshin.errors import InvalidInput, InvalidSetting, UnknownMeter
 
 if TYPE_CHECKING:  # the fleet and the nodes load numpy and pyarrow: only when serving
     from kenshin.broute.node import MeterNode
     from kenshin.broute.udp import BRouteServer, Endpoint
+    from kenshin.broute.wisun import WisunServer
     from kenshin.fleet.simulator import Fleet
 
 broute_app = typer.Typer(
     name="broute",
-    help="B-route: simulated smart meters as ECHONET Lite nodes (SPEC B1–B3).",
+    help="B-route: simulated smart meters as ECHONET Lite nodes (SPEC B1–B4).",
     no_args_is_help=True,
 )
 console = Console(stderr=True)
@@ -113,6 +129,23 @@ async def run_fleet(fleet: Fleet, clock: AcceleratedClock, stop: asyncio.Event) 
         await asyncio.sleep(0)
 
 
+def keep_stepping(
+    fleet: Fleet,
+    clock: AcceleratedClock,
+    stop: threading.Event,
+    lock: AbstractContextManager[Any] | None = None,
+) -> None:
+    """:func:`run_fleet` for a thread: step the fleet (holding ``lock``) until ``stop`` is set."""
+    guard = lock if lock is not None else nullcontext()
+    while not stop.is_set():
+        wait = clock.wall_seconds_until(fleet.now + STEP)
+        if wait > 0:
+            stop.wait(min(wait, 1.0))
+            continue
+        with guard:  # the pty thread reads the fleet under the same lock
+            fleet.step()
+
+
 async def serve_nodes(
     fleet: Fleet,
     keys: list[int],
@@ -120,6 +153,7 @@ async def serve_nodes(
     speed: float,
     stop: asyncio.Event,
     announce_to: list[tuple[str, int]] | None = None,
+    access: LanAccess | None = None,
 ) -> BRouteServer:
     """Serve the nodes and run the fleet until ``stop`` is set; returns the (closed) server."""
     from kenshin.broute.node import build_nodes
@@ -129,9 +163,12 @@ async def serve_nodes(
     clock = AcceleratedClock(fleet.now, speed)
     state = FleetState(fleet, clock)
     nodes = build_nodes(state, keys)
-    server = BRouteServer(announce_to=announce_to or [])
+    server = BRouteServer(announce_to=announce_to or [], access=access)
     await server.start(nodes, endpoints)
     out.print(node_table(nodes, server.endpoints))
+    if access is not None:
+        allowed = ", ".join(sorted(access.devices(nodes[0].supply_point_id))) or "nobody"
+        console.print(f"answering only registered devices: {allowed}", highlight=False)
     console.print(
         f"simulated time {fleet.now:%Y-%m-%d %H:%M} JST at {speed:g}× · Ctrl-C stops",
         highlight=False,
@@ -169,6 +206,13 @@ def serve(
     backfill_hours: Annotated[
         int, typer.Option(min=2, max=24 * 7, help="Hours simulated at once before serving.")
     ] = 26,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            help="Answer only this device IP address (repeatable; Wi-Fi/Ethernet, SPEC B1/B2).",
+        ),
+    ] = None,
 ) -> None:
     """Serve simulated meters as ECHONET Lite nodes (0x0288 LV, 0x028A HV) until Ctrl-C."""
     try:
@@ -182,17 +226,152 @@ def serve(
         endpoints = plan_endpoints(bind, port, count, spread)
     except ValueError as exc:
         raise InvalidSetting(str(exc)) from None
+    for address in allow or []:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            message = f"not an IP address: {address!r}"
+            raise typer.BadParameter(message, param_hint="--allow") from None
     console.print(f"building a fleet of {fleet_meters:,} meters, simulating {backfill_hours} h…")
     fleet = build_fleet(max(fleet_meters, count), seed, the_area, backfill_hours)
     keys = choose_keys(fleet, meter, count)
+    access = None
+    if allow:
+        access = LanAccess()
+        for key in keys:
+            for address in allow:
+                access.register(str(fleet.population.supply_point_id[key]), address)
 
     async def main() -> None:
         stop = asyncio.Event()
         try:
-            await serve_nodes(fleet, keys, endpoints, speed, stop)
+            await serve_nodes(fleet, keys, endpoints, speed, stop, access=access)
         except OSError as exc:
             raise InvalidSetting(f"cannot bind {bind}:{port}: {exc}") from None
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     console.print("stopped")
+
+
+# ---------------------------------------------------------------------------------------------
+# Wi-SUN and credentials (SPEC B1, B2, B4)
+
+CredentialsOpt = Annotated[
+    Path,
+    typer.Option(
+        "--credentials",
+        help="JSON file of issued B-route credentials (mode 0600).",
+    ),
+]
+
+
+def credentials_table(creds: BrouteCredentials, title: str) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", no_wrap=True)
+    table.add_row("supply point id", creds.supply_point_id)
+    table.add_row("B-route ID", creds.route_id)
+    table.add_row("password", creds.password)
+    table.add_row("issued at", f"{creds.issued_at.astimezone(JST):%Y-%m-%d %H:%M:%S} JST")
+    return table
+
+
+@broute_app.command()
+def credentials(
+    meter: Annotated[str, typer.Option("--meter", help="Supply point id (22 digits).")],
+    reissue: Annotated[
+        bool, typer.Option("--reissue", help="Issue new ones; the old ones stop working.")
+    ] = False,
+    path: CredentialsOpt = Path(DEFAULT_CREDENTIALS_FILE),
+) -> None:
+    """Issue (or show) a meter's B-route ID and password (SPEC B4)."""
+    registry = CredentialRegistry(path)
+    try:
+        current = None if reissue else registry.current(meter)
+        creds = current or registry.issue(meter)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--meter") from None
+    if current is not None:
+        title = "B-route credentials (already issued)"
+    else:
+        title = "B-route credentials (new: give them to the customer)"
+    out.print(credentials_table(creds, title))
+    console.print(f"kept in {path}", highlight=False)
+
+
+@broute_app.command()
+def wisun(
+    meter: Annotated[str, typer.Option("--meter", help="Supply point id of the meter to serve.")],
+    dialect: Annotated[
+        str, typer.Option(help="Module to emulate: bp35a1 (single-stack) or bp35c2 (dual).")
+    ] = "bp35a1",
+    speed: Annotated[
+        float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the fleet.")] = 1,
+    fleet_meters: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Size of the simulated fleet.")
+    ] = 2000,
+    area: Annotated[str, typer.Option(help="Utility area: code 01–10 or name.")] = "tokyo",
+    backfill_hours: Annotated[
+        int, typer.Option(min=2, max=24 * 7, help="Hours simulated at once before serving.")
+    ] = 26,
+    lifetime: Annotated[
+        float, typer.Option(min=1.0, help="PANA session lifetime [s] (then EVENT 29).")
+    ] = 86_400.0,
+    path: CredentialsOpt = Path(DEFAULT_CREDENTIALS_FILE),
+) -> None:
+    """Serve one meter behind a virtual Wi-SUN module (SKSTACK IP) on a pty until Ctrl-C."""
+    from kenshin.broute.wisun import DIALECTS
+
+    if dialect not in DIALECTS:
+        raise typer.BadParameter(f"one of {', '.join(DIALECTS)}", param_hint="--dialect")
+    try:
+        validate_supply_point_id(meter)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--meter") from None
+    try:
+        the_area = Area.parse(area)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--area") from None
+    console.print(f"building a fleet of {fleet_meters:,} meters, simulating {backfill_hours} h…")
+    fleet = build_fleet(fleet_meters, seed, the_area, backfill_hours)
+    (key,) = choose_keys(fleet, [meter], 1)
+    server, clock = start_wisun(fleet, key, CredentialRegistry(path), dialect, speed, lifetime)
+    with server:
+        out.print(credentials_table(server.credentials, "B-route credentials (SPEC B4)"))
+        out.print(
+            f"virtual {dialect.upper()} on [bold]{server.device_path}[/bold] "
+            f"(meter {server.meter.ip}, channel {server.meter.channel:02X}, "
+            f"PAN ID {server.meter.pan_id:04X})"
+        )
+        console.print(
+            f"simulated time {fleet.now:%Y-%m-%d %H:%M} JST at {speed:g}× · credentials in "
+            f"{path} · Ctrl-C stops",
+            highlight=False,
+        )
+        stop = threading.Event()
+        with contextlib.suppress(KeyboardInterrupt):
+            keep_stepping(fleet, clock, stop, server.meter.lock)
+    console.print("stopped")
+
+
+def start_wisun(
+    fleet: Fleet,
+    key: int,
+    registry: CredentialRegistry,
+    dialect: str,
+    speed: float,
+    lifetime: float | None,
+) -> tuple[WisunServer, AcceleratedClock]:
+    """The meter ``key`` as a node behind :func:`~kenshin.broute.wisun.serve_wisun`, and the
+    accelerated clock the fleet should follow (see :func:`keep_stepping`)."""
+    from kenshin.broute.node import MeterNode
+    from kenshin.broute.state import FleetState
+    from kenshin.broute.wisun import serve_wisun
+
+    clock = AcceleratedClock(fleet.now, speed)
+    node = MeterNode(FleetState(fleet, clock), key)
+    server = serve_wisun(node, registry, node.supply_point_id, dialect, session_lifetime=lifetime)
+    return server, clock

@@ -7,6 +7,8 @@
   meter until it leaves or its session lifetime runs out (B1, B2); Wi-Fi (LV) and Ethernet (HV)
   serve several registered devices up to a limit. Every start, end, expiry and refusal is logged
   to ``kenshin.broute.access`` and kept in :attr:`SessionTable.audit` (X5).
+* :class:`LanAccess` is the allow-list of registered device addresses for Wi-Fi / Ethernet: the
+  UDP adapter answers only registered devices and logs the others (B1, B2, X5).
 
 Clocks are injectable callables returning seconds, so expiry is testable.
 """
@@ -14,6 +16,7 @@ Clocks are injectable callables returning seconds, so expiry is testable.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -23,7 +26,7 @@ import string
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,6 +35,7 @@ from pathlib import Path
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.errors import InvalidInput, InvalidSetting
 
+DEFAULT_CREDENTIALS_FILE = "kenshin-broute.json"  # next to the DuckDB store by default
 ROUTE_ID_LENGTH = 32  # B4
 PASSWORD_LENGTH = 12  # B4
 ROUTE_ID_ALPHABET = "0123456789ABCDEF"
@@ -344,6 +348,11 @@ class SessionTable:
             self._record("start", supply_point_id, medium, device, "renewed" if renew else "")
             return AccessDecision(True, "renewed" if renew else "granted", session)
 
+    def refuse(self, supply_point_id: str, medium: Medium, device: str, reason: str) -> None:
+        """Record a refusal decided elsewhere (e.g. an unregistered device, SPEC X5)."""
+        with self._lock:
+            self._record("refuse", supply_point_id, medium, device, reason)
+
     def end(self, session: Session, reason: str = "terminated") -> bool:
         """Close ``session``; False if it was no longer live (ended or expired)."""
         with self._lock:
@@ -401,3 +410,71 @@ class SessionTable:
             device,
             f" ({reason})" if reason else "",
         )
+
+
+class LanAccess:
+    """Which devices may use a meter's Wi-Fi (LV) or Ethernet (HV) B-route (SPEC B1, B2, X5).
+
+    Devices are registered by IP address per supply point. A registered device gets a session in
+    ``sessions`` (several devices, up to the medium's :class:`AccessPolicy` limit); any other
+    address is refused. Refusals go to the table's audit and the ``kenshin.broute.access`` log.
+    """
+
+    def __init__(
+        self,
+        sessions: SessionTable | None = None,
+        devices: Mapping[str, Iterable[str]] | None = None,
+    ):
+        self.sessions = sessions if sessions is not None else SessionTable()
+        self._devices: dict[str, set[str]] = {}
+        self._live: dict[tuple[str, str], Session] = {}
+        self._lock = threading.Lock()
+        for supply_point_id, addresses in (devices or {}).items():
+            for address in addresses:
+                self.register(supply_point_id, address)
+
+    def register(self, supply_point_id: str, device: str) -> None:
+        """Allow the device at IP address ``device`` to talk to the meter."""
+        validate_supply_point_id(supply_point_id)
+        address = _ip(device)
+        with self._lock:
+            self._devices.setdefault(supply_point_id, set()).add(address)
+
+    def unregister(self, supply_point_id: str, device: str) -> bool:
+        """Withdraw a device (ending its session); True if it was registered."""
+        address = _ip(device)
+        with self._lock:
+            registered = self._devices.get(supply_point_id, set())
+            found = address in registered
+            registered.discard(address)
+            session = self._live.pop((supply_point_id, address), None)
+        if session is not None:
+            self.sessions.end(session, "unregistered")
+        return found
+
+    def devices(self, supply_point_id: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._devices.get(supply_point_id, ()))
+
+    def admit(self, supply_point_id: str, medium: Medium, device: str) -> bool:
+        """True if ``device`` may send to the meter now (starting its session if needed)."""
+        with self._lock:
+            if device not in self._devices.get(supply_point_id, ()):
+                self.sessions.refuse(supply_point_id, medium, device, "not a registered device")
+                return False
+            held = self._live.get((supply_point_id, device))
+            if held is not None and held.medium is medium and self.sessions.is_live(held):
+                return True
+            decision = self.sessions.start(supply_point_id, medium, device)
+            if decision.session is None:
+                return False
+            self._live[(supply_point_id, device)] = decision.session
+            return True
+
+
+def _ip(device: str) -> str:
+    """The canonical form of an IP address (what a socket reports as the source)."""
+    try:
+        return str(ipaddress.ip_address(device))
+    except ValueError:
+        raise InvalidSetting(f"a device is registered by IP address, got {device!r}") from None

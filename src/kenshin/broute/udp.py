@@ -8,6 +8,11 @@ multicast group 224.0.23.0:3610 — where the host has no multicast route this f
 logged, nothing more — and to any extra ``announce_to`` addresses.
 
 Bad input is logged (debug) and dropped; the socket keeps serving.
+
+Access (SPEC B1, B2, X5): with a :class:`~kenshin.broute.credentials.LanAccess`, a node answers
+only the devices registered for its meter — over Wi-Fi for an LV meter, Ethernet for an HV one,
+several devices up to the policy's limit — and drops datagrams from any other address unanswered;
+each refusal is logged to ``kenshin.broute.access``. Without one, every source is answered.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+from kenshin.broute.credentials import LanAccess, Medium
 from kenshin.broute.echonet import UDP_PORT
 from kenshin.broute.node import MeterNode
 
@@ -71,17 +77,30 @@ def plan_endpoints(bind: str, port: int, count: int, spread: str = "auto") -> li
 class NodeProtocol(asyncio.DatagramProtocol):
     """The datagram protocol of one node's socket."""
 
-    def __init__(self, node: MeterNode, announce_to: Sequence[Address] = ()) -> None:
+    def __init__(
+        self,
+        node: MeterNode,
+        announce_to: Sequence[Address] = (),
+        access: LanAccess | None = None,
+    ) -> None:
         self.node = node
         self.announce_to = list(announce_to)
+        self.access = access
+        # B1: an LV meter's second route is Wi-Fi; B2: an HV meter's first is Ethernet
+        self.medium = Medium.WIFI if node.info.is_low_voltage else Medium.ETHERNET
         self.transport: asyncio.DatagramTransport | None = None
         self.sent = 0
         self.send_errors = 0
+        self.refused = 0  # datagrams from unregistered devices, dropped
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        access = self.access
+        if access is not None and not access.admit(self.node.supply_point_id, self.medium, addr[0]):
+            self.refused += 1  # no reply at all (X5: logged by the access table)
+            return
         for reply in self.node.handle(data, f"{addr[0]}:{addr[1]}"):
             self._send(reply, addr)
         for notice in self.node.pop_announcements():
@@ -130,6 +149,7 @@ class BRouteServer:
     """Nodes served on UDP endpoints in one event loop (SPEC B1, B2)."""
 
     announce_to: Sequence[Address] = ()
+    access: LanAccess | None = None  # None: every source is answered
     protocols: list[NodeProtocol] = field(default_factory=list)
     endpoints: list[Endpoint] = field(default_factory=list)
 
@@ -143,7 +163,7 @@ class BRouteServer:
                 sock = _socket(endpoint)
                 bound = sock.getsockname()
                 _, protocol = await loop.create_datagram_endpoint(
-                    functools.partial(NodeProtocol, node, self.announce_to), sock=sock
+                    functools.partial(NodeProtocol, node, self.announce_to, self.access), sock=sock
                 )
                 self.protocols.append(protocol)
                 self.endpoints.append(Endpoint(bound[0], bound[1]))

@@ -131,9 +131,9 @@ def chained_reads(
     breaks[:, 1:] = ~good  # a bad interval k stops chains from crossing into boundary k + 1
     last_break = np.maximum.accumulate(np.where(breaks, bound, -1), axis=1)
     from_left = (last_read >= 0) & (last_read >= last_break)
-    i = np.maximum(last_read, 0)
-    reg_i = np.take_along_axis(registers, i, axis=1)
-    left = (reg_i + summed - np.take_along_axis(summed, i, axis=1)) % modulus
+    base = np.arange(n, dtype=np.int64)[:, None] * (s + 1)
+    i = base + np.maximum(last_read, 0)  # flat index of the read the chain starts from
+    left = (registers.ravel()[i] + summed - summed.ravel()[i]) % modulus
 
     flip = np.s_[:, ::-1]
     next_read = np.minimum.accumulate(np.where(register_present, bound, s + 1)[flip], axis=1)[flip]
@@ -141,9 +141,8 @@ def chained_reads(
     breaks[:, :s] = ~good  # ... and from boundary k back to k + 1
     next_break = np.minimum.accumulate(np.where(breaks, bound, s + 1)[flip], axis=1)[flip]
     from_right = (next_read <= s) & (next_read <= next_break)
-    i = np.minimum(next_read, s)
-    reg_i = np.take_along_axis(registers, i, axis=1)
-    right = (reg_i - (np.take_along_axis(summed, i, axis=1) - summed)) % modulus
+    i = base + np.minimum(next_read, s)
+    right = (registers.ravel()[i] - (summed.ravel()[i] - summed)) % modulus
     return from_left, left, from_right, right
 
 

@@ -8,6 +8,7 @@ new month.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, from_epoch_us
 from kenshin.hes.headend import ReadingBatch
 from kenshin.mdms.archive import ParquetArchive
@@ -26,6 +28,11 @@ from kenshin.mdms.sweep import SweepReport, day_window, run_sweep
 from kenshin.mdms.vee import VeeConfig
 
 log = logging.getLogger(__name__)
+
+# 30-min values of every meter on both energy channels (15/5-min duties cover only some meters:
+# their sweeps need the expected-meter set, a later step)
+SWEPT_CHANNELS = (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)
+_NEVER = 10**9
 
 
 @dataclass
@@ -37,10 +44,18 @@ class MdmsSchedule:
     history_days: int | None = None
     archive: ParquetArchive | None = None
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
-    sweeps: list[SweepReport] = field(default_factory=list)
+    sweeps: list[SweepReport] = field(default_factory=list)  # forward channel
+    reverse_sweeps: list[SweepReport] = field(default_factory=list)
     housekeeping: list[HousekeepingReport] = field(default_factory=list)
     _next_day: dt.date | None = None
     _next_month: int | None = None
+
+    def _config(self, channel: Channel) -> VeeConfig:
+        base = self.vee or VeeConfig()
+        if channel is Channel.ACTIVE_REVERSE:
+            # most meters never export: a day at zero on the reverse channel is normal
+            return dataclasses.replace(base, zero_run_minutes=_NEVER)
+        return base
 
     def start(self, first: dt.datetime) -> None:
         self._next_day = first.astimezone(JST).date()
@@ -54,14 +69,19 @@ class MdmsSchedule:
         delay = 0 if final else int(self.sweep_delay.total_seconds() * 1_000_000)
         while day_window(self._next_day)[1] + delay <= now_us:
             self.flush()
-            report = run_sweep(
-                self.store,
-                self._next_day,
-                config=self.vee,
-                now_us=now_us,
-                history_days=self.history_days,
-            )
-            self.sweeps.append(report)
+            for channel in SWEPT_CHANNELS:
+                report = run_sweep(
+                    self.store,
+                    self._next_day,
+                    channel=channel,
+                    config=self._config(channel),
+                    now_us=now_us,
+                    history_days=self.history_days,
+                )
+                if channel is Channel.ACTIVE_FORWARD:
+                    self.sweeps.append(report)
+                else:
+                    self.reverse_sweeps.append(report)
             self._next_day += dt.timedelta(days=1)
         while month_start_us(self._next_month) + 86_400_000_000 <= now_us:
             self.flush()

@@ -204,10 +204,82 @@ class VeeResult:
     quality_counts: dict[Quality, int]
 
 
-def run_vee(day: VeeInput, config: VeeConfig | None = None) -> VeeResult:
-    """Validate and estimate one window of dense values (see the module docstring)."""
+BLOCK_METERS = 16_384  # rows per block: small temporaries stay in cache and in malloc's heap
+
+
+def run_vee(
+    day: VeeInput, config: VeeConfig | None = None, *, block_meters: int = BLOCK_METERS
+) -> VeeResult:
+    """Validate and estimate one window of dense values (see the module docstring).
+
+    Meters are independent, so the work runs in blocks of ``block_meters`` rows: whole-array
+    temporaries of a million meters cost more in fresh memory than in arithmetic.
+    """
     cfg = config or VeeConfig()
     n, s = day.check()
+    value = np.empty((n, s), dtype=np.int64)
+    quality = np.empty((n, s), dtype=np.uint8)
+    method = np.empty((n, s), dtype=np.uint8)
+    flags = np.empty((n, s), dtype=np.uint16)
+    per_flag_set = np.zeros(1 << 16, dtype=np.int64)
+    per_quality = np.zeros(256, dtype=np.int64)
+    gaps = []
+    for lo in range(0, n, max(1, block_meters)):
+        hi = min(n, lo + max(1, block_meters))
+        rows = slice(lo, hi)
+        value[rows], quality[rows], method[rows], flags[rows] = _run_block(_rows(day, rows), cfg)
+        per_flag_set += np.bincount(flags[rows].ravel(), minlength=1 << 16)
+        per_quality += np.bincount(quality[rows].ravel(), minlength=256)
+        gaps.append(np.argwhere(quality[rows] == Quality.MISSING) + np.array([lo, 0]))
+    codes = np.arange(1 << 16)
+    return VeeResult(
+        value=value,
+        quality=quality,
+        method=method,
+        failed_rule=flags,
+        gaps=np.concatenate(gaps).astype(np.int64) if gaps else np.zeros((0, 2), np.int64),
+        rule_counts={
+            rule: int(per_flag_set[(codes & rule) != 0].sum())
+            for rule in Rule
+            if rule is not Rule.NONE
+        },
+        quality_counts={q: int(per_quality[q]) for q in Quality},
+    )
+
+
+def _rows(day: VeeInput, rows: slice) -> VeeInput:
+    """The same input for a block of meters (views, no copies)."""
+
+    def cut(array: Any) -> Any:
+        return None if array is None else np.asarray(array)[rows]
+
+    stats = day.stats
+    return dataclasses.replace(
+        day,
+        values=cut(day.values),
+        present=cut(day.present),
+        registers=cut(day.registers),
+        register_present=cut(day.register_present),
+        outage=cut(day.outage),
+        disconnected=cut(day.disconnected),
+        clock_offset_s=cut(day.clock_offset_s),
+        structure_flags=cut(day.structure_flags),
+        stats=None
+        if stats is None
+        else HistoryStats(
+            cut(stats.recent_max),
+            cut(stats.like_day),
+            cut(stats.like_days_used),
+            cut(stats.day_max),
+        ),
+    )
+
+
+def _run_block(
+    day: VeeInput, cfg: VeeConfig
+) -> tuple[Int64Array, npt.NDArray[np.uint8], npt.NDArray[np.uint8], FlagArray]:
+    """(value, quality, method, failed_rule) of a block of meters."""
+    n, s = np.shape(day.values)
     values = np.asarray(day.values, dtype=np.int64)
     present = np.asarray(day.present, dtype=bool)
     registers = np.asarray(day.registers, dtype=np.int64)
@@ -271,28 +343,8 @@ def run_vee(day: VeeInput, config: VeeConfig | None = None) -> VeeResult:
     quality[outage] = Quality.OUTAGE
     quality[disconnected] = Quality.DISCONNECTED  # a switched-off supply explains more than dark
 
-    return VeeResult(
-        value=value,
-        quality=quality,
-        method=method,
-        failed_rule=flags,
-        gaps=np.argwhere(quality == Quality.MISSING).astype(np.int64),
-        rule_counts=_rule_counts(flags),
-        quality_counts=_quality_counts(quality),
-    )
+    return value, quality, method, flags
 
 
 def _mask(array: BoolArray | None, n: int, s: int) -> BoolArray:
     return np.zeros((n, s), dtype=bool) if array is None else np.asarray(array, dtype=bool)
-
-
-def _quality_counts(quality: npt.NDArray[np.uint8]) -> dict[Quality, int]:
-    counts = np.bincount(quality.ravel(), minlength=256)
-    return {q: int(counts[q]) for q in Quality}
-
-
-def _rule_counts(flags: FlagArray) -> dict[Rule, int]:
-    # one pass over the cells, then per bit over the ≤ 65536 distinct flag sets
-    per_set = np.bincount(flags.ravel(), minlength=1 << 16)
-    codes = np.arange(per_set.size)
-    return {rule: int(per_set[(codes & rule) != 0].sum()) for rule in Rule if rule is not Rule.NONE}

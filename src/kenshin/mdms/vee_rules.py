@@ -15,6 +15,8 @@ import numpy.typing as npt
 from kenshin.core.quality import Rule
 from kenshin.core.timeslots import Resolution
 
+DENSIFY_BLOCK = 1 << 20  # rows per block
+
 BoolArray = npt.NDArray[np.bool_]
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -51,6 +53,7 @@ def densify(
     resolution: Resolution,
     n_meters: int,
     n_slots: int | None = None,
+    block_rows: int = DENSIFY_BLOCK,
 ) -> Densified:
     """Long reading rows → dense [n_meters, n_slots] arrays (ARCHITECTURE "Storage").
 
@@ -61,42 +64,59 @@ def densify(
     """
     step = resolution.microseconds
     n_slots = resolution.slots_per_day if n_slots is None else n_slots
-    meters = np.asarray(meter_index, dtype=np.int64)
-    ends = np.asarray(interval_end_us, dtype=np.int64)
-    vals = np.asarray(value, dtype=np.int64)
-    tx = np.asarray(tx_time_us, dtype=np.int64)
+    meters, ends = np.asarray(meter_index), np.asarray(interval_end_us)
+    vals, tx = np.asarray(value), np.asarray(tx_time_us)
     n_cells = n_meters * n_slots
-
-    offset = ends - window_start_us
-    slot = -(-offset // step) - 1  # the slot that ends at or contains the instant
-    aligned = offset % step == 0
-    inside = (slot >= 0) & (slot < n_slots) & (meters >= 0) & (meters < n_meters)
-    flags = np.zeros(n_cells, dtype=np.uint16)
-    off_grid = ~aligned & inside
-    flags[meters[off_grid] * n_slots + slot[off_grid]] |= np.uint16(Rule.STRUCTURE_ALIGNMENT)
-
-    keep = aligned & inside
-    key = meters[keep] * n_slots + slot[keep]
-    kept_vals = vals[keep]
-    counts = np.bincount(key, minlength=n_cells)
+    owner = np.full(n_cells, -1, dtype=np.int64)  # the last row (input order) of each cell
     dense = np.zeros(n_cells, dtype=np.int64)
-    dense[key] = kept_vals
+    flags = np.zeros(n_cells, dtype=np.uint16)
+
+    def cells(rows: slice | Int64Array) -> tuple[Int64Array, BoolArray, BoolArray]:
+        """(cell, on the grid, inside the window and meter range) of some rows."""
+        m = np.asarray(meters[rows], dtype=np.int64)
+        offset = np.asarray(ends[rows], dtype=np.int64) - window_start_us
+        whole = offset // step
+        aligned = offset == whole * step
+        slot = whole - aligned  # the slot that ends at or contains the instant
+        inside = (slot >= 0) & (slot < n_slots) & (m >= 0) & (m < n_meters)
+        return m * n_slots + slot, aligned, inside
+
+    # blocks of rows: whole-array temporaries of 50 M rows cost more than the arithmetic
+    n_misaligned = n_out = 0
+    involved = []  # every row of every cell that has more than one
+    block_rows = max(1, block_rows)
+    for lo in range(0, ends.size, block_rows):
+        hi = min(ends.size, lo + block_rows)
+        key, aligned, inside = cells(slice(lo, hi))
+        flags[key[~aligned & inside]] |= np.uint16(Rule.STRUCTURE_ALIGNMENT)
+        kept = np.flatnonzero(aligned & inside)
+        key = key[kept]
+        rows = kept + lo
+        earlier = owner[key]
+        again = earlier >= 0  # a cell already set by an earlier block
+        owner[key] = rows
+        dense[key] = np.asarray(vals[lo:hi], dtype=np.int64)[kept]
+        shared = owner[key] != rows  # a cell set twice within this block
+        involved += [rows[again], earlier[again], rows[shared], owner[key[shared]]]
+        n_misaligned += int((~aligned).sum())
+        n_out += int((aligned & ~inside).sum())
+    dup_rows = np.unique(np.concatenate(involved)) if involved else np.zeros(0, np.int64)
     n_equal = n_conflict = 0
-    multi = counts[key] > 1
-    if multi.any():
+    if dup_rows.size:
         # duplicates are rare: sort only them, by (cell, tx_time, arrival)
-        k2, v2 = key[multi], kept_vals[multi]
-        order = np.lexsort((np.flatnonzero(multi), tx[keep][multi], k2))
+        k2 = cells(dup_rows)[0]
+        v2 = np.asarray(vals[dup_rows], dtype=np.int64)
+        order = np.lexsort((dup_rows, np.asarray(tx[dup_rows], dtype=np.int64), k2))
         k2, v2 = k2[order], v2[order]
         first = np.flatnonzero(np.r_[True, k2[1:] != k2[:-1]])
         last = np.r_[first[1:] - 1, k2.size - 1]
-        cells = k2[first]
-        dense[cells] = v2[last]
+        group = k2[first]
+        dense[group] = v2[last]
         equal = np.minimum.reduceat(v2, first) == np.maximum.reduceat(v2, first)
-        flags[cells[equal]] |= np.uint16(Rule.DUPLICATE_EQUAL)
-        flags[cells[~equal]] |= np.uint16(Rule.DUPLICATE_CONFLICT)
+        flags[group[equal]] |= np.uint16(Rule.DUPLICATE_EQUAL)
+        flags[group[~equal]] |= np.uint16(Rule.DUPLICATE_CONFLICT)
         n_equal, n_conflict = int(equal.sum()), int((~equal).sum())
-    present = counts > 0
+    present = owner >= 0
     return Densified(
         values=dense.reshape(n_meters, n_slots),
         present=present.reshape(n_meters, n_slots),
@@ -104,8 +124,8 @@ def densify(
         rows=int(ends.size),
         expected=n_cells,
         received=int(present.sum()),
-        misaligned=int((~aligned).sum()),
-        out_of_window=int((aligned & ~inside).sum()),
+        misaligned=n_misaligned,
+        out_of_window=n_out,
         duplicate_equal=n_equal,
         duplicate_conflict=n_conflict,
     )

@@ -1,0 +1,150 @@
+"""MDMS routes: the gap list, every version of a reading, and manual edits with their audit.
+
+Mounted by :func:`kenshin.api.app.create_app` under ``/api/v1``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from kenshin.api.params import parse_channel, parse_instant, parse_period, parse_resolution
+from kenshin.api.views import iso_jst
+from kenshin.core.quality import Quality, Rule, Source
+from kenshin.core.timeslots import Resolution, to_epoch_us
+from kenshin.mdms.edits import Edit, edit_readings
+from kenshin.mdms.store import ReadingQuery
+
+
+class Gap(BaseModel):
+    channel: int
+    resolution_min: int
+    interval_end: str
+    found_at: str
+
+
+class Gaps(BaseModel):
+    supply_point_id: str
+    gaps: list[Gap] = Field(description="Expected slots still missing after VEE: re-read these.")
+
+
+class EditValue(BaseModel):
+    interval_end: str = Field(examples=["2026-04-01T10:30:00+09:00"])
+    raw: int = Field(description="The value in register counts (or 0.1 V).")
+
+
+class EditRequest(BaseModel):
+    channel: str = "active_forward"
+    resolution: str = "30"
+    reason: str = Field(min_length=1, description="Why; kept in the audit (SPEC X4).")
+    editor: str = Field(min_length=1, description="Who made the edit.")
+    values: list[EditValue] = Field(min_length=1, max_length=17_568)
+
+
+def rule_names(flags: int) -> list[str]:
+    return [r.label for r in Rule if r is not Rule.NONE and flags & r]
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = table.to_pylist()
+    for column in table.column_names:
+        if pa.types.is_timestamp(table.schema.field(column).type):
+            texts = iso_jst(np.asarray(table.column(column).cast(pa.int64()).to_numpy()))
+            for row, text in zip(out, texts, strict=True):
+                row[column] = text
+    return out
+
+
+def mdms_router(
+    store: Any,
+    find: Callable[[str], dict[str, Any]],
+    now: Callable[[], dt.datetime],
+    limits: dict[Resolution, int],
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/meters/{supply_point_id}/gaps", response_model=Gaps, tags=["mdms"])
+    def get_gaps(supply_point_id: str = Path(description="供給地点特定番号")) -> dict[str, Any]:
+        """Slots VEE expected and could not fill: the re-read list for the head-end."""
+        row = find(supply_point_id)
+        table = store.read_gaps(int(row["meter_key"]))
+        gaps = [
+            {
+                "channel": g["channel"],
+                "resolution_min": g["resolution"],
+                "interval_end": g["interval_end"],
+                "found_at": g["found_at"],
+            }
+            for g in _rows(table)
+        ]
+        return {"supply_point_id": supply_point_id, "gaps": gaps}
+
+    @router.get("/meters/{supply_point_id}/readings/versions", tags=["mdms"])
+    def get_versions(
+        supply_point_id: str,
+        start: str = Query(description="Exclusive start (ISO-8601, naive = JST)."),
+        end: str | None = Query(None, description="Inclusive end; default start + 1 day."),
+        channel: str = "active_forward",
+        resolution: str = "30",
+    ) -> dict[str, Any]:
+        """Every version of each value (SPEC S2): estimates superseded by late data stay here."""
+        row = find(supply_point_id)
+        chan, res = parse_channel(channel), parse_resolution(resolution)
+        start_ts, end_ts = parse_period(start, end, res, limits)
+        table = store.read_versions(
+            ReadingQuery(
+                int(row["meter_key"]), chan, res, to_epoch_us(start_ts), to_epoch_us(end_ts)
+            )
+        )
+        versions = []
+        for v in _rows(table):
+            versions.append(
+                {
+                    "interval_end": v["interval_end"],
+                    "version": v["version"],
+                    "raw": v["value"],
+                    "quality": Quality(v["quality"]).label,
+                    "source": Source(v["source"]).label,
+                    "failed_rules": rule_names(int(v["failed_rule"] or 0)),
+                    "version_time": v["tx_time"],
+                }
+            )
+        return {"supply_point_id": supply_point_id, "versions": versions}
+
+    @router.post("/meters/{supply_point_id}/readings/edits", status_code=201, tags=["mdms"])
+    def post_edits(supply_point_id: str, request: EditRequest) -> dict[str, Any]:
+        """Manual values, stored as new versions (quality edited) with an audit row each."""
+        row = find(supply_point_id)
+        chan, res = parse_channel(request.channel), parse_resolution(request.resolution)
+        edits = []
+        for item in request.values:
+            moment = parse_instant("interval_end", item.interval_end)
+            edits.append(Edit(to_epoch_us(moment), item.raw))
+        audit = edit_readings(
+            store,
+            int(row["meter_key"]),
+            chan,
+            res,
+            edits,
+            reason=request.reason,
+            editor=request.editor,
+            now_us=to_epoch_us(now()),
+        )
+        return {"supply_point_id": supply_point_id, "edits": _rows(audit)}
+
+    @router.get("/meters/{supply_point_id}/readings/edits", tags=["mdms"])
+    def get_edits(supply_point_id: str) -> dict[str, Any]:
+        """The audit of manual edits: who changed which value, from what, to what, and why."""
+        row = find(supply_point_id)
+        return {
+            "supply_point_id": supply_point_id,
+            "edits": _rows(store.read_edits(int(row["meter_key"]))),
+        }
+
+    return router
