@@ -35,6 +35,7 @@ from rich.table import Table
 
 from kenshin.core.quality import Source
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.mdms.months import jst_months
 from kenshin.mdms.postgres_store import (
     READING_COLUMNS,
     PostgresStore,
@@ -42,7 +43,6 @@ from kenshin.mdms.postgres_store import (
     conform,
     copy_chunks,
     encode_copy,
-    jst_months,
 )
 
 console = Console()

@@ -220,7 +220,11 @@ def high_low(
 
 
 def zero_run(values: Int64Array, checked: BoolArray, min_slots: int) -> BoolArray:
-    """ZERO_RUN: cells in a run of at least ``min_slots`` zero values."""
+    """ZERO_RUN: cells in a run of at least ``min_slots`` zero values.
+
+    Runs are counted inside the window: a run that began in the previous window counts from the
+    window's start (no carry-over yet).
+    """
     row, start, length = runs(checked & (values == 0))
     long = length >= min_slots
     return cover(values.shape, row[long], start[long], start[long] + length[long])
