@@ -3,7 +3,8 @@
 ``kenshin broute serve --meters 3`` builds a small fleet, simulates the last hours at once (so
 the meters hold 30-minute and 1-minute history), then keeps it running in real or accelerated
 time and serves one ECHONET Lite node per meter on UDP until Ctrl-C; ``--allow`` restricts the
-nodes to registered device addresses (Wi-Fi / Ethernet, B1, B2).
+nodes to registered device addresses (Wi-Fi / Ethernet, B1, B2); the nodes also answer requests
+multicast to 224.0.23.0 (discovery, B1) unless ``--no-multicast``.
 
 ``kenshin broute wisun --meter ID`` serves one meter behind a virtual Wi-SUN module on a pty;
 ``kenshin broute credentials --meter ID`` issues or shows its B-route ID and password (B4), kept in
@@ -154,6 +155,7 @@ async def serve_nodes(
     stop: asyncio.Event,
     announce_to: list[tuple[str, int]] | None = None,
     access: LanAccess | None = None,
+    multicast: bool = True,
 ) -> BRouteServer:
     """Serve the nodes and run the fleet until ``stop`` is set; returns the (closed) server."""
     from kenshin.broute.node import build_nodes
@@ -163,9 +165,14 @@ async def serve_nodes(
     clock = AcceleratedClock(fleet.now, speed)
     state = FleetState(fleet, clock)
     nodes = build_nodes(state, keys)
-    server = BRouteServer(announce_to=announce_to or [], access=access)
+    server = BRouteServer(announce_to=announce_to or [], access=access, multicast=multicast)
     await server.start(nodes, endpoints)
     out.print(node_table(nodes, server.endpoints))
+    if server.listener is not None and server.listener.transport is not None:
+        group, group_port = server.listener.transport.get_extra_info("sockname")[:2]
+        console.print(f"multicast discovery: requests to {group}:{group_port}", highlight=False)
+    elif multicast:  # the reason was logged as a warning
+        console.print("multicast discovery unavailable here: unicast only", highlight=False)
     if access is not None:
         allowed = ", ".join(sorted(access.devices(nodes[0].supply_point_id))) or "nobody"
         console.print(f"answering only registered devices: {allowed}", highlight=False)
@@ -213,6 +220,13 @@ def serve(
             help="Answer only this device IP address (repeatable; Wi-Fi/Ethernet, SPEC B1/B2).",
         ),
     ] = None,
+    multicast: Annotated[
+        bool,
+        typer.Option(
+            "--multicast/--no-multicast",
+            help="Also answer requests sent to 224.0.23.0 (discovery) when the host allows it.",
+        ),
+    ] = True,
 ) -> None:
     """Serve simulated meters as ECHONET Lite nodes (0x0288 LV, 0x028A HV) until Ctrl-C."""
     try:
@@ -245,7 +259,9 @@ def serve(
     async def main() -> None:
         stop = asyncio.Event()
         try:
-            await serve_nodes(fleet, keys, endpoints, speed, stop, access=access)
+            await serve_nodes(
+                fleet, keys, endpoints, speed, stop, access=access, multicast=multicast
+            )
         except OSError as exc:
             raise InvalidSetting(f"cannot bind {bind}:{port}: {exc}") from None
 

@@ -7,6 +7,14 @@ and whenever a Set changes an announced property, the node sends its INF to the 
 multicast group 224.0.23.0:3610 — where the host has no multicast route this fails and is
 logged, nothing more — and to any extra ``announce_to`` addresses.
 
+Multicast discovery (SPEC B1): a controller finds nodes by sending a request (typically a Get of
+the node profile's 0xD6 instance list) to 224.0.23.0:3610. Sockets bound to unicast addresses
+never see it, so the server opens one shared listener on the group — bound to the group address
+itself (so it never takes the nodes' unicast datagrams), SO_REUSEADDR/SO_REUSEPORT, joined on the
+nodes' interface (127.0.0.1 for loopback) — and hands each request to every node it addresses.
+Each node answers from its own socket, unicast to the requester. Where the host refuses the
+group (no multicast route, no permission) one warning is logged and the nodes serve unicast only.
+
 Bad input is logged (debug) and dropped; the socket keeps serving.
 
 Access (SPEC B1, B2, X5): with a :class:`~kenshin.broute.credentials.LanAccess`, a node answers
@@ -18,6 +26,8 @@ each refusal is logged to ``kenshin.broute.access``. Without one, every source i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
 import ipaddress
 import logging
@@ -27,8 +37,9 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from kenshin.broute.credentials import LanAccess, Medium
-from kenshin.broute.echonet import UDP_PORT
+from kenshin.broute.echonet import EOJ, ESV, UDP_PORT, decode
 from kenshin.broute.node import MeterNode
+from kenshin.errors import EchonetError
 
 log = logging.getLogger(__name__)
 MULTICAST_GROUP = "224.0.23.0"
@@ -126,6 +137,86 @@ class NodeProtocol(asyncio.DatagramProtocol):
             log.debug("node %s: cannot send to %s: %s", self.node.supply_point_id, addr, exc)
 
 
+def _addressed(node: MeterNode, deoj: EOJ) -> bool:
+    """Whether ``node`` answers a request to ``deoj``: one of its objects, or instance 0x00 of
+    one of their classes (the rule of :meth:`MeterNode.handle`)."""
+    return any(
+        deoj == obj.eoj or (deoj.instance == 0 and deoj.class_id == obj.eoj.class_id)
+        for obj in node.objects
+    )
+
+
+class MulticastProtocol(asyncio.DatagramProtocol):
+    """The shared listener on 224.0.23.0 (SPEC B1): each multicast request goes to every node it
+    addresses, which answers from its own socket, unicast to the requester."""
+
+    def __init__(self, nodes: Sequence[NodeProtocol]) -> None:
+        self.nodes = nodes
+        self.transport: asyncio.DatagramTransport | None = None
+        self.received = 0
+        self.rejected = 0  # datagrams that were not valid ECHONET Lite
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.received += 1
+        try:
+            frame = decode(data)
+        except EchonetError as exc:
+            self.rejected += 1
+            log.debug("multicast: ignoring a datagram from %s:%d: %s", addr[0], addr[1], exc)
+            return
+        if not (frame.esv.is_request or frame.esv is ESV.INFC):
+            return  # INFs (our nodes' own among them) and replies need no answer
+        for protocol in self.nodes:
+            # only the addressed nodes: the others would not answer, and with an allow-list
+            # every unaddressed node would log a refusal
+            if _addressed(protocol.node, frame.deoj):
+                protocol.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("multicast listener: socket error %s", exc)
+
+
+def multicast_interface(host: str) -> str:
+    """The interface address to join the group on for nodes bound to ``host``: 127.0.0.1 for
+    any loopback address, the address itself otherwise, 0.0.0.0 (the kernel's choice) for the
+    wildcard or a name."""
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        return "0.0.0.0"
+    if address.is_loopback:
+        return "127.0.0.1"
+    return str(address)
+
+
+def _multicast_socket(port: int, interfaces: Sequence[str]) -> socket.socket:
+    """A socket on ``MULTICAST_GROUP:port`` that joined the group on ``interfaces``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):  # several servers on one host may all listen
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:  # bound to the group, the socket gets only group datagrams (Linux, BSD)
+            sock.bind((MULTICAST_GROUP, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise
+            sock.bind(("", port))  # Windows cannot bind a group address
+        for interface in interfaces:
+            mreq = socket.inet_aton(MULTICAST_GROUP) + socket.inet_aton(interface)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _socket(endpoint: Endpoint) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -150,11 +241,15 @@ class BRouteServer:
 
     announce_to: Sequence[Address] = ()
     access: LanAccess | None = None  # None: every source is answered
+    multicast: bool = True  # listen on 224.0.23.0 when the host allows it
+    multicast_port: int | None = None  # None: the first node's port (3610 in practice)
     protocols: list[NodeProtocol] = field(default_factory=list)
     endpoints: list[Endpoint] = field(default_factory=list)
+    listener: MulticastProtocol | None = None  # the multicast listener, when it is open
 
     async def start(self, nodes: Sequence[MeterNode], endpoints: Sequence[Endpoint]) -> None:
-        """Bind every node to its endpoint and send its start-up 0xD5 INF."""
+        """Bind every node to its endpoint, open the multicast listener (when ``multicast`` and
+        the host allows it) and send each node's start-up 0xD5 INF."""
         if len(nodes) != len(endpoints):
             raise ValueError("one endpoint per node")
         loop = asyncio.get_running_loop()
@@ -167,16 +262,49 @@ class BRouteServer:
                 )
                 self.protocols.append(protocol)
                 self.endpoints.append(Endpoint(bound[0], bound[1]))
+            if self.multicast and self.protocols:
+                await self._listen_multicast(loop)
         except BaseException:
             self.close()
             raise
         for protocol in self.protocols:
             protocol.announce()
 
+    async def _listen_multicast(self, loop: asyncio.AbstractEventLoop) -> None:
+        port = self.endpoints[0].port if self.multicast_port is None else self.multicast_port
+        interfaces = sorted({multicast_interface(e.host) for e in self.endpoints})
+        try:
+            sock = _multicast_socket(port, interfaces)
+            _, self.listener = await loop.create_datagram_endpoint(
+                functools.partial(MulticastProtocol, self.protocols), sock=sock
+            )
+        except OSError as exc:  # no multicast route, no permission, port taken by a node
+            hint = ""
+            if exc.errno == errno.EADDRINUSE and any(
+                e.port == port and ipaddress.IPv4Address(e.host).is_unspecified
+                for e in self.endpoints
+            ):
+                hint = f" (a node holds 0.0.0.0:{port}: bind the nodes to a specific address)"
+            log.warning(
+                "multicast discovery off: cannot join %s:%d on %s (%s)%s; "
+                "the nodes answer unicast only",
+                MULTICAST_GROUP,
+                port,
+                ", ".join(interfaces),
+                exc,
+                hint,
+            )
+            return
+        log.info(
+            "multicast discovery on %s:%d via %s", MULTICAST_GROUP, port, ", ".join(interfaces)
+        )
+
     def close(self) -> None:
         for protocol in self.protocols:
             if protocol.transport is not None:
                 protocol.transport.close()
+        if self.listener is not None and self.listener.transport is not None:
+            self.listener.transport.close()
 
     @property
     def requests(self) -> int:
