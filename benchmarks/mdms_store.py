@@ -54,10 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _mdms_data import SLOTS, VeeDay, month_day_rows, pg_month_sql, vee_day
 from kenshin.core.channels import Channel
-from kenshin.core.quality import Quality, Source
+from kenshin.core.quality import Quality
 from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import Resolution
-from kenshin.mdms import versions
 from kenshin.mdms.duckdb_store import _READINGS_DDL, DuckDBStore
 from kenshin.mdms.months import (
     jst_months,
@@ -73,7 +72,7 @@ from kenshin.mdms.postgres_store import (
     encode_copy,
 )
 from kenshin.mdms.store import ReadingQuery
-from kenshin.mdms.vee import VeeInput, densify, densify_registers, run_vee
+from kenshin.mdms.sweep import validate_day_batch
 
 console = Console(width=132)
 DB = "kenshin_bench_mdms"
@@ -110,62 +109,20 @@ def vee_and_store(day: VeeDay, path: Path) -> dict[str, float]:
         times[stage] = now - clock
         clock = now
 
-    keys, n, start = day.keys, len(day.keys), day.start_us
-    res = Resolution.MIN30
-
-    def us(column: pa.ChunkedArray) -> np.ndarray:
-        return column.cast(pa.int64()).to_numpy()
-
-    r, g = day.readings, day.registers
-    r_index = np.searchsorted(keys, r.column("meter_key").to_numpy())
-    g_index = np.searchsorted(keys, g.column("meter_key").to_numpy())
-    dense = densify(
-        r_index,
-        us(r.column("interval_end")),
-        r.column("value").to_numpy(),
-        us(r.column("tx_time")),
-        window_start_us=start,
-        resolution=res,
-        n_meters=n,
+    keys = day.keys
+    # the production path for a day that arrives at once (kenshin.mdms.sweep): densify, rules
+    # and estimation, labels gathered back onto the received rows, one row per estimate
+    batch = validate_day_batch(
+        day.readings,
+        day.registers,
+        keys,
+        VEE_DAY,
+        now_us=int(time.time() * 1e6),
+        stats=day.stats,
     )
-    regs = densify_registers(
-        g_index,
-        us(g.column("read_at")),
-        g.column("register").to_numpy(),
-        us(g.column("tx_time")),
-        window_start_us=start,
-        resolution=res,
-        n_meters=n,
-    )
-    lap("densify (values + registers)")
-    result = run_vee(
-        VeeInput(
-            values=dense.values,
-            present=dense.present,
-            registers=regs.values,
-            register_present=regs.present,
-            resolution=res,
-            structure_flags=dense.flags,
-            stats=day.stats,
-        )
-    )
-    lap("run_vee")
-    quality = result.quality.ravel()
-    estimate = (quality == Quality.ESTIMATED) | (quality == Quality.MISSING)
-    labelled = versions.readings_table(
-        np.repeat(keys, SLOTS),
-        int(Channel.ACTIVE_FORWARD),
-        int(res),
-        start + np.tile((np.arange(SLOTS, dtype=np.int64) + 1) * res.microseconds, n),
-        result.value.ravel(),
-        quality != Quality.MISSING,
-        quality,
-        np.where(estimate, np.uint8(Source.ESTIMATE), np.uint8(Source.METER_PUSH)),
-        result.method.ravel(),
-        result.failed_rule.ravel(),
-        int(time.time() * 1e6),
-    )
-    lap("labelled Arrow rows (readings_table)")
+    result = batch.result
+    labelled = batch.readings
+    lap("VEE: densify, rules, estimation, labels (validate_day_batch)")
     store = DuckDBStore(path)
     lap("open fresh store")
     store.append(labelled, EMPTY_REGISTERS)

@@ -32,13 +32,25 @@ def day_db(tmp_path_factory):
 def test_every_meter_delivers_every_30_min_slot(day_db):
     con, summary = day_db
     per_meter = con.execute(
-        "SELECT meter_key, count(*) FROM readings WHERE resolution = 30 AND channel = 1 GROUP BY 1"
+        "SELECT meter_key, count(*) FROM readings WHERE resolution = 30 AND channel = 1 "
+        "AND meter_key IN (SELECT meter_key FROM meters) GROUP BY 1"
     ).fetchall()
     assert len(per_meter) == 400
     assert {c for _, c in per_meter} == {48}
+    # SPEC S3: the specified sub-meters (keys after the smart meters') send theirs too
+    sub_meters = con.execute(
+        "SELECT s.meter_key, count(r.value) FROM specified_meters s "
+        "LEFT JOIN readings r ON r.meter_key = s.meter_key AND r.resolution = 30 "
+        "AND r.channel = 1 GROUP BY 1"
+    ).fetchall()
+    assert sub_meters and {c for _, c in sub_meters} == {48}
+    assert min(k for k, _ in sub_meters) >= 400
     assert (
         summary.values_by_resolution[30]
-        == con.execute("SELECT count(*) FROM readings WHERE resolution = 30").fetchone()[0]
+        # channel 5: the differences the MDMS computes (SPEC S3), not delivered values
+        == con.execute(
+            "SELECT count(*) FROM readings WHERE resolution = 30 AND channel != 5"
+        ).fetchone()[0]
     )
 
 

@@ -28,6 +28,8 @@ def _values(system: EmbeddedSystem, resolution: int) -> pa.Table:
         "SELECT meter_key, channel, epoch_us(interval_end) AS end_us, min(value) AS value, "
         "max(value) AS value_max, min(epoch_us(tx_time)) AS first_us, "
         "min(source) AS source FROM readings WHERE resolution = $r "
+        # smart meters: specified sub-meters (SPEC S3) come only on the direct path so far
+        "AND meter_key IN (SELECT meter_key FROM meters) "
         "GROUP BY ALL ORDER BY ALL",
         params={"r": resolution},
     ).to_arrow_table()

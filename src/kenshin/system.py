@@ -130,6 +130,9 @@ class EmbeddedSystem:
             self.direct = DirectHeadEnd(sink, self.clock)
             self.transport.subscribe(self.direct.receive)
             self.transport.publish(self.fleet.start_message())
+            # SPEC S3: the specified sub-meters' values come only on the direct path for now
+            # (their IoT route is a later issue), so only this mode registers them
+            self.store.write_specified(self.fleet.specified_table())
         else:
             self.policy = policy or policy_for(config)
             keys = KeyRing(load_master_key(master_key))
@@ -177,6 +180,9 @@ class EmbeddedSystem:
             message = self.fleet.run_slot()
             self._set_clock(to_epoch_us(message.sent_at))  # delivery at the slot end
             self.transport.publish(message)
+            specified = self.fleet.specified_message()
+            if specified is not None:
+                self.transport.publish(specified)
             return
         assert self.hes is not None
         # what happens before the next boundary happens first: answers to commands must not

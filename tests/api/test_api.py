@@ -628,6 +628,7 @@ def test_openapi_docs(client: TestClient) -> None:
         f"{V1}/meters/{{supply_point_id}}",
         f"{V1}/meters/{{supply_point_id}}/readings",
         f"{V1}/meters/{{supply_point_id}}/readings/versions",
+        f"{V1}/meters/{{supply_point_id}}/differences",
         f"{V1}/meters/{{supply_point_id}}/readings/edits",
         f"{V1}/meters/{{supply_point_id}}/gaps",
         f"{V1}/meters/{{supply_point_id}}/broute-credentials",

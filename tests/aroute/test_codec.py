@@ -48,7 +48,7 @@ from kenshin.aroute.keys import DEV_MASTER_KEY, KeyRing
 from kenshin.aroute.messages import IntervalBlock, RegisterBlock
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.aroute.replay import MemoryReplayGuard
-from kenshin.core.channels import Channel
+from kenshin.core.channels import METERED_CHANNELS, Channel
 from kenshin.core.quality import EstimationMethod, Quality, Source
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution
@@ -174,9 +174,9 @@ def interval_payloads(
     m = draw(st.integers(1, len(DEVICES)))
     keys = METER_KEYS[:m]
     if frame_type in (FrameType.PUSH_5MIN_HISTORICAL, FrameType.PUSH_5MIN_REALTIME):
-        combos = [(Resolution.MIN5, ch) for ch in Channel]
+        combos = [(Resolution.MIN5, ch) for ch in METERED_CHANNELS]
     else:
-        combos = [(r, ch) for r in Resolution for ch in Channel if ch != V or r == 5]
+        combos = [(r, ch) for r in Resolution for ch in METERED_CHANNELS if ch != V or r == 5]
     chosen = draw(st.lists(st.sampled_from(combos), unique=True, max_size=5))
     intervals = []
     for res, ch in chosen:

@@ -12,12 +12,17 @@ boundaries 0–48). Steps happen in order, each at its own transaction time ``at
 - ``sweep = true``: the VEE sweep of ``day`` with the ``[vee]`` settings and ``outages`` rows
   ``meter first_slot last_slot outage|disconnect``;
 - ``edit``: rows ``meter slot value`` with ``reason`` and ``editor``;
-- ``archive``: housekeeping with ``hot_months`` and ``retention_years`` at ``at``.
+- ``archive``: housekeeping with ``hot_months`` and ``retention_years`` at ``at``;
+- ``reverse``: rows ``meter slot value`` ingested on the reverse channel;
+- ``differences = true``: the specified-meter differences of ``day`` (SPEC S3), for the roster
+  given at the top as ``specified`` rows ``meter parent kind`` (ev_charger | pv_inverter);
+  sub-meters are not on the smart-meter roster ``meters`` (as in the fleet).
 
 Expectations (``[[expect]]``): for ``meter`` (optionally ``as_of``), ``slots`` rows
 ``slot value quality method rule version`` (``-`` = no value / no rule, rule names joined by
 ``+``), ``gaps`` (slots in the gap list), ``history`` rows ``slot version value quality``,
-``edits`` (number of audit rows), ``sum_equals_registers = [first, last]`` boundaries.
+``edits`` (number of audit rows), ``sum_equals_registers = [first, last]`` boundaries; ``channel``
+(code or name, default active_forward) says which channel ``slots`` and ``history`` look at.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ import pyarrow as pa
 from kenshin.core.channels import Channel
 from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
 from kenshin.core.schema import METERS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
+from kenshin.core.specified import SPECIFIED_SCHEMA, SpecifiedKind
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
 from kenshin.mdms.archive import ParquetArchive
+from kenshin.mdms.differences import run_differences
 from kenshin.mdms.edits import Edit, edit_readings
 from kenshin.mdms.housekeeping import RetentionPolicy, run_housekeeping
 from kenshin.mdms.store import ReadingQuery
@@ -81,6 +88,9 @@ class Scenario:
         self.store.archive = self.archive
         keys = spec.get("meters", [1])
         self.store.write_meters(_roster(keys))
+        self.specified = _rows(spec.get("specified", "h\n"))
+        if self.specified:
+            self.store.write_specified(_specified(self.specified))
 
     def end_of(self, slot: int) -> int:
         return self.start + slot * US30
@@ -101,6 +111,12 @@ class Scenario:
                 readings.append(
                     self._readings(int(meter), [self.end_of(s) for s in slots], int(value), src, at)
                 )
+        if "reverse" in step:
+            for meter, slot, value in _rows(step["reverse"]):
+                ends = [self.end_of(s) for s in _slots(slot)]
+                table = self._readings(int(meter), ends, int(value), Source.METER_PUSH, at)
+                channel = pa.array(np.full(len(ends), int(Channel.ACTIVE_REVERSE), np.uint8))
+                readings.append(table.set_column(1, "channel", channel))
         if "off_grid" in step:
             for meter, minutes, value in _rows(step["off_grid"]):
                 end = self.start + int(minutes) * 60_000_000
@@ -142,6 +158,8 @@ class Scenario:
                 },
                 history_days=step.get("history_days"),
             )
+        if step.get("differences"):
+            run_differences(self.store, self.day, now_us=at)
         if "edit" in step:
             by_meter: dict[int, list[Edit]] = {}
             for meter, slot, value in _rows(step["edit"]):
@@ -210,9 +228,16 @@ class Scenario:
 
     # ---- observations (identical on every backend)
 
-    def observe(self, meter: int, as_of: int | None = None) -> list[tuple[Any, ...]]:
+    def observe(
+        self, meter: int, as_of: int | None = None, channel: Channel | None = None
+    ) -> list[tuple[Any, ...]]:
         query = ReadingQuery(
-            meter, self.channel, Resolution.MIN30, self.start, self.start + 48 * US30, as_of
+            meter,
+            channel or self.channel,
+            Resolution.MIN30,
+            self.start,
+            self.start + 48 * US30,
+            as_of,
         )
         table = self.store.read(query)
         ends = table.column("interval_end").cast(pa.int64()).to_pylist()
@@ -229,9 +254,9 @@ class Scenario:
             )
         ]
 
-    def history(self, meter: int) -> list[tuple[Any, ...]]:
+    def history(self, meter: int, channel: Channel | None = None) -> list[tuple[Any, ...]]:
         query = ReadingQuery(
-            meter, self.channel, Resolution.MIN30, self.start, self.start + 48 * US30
+            meter, channel or self.channel, Resolution.MIN30, self.start, self.start + 48 * US30
         )
         table = self.store.read_versions(query)
         ends = table.column("interval_end").cast(pa.int64()).to_pylist()
@@ -254,7 +279,8 @@ class Scenario:
     def check(self, expect: dict[str, Any]) -> None:
         meter = int(expect.get("meter", 1))
         as_of = _at(expect["as_of"]) if "as_of" in expect else None
-        got = {row[0]: row for row in self.observe(meter, as_of)}
+        channel = Channel.parse(expect.get("channel", int(self.channel)))
+        got = {row[0]: row for row in self.observe(meter, as_of, channel)}
         if "slots" in expect:
             for slot_text, value, quality, method, rule, version in _rows(expect["slots"]):
                 for slot in _slots(slot_text):
@@ -277,7 +303,7 @@ class Scenario:
                 for s, ver, v, q in _rows(expect["history"])
             ]
             slots = {w[0] for w in want_h}
-            assert [h for h in self.history(meter) if h[0] in slots] == want_h
+            assert [h for h in self.history(meter, channel) if h[0] in slots] == want_h
         if "edits" in expect:
             assert self.store.read_edits(meter).num_rows == expect["edits"]
         if "sum_equals_registers" in expect:
@@ -310,6 +336,9 @@ class Scenario:
             out[f"{meter}/edits"] = (
                 self.store.read_edits(int(meter)).drop_columns(["tx_time"]).to_pylist()
             )
+        for meter in sorted({int(row[1]) for row in self.specified}):
+            out[f"{meter}/differences"] = self.observe(meter, channel=Channel.DIFFERENCE_FORWARD)
+            out[f"{meter}/differences/history"] = self.history(meter, Channel.DIFFERENCE_FORWARD)
         return out
 
 
@@ -332,6 +361,21 @@ def _rule(text: str) -> int:
     for name in text.split("+"):
         flags |= int(Rule[name.upper()])
     return flags
+
+
+def _specified(rows: list[list[str]]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "meter_key": int(m),
+                "parent_key": int(p),
+                "kind": int(SpecifiedKind.parse(kind)),
+                "device_id": 900 + int(m),
+            }
+            for m, p, kind in rows
+        ],
+        schema=SPECIFIED_SCHEMA,
+    )
 
 
 def _roster(keys: list[int]) -> pa.Table:

@@ -1,4 +1,5 @@
-"""MDMS routes: the gap list, every version of a reading, and manual edits with their audit.
+"""MDMS routes: the gap list, every version of a reading, manual edits with their audit, and the
+specified-meter differences (SPEC S3).
 
 Mounted by :func:`kenshin.api.app.create_app` under ``/api/v1``.
 """
@@ -15,9 +16,11 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from kenshin.api.params import parse_channel, parse_instant, parse_period, parse_resolution
-from kenshin.api.views import iso_jst
+from kenshin.api.views import _scale, iso_jst
+from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Rule, Source
-from kenshin.core.timeslots import Resolution, to_epoch_us
+from kenshin.core.timeslots import Resolution, from_epoch_us, to_epoch_us
+from kenshin.mdms.differences import Term, terms_of
 from kenshin.mdms.edits import Edit, edit_readings
 from kenshin.mdms.store import ReadingQuery
 
@@ -147,4 +150,122 @@ def mdms_router(
             "edits": _rows(store.read_edits(int(row["meter_key"]))),
         }
 
+    @router.get("/meters/{supply_point_id}/differences", tags=["mdms"])
+    def get_differences(
+        supply_point_id: str = Path(description="供給地点特定番号 of the parent smart meter"),
+        start: str | None = Query(None, description="Exclusive start (ISO-8601, naive = JST)."),
+        end: str | None = Query(None, description="Inclusive end; default start + 1 day."),
+        as_of: str | None = Query(None, description="What was known at this time."),
+    ) -> dict[str, Any]:
+        """Specified-meter differences (SPEC S3 差分計量): per 30-min slot, the smart meter's
+        value less its specified sub-meters' (EV chargers, PV inverters), with its inputs."""
+        row = find(supply_point_id)
+        key = int(row["meter_key"])
+        terms = terms_of(key, store.read_specified(key))
+        diff = Channel.DIFFERENCE_FORWARD
+        body: dict[str, Any] = {
+            "supply_point_id": supply_point_id,
+            "channel": diff.label,
+            "unit": diff.unit,
+            "resolution_min": 30,
+            "formula": " ".join(_term_label(t, i) for i, t in enumerate(terms)) or None,
+            "specified_meters": [
+                {"device_id": str(t.device_id), "kind": t.kind.label}
+                for t in terms
+                if t.kind is not None
+            ],
+            "start": None,
+            "end": None,
+            "as_of": None,
+            "differences": [],
+        }
+        if not terms:
+            return body
+
+        def newest() -> dt.datetime | None:
+            us = store.latest_interval_end(key, diff, Resolution.MIN30)
+            return None if us is None else from_epoch_us(us)
+
+        start_ts, end_ts = parse_period(start, end, Resolution.MIN30, limits, newest)
+        as_of_ts = None if as_of is None else parse_instant("as_of", as_of)
+        body.update(
+            start=start_ts.isoformat(),
+            end=end_ts.isoformat(),
+            as_of=None if as_of_ts is None else as_of_ts.isoformat(),
+        )
+
+        def read(meter_key: int, channel: Channel) -> pa.Table:
+            return store.read(
+                ReadingQuery(
+                    meter_key,
+                    channel,
+                    Resolution.MIN30,
+                    to_epoch_us(start_ts),
+                    to_epoch_us(end_ts),
+                    None if as_of_ts is None else to_epoch_us(as_of_ts),
+                )
+            )
+
+        inputs = [(t, _values_by_end(read(t.meter_key, t.channel), row)) for t in terms]
+        table = read(key, diff)
+        scaled = _values_by_end(table, row)
+        ends = np.asarray(table.column("interval_end").cast(pa.int64()).to_numpy())
+        for end_us, text, version, rules, tx in zip(
+            ends.tolist(),
+            iso_jst(ends),
+            table.column("version").to_pylist(),
+            table.column("failed_rule").to_pylist(),
+            iso_jst(np.asarray(table.column("tx_time").cast(pa.int64()).to_numpy())),
+            strict=True,
+        ):
+            value, raw, quality = scaled[end_us]
+            body["differences"].append(
+                {
+                    "interval_end": text,
+                    "value": value,
+                    "raw": raw,
+                    "quality": quality,
+                    "failed_rules": rule_names(int(rules or 0)),
+                    "version": version,
+                    "version_time": tx,
+                    "inputs": [_input(t, values.get(end_us)) for t, values in inputs],
+                }
+            )
+        return body
+
     return router
+
+
+def _term_label(term: Term, index: int) -> str:
+    name = term.channel.label if term.kind is None else f"{term.kind.label}:{term.device_id}"
+    if index == 0:
+        return name
+    return f"{'+' if term.sign > 0 else '−'} {name}"
+
+
+Scaled = tuple[float | None, int | None, str]
+
+
+def _values_by_end(table: pa.Table, row: dict[str, Any]) -> dict[int, Scaled]:
+    """Current values by interval end [µs]: (kWh, raw counts, quality label)."""
+    ends = table.column("interval_end").cast(pa.int64()).to_pylist()
+    raw = table.column("value").to_pylist()
+    counts = np.asarray([0 if r is None else r for r in raw], dtype=np.int64)
+    # sub-meters count in their parent's register units (kenshin.core.specified)
+    kwh = _scale(counts, Channel.ACTIVE_FORWARD, row).tolist()
+    quality = [Quality(q).label for q in table.column("quality").to_pylist()]
+    return {
+        e: (None if r is None else float(k), r, q)
+        for e, r, k, q in zip(ends, raw, kwh, quality, strict=True)
+    }
+
+
+def _input(term: Term, value: Scaled | None) -> dict[str, Any]:
+    kwh, raw, quality = value if value is not None else (None, None, Quality.MISSING.label)
+    out: dict[str, Any] = (
+        {"meter": "main", "channel": term.channel.label}
+        if term.kind is None
+        else {"meter": "specified", "device_id": str(term.device_id), "kind": term.kind.label}
+    )
+    out.update(sign=term.sign, value=kwh, raw=raw, quality=quality)
+    return out

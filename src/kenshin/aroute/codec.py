@@ -50,7 +50,7 @@ from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.messages import IntervalBlock, RegisterBlock
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.aroute.replay import ReplayGuard
-from kenshin.core.channels import Channel
+from kenshin.core.channels import METERED_CHANNELS, Channel
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution
 from kenshin.errors import FrameError
 
@@ -85,7 +85,7 @@ MAX_EPOCH_MINUTES = 0xFFFF_FFFF
 VOLTAGE_RESOLUTIONS = frozenset({Resolution.MIN5})  # A2/A3: voltage is a 5-min value
 _FIVE_MIN_TYPES = frozenset({FrameType.PUSH_5MIN_HISTORICAL, FrameType.PUSH_5MIN_REALTIME})
 _VALID_RESOLUTIONS = frozenset(int(r) for r in Resolution)
-_VALID_CHANNELS = frozenset(int(c) for c in Channel)
+_VALID_CHANNELS = frozenset(int(c) for c in METERED_CHANNELS)  # not computed ones (S3)
 _STATE_BITS = 0
 for _flag in OperatingState:
     _STATE_BITS |= int(_flag)

@@ -14,6 +14,14 @@ class Channel(IntEnum):
     ACTIVE_REVERSE = 2  # 逆方向 active energy (reverse flow, e.g. rooftop PV)
     REACTIVE = 3  # lagging reactive energy [kvarh × unit × coefficient]
     VOLTAGE = 4  # supply voltage at the end of the interval [0.1 V]
+    # computed by the MDMS, never sent by a meter (SPEC S3 差分計量): the parent meter's
+    # consumption less its specified sub-meters, in the parent's register units
+    DIFFERENCE_FORWARD = 5
+
+    @property
+    def metered(self) -> bool:
+        """Whether meters measure and send this channel (the A-route accepts only these)."""
+        return self is not Channel.DIFFERENCE_FORWARD
 
     @property
     def unit(self) -> str:
@@ -34,6 +42,9 @@ _UNITS = {
     Channel.ACTIVE_REVERSE: "kWh",
     Channel.REACTIVE: "kvarh",
     Channel.VOLTAGE: "V",
+    Channel.DIFFERENCE_FORWARD: "kWh",
 }
+
+METERED_CHANNELS = tuple(c for c in Channel if c.metered)
 
 VOLTAGE_SCALE = 10  # voltage is stored in 0.1 V steps [dV]

@@ -274,3 +274,7 @@ class MeterFleet:
             ^ (keys.astype(np.uint64)[None, None, :] + seed)
         )
         return (mixed >> np.uint64(54)).astype(np.int64) + 64  # 64 … 1087
+
+    def energy_registers(self, meter_keys: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
+        """Forward and reverse registers of some meters now, shape (2, m) (specified meters)."""
+        return self._registers[:2, meter_keys]

@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from kenshin.aroute.messages import UplinkMessage
+from kenshin.aroute.messages import IntervalBlock, UplinkMessage
 from kenshin.core.channels import Channel
 from kenshin.core.ids import Area
 from kenshin.core.schema import METERS_SCHEMA
+from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.load import LoadModel
-from kenshin.fleet.meters import STEP_MINUTES, MeterFleet, snapshot_differences
+from kenshin.fleet.meters import MODULUS, STEP_MINUTES, MeterFleet, snapshot_differences
 from kenshin.fleet.population import Population, PopulationConfig, build_population
+from kenshin.fleet.specified import SpecifiedMeters, choose_specified
 from kenshin.fleet.uplink import (
     UplinkPlan,
     build_slot_message,
@@ -43,6 +45,10 @@ class FleetConfig:
     send_15min: bool = True  # SPEC A5 soft switch, for the whole utility
     recorder_budget_mb: int = 256
     pv_share_detached: float = 0.08
+    # SPEC S3: EV chargers with a specified meter on this share of detached households, and
+    # specified PV inverters on this share of the PV households (fleet/specified.py)
+    specified_share: float = 0.01
+    specified_pv_share: float = 0.1
     topology: TopologyConfig = field(default_factory=TopologyConfig)
 
     def __post_init__(self) -> None:
@@ -59,6 +65,9 @@ class FleetConfig:
                 "the real-time (A3) share must be within 0 and the 5-min sample (A2) share, "
                 f"got {self.realtime_5min_share}"
             )
+        for name in ("specified_share", "specified_pv_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidSetting(f"{name} must be within 0..1, got {getattr(self, name)}")
         if self.recorder_budget_mb < 1:
             raise InvalidSetting("recorder budget must be at least 1 MB")
 
@@ -72,6 +81,8 @@ class FleetConfig:
                 "start": self.start.isoformat(),
                 "gen2_share": self.gen2_share,
                 "sample_5min_share": self.sample_5min_share,
+                "specified_share": self.specified_share,
+                "specified_pv_share": self.specified_pv_share,
                 **extra,
             }
         )
@@ -104,6 +115,14 @@ class Fleet:
         self.voltage = VoltageModel(self.population, config.seed)
         self.energy_kwh = np.zeros(2)  # forward, reverse delivered in 30-min values [kWh]
         self._kwh_per_count = self.population.kwh_per_count
+        roster = choose_specified(
+            self.population, config.specified_share, config.specified_pv_share, config.seed
+        )
+        self.specified: SpecifiedMeters | None = None
+        if len(roster):
+            self.specified = SpecifiedMeters(
+                roster, self.meters.mwh_per_count, config.seed, config.start
+            )
 
     @property
     def now(self) -> dt.datetime:
@@ -112,9 +131,15 @@ class Fleet:
     def step(self) -> None:
         """Advance every meter by one 5-minute step."""
         power = self.load.step(self.now, STEP_MINUTES)
-        net_w = np.where(self.meters.switch_closed, power.load_w - power.pv_w, 0.0)
+        sub = self.specified
+        load_w = power.load_w if sub is None else sub.add_charging(power.load_w)  # SPEC S3
+        net_w = np.where(self.meters.switch_closed, load_w - power.pv_w, 0.0)
         volts = self.voltage.step(net_w)
-        self.meters.advance(power.load_w, power.pv_w, power.reactive_var, volts, STEP_MINUTES)
+        before = None if sub is None else self.meters.energy_registers(sub.parent)
+        self.meters.advance(load_w, power.pv_w, power.reactive_var, volts, STEP_MINUTES)
+        if sub is not None and before is not None:
+            moved = (self.meters.energy_registers(sub.parent) - before) % MODULUS
+            sub.advance(power.pv_w, self.meters.switch_closed, moved, STEP_MINUTES)
         if self.meters.now_us % Resolution.MIN30.microseconds == 0:
             for i, channel in enumerate((Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)):
                 values = snapshot_differences(self.meters.ring30.last(channel, 2), channel)[0]
@@ -126,6 +151,32 @@ class Fleet:
         while self.meters.now_us % Resolution.MIN30.microseconds:
             self.step()
         return build_slot_message(self.meters, self.plan, collector, self.now)
+
+    def specified_message(self, collector: str = "iot") -> UplinkMessage | None:
+        """The specified sub-meters' 30-min values of the slot that just ended (SPEC S3), on
+        ACTIVE_FORWARD under their own keys; None without sub-meters. The IoT route comes in a
+        later issue: the direct mode hands this to the head-end next to the A-route message."""
+        sub = self.specified
+        if sub is None:
+            return None
+        if self.meters.now_us % Resolution.MIN30.microseconds:
+            raise ValueError("specified-meter values are sent at 30-min boundaries")
+        block = IntervalBlock(
+            Resolution.MIN30,
+            Channel.ACTIVE_FORWARD,
+            sub.roster.meter_key,
+            np.array([self.meters.now_us], dtype=np.int64),
+            sub.last_values[None, :],
+        )
+        return UplinkMessage(
+            collector=collector, sent_at=self.now, intervals=(block,), registers=()
+        )
+
+    def specified_table(self) -> pa.Table:
+        """The roster of specified sub-meters (``SPECIFIED_SCHEMA``), empty without any."""
+        if self.specified is None:
+            return SPECIFIED_SCHEMA.empty_table()
+        return self.specified.roster.table()
 
     def start_message(self, collector: str = "fleet") -> UplinkMessage:
         """The register reads at the current time, with no interval values."""

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
@@ -33,7 +34,8 @@ from kenshin.mdms.months import (
     month_start_us,
     months_between,
     partition_name,
-    table_months,
+    slot_month_index,
+    slot_months_between,
 )
 from kenshin.mdms.store import CounterState, ReadingQuery
 
@@ -73,6 +75,9 @@ CREATE TABLE IF NOT EXISTS edits (
     old_value INTEGER, new_value INTEGER, reason VARCHAR, editor VARCHAR, tx_time TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS compacted (kind VARCHAR, month INTEGER, rows BIGINT);
+CREATE TABLE IF NOT EXISTS specified_meters (
+    meter_key INTEGER, parent_key INTEGER, kind UTINYINT, device_id BIGINT
+);
 """
 
 _METER_COLUMNS = (
@@ -159,10 +164,13 @@ class DuckDBStore:
             rows = self._con.execute(
                 f"SELECT DISTINCT epoch_us({time}) FROM {kind} WHERE {time} IS NOT NULL"
             ).fetchall()
-            months = sorted({int(m) for m in month_index(np.array([r[0] for r in rows], np.int64))})
+            months = sorted(
+                {int(m) for m in _month_of_rows(kind, np.array([r[0] for r in rows], np.int64))}
+            )
+            shift = 1 if kind == "readings" else 0  # a slot ending at midnight is the month's last
             for month in months:
                 name = partition_name(kind, month)
-                low, high = month_start_us(month), month_start_us(month + 1)
+                low, high = month_start_us(month) + shift, month_start_us(month + 1) + shift
                 self._con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({ddl})")
                 self._con.execute(
                     f"INSERT INTO {name} SELECT {select} FROM {kind} "
@@ -249,13 +257,18 @@ class DuckDBStore:
         if not table.num_rows:
             return
         time = _TIME_COLUMN[kind]
-        months = table_months(table, time)
         if table.column(time).null_count:
             raise StoreError(f"{kind} with no {time} cannot be stored")
-        if len(months) == 1:
-            parts = [(months[0], table)]
+        column = table.column(time).cast(pa.int64())
+        bounds = pc.min_max(column)  # usually one month: no per-row month computed
+        low, high = _month_of_rows(
+            kind, np.array([bounds["min"].as_py(), bounds["max"].as_py()], np.int64)
+        )
+        if low == high:
+            parts = [(int(low), table)]
         else:
-            index = month_index(table.column(time).cast(pa.int64()).to_numpy())
+            index = _month_of_rows(kind, column.to_numpy())
+            months = [int(m) for m in np.unique(index)]
             parts = [(m, table.filter(pa.array(index == m))) for m in months]
         for month, part in parts:
             name = self._ensure_month(kind, month)
@@ -365,36 +378,33 @@ class DuckDBStore:
         return [m for m in months if m in held]
 
     def read(self, query: ReadingQuery) -> pa.Table:
-        """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end."""
-        months = months_between(query.start_us, query.end_us)
-        archived = self._archived(months)
-        hot_only = [m for m in months if m not in archived]
+        """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end.
+
+        One plain indexed-by-zone-maps scan of the month table(s), then the reading rule in
+        numpy (``versions.current_of``): two window passes in SQL cost several times more.
+        """
+        raw = self._raw_versions(query)
+        return versions.conform_to(versions.current_of(raw), versions.READ_SCHEMA)
+
+    def _raw_versions(self, query: ReadingQuery) -> pa.Table:
+        months = slot_months_between(query.start_us, query.end_us)
         parts = []
-        source = self._source("readings", hot_only)
+        source = self._source("readings", months)
         if source is not None:
-            parts.append(self._arrow(versions.current_sql(source, self._cell_where(query))))
+            where = self._cell_where(query)
+            parts.append(self._arrow(f"SELECT {_READING_COLUMNS} FROM {source} WHERE {where}"))
+        archived = self._archived(months)
         if archived:
-            raw = self.archive.read_versions(query, archived)
-            hot = self._source("readings", archived)
-            if hot is not None:  # late versions of archived months
-                hot_rows = self._arrow(f"SELECT * FROM {hot} WHERE {self._cell_where(query)}")
-                raw = pa.concat_tables([raw, versions.conform_to(hot_rows, READINGS_SCHEMA)])
-            parts.append(versions.resolve_current(raw))
-        return _sorted(parts, versions.READ_SCHEMA, ["interval_end"])
+            parts.append(self.archive.read_versions(query, archived))
+        if not parts:
+            return READINGS_SCHEMA.empty_table()
+        return pa.concat_tables([versions.conform_to(p, READINGS_SCHEMA) for p in parts])
 
     def read_versions(self, query: ReadingQuery) -> pa.Table:
         """Every distinct version (``versions.HISTORY_SCHEMA``), by interval end and version."""
-        months = months_between(query.start_us, query.end_us)
-        sources = []
-        hot = self._source("readings", months)
-        if hot is not None:
-            sources.append(self._arrow(f"SELECT * FROM {hot} WHERE {self._cell_where(query)}"))
-        archived = self._archived(months)
-        if archived:
-            sources.append(self.archive.read_versions(query, archived))
-        if not sources:
+        raw = self._raw_versions(query)
+        if not raw.num_rows:
             return versions.empty(versions.HISTORY_SCHEMA)
-        raw = pa.concat_tables([versions.conform_to(s, READINGS_SCHEMA) for s in sources])
         return versions.history_of(raw)
 
     def read_window(
@@ -407,7 +417,7 @@ class DuckDBStore:
     ) -> pa.Table:
         """Current versions of every meter's cells with interval ends in ``(start, end]``
         (``versions.WINDOW_SCHEMA``): what a VEE sweep reads."""
-        months = months_between(start_us, end_us)
+        months = slot_months_between(start_us, end_us)
         source = self._source("readings", months)
         if source is None:
             return versions.empty(versions.WINDOW_SCHEMA)
@@ -427,7 +437,7 @@ class DuckDBStore:
         """What the meters sent for interval ends in ``(start, end]``: every row of a measured
         source (push, re-read, poll), an exact repeat (same value and source) once; columns
         meter_key, interval_end, value, source, tx_time."""
-        source = self._source("readings", months_between(start_us, end_us))
+        source = self._source("readings", slot_months_between(start_us, end_us))
         if source is None:
             return versions.empty(versions.MEASURED_SCHEMA)
         table = self._arrow(
@@ -590,11 +600,37 @@ class DuckDBStore:
     def close(self) -> None:
         self._con.close()
 
+    # ---- specified sub-meters (SPEC S3)
 
-def _sorted(parts: list[pa.Table], schema: pa.Schema, keys: list[str]) -> pa.Table:
-    tables = [versions.conform_to(p, schema) for p in parts if p.num_rows]
-    if not tables:
-        return schema.empty_table()
-    table = pa.concat_tables(tables)
-    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
-    return table.take(order)
+    def write_specified(self, table: pa.Table) -> None:
+        """Replace the roster of specified sub-meters (``SPECIFIED_SCHEMA``)."""
+        cur = self._cursor()
+        with self._write_lock:
+            cur.execute("BEGIN")
+            cur.execute("DELETE FROM specified_meters")
+            cur.register("incoming_specified", versions.conform_to(table, SPECIFIED_SCHEMA))
+            cur.execute("INSERT INTO specified_meters SELECT * FROM incoming_specified")
+            cur.unregister("incoming_specified")
+            cur.execute("COMMIT")
+
+    def read_specified(self, parent_key: int | None = None) -> pa.Table:
+        """The specified sub-meters (of one parent meter), by parent and meter key."""
+        found = (
+            self._cursor()
+            .execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'specified_meters'")
+            .fetchall()
+        )
+        if not found or not found[0][0]:  # a read-only store from before SPEC S3
+            return SPECIFIED_SCHEMA.empty_table()
+        where = "" if parent_key is None else f"WHERE parent_key = {int(parent_key)}"
+        table = self._arrow(
+            "SELECT meter_key, parent_key, kind, device_id FROM specified_meters "
+            f"{where} ORDER BY parent_key, meter_key"
+        )
+        return versions.conform_to(table, SPECIFIED_SCHEMA)
+
+
+def _month_of_rows(kind: str, epoch_us: np.ndarray) -> np.ndarray:
+    """Month table of each row: readings by the month their slot belongs to, register reads by
+    the month of the instant."""
+    return slot_month_index(epoch_us) if kind == "readings" else month_index(epoch_us)

@@ -59,6 +59,19 @@ def months_between(start_us: int, end_us: int) -> list[int]:
     return list(range(month_of(start_us + 1), month_of(end_us) + 1))
 
 
+def slot_month_index(interval_end_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The JST month each interval *belongs to*: the slot ending at midnight on the 1st is the
+    last slot of the month before (the DuckDB store's month tables follow this)."""
+    return month_index(np.asarray(interval_end_us, np.int64) - 1)
+
+
+def slot_months_between(start_us: int, end_us: int) -> list[int]:
+    """Months of the slots whose interval ends lie in ``(start_us, end_us]``."""
+    if end_us <= start_us:
+        return []
+    return list(range(month_of(start_us), month_of(end_us - 1) + 1))
+
+
 def month_name(month: int) -> str:
     """``2026_04`` for April 2026."""
     year, index = divmod(month, 12)

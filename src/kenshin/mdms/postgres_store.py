@@ -42,6 +42,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
@@ -120,6 +121,7 @@ REGISTER_COLUMNS = copy_columns(REGISTER_READS_SCHEMA)
 GAP_COLUMNS = copy_columns(versions.GAPS_SCHEMA)
 EDIT_COLUMNS = copy_columns(versions.EDITS_SCHEMA)
 METER_COLUMNS = copy_columns(METERS_SCHEMA)
+SPECIFIED_COLUMNS = copy_columns(SPECIFIED_SCHEMA)
 
 
 def conform(table: pa.Table, columns: Sequence[CopyColumn], what: str) -> pa.Table:
@@ -332,6 +334,23 @@ def copy_chunks(
 
 _METER_NAMES = [c.name for c in METER_COLUMNS]
 _CONTENT = ", ".join(versions.CONTENT)
+
+
+# one row of a point read as packed by the server (see PostgresStore._raw_versions)
+_RAW_ROW = np.dtype(
+    [
+        ("end", ">i8"),
+        ("value", ">i4"),
+        ("value_null", "u1"),
+        ("quality", ">i2"),
+        ("source", ">i2"),
+        ("method", ">i2"),
+        ("method_null", "u1"),
+        ("rule", ">i4"),
+        ("rule_null", "u1"),
+        ("tx", ">i8"),
+    ]
+)
 _US = "(extract(epoch FROM {0}) * 1000000)::bigint AS {0}"
 _METER_INDEXED = ("meter_key", "supply_point_id")
 _READINGS_INDEX = ("meter_key", "channel", "resolution", "interval_end")
@@ -409,6 +428,14 @@ def _ddl(schema: str) -> list[sql.Composed]:
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {}.frame_counters "
             "(meter_key integer PRIMARY KEY, last bigint NOT NULL, bitmap bigint NOT NULL)"
+        ).format(s),
+        # specified sub-meters behind smart meters (SPEC S3)
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.specified_meters (meter_key integer, "
+            "parent_key integer, kind smallint, device_id bigint)"
+        ).format(s),
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS specified_parent ON {}.specified_meters (parent_key)"
         ).format(s),
     ]
 
@@ -810,29 +837,60 @@ class PostgresStore:
         return [m for m in months if m in held]
 
     def read(self, query: ReadingQuery) -> pa.Table:
-        """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end."""
-        where, params = self._cell_where(query)
+        """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end.
+
+        The version rows come packed in one value decoded by numpy, and the reading rule runs in
+        numpy (``versions.current_of``).
+        """
+        raw = self._raw_versions(query)
         archived = self._archived(months_between(query.start_us, query.end_us))
         if archived:
-            raw = pa.concat_tables(
-                [self.archive.read_versions(query, archived), self._raw_versions(query)]
-            )
-            table = versions.resolve_current(raw)
-            return versions.conform_to(table, versions.READ_SCHEMA).sort_by("interval_end")
-        table = self._rows_arrow(self._current_sql(where), params, versions.WINDOW_SCHEMA, "read")
-        return table.drop_columns(["meter_key"])
+            raw = pa.concat_tables([self.archive.read_versions(query, archived), raw])
+        return versions.conform_to(versions.current_of(raw), versions.READ_SCHEMA)
 
     def _raw_versions(self, query: ReadingQuery) -> pa.Table:
+        """Every stored version of the query's cells (READINGS_SCHEMA).
+
+        The server packs the rows into one big-endian bytea (``*send`` functions, one value in
+        one message), which numpy reads at once: a COPY sends a message per row and a plain
+        SELECT builds a Python object per value, each costing more than the query itself.
+        """
         where, params = self._cell_where(query)
-        names = [f.name for f in READINGS_SCHEMA]
-        select = ", ".join(
-            _US.format(n) if pa.types.is_timestamp(READINGS_SCHEMA.field(n).type) else n
-            for n in names
+        statement = sql.SQL(
+            "SELECT string_agg(timestamptz_send(interval_end) || int4send(coalesce(value, 0)) "
+            "|| boolsend(value IS NULL) || int2send(quality::smallint) "
+            "|| int2send(source::smallint) || int2send(coalesce(method, 0)::smallint) "
+            "|| boolsend(method IS NULL) || int4send(coalesce(failed_rule, 0)::integer) "
+            "|| boolsend(failed_rule IS NULL) || timestamptz_send(tx_time), ''::bytea) "
+            "FROM {} WHERE " + where
+        ).format(self._table("readings"))
+        found = self._fetch(statement, params, "read")
+        packed = found[0][0] if found and found[0][0] is not None else b""
+        rows = np.frombuffer(packed, _RAW_ROW)
+        n = len(rows)
+
+        def nullable(
+            values: npt.NDArray[Any], nulls: npt.NDArray[Any], type_: pa.DataType
+        ) -> pa.Array:
+            mask = nulls.astype(bool)
+            return pa.array(values, type_, mask=mask if mask.any() else None)
+
+        ts = READINGS_SCHEMA.field("interval_end").type
+        return pa.Table.from_arrays(
+            [
+                pa.array(np.full(n, query.meter_key, np.int32)),
+                pa.array(np.full(n, int(query.channel), np.uint8)),
+                pa.array(np.full(n, int(query.resolution), np.uint8)),
+                pa.array(rows["end"].astype(np.int64) + PG_EPOCH_US).cast(ts),
+                nullable(rows["value"].astype(np.int32), rows["value_null"], pa.int32()),
+                pa.array(rows["quality"].astype(np.uint8)),
+                pa.array(rows["source"].astype(np.uint8)),
+                nullable(rows["method"].astype(np.uint8), rows["method_null"], pa.uint8()),
+                nullable(rows["rule"].astype(np.uint16), rows["rule_null"], pa.uint16()),
+                pa.array(rows["tx"].astype(np.int64) + PG_EPOCH_US).cast(ts),
+            ],
+            schema=READINGS_SCHEMA,
         )
-        statement = sql.SQL("SELECT " + select + " FROM {} WHERE " + where).format(
-            self._table("readings")
-        )
-        return self._rows_arrow(statement, params, READINGS_SCHEMA, "read versions")
 
     def read_versions(self, query: ReadingQuery) -> pa.Table:
         """Every distinct version (``versions.HISTORY_SCHEMA``), by interval end and version."""
@@ -1068,3 +1126,33 @@ class PostgresStore:
             connections, self._connections = self._connections, []
         for _, conn in connections:
             conn.close()
+
+    # ---- specified sub-meters (SPEC S3)
+
+    def write_specified(self, table: pa.Table) -> None:
+        """Replace the roster of specified sub-meters (``SPECIFIED_SCHEMA``)."""
+        table = conform(table, SPECIFIED_COLUMNS, "specified meters")
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(sql.SQL("TRUNCATE {}").format(self._table("specified_meters")))
+                if table.num_rows:
+                    self._copy(cur, "specified_meters", table, SPECIFIED_COLUMNS)
+        except psycopg.Error as exc:
+            raise StoreError(f"writing specified meters to {self.target} failed: {exc}") from exc
+
+    def read_specified(self, parent_key: int | None = None) -> pa.Table:
+        """The specified sub-meters (of one parent meter), by parent and meter key."""
+        found = self._fetch(
+            "SELECT to_regclass(%s)", [f"{self.schema}.specified_meters"], "specified meters"
+        )
+        if not found or found[0][0] is None:  # a read-only store from before SPEC S3
+            return SPECIFIED_SCHEMA.empty_table()
+        where = "" if parent_key is None else "WHERE parent_key = %s"
+        statement = sql.SQL(
+            "SELECT meter_key, parent_key, kind, device_id FROM {} "
+            + where
+            + " ORDER BY parent_key, meter_key"
+        ).format(self._table("specified_meters"))
+        params = [] if parent_key is None else [parent_key]
+        return self._rows_arrow(statement, params, SPECIFIED_SCHEMA, "read specified meters")

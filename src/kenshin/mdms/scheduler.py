@@ -22,6 +22,7 @@ from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, from_epoch_us
 from kenshin.hes.headend import ReadingBatch
 from kenshin.mdms.archive import ParquetArchive
+from kenshin.mdms.differences import DifferenceReport, run_differences
 from kenshin.mdms.housekeeping import HousekeepingReport, RetentionPolicy, run_housekeeping
 from kenshin.mdms.months import month_of, month_start_us
 from kenshin.mdms.sweep import SweepReport, day_window, run_sweep
@@ -47,6 +48,7 @@ class MdmsSchedule:
     sweeps: list[SweepReport] = field(default_factory=list)  # forward channel
     reverse_sweeps: list[SweepReport] = field(default_factory=list)
     housekeeping: list[HousekeepingReport] = field(default_factory=list)
+    differences: list[DifferenceReport] = field(default_factory=list)
     _next_day: dt.date | None = None
     _next_month: int | None = None
 
@@ -82,6 +84,8 @@ class MdmsSchedule:
                     self.sweeps.append(report)
                 else:
                     self.reverse_sweeps.append(report)
+            # SPEC S3: differences of parent and specified meters, from the swept values
+            self.differences.append(run_differences(self.store, self._next_day, now_us=now_us))
             self._next_day += dt.timedelta(days=1)
         while month_start_us(self._next_month) + 86_400_000_000 <= now_us:
             self.flush()

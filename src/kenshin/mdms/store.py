@@ -38,6 +38,14 @@ class ReadingStore(Protocol):
         """Replace the meter roster (``kenshin.core.schema.METERS_SCHEMA``)."""
         ...
 
+    def write_specified(self, table: pa.Table) -> None:
+        """Replace the roster of specified sub-meters (``kenshin.core.specified``, SPEC S3)."""
+        ...
+
+    def read_specified(self, parent_key: int | None = None) -> pa.Table:
+        """The specified sub-meters (``SPECIFIED_SCHEMA``), all or those of one parent meter."""
+        ...
+
     def append(
         self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
     ) -> None:

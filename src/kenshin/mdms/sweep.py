@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +29,8 @@ from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
 from kenshin.mdms.daytypes import day_class
 from kenshin.mdms.estimate import HistoryStats, history_stats
-from kenshin.mdms.vee import VeeConfig, VeeInput, run_vee
-from kenshin.mdms.vee_rules import densify, densify_registers
+from kenshin.mdms.vee import VeeConfig, VeeInput, VeeResult, run_vee
+from kenshin.mdms.vee_rules import Densified, densify, densify_registers
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,116 @@ def label_on_ingest(readings: pa.Table) -> pa.Table:
     )
 
 
+@dataclass
+class DayBatch:
+    """What :func:`validate_day_batch` made of one day's rows."""
+
+    readings: pa.Table  # the rows as received, labelled, then one estimate row per filled cell
+    result: VeeResult
+    received: int
+
+
+def validate_day_batch(
+    readings: pa.Table,
+    registers: pa.Table,
+    keys: npt.NDArray[np.int64],
+    day: dt.date,
+    *,
+    now_us: int,
+    channel: Channel = Channel.ACTIVE_FORWARD,
+    resolution: Resolution = Resolution.MIN30,
+    config: VeeConfig | None = None,
+    stats: HistoryStats | None = None,
+) -> DayBatch:
+    """VEE of a whole day that arrives at once (a bulk load, another head-end's day file):
+    the received rows are stored as they are, each labelled with its cell's outcome (a value
+    that failed is SUSPECT with its rule; its estimate follows as a new version), so valid data
+    is not copied into new rows. ``keys``: the sorted roster whose every meter is expected."""
+    cfg = config or VeeConfig(forward_only=channel in _ENERGY)
+    start, _ = day_window(day)
+    n = len(keys)
+
+    def values() -> Densified:
+        index, known = roster_index(keys, readings.column("meter_key"))
+        return densify(
+            np.where(known, index, -1),
+            _us(readings.column("interval_end")),
+            readings.column("value").fill_null(0).to_numpy(),
+            _us(readings.column("tx_time")),
+            window_start_us=start,
+            resolution=resolution,
+            n_meters=n,
+            keep_row_cells=True,
+        )
+
+    def reads() -> Densified:
+        index, known = roster_index(keys, registers.column("meter_key"))
+        return densify_registers(
+            np.where(known, index, -1),
+            _us(registers.column("read_at")),
+            registers.column("register").fill_null(0).to_numpy(),
+            _us(registers.column("tx_time")),
+            window_start_us=start,
+            resolution=resolution,
+            n_meters=n,
+        )
+
+    # values and register reads are independent: one thread each (numpy releases the GIL)
+    with ThreadPoolExecutor(2, thread_name_prefix="densify") as pool:
+        dense_job, regs_job = pool.submit(values), pool.submit(reads)
+        dense, regs = dense_job.result(), regs_job.result()
+    result = run_vee(
+        VeeInput(
+            values=dense.values,
+            present=dense.present,
+            registers=regs.values,
+            register_present=regs.present,
+            resolution=resolution,
+            structure_flags=dense.flags,
+            stats=stats,
+        ),
+        cfg,
+    )
+    cell = dense.row_cell
+    assert cell is not None
+    on_grid = cell >= 0
+    at = np.where(on_grid, cell, 0)
+    quality = result.quality.ravel()[at]
+    quality = np.where(quality == Quality.ESTIMATED, np.uint8(Quality.SUSPECT), quality)
+    quality = np.where(on_grid, quality, np.uint8(Quality.SUSPECT)).astype(np.uint8)
+    flags = np.where(
+        on_grid, result.failed_rule.ravel()[at], np.uint16(Rule.STRUCTURE_ALIGNMENT)
+    ).astype(np.uint16)
+    index_of = readings.schema.get_field_index
+    labelled = readings.set_column(index_of("quality"), "quality", pa.array(quality))
+    labelled = labelled.set_column(index_of("failed_rule"), "failed_rule", pa.array(flags))
+    all_quality = result.quality.ravel()
+    filled = np.flatnonzero(
+        (all_quality == Quality.ESTIMATED)
+        | (all_quality == Quality.MISSING)
+        | (np.isin(all_quality, [Quality.OUTAGE, Quality.DISCONNECTED]) & ~dense.present.ravel())
+    )
+    s = resolution.slots_per_day
+    estimates = versions.readings_table(
+        keys[filled // s],
+        int(channel),
+        int(resolution),
+        start + (filled % s + 1) * resolution.microseconds,
+        result.value.ravel()[filled],
+        all_quality[filled] != Quality.MISSING,
+        all_quality[filled],
+        int(Source.ESTIMATE),
+        result.method.ravel()[filled],
+        result.failed_rule.ravel()[filled],
+        now_us,
+    )
+    return DayBatch(
+        pa.concat_tables([versions.conform_to(labelled, estimates.schema), estimates]),
+        result,
+        dense.received,
+    )
+
+
 def day_window(day: dt.date) -> tuple[int, int]:
     """Epoch µs of the JST day's start and end: its slots end in ``(start, end]``."""
     start = to_epoch_us(dt.datetime.combine(day, dt.time(), tzinfo=JST))
@@ -116,7 +227,7 @@ def run_sweep(
         return report
 
     measured = store.read_measured(channel, resolution, start, end)
-    m_index, m_known = _index(keys, measured.column("meter_key"))
+    m_index, m_known = roster_index(keys, measured.column("meter_key"))
     dense = densify(
         m_index[m_known],
         _us(measured.column("interval_end"))[m_known],
@@ -127,7 +238,7 @@ def run_sweep(
         n_meters=n,
     )
     register_rows = store.read_register_window(channel, start, end)
-    r_index, r_known = _index(keys, register_rows.column("meter_key"))
+    r_index, r_known = roster_index(keys, register_rows.column("meter_key"))
     regs = densify_registers(
         r_index[r_known],
         _us(register_rows.column("read_at"))[r_known],
@@ -157,7 +268,7 @@ def run_sweep(
 
     # what each cell should be, against what the store holds now
     current = store.read_window(channel, resolution, start, end)
-    c_index, c_known = _index(keys, current.column("meter_key"))
+    c_index, c_known = roster_index(keys, current.column("meter_key"))
     slot = _slot(_us(current.column("interval_end"))[c_known], start, resolution)
     cell = c_index[c_known] * s + slot
     cur_value = np.full(n * s, np.iinfo(np.int64).min, np.int64)
@@ -252,11 +363,21 @@ def _us(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
     return np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
 
 
-def _index(
-    keys: npt.NDArray[np.int64], meter_keys: pa.ChunkedArray
+def roster_index(
+    keys: npt.NDArray[np.int64], meter_keys: pa.ChunkedArray | pa.Array | npt.NDArray[Any]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Row of each meter key in the sorted roster, and whether it is on the roster at all."""
-    wanted = meter_keys.to_numpy().astype(np.int64)
+    """Row of each meter key in the sorted roster, and whether it is on the roster at all.
+
+    kenshin's rosters number meters 0 … n-1, so the row is usually the key itself (no search).
+    """
+    wanted = np.asarray(
+        meter_keys if isinstance(meter_keys, np.ndarray) else meter_keys.to_numpy(),
+        dtype=np.int64,
+    )
+    n = len(keys)
+    if n and keys[0] == 0 and keys[-1] == n - 1:  # sorted, unique, so exactly 0 … n-1
+        known = (wanted >= 0) & (wanted < n)
+        return np.where(known, wanted, 0), known
     index = np.searchsorted(keys, wanted)
     known = index < len(keys)
     known[known] = keys[index[known]] == wanted[known]
@@ -341,7 +462,7 @@ def _history(
     table = store.read_window(channel, resolution, start, end)
     if table.num_rows == 0:
         return HistoryStats.empty(n, s)
-    index, known = _index(keys, table.column("meter_key"))
+    index, known = roster_index(keys, table.column("meter_key"))
     slot_all = _slot(_us(table.column("interval_end"))[known], start, resolution)
     cell = index[known] * (d * s) + slot_all
     history = np.zeros(n * d * s, np.int64)

@@ -20,7 +20,9 @@ with the received value; missing slots that cannot be estimated stay MISSING and
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,12 +210,18 @@ BLOCK_METERS = 16_384  # rows per block: small temporaries stay in cache and in 
 
 
 def run_vee(
-    day: VeeInput, config: VeeConfig | None = None, *, block_meters: int = BLOCK_METERS
+    day: VeeInput,
+    config: VeeConfig | None = None,
+    *,
+    block_meters: int = BLOCK_METERS,
+    workers: int | None = None,
 ) -> VeeResult:
     """Validate and estimate one window of dense values (see the module docstring).
 
     Meters are independent, so the work runs in blocks of ``block_meters`` rows: whole-array
-    temporaries of a million meters cost more in fresh memory than in arithmetic.
+    temporaries of a million meters cost more in fresh memory than in arithmetic. Blocks run on
+    ``workers`` threads (default: one per core, at most 4): numpy releases the GIL in the heavy
+    operations, so a 2-core machine does the work in a little over half the time.
     """
     cfg = config or VeeConfig()
     n, s = day.check()
@@ -221,23 +229,35 @@ def run_vee(
     quality = np.empty((n, s), dtype=np.uint8)
     method = np.empty((n, s), dtype=np.uint8)
     flags = np.empty((n, s), dtype=np.uint16)
+    size = max(1, block_meters)
+    blocks = [slice(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+    def one(rows: slice) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        value[rows], quality[rows], method[rows], flags[rows] = _run_block(_rows(day, rows), cfg)
+        return (
+            np.bincount(flags[rows].ravel(), minlength=1 << 16),
+            np.bincount(quality[rows].ravel(), minlength=256),
+        )
+
+    threads = min(len(blocks), workers or min(4, os.cpu_count() or 1))
+    if threads > 1:
+        with ThreadPoolExecutor(threads, thread_name_prefix="vee") as pool:
+            counts = list(pool.map(one, blocks))
+    else:
+        counts = [one(rows) for rows in blocks]
     per_flag_set = np.zeros(1 << 16, dtype=np.int64)
     per_quality = np.zeros(256, dtype=np.int64)
-    gaps = []
-    for lo in range(0, n, max(1, block_meters)):
-        hi = min(n, lo + max(1, block_meters))
-        rows = slice(lo, hi)
-        value[rows], quality[rows], method[rows], flags[rows] = _run_block(_rows(day, rows), cfg)
-        per_flag_set += np.bincount(flags[rows].ravel(), minlength=1 << 16)
-        per_quality += np.bincount(quality[rows].ravel(), minlength=256)
-        gaps.append(np.argwhere(quality[rows] == Quality.MISSING) + np.array([lo, 0]))
+    for flag_counts, quality_counts in counts:
+        per_flag_set += flag_counts
+        per_quality += quality_counts
+    gaps = np.argwhere(quality == Quality.MISSING).astype(np.int64)
     codes = np.arange(1 << 16)
     return VeeResult(
         value=value,
         quality=quality,
         method=method,
         failed_rule=flags,
-        gaps=np.concatenate(gaps).astype(np.int64) if gaps else np.zeros((0, 2), np.int64),
+        gaps=gaps,
         rule_counts={
             rule: int(per_flag_set[(codes & rule) != 0].sum())
             for rule in Rule

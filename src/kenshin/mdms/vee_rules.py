@@ -41,6 +41,7 @@ class Densified:
     out_of_window: int  # on the grid but outside the window or the meter range: dropped
     duplicate_equal: int
     duplicate_conflict: int
+    row_cell: Int64Array | None = None  # [rows] cell of each input row, -1 if dropped
 
 
 def densify(
@@ -54,8 +55,12 @@ def densify(
     n_meters: int,
     n_slots: int | None = None,
     block_rows: int = DENSIFY_BLOCK,
+    keep_row_cells: bool = False,
 ) -> Densified:
     """Long reading rows → dense [n_meters, n_slots] arrays (ARCHITECTURE "Storage").
+
+    ``keep_row_cells``: also return the cell of every input row, so labels can be gathered back
+    onto the rows (:func:`kenshin.mdms.sweep.validate_day_batch`).
 
     A row belongs to the slot ending at its ``interval_end`` (slot ``s`` ends at
     ``window_start + (s + 1) × resolution``). Rows off the slot grid are dropped and flag the slot
@@ -83,23 +88,28 @@ def densify(
 
     # blocks of rows: whole-array temporaries of 50 M rows cost more than the arithmetic
     n_misaligned = n_out = 0
-    involved = []  # every row of every cell that has more than one
     block_rows = max(1, block_rows)
+    row_cell = np.empty(ends.size, dtype=np.int64)  # cell of each row, -1: dropped
     for lo in range(0, ends.size, block_rows):
         hi = min(ends.size, lo + block_rows)
         key, aligned, inside = cells(slice(lo, hi))
         flags[key[~aligned & inside]] |= np.uint16(Rule.STRUCTURE_ALIGNMENT)
-        kept = np.flatnonzero(aligned & inside)
-        key = key[kept]
-        rows = kept + lo
-        earlier = owner[key]
-        again = earlier >= 0  # a cell already set by an earlier block
-        owner[key] = rows
-        dense[key] = np.asarray(vals[lo:hi], dtype=np.int64)[kept]
-        shared = owner[key] != rows  # a cell set twice within this block
-        involved += [rows[again], earlier[again], rows[shared], owner[key[shared]]]
+        ok = aligned & inside
+        kept = np.flatnonzero(ok)
+        owner[key[kept]] = kept + lo  # with repeated cells the last row (input order) wins
+        dense[key[kept]] = np.asarray(vals[lo:hi], dtype=np.int64)[kept]
+        row_cell[lo:hi] = np.where(ok, key, -1)
         n_misaligned += int((~aligned).sum())
         n_out += int((aligned & ~inside).sum())
+    # one pass at the end finds every cell set more than once: its rows that did not win
+    involved = []
+    for lo in range(0, ends.size, block_rows):
+        hi = min(ends.size, lo + block_rows)
+        key = row_cell[lo:hi]
+        kept = np.flatnonzero(key >= 0)
+        lost = kept[owner[key[kept]] != kept + lo]
+        if lost.size:
+            involved += [lost + lo, owner[key[lost]]]
     dup_rows = np.unique(np.concatenate(involved)) if involved else np.zeros(0, np.int64)
     n_equal = n_conflict = 0
     if dup_rows.size:
@@ -128,6 +138,7 @@ def densify(
         out_of_window=n_out,
         duplicate_equal=n_equal,
         duplicate_conflict=n_conflict,
+        row_cell=row_cell if keep_row_cells else None,
     )
 
 
