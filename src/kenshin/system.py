@@ -117,12 +117,19 @@ class EmbeddedSystem:
         sink = self.link if self.link is not None else self.mdms
         self.schedule: MdmsSchedule | None = None
         if sweep:
+            resolutions = [Resolution.MIN30]
+            if config.send_15min:
+                resolutions.append(Resolution.MIN15)
+            # wire mode delivers A2's 5-min history days later (off-peak): not swept at day end
+            if config.sample_5min_share > 0 and aroute == "direct":
+                resolutions.append(Resolution.MIN5)
             self.schedule = MdmsSchedule(
                 self.store,
                 self.mdms.flush,
                 vee=vee,
                 archive=archive,
                 retention=retention or RetentionPolicy(),
+                resolutions=tuple(resolutions),
             )
             self.schedule.start(config.start)
         if aroute == "direct":

@@ -293,3 +293,18 @@ def test_result_dtypes() -> None:
     assert res.method.dtype == np.uint8
     assert res.failed_rule.dtype == np.uint16
     assert res.gaps.dtype == np.int64
+
+
+def test_several_gaps_between_two_reads_share_what_the_reads_leave() -> None:
+    # two lost values between the same two reads: neither gap has a read at both ends
+    res = one([5, None, 7, None, 5], [0, None, None, None, None, 26])
+    assert res.quality.tolist() == [[V, E, V, E, V]]
+    assert res.method[0, [1, 3]].tolist() == [EstimationMethod.LINEAR] * 2
+    assert res.value[0, [1, 3]].tolist() == [4, 5]  # 26 − 17 = 9, split evenly in counts
+    assert int(res.value.sum()) == 26
+    assert res.gaps.shape == (0, 2)
+
+
+def test_segment_fill_refuses_when_the_known_values_exceed_the_reads() -> None:
+    res = one([20, None, 20, None, 5], [0, None, None, None, None, 26])
+    assert res.gaps.tolist() == [[0, 1], [0, 3]]

@@ -9,7 +9,10 @@ first match wins:
    gap sums exactly to the register difference (mandatory in Norway's Elhub, a good default);
 3. like days available → LIKE_DAY: the mean of the same slot over the like days;
 4. both ends known, no like days (or a like-day profile of zeros) → LINEAR, flat as in 1;
-5. otherwise the gap stays unfilled (MISSING, and on the re-read list).
+5. several gaps between the same two register reads (e.g. two lost 5-min values between 30-min
+   reads: neither gap has both ends) → LINEAR over the segment: what the reads' difference
+   leaves after the known intervals, spread evenly over the segment's unfilled slots;
+6. otherwise the gap stays unfilled (MISSING, and on the re-read list).
 
 A gap's end reads are the reads at its boundaries, or carried there from the nearest read over
 good intervals (:func:`chained_reads`). An end is unknown without such a read, when the slot
@@ -167,12 +170,30 @@ def estimate_gaps(
     s = bad.shape[1]
     row, start, length = runs(bad, split=register_present[:, :-1])  # split at reads inside
     stop = start + length
-    from_left, left_read, from_right, right_read = chained_reads(
-        values, good, registers, register_present, modulus
-    )
-    left = from_left[row, start] & ~((start > 0) & blocked[row, np.maximum(start - 1, 0)])
-    right = from_right[row, stop] & ~((stop < s) & blocked[row, np.minimum(stop, s - 1)])
-    delta = (right_read[row, stop] - left_read[row, start]) % modulus
+    # a read right at a gap's end is its end; only rows with a gap lacking one need reads
+    # carried over good intervals (chained_reads gives the same answer where a read is present)
+    has_left = register_present[row, start]
+    has_right = register_present[row, stop]
+    left_value = registers[row, start].copy()
+    right_value = registers[row, stop].copy()
+    need = ~(has_left & has_right)
+    if need.any():
+        chained_rows = np.unique(row[need])
+        at = np.searchsorted(chained_rows, row[need])
+        from_left, left_read, from_right, right_read = chained_reads(
+            values[chained_rows],
+            good[chained_rows],
+            registers[chained_rows],
+            register_present[chained_rows],
+            modulus,
+        )
+        has_left[need] = from_left[at, start[need]]
+        has_right[need] = from_right[at, stop[need]]
+        left_value[need] = left_read[at, start[need]]
+        right_value[need] = right_read[at, stop[need]]
+    left = has_left & ~((start > 0) & blocked[row, np.maximum(start - 1, 0)])
+    right = has_right & ~((stop < s) & blocked[row, np.minimum(stop, s - 1)])
+    delta = (right_value - left_value) % modulus
     both = left & right & (delta <= modulus // 2)
     like = like_ok[row]
     short = both & (length <= max_gap_slots)
@@ -207,4 +228,78 @@ def estimate_gaps(
     total, gap_delta = weight_total[run[m]], cell_delta[m]
     # cumulative rounding: telescopes to exactly delta over the run, never negative
     value[m] = gap_delta * upto // total - gap_delta * (upto - weight[m]) // total
-    return GapFill(cell_row, cell_col, value, method)
+    fill = GapFill(cell_row, cell_col, value, method)
+    return _segments(fill, good, blocked, values, registers, register_present, modulus)
+
+
+def _segments(
+    fill: GapFill,
+    good: BoolArray,
+    blocked: BoolArray,
+    values: Int64Array,
+    registers: Int64Array,
+    register_present: BoolArray,
+    modulus: int,
+) -> GapFill:
+    """Method 5: slots still unfilled between two register reads share what the reads'
+    difference leaves after every known interval of the segment (received or estimated)."""
+    open_cells = fill.method == EstimationMethod.NONE
+    if not open_cells.any():
+        return fill
+    n, s = good.shape
+    unknown = np.zeros((n, s), dtype=bool)
+    unknown[fill.row[open_cells], fill.col[open_cells]] = True
+    known = np.where(good, values, 0)
+    done = ~open_cells
+    known[fill.row[done], fill.col[done]] = fill.value[done]
+    is_known = good.copy()
+    is_known[fill.row[done], fill.col[done]] = True
+
+    bound = np.arange(s + 1, dtype=np.int64)
+    last = np.maximum.accumulate(np.where(register_present, bound, -1), axis=1)[:, :s]
+    flip = np.s_[:, ::-1]
+    nxt = np.minimum.accumulate(np.where(register_present, bound, s + 1)[flip], axis=1)[flip]
+    nxt = nxt[:, 1:]  # the first read at a boundary after each slot
+    closed = (last >= 0) & (nxt <= s)
+    rows = np.arange(n, dtype=np.int64)[:, None]
+    key = np.where(closed, rows * (s + 1) + last, -1).ravel()  # segment of each slot
+    inside = key >= 0
+    size = n * (s + 1)
+    k = key[inside]
+    sum_known = np.bincount(k, weights=known.ravel()[inside], minlength=size).astype(np.int64)
+    n_unknown = np.bincount(k, weights=unknown.ravel()[inside], minlength=size).astype(np.int64)
+    # a segment with an outage, or a slot that is neither known nor to be filled, is left alone
+    other = (blocked | (~is_known & ~unknown)).ravel()[inside]
+    n_other = np.bincount(k, weights=other, minlength=size)
+
+    cell_row, cell_col = fill.row[open_cells], fill.col[open_cells]
+    seg = key.reshape(n, s)[cell_row, cell_col]
+    usable = seg >= 0
+    lo = np.maximum(last[cell_row, cell_col], 0)  # clipped: unusable slots are masked below
+    hi = np.minimum(nxt[cell_row, cell_col], s)
+    delta = (registers[cell_row, hi] - registers[cell_row, lo]) % modulus
+    seg_safe = np.where(usable, seg, 0)
+    residual = delta - sum_known[seg_safe]
+    # as for gaps, a read next to an outage slot is no endpoint
+    beside = ((lo > 0) & blocked[cell_row, np.maximum(lo - 1, 0)]) | (
+        (hi < s) & blocked[cell_row, np.minimum(hi, s - 1)]
+    )
+    ok = (
+        usable
+        & ~beside
+        & (n_other[seg_safe] == 0)
+        & (n_unknown[seg_safe] > 0)
+        & (delta <= modulus // 2)
+        & (residual >= 0)
+    )
+    # rank of each unfilled slot within its segment (slots of a segment are contiguous)
+    flat_unknown = unknown.ravel()
+    running = np.cumsum(flat_unknown)
+    first = cell_row * s + np.minimum(lo, s - 1)  # the segment's first slot
+    rank = running[cell_row * s + cell_col] - 1 - (running[first] - flat_unknown[first])
+    share = _even_split(residual, rank, np.maximum(n_unknown[seg_safe], 1))
+    value, method = fill.value.copy(), fill.method.copy()
+    target = np.flatnonzero(open_cells)[ok]
+    value[target] = share[ok]
+    method[target] = EstimationMethod.LINEAR
+    return GapFill(fill.row, fill.col, value, method)

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from kenshin.core.channels import Channel
-from kenshin.core.timeslots import JST, from_epoch_us
+from kenshin.core.timeslots import JST, Resolution, from_epoch_us
 from kenshin.hes.headend import ReadingBatch
 from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.differences import DifferenceReport, run_differences
@@ -30,8 +30,8 @@ from kenshin.mdms.vee import VeeConfig
 
 log = logging.getLogger(__name__)
 
-# 30-min values of every meter on both energy channels (15/5-min duties cover only some meters:
-# their sweeps need the expected-meter set, a later step)
+# both energy channels; at 15 and 5 min only the meters expected to send them are swept
+# (kenshin.mdms.sweep.expected_meters). Voltage and reactive values are stored as received.
 SWEPT_CHANNELS = (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)
 _NEVER = 10**9
 
@@ -46,7 +46,9 @@ class MdmsSchedule:
     archive: ParquetArchive | None = None
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     sweeps: list[SweepReport] = field(default_factory=list)  # forward channel
-    reverse_sweeps: list[SweepReport] = field(default_factory=list)
+    # the other channel and resolutions: reverse 30-min, and 15/5-min where they are collected
+    other_sweeps: list[SweepReport] = field(default_factory=list)
+    resolutions: tuple[Resolution, ...] = (Resolution.MIN30,)
     housekeeping: list[HousekeepingReport] = field(default_factory=list)
     differences: list[DifferenceReport] = field(default_factory=list)
     _next_day: dt.date | None = None
@@ -71,19 +73,21 @@ class MdmsSchedule:
         delay = 0 if final else int(self.sweep_delay.total_seconds() * 1_000_000)
         while day_window(self._next_day)[1] + delay <= now_us:
             self.flush()
-            for channel in SWEPT_CHANNELS:
-                report = run_sweep(
-                    self.store,
-                    self._next_day,
-                    channel=channel,
-                    config=self._config(channel),
-                    now_us=now_us,
-                    history_days=self.history_days,
-                )
-                if channel is Channel.ACTIVE_FORWARD:
-                    self.sweeps.append(report)
-                else:
-                    self.reverse_sweeps.append(report)
+            for resolution in self.resolutions:
+                for channel in SWEPT_CHANNELS:
+                    report = run_sweep(
+                        self.store,
+                        self._next_day,
+                        channel=channel,
+                        resolution=resolution,
+                        config=self._config(channel),
+                        now_us=now_us,
+                        history_days=self.history_days,
+                    )
+                    if channel is Channel.ACTIVE_FORWARD and resolution is Resolution.MIN30:
+                        self.sweeps.append(report)
+                    else:
+                        self.other_sweeps.append(report)
             # SPEC S3: differences of parent and specified meters, from the swept values
             self.differences.append(run_differences(self.store, self._next_day, now_us=now_us))
             self._next_day += dt.timedelta(days=1)

@@ -23,6 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.channels import Channel
+from kenshin.core.meterspec import Generation, MeterClass, meter_spec
 from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.schema import TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
@@ -161,14 +162,15 @@ def validate_day_batch(
     )
     cell = dense.row_cell
     assert cell is not None
-    on_grid = cell >= 0
-    at = np.where(on_grid, cell, 0)
-    quality = result.quality.ravel()[at]
-    quality = np.where(quality == Quality.ESTIMATED, np.uint8(Quality.SUSPECT), quality)
-    quality = np.where(on_grid, quality, np.uint8(Quality.SUSPECT)).astype(np.uint8)
-    flags = np.where(
-        on_grid, result.failed_rule.ravel()[at], np.uint16(Rule.STRUCTURE_ALIGNMENT)
-    ).astype(np.uint16)
+    # a received value whose cell was estimated failed a rule: it stays, labelled SUSPECT
+    row_label = result.quality.ravel().copy()
+    row_label[row_label == Quality.ESTIMATED] = Quality.SUSPECT
+    quality = np.take(row_label, cell, mode="wrap")  # one gather per column; -1 fixed below
+    flags = np.take(result.failed_rule.ravel(), cell, mode="wrap")
+    off_grid = np.flatnonzero(cell < 0)
+    if off_grid.size:
+        quality[off_grid] = Quality.SUSPECT
+        flags[off_grid] = Rule.STRUCTURE_ALIGNMENT
     index_of = readings.schema.get_field_index
     labelled = readings.set_column(index_of("quality"), "quality", pa.array(quality))
     labelled = labelled.set_column(index_of("failed_rule"), "failed_rule", pa.array(flags))
@@ -199,6 +201,29 @@ def validate_day_batch(
     )
 
 
+def expected_meters(
+    roster: pa.Table, channel: Channel, resolution: Resolution
+) -> npt.NDArray[np.int64]:
+    """Sorted keys of the meters expected to deliver ``channel`` at ``resolution``: those whose
+    generation and class record it (SPEC M1–M4) and, for 5-min values, the A2 sample."""
+    keys = roster.column("meter_key").to_numpy().astype(np.int64)
+    if resolution is Resolution.MIN30 and channel in _ENERGY:
+        return np.sort(keys)  # every meter records 30-min energy (SPEC A1)
+    generation = roster.column("generation").to_numpy()
+    meter_class = roster.column("meter_class").to_numpy()
+    wanted = np.zeros(len(keys), dtype=bool)
+    for gen, cls in {(int(g), int(c)) for g, c in zip(generation, meter_class, strict=True)}:
+        try:
+            spec = meter_spec(Generation(gen), MeterClass(cls))
+        except ValueError:
+            continue
+        if spec.records(channel, resolution):
+            wanted |= (generation == gen) & (meter_class == cls)
+    if resolution is Resolution.MIN5:
+        wanted &= roster.column("sampled_5min").fill_null(False).to_numpy(zero_copy_only=False)
+    return np.sort(keys[wanted])
+
+
 def day_window(day: dt.date) -> tuple[int, int]:
     """Epoch µs of the JST day's start and end: its slots end in ``(start, end]``."""
     start = to_epoch_us(dt.datetime.combine(day, dt.time(), tzinfo=JST))
@@ -216,10 +241,16 @@ def run_sweep(
     supply_windows: Sequence[SupplyWindow] = (),
     clock_offsets_s: dict[int, float] | None = None,
     history_days: int | None = None,
+    meters: npt.NDArray[np.int64] | None = None,
 ) -> SweepReport:
-    """Sweep one JST day of one channel for every meter of the roster (see the module doc)."""
+    """Sweep one JST day of one channel for the meters expected to send it (``meters``;
+    default :func:`expected_meters` of the roster) — see the module doc."""
     cfg = config or VeeConfig(forward_only=channel in _ENERGY)
-    keys = np.sort(store.read_meters().column("meter_key").to_numpy().astype(np.int64))
+    keys = (
+        expected_meters(store.read_meters(), channel, resolution)
+        if meters is None
+        else np.unique(np.asarray(meters, dtype=np.int64))
+    )
     n, s = len(keys), resolution.slots_per_day
     start, end = day_window(day)
     report = SweepReport(day=day, meters=n, cells=n * s)

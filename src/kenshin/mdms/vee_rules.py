@@ -8,6 +8,7 @@ slot ``j`` spans reads ``j`` and ``j + 1`` and a window of S slots has S + 1 rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,7 @@ class Densified:
     that had more than one row).
     """
 
-    values: Int64Array  # [N, S] register units; 0 where not received
+    values: npt.NDArray[np.signedinteger[Any]]  # [N, S] register units; 0 if not received
     present: BoolArray  # [N, S]
     flags: FlagArray  # [N, S] Rule.STRUCTURE_ALIGNMENT / DUPLICATE_EQUAL / DUPLICATE_CONFLICT
     rows: int
@@ -41,7 +42,7 @@ class Densified:
     out_of_window: int  # on the grid but outside the window or the meter range: dropped
     duplicate_equal: int
     duplicate_conflict: int
-    row_cell: Int64Array | None = None  # [rows] cell of each input row, -1 if dropped
+    row_cell: npt.NDArray[np.integer] | None = None  # [rows] cell of each row, -1: dropped
 
 
 def densify(
@@ -72,8 +73,18 @@ def densify(
     meters, ends = np.asarray(meter_index), np.asarray(interval_end_us)
     vals, tx = np.asarray(value), np.asarray(tx_time_us)
     n_cells = n_meters * n_slots
-    owner = np.full(n_cells, -1, dtype=np.int64)  # the last row (input order) of each cell
-    dense = np.zeros(n_cells, dtype=np.int64)
+    # the last row (input order) of each cell; int32 halves the memory first touched (rows and
+    # cells of one window stay far below 2**31)
+    index_type: type[np.signedinteger[Any]] = (
+        np.int32 if max(n_cells, np.size(interval_end_us)) < 2**31 - 1 else np.int64
+    )
+    owner: npt.NDArray[np.signedinteger[Any]] = np.full(n_cells, -1, dtype=index_type)
+    # values as they come when they are 32-bit (register counts per interval are): half the
+    # fresh memory of int64; run_vee widens each block as it works on it
+    value_type: type[np.signedinteger[Any]] = (
+        np.int32 if np.asarray(value).dtype == np.int32 else np.int64
+    )
+    dense: npt.NDArray[np.signedinteger[Any]] = np.zeros(n_cells, dtype=value_type)
     flags = np.zeros(n_cells, dtype=np.uint16)
 
     def cells(rows: slice | Int64Array) -> tuple[Int64Array, BoolArray, BoolArray]:
@@ -87,29 +98,46 @@ def densify(
         return m * n_slots + slot, aligned, inside
 
     # blocks of rows: whole-array temporaries of 50 M rows cost more than the arithmetic
-    n_misaligned = n_out = 0
+    n_misaligned = n_out = n_kept = 0
     block_rows = max(1, block_rows)
-    row_cell = np.empty(ends.size, dtype=np.int64)  # cell of each row, -1: dropped
+    row_cell: npt.NDArray[np.signedinteger[Any]] | None = (
+        np.empty(ends.size, dtype=index_type) if keep_row_cells else None
+    )
     for lo in range(0, ends.size, block_rows):
         hi = min(ends.size, lo + block_rows)
         key, aligned, inside = cells(slice(lo, hi))
-        flags[key[~aligned & inside]] |= np.uint16(Rule.STRUCTURE_ALIGNMENT)
         ok = aligned & inside
+        if ok.all():  # the usual block: every row on the grid and in the window
+            # with repeated cells the last row (input order) wins
+            owner[key] = np.arange(lo, hi, dtype=owner.dtype)
+            dense[key] = vals[lo:hi]
+            if row_cell is not None:
+                row_cell[lo:hi] = key
+            n_kept += hi - lo
+            continue
+        flags[key[~aligned & inside]] |= np.uint16(Rule.STRUCTURE_ALIGNMENT)
         kept = np.flatnonzero(ok)
-        owner[key[kept]] = kept + lo  # with repeated cells the last row (input order) wins
-        dense[key[kept]] = np.asarray(vals[lo:hi], dtype=np.int64)[kept]
-        row_cell[lo:hi] = np.where(ok, key, -1)
+        owner[key[kept]] = kept + lo
+        dense[key[kept]] = np.asarray(vals[lo:hi])[kept]
+        if row_cell is not None:
+            row_cell[lo:hi] = np.where(ok, key, -1)
+        n_kept += kept.size
         n_misaligned += int((~aligned).sum())
         n_out += int((aligned & ~inside).sum())
-    # one pass at the end finds every cell set more than once: its rows that did not win
+    present = owner >= 0
     involved = []
-    for lo in range(0, ends.size, block_rows):
-        hi = min(ends.size, lo + block_rows)
-        key = row_cell[lo:hi]
-        kept = np.flatnonzero(key >= 0)
-        lost = kept[owner[key[kept]] != kept + lo]
-        if lost.size:
-            involved += [lost + lo, owner[key[lost]]]
+    if int(present.sum()) != n_kept:  # some cell was set more than once: find its rows
+        for lo in range(0, ends.size, block_rows):
+            hi = min(ends.size, lo + block_rows)
+            if row_cell is not None:
+                key = row_cell[lo:hi].astype(np.int64)
+                kept = np.flatnonzero(key >= 0)
+            else:
+                key, aligned, inside = cells(slice(lo, hi))
+                kept = np.flatnonzero(aligned & inside)
+            lost = kept[owner[key[kept]] != kept + lo]
+            if lost.size:
+                involved += [lost + lo, owner[key[lost]].astype(np.int64)]
     dup_rows = np.unique(np.concatenate(involved)) if involved else np.zeros(0, np.int64)
     n_equal = n_conflict = 0
     if dup_rows.size:
@@ -126,7 +154,6 @@ def densify(
         flags[group[equal]] |= np.uint16(Rule.DUPLICATE_EQUAL)
         flags[group[~equal]] |= np.uint16(Rule.DUPLICATE_CONFLICT)
         n_equal, n_conflict = int(equal.sum()), int((~equal).sum())
-    present = owner >= 0
     return Densified(
         values=dense.reshape(n_meters, n_slots),
         present=present.reshape(n_meters, n_slots),
@@ -138,7 +165,7 @@ def densify(
         out_of_window=n_out,
         duplicate_equal=n_equal,
         duplicate_conflict=n_conflict,
-        row_cell=row_cell if keep_row_cells else None,
+        row_cell=row_cell,
     )
 
 
