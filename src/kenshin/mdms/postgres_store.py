@@ -28,7 +28,7 @@ import datetime as dt
 import re
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -336,21 +336,15 @@ _METER_NAMES = [c.name for c in METER_COLUMNS]
 _CONTENT = ", ".join(versions.CONTENT)
 
 
-# one row of a point read as packed by the server (see PostgresStore._raw_versions)
-_RAW_ROW = np.dtype(
-    [
-        ("end", ">i8"),
-        ("value", ">i4"),
-        ("value_null", "u1"),
-        ("quality", ">i2"),
-        ("source", ">i2"),
-        ("method", ">i2"),
-        ("method_null", "u1"),
-        ("rule", ">i4"),
-        ("rule_null", "u1"),
-        ("tx", ">i8"),
-    ]
-)
+def _array_values(data: bytes | None, wire: str) -> npt.NDArray[Any]:
+    """The elements of a one-dimensional array without NULLs in PostgreSQL's binary format
+    (``array_send``): a 20-byte header, then a 4-byte length and the value per element."""
+    if not data:
+        return np.zeros(0, dtype=wire)
+    element = np.dtype([("length", ">i4"), ("value", wire)])
+    return np.frombuffer(data, element, offset=20)["value"]
+
+
 _US = "(extract(epoch FROM {0}) * 1000000)::bigint AS {0}"
 _METER_INDEXED = ("meter_key", "supply_point_id")
 _READINGS_INDEX = ("meter_key", "channel", "resolution", "interval_end")
@@ -470,6 +464,7 @@ class PostgresStore:
         self._lock = threading.Lock()
         self._connections: list[tuple[weakref.ref[threading.Thread], psycopg.Connection[Any]]] = []
         self._partitions: set[tuple[str, int]] = set()
+        self._texts: dict[str, str] = {}
         self._closed = False
         self._s = sql.Identifier(schema)
         conn = self._conn()  # fail here, not on first use, when the server is not reachable
@@ -812,6 +807,14 @@ class PostgresStore:
             "quality) v ORDER BY " + partition + ", " + versions.ORDER_LATEST
         ).format(self._table("readings"))
 
+    def _query_text(self, key: str, build: Callable[[], sql.Composed]) -> str:
+        """The SQL text of a composed statement, built once per ``key`` (point reads are
+        frequent enough for composing the statement each time to show)."""
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = build().as_string(self._conn())
+        return text
+
     def _rows_arrow(
         self, statement: Any, params: Sequence[Any], schema: pa.Schema, what: str
     ) -> pa.Table:
@@ -851,23 +854,34 @@ class PostgresStore:
     def _raw_versions(self, query: ReadingQuery) -> pa.Table:
         """Every stored version of the query's cells (READINGS_SCHEMA).
 
-        The server packs the rows into one big-endian bytea (``*send`` functions, one value in
-        one message), which numpy reads at once: a COPY sends a message per row and a plain
-        SELECT builds a Python object per value, each costing more than the query itself.
+        The server sends each column as one binary array (``array_send``; the small columns
+        packed into one bigint), which numpy reads at once: a COPY sends a message per row and
+        a plain SELECT builds a Python object per value, each costing more than the query.
         """
         where, params = self._cell_where(query)
-        statement = sql.SQL(
-            "SELECT string_agg(timestamptz_send(interval_end) || int4send(coalesce(value, 0)) "
-            "|| boolsend(value IS NULL) || int2send(quality::smallint) "
-            "|| int2send(source::smallint) || int2send(coalesce(method, 0)::smallint) "
-            "|| boolsend(method IS NULL) || int4send(coalesce(failed_rule, 0)::integer) "
-            "|| boolsend(failed_rule IS NULL) || timestamptz_send(tx_time), ''::bytea) "
-            "FROM {} WHERE " + where
-        ).format(self._table("readings"))
-        found = self._fetch(statement, params, "read")
-        packed = found[0][0] if found and found[0][0] is not None else b""
-        rows = np.frombuffer(packed, _RAW_ROW)
-        n = len(rows)
+
+        def build() -> sql.Composed:
+            return sql.SQL(
+                "SELECT array_send(array_agg(interval_end)), "
+                "array_send(array_agg(coalesce(value, 0))), "
+                # PostgreSQL gives << and | the same precedence: every shift in parentheses
+                "array_send(array_agg(((value IS NULL)::int::bigint << 56) "
+                "| (quality::bigint << 48) | (source::bigint << 40) "
+                "| (coalesce(method, 0)::bigint << 32) | ((method IS NULL)::int::bigint << 31) "
+                "| ((failed_rule IS NULL)::int::bigint << 30) "
+                "| coalesce(failed_rule, 0)::bigint)), array_send(array_agg(tx_time)) "
+                "FROM {} WHERE " + where
+            ).format(self._table("readings"))
+
+        found = self._fetch(self._query_text("read:" + where, build), params, "read")
+        packed = found[0] if found else (None, None, None, None)
+        end, value, bits, tx = (
+            _array_values(packed[0], ">i8"),
+            _array_values(packed[1], ">i4"),
+            _array_values(packed[2], ">i8").astype(np.int64),
+            _array_values(packed[3], ">i8"),
+        )
+        n = len(end)
 
         def nullable(
             values: npt.NDArray[Any], nulls: npt.NDArray[Any], type_: pa.DataType
@@ -881,13 +895,13 @@ class PostgresStore:
                 pa.array(np.full(n, query.meter_key, np.int32)),
                 pa.array(np.full(n, int(query.channel), np.uint8)),
                 pa.array(np.full(n, int(query.resolution), np.uint8)),
-                pa.array(rows["end"].astype(np.int64) + PG_EPOCH_US).cast(ts),
-                nullable(rows["value"].astype(np.int32), rows["value_null"], pa.int32()),
-                pa.array(rows["quality"].astype(np.uint8)),
-                pa.array(rows["source"].astype(np.uint8)),
-                nullable(rows["method"].astype(np.uint8), rows["method_null"], pa.uint8()),
-                nullable(rows["rule"].astype(np.uint16), rows["rule_null"], pa.uint16()),
-                pa.array(rows["tx"].astype(np.int64) + PG_EPOCH_US).cast(ts),
+                pa.array(end.astype(np.int64) + PG_EPOCH_US).cast(ts),
+                nullable(value.astype(np.int32), (bits >> 56) & 1, pa.int32()),
+                pa.array(((bits >> 48) & 0xFF).astype(np.uint8)),
+                pa.array(((bits >> 40) & 0xFF).astype(np.uint8)),
+                nullable(((bits >> 32) & 0xFF).astype(np.uint8), (bits >> 31) & 1, pa.uint8()),
+                nullable((bits & 0xFFFF).astype(np.uint16), (bits >> 30) & 1, pa.uint16()),
+                pa.array(tx.astype(np.int64) + PG_EPOCH_US).cast(ts),
             ],
             schema=READINGS_SCHEMA,
         )

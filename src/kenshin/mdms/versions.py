@@ -237,7 +237,8 @@ def current_of(raw: pa.Table, cell: tuple[str, ...] = ("interval_end",)) -> pa.T
     for c in sorted_cells:
         same_cell &= c[1:] == c[:-1]
     if not same_cell.any():  # one version per cell: the usual case after compaction
-        table = raw.take(pa.array(cell_order))
+        ordered = bool(np.all(cell_order[1:] > cell_order[:-1]))  # already by cell: no copy
+        table = raw if ordered else raw.take(pa.array(cell_order))
         return table.append_column("version", pa.array(np.ones(n, np.int32), version_type))
     value, value_null = _column(raw, "value")
     quality, _ = _column(raw, "quality")
