@@ -1,0 +1,166 @@
+"""The daily VEE sweep through the store: one JST day of 30-min forward values for N meters,
+with ``--days`` days of history before it, on DuckDB (compacted months, as the system keeps
+them). Times each stage of ``kenshin.mdms.sweep.run_sweep``: what the meters sent, register
+reads, history statistics, the rules, the current versions, and writing the outcome.
+
+Target (MDMS issue): a full daily sweep of 1,000,000 meters ≤ 60 s. The default size is smaller
+(``--meters 200000``); the table prints the extrapolation to 1,000,000 meters next to it.
+
+Usage: ``python benchmarks/vee_store_sweep.py [--meters 200000] [--days 28] [--history-days 28]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table
+
+from kenshin.core.quality import Quality, Source
+from kenshin.core.schema import METERS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
+from kenshin.core.timeslots import Resolution
+from kenshin.mdms import sweep as sweep_module
+from kenshin.mdms import versions
+from kenshin.mdms.duckdb_store import DuckDBStore
+from kenshin.mdms.sweep import day_window, run_sweep
+
+DAY = dt.date(2026, 4, 29)  # a Wednesday; history reaches back into April
+US30 = Resolution.MIN30.microseconds
+
+
+def roster(n: int) -> pa.Table:
+    columns = {}
+    for field in METERS_SCHEMA:
+        if field.name == "meter_key":
+            columns[field.name] = pa.array(np.arange(n, dtype=np.int32))
+        elif field.name == "supply_point_id":
+            columns[field.name] = pa.array([f"{k:022d}" for k in range(n)])
+        elif pa.types.is_boolean(field.type):
+            columns[field.name] = pa.array(np.zeros(n, bool))
+        else:
+            columns[field.name] = pa.array(np.zeros(n, np.int64)).cast(field.type)
+    return pa.table(columns, schema=METERS_SCHEMA)
+
+
+def load(store: DuckDBStore, n: int, days: int, rng: np.random.Generator) -> int:
+    """``days`` days before DAY and DAY itself, appended day by day in slot order (as the
+    head-end delivers), 3 % of DAY's values lost; returns rows stored."""
+    rows = 0
+    profile = rng.integers(20, 200, size=(n, 1)).astype(np.int64)
+    register = rng.integers(0, 10**7, size=n).astype(np.int64)
+    for offset in range(days, -1, -1):
+        day = DAY - dt.timedelta(days=offset)
+        start, _ = day_window(day)
+        values = profile + rng.integers(0, 30, size=(n, 48))
+        keep = np.ones((n, 48), bool) if offset else rng.random((n, 48)) >= 0.03
+        slot_major = np.argwhere(keep.T)  # (slot, meter) pairs in delivery order
+        slots, meters = slot_major[:, 0], slot_major[:, 1]
+        table = versions.readings_table(
+            meters,
+            1,
+            30,
+            start + (slots + 1) * US30,
+            values[meters, slots],
+            None,
+            int(Quality.VALID),
+            int(Source.METER_PUSH),
+            0,
+            0,
+            start + 86_400_000_000 + 600_000_000,
+        )
+        cum = np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(values, axis=1)], axis=1)
+        regs = (register[:, None] + cum) % 10**8
+        register = regs[:, -1]
+        r_meters = np.repeat(np.arange(n), 49)
+        r_at = np.tile(start + np.arange(49) * US30, n)
+        registers = pa.Table.from_arrays(
+            [
+                pa.array(r_meters.astype(np.int32)),
+                pa.array(np.ones(n * 49, np.uint8)),
+                pa.array(r_at).cast(TIMESTAMP),
+                pa.array(regs.ravel().astype(np.int32)),
+                pa.array(np.full(n * 49, int(Source.METER_PUSH), np.uint8)),
+                pa.array(np.full(n * 49, start + 86_400_000_000)).cast(TIMESTAMP),
+            ],
+            schema=REGISTER_READS_SCHEMA,
+        )
+        store.append(table, registers)
+        rows += table.num_rows
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--meters", type=int, default=200_000)
+    parser.add_argument("--days", type=int, default=28, help="days of history stored")
+    parser.add_argument("--history-days", type=int, default=None, help="sweep look-back")
+    args = parser.parse_args()
+    console = Console(width=120)
+    rng = np.random.default_rng(3)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = DuckDBStore(Path(tmp) / "sweep.duckdb")
+        store.write_meters(roster(args.meters))
+        started = time.perf_counter()
+        rows = load(store, args.meters, args.days, rng)
+        loaded = time.perf_counter() - started
+        for month in store.months():
+            store.compact(month)
+        compacted = time.perf_counter() - started - loaded
+        stages: dict[str, float] = {}
+        for name in (
+            "read_measured",
+            "read_register_window",
+            "read_window",
+            "append",
+            "replace_gaps",
+        ):
+            original = getattr(store, name)
+
+            def timed(*a: object, _f: object = original, _n: str = name, **k: object) -> object:
+                t = time.perf_counter()
+                out = _f(*a, **k)  # type: ignore[operator]
+                stages[_n] = stages.get(_n, 0.0) + time.perf_counter() - t
+                return out
+
+            setattr(store, name, timed)
+        vee = sweep_module.run_vee
+
+        def timed_vee(*a: object, **k: object) -> object:
+            t = time.perf_counter()
+            out = vee(*a, **k)  # type: ignore[arg-type]
+            stages["run_vee"] = time.perf_counter() - t
+            return out
+
+        sweep_module.run_vee = timed_vee  # type: ignore[assignment]
+        t = time.perf_counter()
+        report = run_sweep(
+            store, DAY, now_us=int(time.time() * 1e6), history_days=args.history_days
+        )
+        total = time.perf_counter() - t
+        store.close()
+    table = Table(
+        title=f"VEE sweep through DuckDB: {args.meters:,} meters, {args.days} days stored"
+    )
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_row("load (not timed in the sweep)", f"{loaded:.1f} ({rows:,} rows)")
+    table.add_row("compaction (not timed)", f"{compacted:.1f}")
+    for name, seconds in stages.items():
+        table.add_row(f"  {name}", f"{seconds:.2f}")
+    table.add_row("sweep total", f"{total:.2f}")
+    scale = 1_000_000 / args.meters
+    table.add_row(
+        "extrapolated to 1,000,000 meters (linear)", f"{total * scale:.0f}  (target ≤ 60)"
+    )
+    console.print(table)
+    console.print(report.summary())
+
+
+if __name__ == "__main__":
+    main()
