@@ -451,6 +451,40 @@ class DuckDBStore:
         )
         return versions.conform_to(table, versions.MEASURED_SCHEMA)
 
+    def history_stats(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        like_days: list[int],
+        like_count: int,
+    ) -> tuple[pa.Table, pa.Table]:
+        """History statistics of every meter in the database (``versions.history_stats_sql``)."""
+        source = self._source("readings", slot_months_between(start_us, end_us))
+        if source is None:
+            return (
+                versions.empty(versions.HISTORY_SLOT_SCHEMA),
+                versions.empty(versions.HISTORY_METER_SCHEMA),
+            )
+        slot_sql, meter_sql = versions.history_stats_sql(
+            source,
+            "epoch_us({0})",
+            "//",
+            channel=int(channel),
+            resolution_min=int(resolution),
+            start_us=start_us,
+            end_us=end_us,
+            start_literal=f"make_timestamptz({int(start_us)})",
+            end_literal=f"make_timestamptz({int(end_us)})",
+            like_days=like_days,
+            like_count=like_count,
+        )
+        return (
+            versions.conform_to(self._arrow(slot_sql), versions.HISTORY_SLOT_SCHEMA),
+            versions.conform_to(self._arrow(meter_sql), versions.HISTORY_METER_SCHEMA),
+        )
+
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""
         months = sorted(set(months_between(start_us - 1, end_us)))

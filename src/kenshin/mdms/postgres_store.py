@@ -966,6 +966,35 @@ class PostgresStore:
             "read measured",
         )
 
+    def history_stats(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        like_days: list[int],
+        like_count: int,
+    ) -> tuple[pa.Table, pa.Table]:
+        """History statistics of every meter in the database (``versions.history_stats_sql``)."""
+        table = f"{self.schema}.readings"  # a checked identifier (schema name is validated)
+        slot_sql, meter_sql = versions.history_stats_sql(
+            table,
+            "(extract(epoch FROM {0}) * 1000000)::bigint",
+            "/",
+            channel=int(channel),
+            resolution_min=int(resolution),
+            start_us=start_us,
+            end_us=end_us,
+            start_literal=f"to_timestamp({int(start_us)} / 1000000.0)",
+            end_literal=f"to_timestamp({int(end_us)} / 1000000.0)",
+            like_days=like_days,
+            like_count=like_count,
+        )
+        return (
+            self._rows_arrow(slot_sql, [], versions.HISTORY_SLOT_SCHEMA, "history statistics"),
+            self._rows_arrow(meter_sql, [], versions.HISTORY_METER_SCHEMA, "history statistics"),
+        )
+
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""
         statement = sql.SQL(

@@ -29,7 +29,7 @@ from kenshin.core.schema import TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
 from kenshin.mdms.daytypes import day_class
-from kenshin.mdms.estimate import HistoryStats, history_stats
+from kenshin.mdms.estimate import HistoryStats
 from kenshin.mdms.vee import VeeConfig, VeeInput, VeeResult, run_vee
 from kenshin.mdms.vee_rules import Densified, densify, densify_registers
 
@@ -481,39 +481,36 @@ def _history(
     cfg: VeeConfig,
     history_days: int | None,
 ) -> HistoryStats:
-    """Spike maxima and like-day means from the current versions of the days before ``day``.
-    Days with an estimate, an outage label or a missing slot are not usable (vee.md)."""
+    """Spike maxima and like-day means of the days before ``day``, aggregated in the database
+    (``versions.history_stats_sql``: reading weeks of history out would cost far more). Days with an
+    estimate, an outage label, a missing slot or several versions of a value are not usable."""
     d = cfg.lookback_days if history_days is None else history_days
     n, s = len(keys), resolution.slots_per_day
-    if d <= 0:
+    if d <= 0 or n == 0:
         return HistoryStats.empty(n, s)
     first = day - dt.timedelta(days=d)
     start, _ = day_window(first)
     end, _ = day_window(day)
-    table = store.read_window(channel, resolution, start, end)
-    if table.num_rows == 0:
-        return HistoryStats.empty(n, s)
-    index, known = roster_index(keys, table.column("meter_key"))
-    slot_all = _slot(_us(table.column("interval_end"))[known], start, resolution)
-    cell = index[known] * (d * s) + slot_all
-    history = np.zeros(n * d * s, np.int64)
-    good = np.zeros(n * d * s, bool)
-    history[cell] = table.column("value").fill_null(0).to_numpy()[known]
-    quality = table.column("quality").to_numpy()[known]
-    good[cell] = (
-        np.isin(quality, [Quality.VALID, Quality.EDITED])
-        & table.column("value").is_valid().to_numpy(zero_copy_only=False)[known]
-    )
-    usable = np.asarray(good.reshape(n, d, s).all(axis=2), dtype=bool)
     classes = day_class([first + dt.timedelta(days=i) for i in range(d)])
-    return history_stats(
-        history.reshape(n, d, s),
-        usable,
-        classes,
-        int(day_class([day])[0]),
-        like_days=cfg.like_days,
-        lookback_days=cfg.lookback_days,
+    target = int(day_class([day])[0])
+    candidates = [i for i in range(d) if classes[i] == target]
+    slot_stats, meter_stats = store.history_stats(
+        channel, resolution, start, end, candidates, cfg.like_days
     )
+    recent_max = np.full(n * s, -1, np.int64)
+    like_sum = np.zeros(n * s, np.int64)
+    index, known = roster_index(keys, slot_stats.column("meter_key"))
+    slot = slot_stats.column("slot").to_numpy()[known]
+    cell = index[known] * s + slot
+    recent_max[cell] = slot_stats.column("recent_max").to_numpy()[known]
+    like_sum[cell] = slot_stats.column("like_sum").fill_null(0).to_numpy()[known]
+    like_used = np.zeros(n, np.int64)
+    day_max = np.full(n, -1, np.int64)
+    m_index, m_known = roster_index(keys, meter_stats.column("meter_key"))
+    like_used[m_index[m_known]] = meter_stats.column("like_days").to_numpy()[m_known]
+    day_max[m_index[m_known]] = meter_stats.column("day_max").to_numpy()[m_known]
+    like_day = like_sum.reshape(n, s) / np.maximum(like_used, 1)[:, None]
+    return HistoryStats(recent_max.reshape(n, s), like_day, like_used, day_max)
 
 
 __all__ = [

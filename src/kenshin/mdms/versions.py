@@ -283,3 +283,83 @@ def current_of(raw: pa.Table, cell: tuple[str, ...] = ("interval_end",)) -> pa.T
     counts = np.diff(np.r_[starts, len(order2)])
     table = raw.take(pa.array(order2[last]))
     return table.append_column("version", pa.array(counts.astype(np.int32), version_type))
+
+
+# per meter and slot: the maximum over usable days and the sum over the like days; per meter:
+# how many like days were used and the largest usable day total (kenshin.mdms.estimate)
+HISTORY_SLOT_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("slot", pa.int32()),
+        ("recent_max", pa.int64()),
+        ("like_sum", pa.int64()),
+    ]
+)
+HISTORY_METER_SCHEMA = pa.schema(
+    [("meter_key", pa.int32()), ("like_days", pa.int32()), ("day_max", pa.int64())]
+)
+
+
+def history_stats_sql(
+    source: str,
+    epoch_us: str,
+    div: str,
+    *,
+    channel: int,
+    resolution_min: int,
+    start_us: int,
+    end_us: int,
+    start_literal: str,
+    end_literal: str,
+    like_days: list[int],
+    like_count: int,
+) -> tuple[str, str]:
+    """(slot statistics, meter statistics) SQL over raw version rows of ``(start, end]``.
+
+    A meter-day is usable when it holds exactly one row per slot and every one is valid or
+    edited, so days that were estimated, had an outage or a gap, or hold several versions of a
+    value are left out (conservatively: vee.md). Like days are the ``like_count`` most recent
+    usable days among ``like_days`` (day numbers from ``start``). ``epoch_us`` turns the column
+    into Unix µs and ``div`` is the integer division operator: the dialects differ only there.
+    """
+    slots = 1440 // resolution_min
+    step = resolution_min * 60_000_000
+    offset = epoch_us.format("interval_end") + f" - 1 - {start_us}"
+    candidates = ", ".join(str(d) for d in like_days) or "-1"
+    common = f"""
+        WITH raw AS (
+            SELECT meter_key, value, quality,
+                ({offset}) {div} 86400000000 AS d,
+                mod({offset}, 86400000000) {div} {step} AS s
+            FROM {source}
+            WHERE channel = {channel} AND resolution = {resolution_min}
+              AND interval_end > {start_literal} AND interval_end <= {end_literal}
+        ),
+        days AS (
+            SELECT meter_key, d, sum(value) AS total FROM raw GROUP BY meter_key, d
+            HAVING count(*) = {slots} AND bool_and(quality IN (1, 4) AND value IS NOT NULL)
+        ),
+        likes AS (
+            SELECT meter_key, d FROM (
+                SELECT meter_key, d,
+                    row_number() OVER (PARTITION BY meter_key ORDER BY d DESC) AS rank
+                FROM days WHERE d IN ({candidates})
+            ) ranked WHERE rank <= {like_count}
+        )"""
+    slot_sql = (
+        common
+        + """
+        SELECT r.meter_key, r.s AS slot, max(r.value) AS recent_max,
+            sum(CASE WHEN l.d IS NULL THEN 0 ELSE r.value END) AS like_sum
+        FROM raw r LEFT JOIN likes l ON r.meter_key = l.meter_key AND r.d = l.d
+        WHERE EXISTS (SELECT 1 FROM days u WHERE u.meter_key = r.meter_key AND u.d = r.d)
+        GROUP BY r.meter_key, r.s"""
+    )
+    meter_sql = (
+        common
+        + """
+        SELECT u.meter_key, count(l.d) AS like_days, max(u.total) AS day_max
+        FROM days u LEFT JOIN likes l ON u.meter_key = l.meter_key AND u.d = l.d
+        GROUP BY u.meter_key"""
+    )
+    return slot_sql, meter_sql
