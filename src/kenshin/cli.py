@@ -267,6 +267,12 @@ def up(
         int, typer.Option(min=0, max=24 * 31, help="Hours simulated at once before going live.")
     ] = 24,
     area: Annotated[str, typer.Option(help="Utility area: code 01–10 or name.")] = "tokyo",
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            help="Store in PostgreSQL instead (DSN); the schema kenshin_up is recreated at start."
+        ),
+    ] = None,
 ) -> None:
     """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API."""
     from kenshin.live import run_live
@@ -275,6 +281,7 @@ def up(
         meters=meters,
         speed=speed,
         db=db,
+        postgres=postgres,
         host=host,
         port=port,
         seed=seed,
@@ -376,7 +383,18 @@ def _open_store(db: Path, postgres: str | None, *, overwrite: bool) -> ReadingSt
     if postgres:
         from kenshin.mdms.postgres_store import PostgresStore
 
-        return PostgresStore(postgres)
+        store = PostgresStore(postgres)
+        if overwrite:
+            store.drop_schema()
+            store.close()
+            return PostgresStore(postgres)
+        if store.meter_count():
+            store.close()
+            raise typer.BadParameter(
+                f"{store.target} already holds a fleet; pass --overwrite to replace it",
+                param_hint="--postgres",
+            )
+        return store
     if db.exists():
         if not overwrite:
             raise typer.BadParameter(

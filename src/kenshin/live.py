@@ -20,7 +20,11 @@ from kenshin.core.clock import AcceleratedClock
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
+from kenshin.mdms.duckdb_store import DuckDBStore
+from kenshin.mdms.store import ReadingStore
 from kenshin.system import EmbeddedSystem
+
+UP_SCHEMA = "kenshin_up"  # the PostgreSQL schema `kenshin up --postgres` recreates
 
 
 class LiveRunner:
@@ -80,6 +84,7 @@ def run_live(
     speed: float,
     db: Path,
     host: str,
+    postgres: str | None = None,
     port: int,
     seed: int,
     backfill_hours: int,
@@ -94,13 +99,27 @@ def run_live(
     now_us = to_epoch_us(dt.datetime.now(JST)) // step * step
     origin = from_epoch_us(now_us)
     start = origin - dt.timedelta(hours=backfill_hours)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (db, Path(f"{db}.wal")):
-        stale.unlink(missing_ok=True)
+    store: ReadingStore
+    if postgres:
+        from kenshin.mdms.postgres_store import PostgresStore
+
+        # a schema of its own, recreated like the DuckDB file: never another system's data
+        store = PostgresStore(postgres, schema=UP_SCHEMA)
+        store.drop_schema()
+        store.close()
+        store = PostgresStore(postgres, schema=UP_SCHEMA)
+        console.print(f"storing in {store.target} (recreated)")
+    else:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (db, Path(f"{db}.wal")):
+            stale.unlink(missing_ok=True)
+        store = DuckDBStore(db)
 
     console.print(f"building a fleet of {meters:,} meters, simulating the last {backfill_hours} h…")
     system = EmbeddedSystem(
-        FleetConfig(n_meters=meters, start=start, seed=seed, area=area), db, aroute="wire"
+        FleetConfig(n_meters=meters, start=start, seed=seed, area=area),
+        store=store,
+        aroute="wire",
     )
     if backfill_hours:
         system.run(origin)
@@ -108,7 +127,13 @@ def run_live(
     runner = LiveRunner(system, clock)
     runner.start()
 
-    app = create_app(system.store, status=runner.status, hes=system.hes, hes_lock=runner.lock)
+    app = create_app(
+        system.store,
+        status=runner.status,
+        hes=system.hes,
+        hes_lock=runner.lock,
+        clock=system.clock.now,  # manual edits carry the simulated time
+    )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     reporter = threading.Thread(
         target=_report, args=(runner, console, server), name="kenshin-status", daemon=True
