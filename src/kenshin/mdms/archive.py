@@ -115,14 +115,7 @@ class ParquetArchive:
         files = self._files("readings", months, query.meter_key % self.buckets)
         if not files:
             return READINGS_SCHEMA.empty_table()
-        where = (
-            f"meter_key = {int(query.meter_key)} AND channel = {int(query.channel)} "
-            f"AND resolution = {int(query.resolution)} "
-            f"AND interval_end > make_timestamptz({int(query.start_us)}) "
-            f"AND interval_end <= make_timestamptz({int(query.end_us)})"
-        )
-        if query.as_of_us is not None:
-            where += f" AND tx_time <= make_timestamptz({int(query.as_of_us)})"
+        where = versions.duckdb_cell_where(query)
         columns = ", ".join(f.name for f in READINGS_SCHEMA)
         con = duckdb.connect()
         try:

@@ -361,15 +361,7 @@ class DuckDBStore:
         return rows[0] if rows else None
 
     def _cell_where(self, query: ReadingQuery) -> str:
-        where = (
-            f"meter_key = {int(query.meter_key)} AND channel = {int(query.channel)} "
-            f"AND resolution = {int(query.resolution)} "
-            f"AND interval_end > make_timestamptz({int(query.start_us)}) "
-            f"AND interval_end <= make_timestamptz({int(query.end_us)})"
-        )
-        if query.as_of_us is not None:
-            where += f" AND tx_time <= make_timestamptz({int(query.as_of_us)})"
-        return where
+        return versions.duckdb_cell_where(query)
 
     def _archived(self, months: list[int]) -> list[int]:
         if self.archive is None:

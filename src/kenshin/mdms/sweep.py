@@ -25,7 +25,7 @@ import pyarrow as pa
 from kenshin.core.channels import Channel
 from kenshin.core.meterspec import Generation, MeterClass, meter_spec
 from kenshin.core.quality import Quality, Rule, Source
-from kenshin.core.schema import TIMESTAMP
+from kenshin.core.schema import REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
 from kenshin.mdms.daytypes import day_class
@@ -376,18 +376,7 @@ def run_sweep(
     return report
 
 
-_EMPTY_REGISTERS = versions.empty(
-    pa.schema(
-        [
-            ("meter_key", pa.int32()),
-            ("channel", pa.uint8()),
-            ("read_at", TIMESTAMP),
-            ("register", pa.int32()),
-            ("source", pa.uint8()),
-            ("tx_time", TIMESTAMP),
-        ]
-    )
-)
+_EMPTY_REGISTERS = REGISTER_READS_SCHEMA.empty_table()
 
 
 def _us(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:

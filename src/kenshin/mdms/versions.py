@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from kenshin.core.schema import READINGS_SCHEMA, TIMESTAMP
+from kenshin.mdms.store import ReadingQuery
 
 CONTENT = ("value", "quality", "source", "method", "failed_rule")
 CELL = ("meter_key", "channel", "resolution", "interval_end")
@@ -363,3 +364,17 @@ def history_stats_sql(
         GROUP BY u.meter_key"""
     )
     return slot_sql, meter_sql
+
+
+def duckdb_cell_where(query: ReadingQuery) -> str:
+    """DuckDB predicate of one meter's cells in a query's window (the hot store and the archive
+    read with it)."""
+    where = (
+        f"meter_key = {int(query.meter_key)} AND channel = {int(query.channel)} "
+        f"AND resolution = {int(query.resolution)} "
+        f"AND interval_end > make_timestamptz({int(query.start_us)}) "
+        f"AND interval_end <= make_timestamptz({int(query.end_us)})"
+    )
+    if query.as_of_us is not None:
+        where += f" AND tx_time <= make_timestamptz({int(query.as_of_us)})"
+    return where
