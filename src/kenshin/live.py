@@ -56,12 +56,15 @@ class LiveRunner:
                 with self.lock:
                     self.system.run_step()
                     self.system.mdms.flush()  # live data is visible as soon as it is delivered
+                    if self.system.schedule is not None:  # daily VEE sweep, monthly archive
+                        self.system.schedule.tick(self.system.fleet.meters.now_us)
         except BaseException as exc:  # reported on the status line and at exit
             self.error = exc
 
     def status(self) -> dict[str, Any]:
         hes = self.system.hes
         assert hes is not None
+        schedule = self.system.schedule
         on_time = {
             duty.label: (s.on_time_share if s.on_time_share is not None else None)
             for duty, s in hes.latest_slo().items()
@@ -74,6 +77,8 @@ class LiveRunner:
             "readings_stored": self.system.mdms.stats.rows_stored,
             "rereads_requested": hes.stats.rereads_requested,
             "on_time_share": on_time,
+            "vee_days_swept": len(schedule.sweeps) if schedule is not None else 0,
+            "gaps_to_reread": schedule.sweeps[-1].gaps if schedule and schedule.sweeps else 0,
             "simulation_error": None if self.error is None else str(self.error),
         }
 

@@ -62,7 +62,13 @@ class MdmsSchedule:
         return base
 
     def start(self, first: dt.datetime) -> None:
-        self._next_day = first.astimezone(JST).date()
+        """Sweeps begin with the first whole day: before ``first`` the meters sent nothing, so a
+        partial first day would be all gaps."""
+        local = first.astimezone(JST)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        self._next_day = local.date() + (
+            dt.timedelta(days=1) if local != midnight else dt.timedelta()
+        )
         self._next_month = month_of(int(first.timestamp() * 1_000_000)) + 1
 
     def tick(self, now_us: int, *, final: bool = False) -> None:
