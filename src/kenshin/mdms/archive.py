@@ -48,23 +48,40 @@ class ParquetArchive:
         self.root = Path(root)
         self.buckets = buckets
         self._manifest = self.root / "months.json"
+        self._months: list[int] = []
+        self._stamp: tuple[int, int, int] | None = None
 
     def months(self) -> list[int]:
-        if not self._manifest.exists():
+        """The archived months. The manifest is read again only when its file changed, so a
+        point read asking which of its months are archived costs one ``stat``."""
+        try:
+            status = self._manifest.stat()
+        except FileNotFoundError:
             return []
-        data = json.loads(self._manifest.read_text())
-        if data.get("buckets", self.buckets) != self.buckets:
-            raise StoreError(
-                f"archive {self.root} was written with {data['buckets']} buckets, "
-                f"not {self.buckets}"
-            )
-        return sorted(int(m) for m in data["months"])
+        # every write replaces the file (a new inode), so this changes even within one tick
+        stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+        if stamp != self._stamp:
+            data = json.loads(self._manifest.read_text())
+            if data.get("buckets", self.buckets) != self.buckets:
+                raise StoreError(
+                    f"archive {self.root} was written with {data['buckets']} buckets, "
+                    f"not {self.buckets}"
+                )
+            self._months = sorted(int(m) for m in data["months"])
+            self._stamp = stamp
+        return list(self._months)
+
+    def held(self, months: list[int]) -> list[int]:
+        """Those of ``months`` that are archived."""
+        archived = set(self.months())
+        return [m for m in months if m in archived]
 
     def _save_months(self, months: list[int]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self._manifest.with_suffix(".tmp")
         tmp.write_text(json.dumps({"buckets": self.buckets, "months": sorted(set(months))}))
         tmp.replace(self._manifest)
+        self._stamp = None  # this process's writes are always seen, whatever the file's stamp
 
     def write_month(self, month: int, readings: pa.Table, registers: pa.Table) -> int:
         """Write one month (every version, sorted by meter and time); rows written.

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,18 @@ _REGISTERS_DDL = (
     "source UTINYINT, tx_time TIMESTAMPTZ"
 )
 _TIME_COLUMN = {"readings": "interval_end", "register_reads": "read_at"}
+# compaction and export: the first of each repeated version stays, sorted by meter and time
+_KEEP_FIRST = {
+    "readings": versions.dedup_filter("meter_key, channel, resolution, interval_end"),
+    "register_reads": (
+        "row_number() OVER (PARTITION BY meter_key, channel, read_at, register, source "
+        "ORDER BY tx_time) = 1"
+    ),
+}
+_SORT = {
+    "readings": "meter_key, channel, resolution, interval_end, tx_time",
+    "register_reads": "meter_key, channel, read_at, tx_time",
+}
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meters (
@@ -130,6 +144,39 @@ class DuckDBStore:
             cur = self._con.cursor()
             self._local.cursor = cur
         return cur
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction on this thread's cursor; any failure rolls it back whole."""
+        cur = self._cursor()
+        with self._write_lock:
+            cur.execute("BEGIN")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                cur.execute("ROLLBACK")
+                self._refresh_months()  # month tables created in the transaction are gone
+                if isinstance(exc, duckdb.Error | KeyError | pa.ArrowInvalid):
+                    raise StoreError(f"{what} in {self.path} failed: {exc}") from exc
+                raise
+
+    @staticmethod
+    def _insert(
+        cur: duckdb.DuckDBPyConnection,
+        target: str,
+        table: pa.Table,
+        columns: str = "*",
+        *,
+        replace: bool = False,
+    ) -> None:
+        """INSERT (OR REPLACE) the rows of an Arrow table, ``columns`` of them, into ``target``."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        cur.register("incoming_rows", table)
+        try:
+            cur.execute(f"{verb} INTO {target} SELECT {columns} FROM incoming_rows")
+        finally:
+            cur.unregister("incoming_rows")
 
     def _arrow(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         try:
@@ -214,42 +261,23 @@ class DuckDBStore:
     # ---- writes
 
     def write_meters(self, meters: pa.Table) -> None:
-        cur = self._cursor()
-        with self._write_lock:
-            cur.execute("BEGIN")
+        with self._transaction("writing meters") as cur:
             cur.execute("DELETE FROM meters")
-            cur.register("incoming_meters", meters)
-            cur.execute(f"INSERT INTO meters SELECT {_METER_COLUMNS} FROM incoming_meters")
-            cur.unregister("incoming_meters")
-            cur.execute("COMMIT")
+            self._insert(cur, "meters", meters, _METER_COLUMNS)
 
     def append(
         self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
     ) -> None:
         """Append values, and the head-end's replay windows that let them in, atomically."""
-        cur = self._cursor()
-        with self._write_lock:
-            try:
-                cur.execute("BEGIN")
-                if counters is not None and len(counters[0]):
-                    keys, last, bitmap = counters
-                    cur.register(
-                        "incoming_counters",
-                        pa.table(
-                            {"meter_key": keys.astype(np.int32), "last": last, "bitmap": bitmap}
-                        ),
-                    )
-                    cur.execute(
-                        "INSERT OR REPLACE INTO frame_counters SELECT * FROM incoming_counters"
-                    )
-                    cur.unregister("incoming_counters")
-                self._insert_by_month(cur, "readings", readings, _READING_COLUMNS)
-                self._insert_by_month(cur, "register_reads", registers, _REGISTER_COLUMNS)
-                cur.execute("COMMIT")
-            except (duckdb.Error, KeyError, pa.ArrowInvalid) as exc:
-                cur.execute("ROLLBACK")
-                self._refresh_months()
-                raise StoreError(f"append to {self.path} failed: {exc}") from exc
+        with self._transaction("append") as cur:
+            if counters is not None and len(counters[0]):
+                keys, last, bitmap = counters
+                windows = pa.table(
+                    {"meter_key": keys.astype(np.int32), "last": last, "bitmap": bitmap}
+                )
+                self._insert(cur, "frame_counters", windows, replace=True)
+            self._insert_by_month(cur, "readings", readings, _READING_COLUMNS)
+            self._insert_by_month(cur, "register_reads", registers, _REGISTER_COLUMNS)
 
     def _insert_by_month(
         self, cur: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, columns: str
@@ -271,25 +299,13 @@ class DuckDBStore:
             months = [int(m) for m in np.unique(index)]
             parts = [(m, table.filter(pa.array(index == m))) for m in months]
         for month, part in parts:
-            name = self._ensure_month(kind, month)
-            cur.register("incoming_rows", part)
-            cur.execute(f"INSERT INTO {name} SELECT {columns} FROM incoming_rows")
-            cur.unregister("incoming_rows")
+            self._insert(cur, self._ensure_month(kind, month), part, columns)
 
     def record_edits(self, readings: pa.Table, edits: pa.Table) -> None:
         """Append manual-edit versions and their audit rows in one transaction."""
-        cur = self._cursor()
-        with self._write_lock:
-            try:
-                cur.execute("BEGIN")
-                self._insert_by_month(cur, "readings", readings, _READING_COLUMNS)
-                cur.register("incoming_edits", versions.conform_to(edits, versions.EDITS_SCHEMA))
-                cur.execute("INSERT INTO edits SELECT * FROM incoming_edits")
-                cur.unregister("incoming_edits")
-                cur.execute("COMMIT")
-            except duckdb.Error as exc:
-                cur.execute("ROLLBACK")
-                raise StoreError(f"recording edits in {self.path} failed: {exc}") from exc
+        with self._transaction("recording edits") as cur:
+            self._insert_by_month(cur, "readings", readings, _READING_COLUMNS)
+            self._insert(cur, "edits", versions.conform_to(edits, versions.EDITS_SCHEMA))
 
     def read_edits(self, meter_key: int) -> pa.Table:
         table = self._arrow(
@@ -301,23 +317,14 @@ class DuckDBStore:
         self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, gaps: pa.Table
     ) -> None:
         """The gap list of a window (interval ends in ``(start, end]``) is replaced whole."""
-        cur = self._cursor()
-        with self._write_lock:
-            try:
-                cur.execute("BEGIN")
-                cur.execute(
-                    "DELETE FROM gaps WHERE channel = ? AND resolution = ? "
-                    "AND epoch_us(interval_end) > ? AND epoch_us(interval_end) <= ?",
-                    [int(channel), int(resolution), start_us, end_us],
-                )
-                if gaps.num_rows:
-                    cur.register("incoming_gaps", versions.conform_to(gaps, versions.GAPS_SCHEMA))
-                    cur.execute("INSERT INTO gaps SELECT * FROM incoming_gaps")
-                    cur.unregister("incoming_gaps")
-                cur.execute("COMMIT")
-            except duckdb.Error as exc:
-                cur.execute("ROLLBACK")
-                raise StoreError(f"storing gaps in {self.path} failed: {exc}") from exc
+        with self._transaction("storing gaps") as cur:
+            cur.execute(
+                "DELETE FROM gaps WHERE channel = ? AND resolution = ? "
+                "AND epoch_us(interval_end) > ? AND epoch_us(interval_end) <= ?",
+                [int(channel), int(resolution), start_us, end_us],
+            )
+            if gaps.num_rows:
+                self._insert(cur, "gaps", versions.conform_to(gaps, versions.GAPS_SCHEMA))
 
     def read_gaps(self, meter_key: int | None = None) -> pa.Table:
         where = "" if meter_key is None else f"WHERE meter_key = {int(meter_key)}"
@@ -364,10 +371,7 @@ class DuckDBStore:
         return versions.duckdb_cell_where(query)
 
     def _archived(self, months: list[int]) -> list[int]:
-        if self.archive is None:
-            return []
-        held = set(self.archive.months())
-        return [m for m in months if m in held]
+        return [] if self.archive is None else list(self.archive.held(months))
 
     def read(self, query: ReadingQuery) -> pa.Table:
         """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end.
@@ -538,40 +542,24 @@ class DuckDBStore:
         """Rewrite one month sorted by meter, channel, resolution and time, without repeated
         versions (the history a read sees is unchanged); rows kept."""
         kept = 0
+        for kind in ("readings", "register_reads"):
+            if month not in self._months[kind]:
+                continue
+            name = partition_name(kind, month)
+            with self._transaction(f"compacting {name}") as cur:
+                cur.execute(
+                    f"CREATE OR REPLACE TABLE {name}__compact AS SELECT * FROM {name} "
+                    f"QUALIFY {_KEEP_FIRST[kind]} ORDER BY {_SORT[kind]}"
+                )
+                cur.execute(f"DROP VIEW IF EXISTS {kind}")
+                cur.execute(f"DROP TABLE {name}")
+                cur.execute(f"ALTER TABLE {name}__compact RENAME TO {name}")
+                rows = int(cur.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
+                cur.execute("DELETE FROM compacted WHERE kind = ? AND month = ?", [kind, month])
+                cur.execute("INSERT INTO compacted VALUES (?, ?, ?)", [kind, month, rows])
+            if kind == "readings":
+                kept = rows
         with self._write_lock:
-            cur = self._cursor()
-            for kind, order in (
-                ("readings", "meter_key, channel, resolution, interval_end, tx_time"),
-                ("register_reads", "meter_key, channel, read_at, tx_time"),
-            ):
-                if month not in self._months[kind]:
-                    continue
-                name = partition_name(kind, month)
-                if kind == "readings":
-                    keep = versions.dedup_filter("meter_key, channel, resolution, interval_end")
-                else:
-                    keep = (
-                        "row_number() OVER (PARTITION BY meter_key, channel, read_at, register, "
-                        "source ORDER BY tx_time) = 1"
-                    )
-                try:
-                    cur.execute("BEGIN")
-                    cur.execute(
-                        f"CREATE OR REPLACE TABLE {name}__compact AS SELECT * FROM {name} "
-                        f"QUALIFY {keep} ORDER BY {order}"
-                    )
-                    cur.execute(f"DROP VIEW IF EXISTS {kind}")
-                    cur.execute(f"DROP TABLE {name}")
-                    cur.execute(f"ALTER TABLE {name}__compact RENAME TO {name}")
-                    rows = cur.execute(f"SELECT count(*) FROM {name}").fetchall()
-                    cur.execute("DELETE FROM compacted WHERE kind = ? AND month = ?", [kind, month])
-                    cur.execute("INSERT INTO compacted VALUES (?, ?, ?)", [kind, month, rows[0][0]])
-                    cur.execute("COMMIT")
-                except duckdb.Error as exc:
-                    cur.execute("ROLLBACK")
-                    raise StoreError(f"compacting {name} in {self.path} failed: {exc}") from exc
-                if kind == "readings":
-                    kept = int(rows[0][0])
             self._refresh_views()
         return kept
 
@@ -592,22 +580,13 @@ class DuckDBStore:
 
     def export_month(self, kind: str, month: int) -> pa.Table:
         """Every distinct version of one month (for the archive), sorted by meter and time."""
+        schema = READINGS_SCHEMA if kind == "readings" else REGISTER_READS_SCHEMA
         if month not in self._months[kind]:
-            schema = READINGS_SCHEMA if kind == "readings" else REGISTER_READS_SCHEMA
             return schema.empty_table()
         name = partition_name(kind, month)
-        if kind == "readings":
-            keep = versions.dedup_filter("meter_key, channel, resolution, interval_end")
-            order = "meter_key, channel, resolution, interval_end, tx_time"
-            schema = READINGS_SCHEMA
-        else:
-            keep = (
-                "row_number() OVER (PARTITION BY meter_key, channel, read_at, register, source "
-                "ORDER BY tx_time) = 1"
-            )
-            order = "meter_key, channel, read_at, tx_time"
-            schema = REGISTER_READS_SCHEMA
-        table = self._arrow(f"SELECT * FROM {name} QUALIFY {keep} ORDER BY {order}")
+        table = self._arrow(
+            f"SELECT * FROM {name} QUALIFY {_KEEP_FIRST[kind]} ORDER BY {_SORT[kind]}"
+        )
         return versions.conform_to(table, schema)
 
     def drop_month(self, month: int) -> None:
@@ -630,14 +609,9 @@ class DuckDBStore:
 
     def write_specified(self, table: pa.Table) -> None:
         """Replace the roster of specified sub-meters (``SPECIFIED_SCHEMA``)."""
-        cur = self._cursor()
-        with self._write_lock:
-            cur.execute("BEGIN")
+        with self._transaction("writing specified meters") as cur:
             cur.execute("DELETE FROM specified_meters")
-            cur.register("incoming_specified", versions.conform_to(table, SPECIFIED_SCHEMA))
-            cur.execute("INSERT INTO specified_meters SELECT * FROM incoming_specified")
-            cur.unregister("incoming_specified")
-            cur.execute("COMMIT")
+            self._insert(cur, "specified_meters", versions.conform_to(table, SPECIFIED_SCHEMA))
 
     def read_specified(self, parent_key: int | None = None) -> pa.Table:
         """The specified sub-meters (of one parent meter), by parent and meter key."""

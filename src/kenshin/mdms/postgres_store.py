@@ -834,10 +834,7 @@ class PostgresStore:
         return sorted(parse_month(name[len(kind) + 1 :]) for name in self.partitions(kind))
 
     def _archived(self, months: list[int]) -> list[int]:
-        if self.archive is None:
-            return []
-        held = set(self.archive.months())
-        return [m for m in months if m in held]
+        return [] if self.archive is None else list(self.archive.held(months))
 
     def read(self, query: ReadingQuery) -> pa.Table:
         """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end.
