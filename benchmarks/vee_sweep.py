@@ -21,12 +21,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _mdms_data import MODULUS, SLOTS, profile
 from kenshin.core.quality import EstimationMethod, Quality, Rule
 from kenshin.core.timeslots import Resolution, day_slot_ends, jst_midnight, to_epoch_us
 from kenshin.mdms.estimate import HistoryStats
@@ -41,16 +46,6 @@ from kenshin.mdms.vee import (
 
 console = Console()
 DAY = dt.date(2026, 11, 3)  # Culture Day: a Sunday-class day
-SLOTS = 48
-MODULUS = 10**8
-
-
-def profile(rng: np.random.Generator, n: int) -> np.ndarray:
-    """[n, 48] mean consumption per slot [counts of 0.01 kWh]: a base load and two peaks."""
-    hour = (np.arange(SLOTS) + 0.5) / 2
-    shape = 0.4 + np.exp(-((hour - 8) ** 2) / 4) + 1.5 * np.exp(-((hour - 19.5) ** 2) / 6)
-    scale = rng.uniform(5, 40, size=(n, 1))
-    return (scale * shape).astype(np.float32)
 
 
 def history(rng: np.random.Generator, n: int, days: int) -> tuple[HistoryStats, float]:

@@ -99,6 +99,55 @@ class DayBatch:
     received: int
 
 
+def dense_day(
+    readings: pa.Table,
+    registers: pa.Table,
+    keys: npt.NDArray[np.int64],
+    start_us: int,
+    resolution: Resolution,
+) -> tuple[Densified, Densified]:
+    """A day's reading rows (meter_key, interval_end, value, tx_time) and register reads
+    (meter_key, read_at, register[, tx_time]) as dense arrays over the sorted roster ``keys``;
+    the values keep the cell of every row (``Densified.row_cell``). Meters off the roster are
+    dropped."""
+    n = len(keys)
+
+    def values() -> Densified:
+        index, known = roster_index(keys, readings.column("meter_key"))
+        return densify(
+            np.where(known, index, -1),
+            _us(readings.column("interval_end")),
+            readings.column("value").fill_null(0).to_numpy(),
+            _us(readings.column("tx_time")),
+            window_start_us=start_us,
+            resolution=resolution,
+            n_meters=n,
+            keep_row_cells=True,
+        )
+
+    def reads() -> Densified:
+        index, known = roster_index(keys, registers.column("meter_key"))
+        tx = (
+            _us(registers.column("tx_time"))
+            if "tx_time" in registers.column_names
+            else np.zeros(registers.num_rows, np.int64)  # the store's window: latest already
+        )
+        return densify_registers(
+            np.where(known, index, -1),
+            _us(registers.column("read_at")),
+            registers.column("register").fill_null(0).to_numpy(),
+            tx,
+            window_start_us=start_us,
+            resolution=resolution,
+            n_meters=n,
+        )
+
+    # values and register reads are independent: one thread each (numpy releases the GIL)
+    with ThreadPoolExecutor(2, thread_name_prefix="densify") as pool:
+        dense_job, regs_job = pool.submit(values), pool.submit(reads)
+        return dense_job.result(), regs_job.result()
+
+
 def validate_day_batch(
     readings: pa.Table,
     registers: pa.Table,
@@ -117,37 +166,7 @@ def validate_day_batch(
     is not copied into new rows. ``keys``: the sorted roster whose every meter is expected."""
     cfg = config or VeeConfig(forward_only=channel in _ENERGY)
     start, _ = day_window(day)
-    n = len(keys)
-
-    def values() -> Densified:
-        index, known = roster_index(keys, readings.column("meter_key"))
-        return densify(
-            np.where(known, index, -1),
-            _us(readings.column("interval_end")),
-            readings.column("value").fill_null(0).to_numpy(),
-            _us(readings.column("tx_time")),
-            window_start_us=start,
-            resolution=resolution,
-            n_meters=n,
-            keep_row_cells=True,
-        )
-
-    def reads() -> Densified:
-        index, known = roster_index(keys, registers.column("meter_key"))
-        return densify_registers(
-            np.where(known, index, -1),
-            _us(registers.column("read_at")),
-            registers.column("register").fill_null(0).to_numpy(),
-            _us(registers.column("tx_time")),
-            window_start_us=start,
-            resolution=resolution,
-            n_meters=n,
-        )
-
-    # values and register reads are independent: one thread each (numpy releases the GIL)
-    with ThreadPoolExecutor(2, thread_name_prefix="densify") as pool:
-        dense_job, regs_job = pool.submit(values), pool.submit(reads)
-        dense, regs = dense_job.result(), regs_job.result()
+    dense, regs = dense_day(readings, registers, keys, start, resolution)
     result = run_vee(
         VeeInput(
             values=dense.values,
@@ -258,26 +277,8 @@ def run_sweep(
         return report
 
     measured = store.read_measured(channel, resolution, start, end)
-    m_index, m_known = roster_index(keys, measured.column("meter_key"))
-    dense = densify(
-        m_index[m_known],
-        _us(measured.column("interval_end"))[m_known],
-        measured.column("value").fill_null(0).to_numpy()[m_known],
-        _us(measured.column("tx_time"))[m_known],
-        window_start_us=start,
-        resolution=resolution,
-        n_meters=n,
-    )
-    register_rows = store.read_register_window(channel, start, end)
-    r_index, r_known = roster_index(keys, register_rows.column("meter_key"))
-    regs = densify_registers(
-        r_index[r_known],
-        _us(register_rows.column("read_at"))[r_known],
-        register_rows.column("register").fill_null(0).to_numpy()[r_known],
-        np.zeros(int(r_known.sum()), np.int64),
-        window_start_us=start,
-        resolution=resolution,
-        n_meters=n,
+    dense, regs = dense_day(
+        measured, store.read_register_window(channel, start, end), keys, start, resolution
     )
     outage, disconnected = _supply_masks(keys, supply_windows, start, resolution, s)
     stats = _history(store, keys, day, channel, resolution, cfg, history_days)
@@ -337,7 +338,7 @@ def run_sweep(
         & (cur_rule == flags)
     )
     # a manual edit stands unless the meter sent a newer value after it
-    latest_measured = _latest_measured(measured, m_index, m_known, start, resolution, n * s)
+    latest_measured = _latest_per_cell(dense, _us(measured.column("tx_time")), n * s)
     edited = (cur_quality == Quality.EDITED) & (latest_measured <= cur_tx)
     write = ~same & ~edited
     cells = np.flatnonzero(write)
@@ -410,21 +411,15 @@ def _slot(
     return (ends_us - start) // resolution.microseconds - 1
 
 
-def _latest_measured(
-    measured: pa.Table,
-    m_index: npt.NDArray[np.int64],
-    m_known: npt.NDArray[np.bool_],
-    start: int,
-    resolution: Resolution,
-    cells: int,
+def _latest_per_cell(
+    dense: Densified, tx_us: npt.NDArray[np.int64], cells: int
 ) -> npt.NDArray[np.int64]:
+    """The newest transaction time of what the meters sent for each cell (-1: nothing)."""
     latest = np.full(cells, -1, np.int64)
-    ends = _us(measured.column("interval_end"))[m_known]
-    aligned = (ends - start) % resolution.microseconds == 0
-    slot = _slot(ends, start, resolution)
-    ok = aligned & (slot >= 0) & (slot < resolution.slots_per_day)
-    cell = m_index[m_known][ok] * resolution.slots_per_day + slot[ok]
-    np.maximum.at(latest, cell, _us(measured.column("tx_time"))[m_known][ok])
+    cell = dense.row_cell
+    assert cell is not None
+    on_grid = cell >= 0
+    np.maximum.at(latest, cell[on_grid], tx_us[on_grid])
     return latest
 
 
