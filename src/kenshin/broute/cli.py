@@ -187,6 +187,20 @@ async def serve_nodes(
     return server
 
 
+# the fleet behind the nodes: the same options for `serve` and `wisun`
+SpeedOpt = Annotated[
+    float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")
+]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed of the fleet.")]
+FleetMetersOpt = Annotated[
+    int, typer.Option(min=1, max=1_000_000, help="Size of the simulated fleet.")
+]
+AreaOpt = Annotated[str, typer.Option(help="Utility area: code 01–10 or name.")]
+BackfillOpt = Annotated[
+    int, typer.Option(min=2, max=24 * 7, help="Hours simulated at once before serving.")
+]
+
+
 @broute_app.command()
 def serve(
     meter: Annotated[
@@ -202,17 +216,11 @@ def serve(
         str,
         typer.Option(help="Nodes on consecutive 'addresses' (same port), 'ports', or 'auto'."),
     ] = "auto",
-    speed: Annotated[
-        float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")
-    ] = 1.0,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed of the fleet.")] = 1,
-    fleet_meters: Annotated[
-        int, typer.Option(min=1, max=1_000_000, help="Size of the simulated fleet.")
-    ] = 2000,
-    area: Annotated[str, typer.Option(help="Utility area: code 01–10 or name.")] = "tokyo",
-    backfill_hours: Annotated[
-        int, typer.Option(min=2, max=24 * 7, help="Hours simulated at once before serving.")
-    ] = 26,
+    speed: SpeedOpt = 1.0,
+    seed: SeedOpt = 1,
+    fleet_meters: FleetMetersOpt = 2000,
+    area: AreaOpt = "tokyo",
+    backfill_hours: BackfillOpt = 26,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -322,17 +330,11 @@ def wisun(
     dialect: Annotated[
         str, typer.Option(help="Module to emulate: bp35a1 (single-stack) or bp35c2 (dual).")
     ] = "bp35a1",
-    speed: Annotated[
-        float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")
-    ] = 1.0,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed of the fleet.")] = 1,
-    fleet_meters: Annotated[
-        int, typer.Option(min=1, max=1_000_000, help="Size of the simulated fleet.")
-    ] = 2000,
-    area: Annotated[str, typer.Option(help="Utility area: code 01–10 or name.")] = "tokyo",
-    backfill_hours: Annotated[
-        int, typer.Option(min=2, max=24 * 7, help="Hours simulated at once before serving.")
-    ] = 26,
+    speed: SpeedOpt = 1.0,
+    seed: SeedOpt = 1,
+    fleet_meters: FleetMetersOpt = 2000,
+    area: AreaOpt = "tokyo",
+    backfill_hours: BackfillOpt = 26,
     lifetime: Annotated[
         float, typer.Option(min=1.0, help="PANA session lifetime [s] (then EVENT 29).")
     ] = 86_400.0,
