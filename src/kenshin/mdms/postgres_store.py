@@ -982,8 +982,9 @@ class PostgresStore:
             resolution_min=int(resolution),
             start_us=start_us,
             end_us=end_us,
-            start_literal=f"to_timestamp({int(start_us)} / 1000000.0)",
-            end_literal=f"to_timestamp({int(end_us)} / 1000000.0)",
+            # exact to the µs (a float of seconds since 1970 is not)
+            start_literal=f"(TIMESTAMPTZ 'epoch' + {int(start_us)} * INTERVAL '1 microsecond')",
+            end_literal=f"(TIMESTAMPTZ 'epoch' + {int(end_us)} * INTERVAL '1 microsecond')",
             like_days=like_days,
             like_count=like_count,
         )
