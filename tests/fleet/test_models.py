@@ -205,3 +205,10 @@ def test_other_step_lengths_average_the_same_minutes(population: Population) -> 
     np.testing.assert_allclose(
         half_hour.pv_w[has_pv], np.mean([s.pv_w[has_pv] for s in fives], axis=0), rtol=0.05
     )
+
+
+def test_supply_point_ids_find_their_meter_keys() -> None:
+    pop = build_population(PopulationConfig(n_meters=500), np.random.default_rng(4))
+    picked = [int(k) for k in (7, 0, 499, 123)]
+    ids = [str(pop.supply_point_id[k]) for k in picked]
+    assert pop.keys_of([*ids, "0399999999999999999999"]) == [*picked, None]

@@ -85,14 +85,14 @@ def choose_keys(fleet: Fleet, meter: list[str] | None, count: int) -> list[int]:
 
     pop = fleet.population
     if meter:
-        index = {str(s): i for i, s in enumerate(pop.supply_point_id)}
-        missing = [m for m in meter if m not in index]
+        found = pop.keys_of(meter)
+        missing = [m for m, key in zip(meter, found, strict=True) if key is None]
         if missing:
             raise UnknownMeter(
                 f"no meter {', '.join(missing)} in this fleet ({len(pop)} meters, "
                 "same --fleet-meters/--seed/--area as the system it comes from)"
             )
-        return [index[m] for m in meter]
+        return [key for key in found if key is not None]
     keys = list(range(min(count, len(pop))))
     hv = np.flatnonzero(~pop.is_low_voltage)
     if count > 1 and len(hv) and not any(k in hv for k in keys):

@@ -70,7 +70,6 @@ class FleetState:
         self._power_w = np.zeros(0, dtype=np.int64)
         self._currents_da = np.zeros((2, 0), dtype=np.int64)
         self._minutes: dict[int, tuple[dict[int, int], int]] = {}
-        self._index = {str(s): i for i, s in enumerate(fleet.population.supply_point_id)}
 
     # -- the roster
 
@@ -89,10 +88,10 @@ class FleetState:
         )
 
     def key_of(self, supply_point_id: str) -> int:
-        try:
-            return self._index[supply_point_id]
-        except KeyError:
-            raise UnknownMeter(f"no meter with supply point id {supply_point_id}") from None
+        (key,) = self.fleet.population.keys_of([supply_point_id])
+        if key is None:
+            raise UnknownMeter(f"no meter with supply point id {supply_point_id}")
+        return key
 
     # -- time
 
