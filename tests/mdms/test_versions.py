@@ -7,8 +7,11 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kenshin.core.schema import READINGS_SCHEMA
+from kenshin.core.channels import Channel
+from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
+from kenshin.mdms.duckdb_store import DuckDBStore
 
 TS = READINGS_SCHEMA.field("interval_end").type
 COLUMNS = [
@@ -66,3 +69,52 @@ def test_repeats_are_ignored_and_versions_counted() -> None:
     )
     got = versions.current_of(raw).select(["value", "version"]).to_pylist()
     assert got == [{"value": 120, "version": 2}, {"value": 5, "version": 1}]
+
+
+many_meters_row = st.tuples(
+    st.integers(0, 2),  # meter
+    st.integers(0, 3),  # slot
+    st.one_of(st.none(), st.integers(-1, 2)),  # value
+    st.integers(0, 2),  # quality
+    st.sampled_from([1, 2, 3]),  # source: push and re-read are measured, 3 (estimate) is not
+    st.one_of(st.none(), st.integers(0, 1)),  # method
+    st.one_of(st.none(), st.integers(0, 1)),  # failed rule
+    st.integers(0, 3),  # tx time
+)
+
+
+def many_meters(rows: list[tuple[int | None, ...]]) -> pa.Table:
+    raw = table([r[1:] for r in rows])
+    return raw.set_column(0, "meter_key", pa.array([r[0] for r in rows], pa.int32()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(many_meters_row, min_size=1, max_size=40))
+def test_current_cells_of_many_meters_agree_with_sql(rows: list[tuple[int | None, ...]]) -> None:
+    raw = many_meters(rows)
+    cells = ["meter_key", "interval_end"]
+    expected = versions.resolve_current(raw, "meter_key, interval_end").sort_by(
+        [(c, "ascending") for c in cells]
+    )
+    got = versions.current_cells(raw.select(versions.VERSION_ROWS_SCHEMA.names), 1_800_000_000)
+    got = got.sort_by([(c, "ascending") for c in cells])
+    columns = versions.VERSION_ROWS_SCHEMA.names
+    assert got.select(columns).to_pylist() == expected.select(columns).to_pylist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(many_meters_row, min_size=1, max_size=40))
+def test_measured_rows_agree_with_the_store(rows: list[tuple[int | None, ...]]) -> None:
+    raw = many_meters(rows)
+    store = DuckDBStore()
+    try:
+        store.append(raw, REGISTER_READS_SCHEMA.empty_table())
+        ends = raw.column("interval_end").cast(pa.int64()).to_numpy()
+        start, end = int(ends.min()) - 1, int(ends.max())
+        expected = store.read_measured(Channel.ACTIVE_FORWARD, Resolution.MIN30, start, end)
+        scanned = store.read_window_versions(Channel.ACTIVE_FORWARD, Resolution.MIN30, start, end)
+    finally:
+        store.close()
+    got = versions.measured_rows(scanned, 1_800_000_000)
+    order = [(c, "ascending") for c in versions.MEASURED_SCHEMA.names]
+    assert got.sort_by(order).to_pylist() == expected.sort_by(order).to_pylist()

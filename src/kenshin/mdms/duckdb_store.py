@@ -427,6 +427,24 @@ class DuckDBStore:
         table = self._arrow(versions.current_sql(source, where, "meter_key, interval_end"))
         return versions.conform_to(table, versions.WINDOW_SCHEMA)
 
+    def read_window_versions(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
+    ) -> pa.Table:
+        """Every version row of every meter's cells in ``(start, end]``, unordered
+        (``versions.VERSION_ROWS_SCHEMA``): a plain scan, for callers that apply the reading
+        rule themselves (``versions.current_of``) where most cells hold one row."""
+        source = self._source("readings", slot_months_between(start_us, end_us))
+        if source is None:
+            return versions.empty(versions.VERSION_ROWS_SCHEMA)
+        columns = ", ".join(versions.VERSION_ROWS_SCHEMA.names)
+        table = self._arrow(
+            f"SELECT {columns} FROM {source} "
+            f"WHERE channel = {int(channel)} AND resolution = {int(resolution)} "
+            f"AND interval_end > make_timestamptz({int(start_us)}) "
+            f"AND interval_end <= make_timestamptz({int(end_us)})"
+        )
+        return versions.conform_to(table, versions.VERSION_ROWS_SCHEMA)
+
     def read_measured(
         self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
     ) -> pa.Table:
@@ -447,39 +465,26 @@ class DuckDBStore:
         )
         return versions.conform_to(table, versions.MEASURED_SCHEMA)
 
-    def history_stats(
-        self,
-        channel: Channel,
-        resolution: Resolution,
-        start_us: int,
-        end_us: int,
-        like_days: list[int],
-        like_count: int,
-    ) -> tuple[pa.Table, pa.Table]:
-        """History statistics of every meter in the database (``versions.history_stats_sql``)."""
+    def written_days(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, since_us: int
+    ) -> dict[int, int]:
+        """Days of ``(start, end]`` (numbered from ``start``) that received rows after
+        ``since``, with the newest transaction time of each (``versions.written_days_sql``)."""
         source = self._source("readings", slot_months_between(start_us, end_us))
         if source is None:
-            return (
-                versions.empty(versions.HISTORY_SLOT_SCHEMA),
-                versions.empty(versions.HISTORY_METER_SCHEMA),
-            )
-        slot_sql, meter_sql = versions.history_stats_sql(
+            return {}
+        statement = versions.written_days_sql(
             source,
             "epoch_us({0})",
             "//",
             channel=int(channel),
             resolution_min=int(resolution),
             start_us=start_us,
-            end_us=end_us,
             start_literal=f"make_timestamptz({int(start_us)})",
             end_literal=f"make_timestamptz({int(end_us)})",
-            like_days=like_days,
-            like_count=like_count,
+            since_literal=f"make_timestamptz({int(since_us)})",
         )
-        return (
-            versions.conform_to(self._arrow(slot_sql), versions.HISTORY_SLOT_SCHEMA),
-            versions.conform_to(self._arrow(meter_sql), versions.HISTORY_METER_SCHEMA),
-        )
+        return {int(d): int(tx) for d, tx in self._cursor().sql(statement).fetchall()}
 
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""

@@ -392,6 +392,12 @@ def _ddl(schema: str) -> list[sql.Composed]:
             + ", ".join(_READINGS_INDEX)
             + ")"
         ).format(s),
+        # which days received rows since the last sweep (history day planes): rows arrive in
+        # time order, so a block-range index finds them for next to nothing at ingest
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS readings_written ON {}.readings "
+            "USING brin (interval_end, tx_time)"
+        ).format(s),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {}.register_reads (" + registers + ") "
             "PARTITION BY RANGE (read_at)"
@@ -937,6 +943,26 @@ class PostgresStore:
             "read window",
         )
 
+    def read_window_versions(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
+    ) -> pa.Table:
+        """Every version row of every meter's cells in ``(start, end]``, unordered (see
+        ``DuckDBStore.read_window_versions``)."""
+        statement = sql.SQL(
+            "SELECT meter_key, "
+            + _US.format("interval_end")
+            + ", value, quality, source, method, failed_rule, "
+            + _US.format("tx_time")
+            + " FROM {} WHERE channel = %s AND resolution = %s AND interval_end > %s "
+            "AND interval_end <= %s"
+        ).format(self._table("readings"))
+        return self._rows_arrow(
+            statement,
+            [int(channel), int(resolution), _to_datetime(start_us), _to_datetime(end_us)],
+            versions.VERSION_ROWS_SCHEMA,
+            "read window versions",
+        )
+
     def read_measured(
         self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
     ) -> pa.Table:
@@ -963,35 +989,28 @@ class PostgresStore:
             "read measured",
         )
 
-    def history_stats(
-        self,
-        channel: Channel,
-        resolution: Resolution,
-        start_us: int,
-        end_us: int,
-        like_days: list[int],
-        like_count: int,
-    ) -> tuple[pa.Table, pa.Table]:
-        """History statistics of every meter in the database (``versions.history_stats_sql``)."""
+    def written_days(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, since_us: int
+    ) -> dict[int, int]:
+        """Days of ``(start, end]`` that received rows after ``since`` (see
+        ``DuckDBStore.written_days``); the BRIN index on (interval_end, tx_time) finds them."""
         table = f"{self.schema}.readings"  # a checked identifier (schema name is validated)
-        slot_sql, meter_sql = versions.history_stats_sql(
+
+        def instant(us: int) -> str:  # exact to the µs (a float of seconds since 1970 is not)
+            return f"(TIMESTAMPTZ 'epoch' + {int(us)} * INTERVAL '1 microsecond')"
+
+        statement = versions.written_days_sql(
             table,
             "(extract(epoch FROM {0}) * 1000000)::bigint",
             "/",
             channel=int(channel),
             resolution_min=int(resolution),
             start_us=start_us,
-            end_us=end_us,
-            # exact to the µs (a float of seconds since 1970 is not)
-            start_literal=f"(TIMESTAMPTZ 'epoch' + {int(start_us)} * INTERVAL '1 microsecond')",
-            end_literal=f"(TIMESTAMPTZ 'epoch' + {int(end_us)} * INTERVAL '1 microsecond')",
-            like_days=like_days,
-            like_count=like_count,
+            start_literal=instant(start_us),
+            end_literal=instant(end_us),
+            since_literal=instant(since_us),
         )
-        return (
-            self._rows_arrow(slot_sql, [], versions.HISTORY_SLOT_SCHEMA, "history statistics"),
-            self._rows_arrow(meter_sql, [], versions.HISTORY_METER_SCHEMA, "history statistics"),
-        )
+        return {int(d): int(tx) for d, tx in self._fetch(statement, [], "written days")}
 
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""

@@ -23,6 +23,7 @@ from kenshin.core.timeslots import JST, Resolution, from_epoch_us
 from kenshin.hes.headend import ReadingBatch
 from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.differences import DifferenceReport, run_differences
+from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.housekeeping import HousekeepingReport, RetentionPolicy, run_housekeeping
 from kenshin.mdms.months import month_of, month_start_us
 from kenshin.mdms.sweep import SweepReport, day_window, run_sweep
@@ -51,6 +52,8 @@ class MdmsSchedule:
     resolutions: tuple[Resolution, ...] = (Resolution.MIN30,)
     housekeeping: list[HousekeepingReport] = field(default_factory=list)
     differences: list[DifferenceReport] = field(default_factory=list)
+    # day planes of the look-back, kept between sweeps so that a sweep reads one day, not weeks
+    history: HistoryCache = field(default_factory=HistoryCache)
     _next_day: dt.date | None = None
     _next_month: int | None = None
 
@@ -89,6 +92,7 @@ class MdmsSchedule:
                         config=self._config(channel),
                         now_us=now_us,
                         history_days=self.history_days,
+                        history=self.history,
                     )
                     if channel is Channel.ACTIVE_FORWARD and resolution is Resolution.MIN30:
                         self.sweeps.append(report)

@@ -28,8 +28,8 @@ from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
-from kenshin.mdms.daytypes import day_class
 from kenshin.mdms.estimate import HistoryStats
+from kenshin.mdms.history import DayPlane, HistoryCache
 from kenshin.mdms.vee import VeeConfig, VeeInput, VeeResult, run_vee
 from kenshin.mdms.vee_rules import Densified, densify, densify_registers
 
@@ -261,9 +261,13 @@ def run_sweep(
     clock_offsets_s: dict[int, float] | None = None,
     history_days: int | None = None,
     meters: npt.NDArray[np.int64] | None = None,
+    history: HistoryCache | None = None,
 ) -> SweepReport:
     """Sweep one JST day of one channel for the meters expected to send it (``meters``;
-    default :func:`expected_meters` of the roster) — see the module doc."""
+    default :func:`expected_meters` of the roster) — see the module doc.
+
+    ``history`` keeps day planes between daily sweeps (:mod:`kenshin.mdms.history`); without it
+    the look-back is read from the store each time."""
     cfg = config or VeeConfig(forward_only=channel in _ENERGY)
     keys = (
         expected_meters(store.read_meters(), channel, resolution)
@@ -276,12 +280,24 @@ def run_sweep(
     if n == 0:
         return report
 
-    measured = store.read_measured(channel, resolution, start, end)
+    # one plain scan of the day's rows; the reading rules run in numpy (most cells hold one row)
+    rows = store.read_window_versions(channel, resolution, start, end)
+    measured = versions.measured_rows(rows, resolution.microseconds)
     dense, regs = dense_day(
         measured, store.read_register_window(channel, start, end), keys, start, resolution
     )
     outage, disconnected = _supply_masks(keys, supply_windows, start, resolution, s)
-    stats = _history(store, keys, day, channel, resolution, cfg, history_days)
+    cache = HistoryCache() if history is None else history
+    stats = cache.stats(
+        store,
+        keys,
+        day,
+        channel,
+        resolution,
+        lookback_days=cfg.lookback_days if history_days is None else history_days,
+        like_count=cfg.like_days,
+        now_us=now_us,
+    )
     result = run_vee(
         VeeInput(
             values=dense.values,
@@ -299,7 +315,7 @@ def run_sweep(
     )
 
     # what each cell should be, against what the store holds now
-    current = store.read_window(channel, resolution, start, end)
+    current = versions.current_cells(rows, resolution.microseconds)
     c_index, c_known = roster_index(keys, current.column("meter_key"))
     slot = _slot(_us(current.column("interval_end"))[c_known], start, resolution)
     cell = c_index[c_known] * s + slot
@@ -357,6 +373,19 @@ def run_sweep(
             now_us,
         )
         store.append(rows, _EMPTY_REGISTERS)
+    if history is not None:  # the day as the store now holds it, for the next days' sweeps
+        history.put(
+            channel,
+            resolution,
+            day,
+            DayPlane.of(
+                keys,
+                np.where(edited, cur_value, value).reshape(n, s),
+                np.where(edited, cur_present, target_present).reshape(n, s),
+                np.where(edited, cur_quality, quality).reshape(n, s),
+                now_us,
+            ),
+        )
     gaps = result.gaps
     gap_table = pa.Table.from_arrays(
         [
@@ -454,47 +483,6 @@ def _supply_masks(
         mask = (ends > w.start_us) & (ends <= w.end_us)
         (disconnected if w.kind == "disconnect" else outage)[row] |= mask
     return outage, disconnected
-
-
-def _history(
-    store: Any,
-    keys: npt.NDArray[np.int64],
-    day: dt.date,
-    channel: Channel,
-    resolution: Resolution,
-    cfg: VeeConfig,
-    history_days: int | None,
-) -> HistoryStats:
-    """Spike maxima and like-day means of the days before ``day``, aggregated in the database
-    (``versions.history_stats_sql``: reading weeks of history out would cost far more). Days with an
-    estimate, an outage label, a missing slot or several versions of a value are not usable."""
-    d = cfg.lookback_days if history_days is None else history_days
-    n, s = len(keys), resolution.slots_per_day
-    if d <= 0 or n == 0:
-        return HistoryStats.empty(n, s)
-    first = day - dt.timedelta(days=d)
-    start, _ = day_window(first)
-    end, _ = day_window(day)
-    classes = day_class([first + dt.timedelta(days=i) for i in range(d)])
-    target = int(day_class([day])[0])
-    candidates = [i for i in range(d) if classes[i] == target]
-    slot_stats, meter_stats = store.history_stats(
-        channel, resolution, start, end, candidates, cfg.like_days
-    )
-    recent_max = np.full(n * s, -1, np.int64)
-    like_sum = np.zeros(n * s, np.int64)
-    index, known = roster_index(keys, slot_stats.column("meter_key"))
-    slot = slot_stats.column("slot").to_numpy()[known]
-    cell = index[known] * s + slot
-    recent_max[cell] = slot_stats.column("recent_max").to_numpy()[known]
-    like_sum[cell] = slot_stats.column("like_sum").fill_null(0).to_numpy()[known]
-    like_used = np.zeros(n, np.int64)
-    day_max = np.full(n, -1, np.int64)
-    m_index, m_known = roster_index(keys, meter_stats.column("meter_key"))
-    like_used[m_index[m_known]] = meter_stats.column("like_days").to_numpy()[m_known]
-    day_max[m_index[m_known]] = meter_stats.column("day_max").to_numpy()[m_known]
-    like_day = like_sum.reshape(n, s) / np.maximum(like_used, 1)[:, None]
-    return HistoryStats(recent_max.reshape(n, s), like_day, like_used, day_max)
 
 
 __all__ = [

@@ -21,6 +21,7 @@ import datetime as dt
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.schema import READINGS_SCHEMA, TIMESTAMP
@@ -48,6 +49,8 @@ READ_SCHEMA = pa.schema(
 )
 WINDOW_SCHEMA = pa.schema([("meter_key", pa.int32()), *READ_SCHEMA])
 HISTORY_SCHEMA = READ_SCHEMA
+# raw version rows of many meters' cells, as stored (no reading rule applied yet)
+VERSION_ROWS_SCHEMA = pa.schema([f for f in WINDOW_SCHEMA if f.name != "version"])
 
 # what the meters sent (push, re-read, poll: kenshin.core.quality.Source), as read by the sweep
 MEASURED_SOURCES = (1, 2, 5)
@@ -286,22 +289,7 @@ def current_of(raw: pa.Table, cell: tuple[str, ...] = ("interval_end",)) -> pa.T
     return table.append_column("version", pa.array(counts.astype(np.int32), version_type))
 
 
-# per meter and slot: the maximum over usable days and the sum over the like days; per meter:
-# how many like days were used and the largest usable day total (kenshin.mdms.estimate)
-HISTORY_SLOT_SCHEMA = pa.schema(
-    [
-        ("meter_key", pa.int32()),
-        ("slot", pa.int32()),
-        ("recent_max", pa.int64()),
-        ("like_sum", pa.int64()),
-    ]
-)
-HISTORY_METER_SCHEMA = pa.schema(
-    [("meter_key", pa.int32()), ("like_days", pa.int32()), ("day_max", pa.int64())]
-)
-
-
-def history_stats_sql(
+def written_days_sql(
     source: str,
     epoch_us: str,
     div: str,
@@ -309,61 +297,80 @@ def history_stats_sql(
     channel: int,
     resolution_min: int,
     start_us: int,
-    end_us: int,
     start_literal: str,
     end_literal: str,
-    like_days: list[int],
-    like_count: int,
-) -> tuple[str, str]:
-    """(slot statistics, meter statistics) SQL over raw version rows of ``(start, end]``.
+    since_literal: str,
+) -> str:
+    """SQL of (day number from ``start``, newest transaction time in µs) for the days of
+    ``(start, end]`` that received rows after ``since``: which history day planes are out of
+    date (kenshin.mdms.history). Rows arrive in transaction-time order, so the stores skip
+    older data by their block summaries (DuckDB zone maps, a PostgreSQL BRIN index)."""
+    return f"""
+        SELECT ({epoch_us.format("interval_end")} - 1 - {start_us}) {div} 86400000000 AS d,
+            max({epoch_us.format("tx_time")}) AS last_tx
+        FROM {source}
+        WHERE channel = {channel} AND resolution = {resolution_min}
+          AND interval_end > {start_literal} AND interval_end <= {end_literal}
+          AND tx_time > {since_literal}
+        GROUP BY 1"""
 
-    A meter-day is usable when it holds exactly one row per slot and every one is valid or
-    edited, so days that were estimated, had an outage or a gap, or hold several versions of a
-    value are left out (conservatively: vee.md). Like days are the ``like_count`` most recent
-    usable days among ``like_days`` (day numbers from ``start``). ``epoch_us`` turns the column
-    into Unix µs and ``div`` is the integer division operator: the dialects differ only there.
-    """
-    slots = 1440 // resolution_min
-    step = resolution_min * 60_000_000
-    offset = epoch_us.format("interval_end") + f" - 1 - {start_us}"
-    candidates = ", ".join(str(d) for d in like_days) or "-1"
-    common = f"""
-        WITH raw AS (
-            SELECT meter_key, value, quality,
-                ({offset}) {div} 86400000000 AS d,
-                mod({offset}, 86400000000) {div} {step} AS s
-            FROM {source}
-            WHERE channel = {channel} AND resolution = {resolution_min}
-              AND interval_end > {start_literal} AND interval_end <= {end_literal}
-        ),
-        days AS (
-            SELECT meter_key, d, sum(value) AS total FROM raw GROUP BY meter_key, d
-            HAVING count(*) = {slots} AND bool_and(quality IN (1, 4) AND value IS NOT NULL)
-        ),
-        likes AS (
-            SELECT meter_key, d FROM (
-                SELECT meter_key, d,
-                    row_number() OVER (PARTITION BY meter_key ORDER BY d DESC) AS rank
-                FROM days WHERE d IN ({candidates})
-            ) ranked WHERE rank <= {like_count}
-        )"""
-    slot_sql = (
-        common
-        + """
-        SELECT r.meter_key, r.s AS slot, max(r.value) AS recent_max,
-            sum(CASE WHEN l.d IS NULL THEN 0 ELSE r.value END) AS like_sum
-        FROM raw r LEFT JOIN likes l ON r.meter_key = l.meter_key AND r.d = l.d
-        WHERE EXISTS (SELECT 1 FROM days u WHERE u.meter_key = r.meter_key AND u.d = r.d)
-        GROUP BY r.meter_key, r.s"""
+
+def _cells_with_several_rows(rows: pa.Table, step_us: int) -> npt.NDArray[np.bool_]:
+    """Which rows share their (meter, ``step_us`` grid slot) with another row. Rows off the grid
+    may share a slot without sharing a cell; they only take the exact (slower) path."""
+    meter = np.asarray(rows.column("meter_key").to_numpy(), np.int64)
+    end = np.asarray(rows.column("interval_end").cast(pa.int64()).to_numpy(), np.int64)
+    slot = (end - end.min()) // step_us
+    cell = (meter - meter.min()) * (int(slot.max()) + 1) + slot
+    several: npt.NDArray[np.bool_] = np.bincount(cell)[cell] > 1
+    return several
+
+
+def current_cells(rows: pa.Table, step_us: int) -> pa.Table:
+    """The current version of each (meter, interval end) among many meters' raw version rows
+    (``VERSION_ROWS_SCHEMA``), unordered and without ``version``: the rule of
+    :func:`current_sql`, where cells with one row (most, in a sweep's day) are taken as they are
+    and only the others are sorted (:func:`current_of`)."""
+    if rows.num_rows == 0:
+        return rows
+    several = _cells_with_several_rows(rows, step_us)
+    if not several.any():
+        return rows
+    resolved = current_of(rows.filter(pa.array(several)), ("meter_key", "interval_end"))
+    return pa.concat_tables([rows.filter(pa.array(~several)), resolved.drop_columns(["version"])])
+
+
+def measured_rows(rows: pa.Table, step_us: int) -> pa.Table:
+    """What the meters sent (``MEASURED_SCHEMA``) among raw version rows, an exact repeat (same
+    value and source) once, the first by transaction time: the store's ``read_measured``."""
+    source = rows.column("source").to_numpy()
+    measured = rows.filter(pa.array(np.isin(source, MEASURED_SOURCES)))
+    columns = MEASURED_SCHEMA.names
+    if measured.num_rows == 0:
+        return measured.select(columns)
+    several = _cells_with_several_rows(measured, step_us)
+    if not several.any():
+        return measured.select(columns)
+    sub = measured.filter(pa.array(several))
+    meter, _ = _column(sub, "meter_key")
+    end, _ = _column(sub, "interval_end")
+    value, value_null = _column(sub, "value")
+    src, _ = _column(sub, "source")
+    tx, _ = _column(sub, "tx_time")
+    keys = (meter, end, value_null, value, src)
+    order = np.lexsort([tx, *keys[::-1]])
+    first = np.ones(len(order), dtype=bool)
+    same = np.ones(len(order) - 1, dtype=bool)
+    for k in keys:
+        ordered = k[order]
+        same &= ordered[1:] == ordered[:-1]
+    first[1:] = ~same
+    return pa.concat_tables(
+        [
+            measured.filter(pa.array(~several)).select(columns),
+            sub.take(pa.array(order[first])).select(columns),
+        ]
     )
-    meter_sql = (
-        common
-        + """
-        SELECT u.meter_key, count(l.d) AS like_days, max(u.total) AS day_max
-        FROM days u LEFT JOIN likes l ON u.meter_key = l.meter_key AND u.d = l.d
-        GROUP BY u.meter_key"""
-    )
-    return slot_sql, meter_sql
 
 
 def duckdb_cell_where(query: ReadingQuery) -> str:
