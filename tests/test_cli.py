@@ -156,3 +156,28 @@ def test_up_serves_health_and_stops_cleanly(tmp_path):
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "stopped" in output
+
+
+def test_vee_sweeps_a_day_by_hand_and_is_idempotent(capsys, tmp_path):
+    db = tmp_path / "k.duckdb"
+    args = ["--meters", "120", "--days", "1", "--start", "2026-04-01", "--seed", "3"]
+    code, _, _ = run(capsys, "simulate", *args, "--loss", "0.05", "--db", str(db))
+    assert code == 0
+    # simulate swept the day already; sweeping it again by hand changes nothing
+    code, _, err = run(capsys, "vee", "--day", "2026-04-01", "--db", str(db))
+    assert code == 0, err
+    text = " ".join(err.split())  # the console wraps long lines
+    reports = [part.split(";")[1] for part in text.split("2026-04-01 active_")[1:]]
+    assert len(reports) == 6, text  # 2 channels × 30, 15 and 5 min
+    assert all(r.strip().startswith("0 new versions, 0 gaps to re-read") for r in reports), text
+    assert "forward 30-min: 120 meters" in text and "reverse 5-min:" in text
+    assert "S3 differences 2026-04-01:" in text
+    # one channel and resolution only: no differences
+    code, _, err = run(
+        capsys, "vee", "--day", "2026-04-01", "--db", str(db), "--channel", "active_reverse",
+        "--resolutions", "30",
+    )  # fmt: skip
+    text = " ".join(err.split())
+    assert code == 0 and text.count("2026-04-01 active_") == 1 and "S3" not in text
+    code, _, err = run(capsys, "vee", "--day", "2026-04-01", "--db", str(db), "--resolutions", "7")
+    assert code == 2 and "--resolutions" in err

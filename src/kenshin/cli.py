@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kenshin.core.ids import Area
-from kenshin.core.timeslots import JST, to_epoch_us
+from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import InvalidInput, KenshinError
 
 if TYPE_CHECKING:
@@ -353,27 +353,47 @@ def vee_cmd(
     day: Annotated[str, typer.Option(help="JST day to validate and estimate, YYYY-MM-DD.")],
     db: Annotated[Path, typer.Option(help="Existing DuckDB store.")] = Path("kenshin.duckdb"),
     postgres: PostgresOpt = None,
-    channel: Annotated[str, typer.Option(help="active_forward or active_reverse.")] = (
-        "active_forward"
-    ),
+    channel: Annotated[
+        str,
+        typer.Option(help="both (then also the S3 differences), active_forward or active_reverse."),
+    ] = "both",
+    resolutions: Annotated[
+        str,
+        typer.Option(help="Comma-separated minutes: 30, and 15 / 5 for the meters that send them."),
+    ] = "30,15,5",
 ) -> None:
-    """Run the VEE sweep of one day by hand: labels, estimates and the gap list."""
+    """Run the VEE sweep of one day by hand, as the system does after midnight: labels,
+    estimates, the gap list and, for both channels, the specified-meter differences."""
     from kenshin.api.params import parse_channel
-    from kenshin.mdms.sweep import run_sweep
+    from kenshin.mdms.scheduler import SWEPT_CHANNELS, sweep_day
 
-    store = _existing_store(db, postgres)
     target = _parse_day(day)
     assert target is not None
-    report = run_sweep(
-        store,
-        target,
-        channel=parse_channel(channel),
-        now_us=to_epoch_us(dt.datetime.now(JST)),
-    )
-    store.close()
-    console.print(report.summary())
-    for rule, count in report.rules.items():
-        console.print(f"  {rule}: {count:,}")
+    channels = SWEPT_CHANNELS if channel == "both" else (parse_channel(channel),)
+    swept_minutes = {"30": Resolution.MIN30, "15": Resolution.MIN15, "5": Resolution.MIN5}
+    parts = [m.strip() for m in resolutions.split(",")]
+    if not parts or any(m not in swept_minutes for m in parts):
+        raise typer.BadParameter(
+            f"{resolutions!r}: give minutes among 30, 15, 5", param_hint="--resolutions"
+        )
+    chosen = tuple(swept_minutes[m] for m in parts)
+    store = _existing_store(db, postgres)
+    try:
+        swept = sweep_day(
+            store,
+            target,
+            now_us=to_epoch_us(dt.datetime.now(JST)),
+            channels=channels,
+            resolutions=chosen,
+        )
+    finally:
+        store.close()
+    for report in swept.sweeps:
+        console.print(report.summary())
+        for rule, count in report.rules.items():
+            console.print(f"  {rule}: {count:,}")
+    if swept.differences is not None:
+        console.print(f"S3 differences {swept.differences.summary()}")
 
 
 def _open_store(db: Path, postgres: str | None, *, overwrite: bool) -> ReadingStore:

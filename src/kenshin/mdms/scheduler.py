@@ -37,6 +37,54 @@ SWEPT_CHANNELS = (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)
 _NEVER = 10**9
 
 
+def channel_config(base: VeeConfig | None, channel: Channel) -> VeeConfig:
+    """The utility's VEE settings as applied to one energy channel."""
+    config = base or VeeConfig()
+    if channel is Channel.ACTIVE_REVERSE:
+        # most meters never export: a day at zero on the reverse channel is normal
+        return dataclasses.replace(config, zero_run_minutes=_NEVER)
+    return config
+
+
+@dataclass
+class DaySweep:
+    sweeps: list[SweepReport]
+    differences: DifferenceReport | None  # None: not both energy channels were swept
+
+
+def sweep_day(
+    store: Any,
+    day: dt.date,
+    *,
+    now_us: int,
+    vee: VeeConfig | None = None,
+    channels: tuple[Channel, ...] = SWEPT_CHANNELS,
+    resolutions: tuple[Resolution, ...] = (Resolution.MIN30,),
+    history_days: int | None = None,
+    history: HistoryCache | None = None,
+) -> DaySweep:
+    """Everything the MDMS does with a closed day: the VEE sweep of each channel and resolution
+    (``expected_meters``), then, when both energy channels were swept, the differences of parent
+    and specified meters from the swept values (SPEC S3)."""
+    reports = [
+        run_sweep(
+            store,
+            day,
+            channel=channel,
+            resolution=resolution,
+            config=channel_config(vee, channel),
+            now_us=now_us,
+            history_days=history_days,
+            history=history,
+        )
+        for resolution in resolutions
+        for channel in channels
+    ]
+    both = set(SWEPT_CHANNELS) <= set(channels) and Resolution.MIN30 in resolutions
+    differences = run_differences(store, day, now_us=now_us) if both else None
+    return DaySweep(reports, differences)
+
+
 @dataclass
 class MdmsSchedule:
     store: Any
@@ -57,13 +105,6 @@ class MdmsSchedule:
     _next_day: dt.date | None = None
     _next_month: int | None = None
 
-    def _config(self, channel: Channel) -> VeeConfig:
-        base = self.vee or VeeConfig()
-        if channel is Channel.ACTIVE_REVERSE:
-            # most meters never export: a day at zero on the reverse channel is normal
-            return dataclasses.replace(base, zero_run_minutes=_NEVER)
-        return base
-
     def start(self, first: dt.datetime) -> None:
         """Sweeps begin with the first whole day: before ``first`` the meters sent nothing, so a
         partial first day would be all gaps."""
@@ -82,24 +123,25 @@ class MdmsSchedule:
         delay = 0 if final else int(self.sweep_delay.total_seconds() * 1_000_000)
         while day_window(self._next_day)[1] + delay <= now_us:
             self.flush()
-            for resolution in self.resolutions:
-                for channel in SWEPT_CHANNELS:
-                    report = run_sweep(
-                        self.store,
-                        self._next_day,
-                        channel=channel,
-                        resolution=resolution,
-                        config=self._config(channel),
-                        now_us=now_us,
-                        history_days=self.history_days,
-                        history=self.history,
-                    )
-                    if channel is Channel.ACTIVE_FORWARD and resolution is Resolution.MIN30:
-                        self.sweeps.append(report)
-                    else:
-                        self.other_sweeps.append(report)
-            # SPEC S3: differences of parent and specified meters, from the swept values
-            self.differences.append(run_differences(self.store, self._next_day, now_us=now_us))
+            day = sweep_day(
+                self.store,
+                self._next_day,
+                now_us=now_us,
+                vee=self.vee,
+                resolutions=self.resolutions,
+                history_days=self.history_days,
+                history=self.history,
+            )
+            for report in day.sweeps:
+                if (
+                    report.channel is Channel.ACTIVE_FORWARD
+                    and report.resolution is Resolution.MIN30
+                ):
+                    self.sweeps.append(report)
+                else:
+                    self.other_sweeps.append(report)
+            if day.differences is not None:
+                self.differences.append(day.differences)
             self._next_day += dt.timedelta(days=1)
         while month_start_us(self._next_month) + 86_400_000_000 <= now_us:
             self.flush()

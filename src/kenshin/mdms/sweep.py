@@ -52,6 +52,8 @@ class SupplyWindow:
 @dataclass
 class SweepReport:
     day: dt.date
+    channel: Channel = Channel.ACTIVE_FORWARD
+    resolution: Resolution = Resolution.MIN30
     meters: int = 0
     cells: int = 0
     written: int = 0
@@ -62,7 +64,8 @@ class SweepReport:
     def summary(self) -> str:
         labels = ", ".join(f"{k} {v:,}" for k, v in self.quality.items() if v)
         return (
-            f"{self.day}: {self.meters:,} meters, {self.cells:,} slots ({labels}); "
+            f"{self.day} {self.channel.label} {int(self.resolution)}-min: {self.meters:,} "
+            f"meters, {self.cells:,} slots ({labels}); "
             f"{self.written:,} new versions, {self.gaps:,} gaps to re-read"
         )
 
@@ -276,7 +279,7 @@ def run_sweep(
     )
     n, s = len(keys), resolution.slots_per_day
     start, end = day_window(day)
-    report = SweepReport(day=day, meters=n, cells=n * s)
+    report = SweepReport(day=day, channel=channel, resolution=resolution, meters=n, cells=n * s)
     if n == 0:
         return report
 
