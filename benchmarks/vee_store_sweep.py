@@ -9,13 +9,15 @@ the history statistics come from the day planes kept (kenshin.mdms.history).
 Target (MDMS issue): a full daily sweep of 1,000,000 meters ≤ 60 s. The default size is smaller
 (``--meters 200000``); the table prints the extrapolation to 1,000,000 meters next to it.
 
-Usage: ``python benchmarks/vee_store_sweep.py [--meters 200000] [--days 28] [--history-days 28]``
+Usage: ``python benchmarks/vee_store_sweep.py [--meters 200000] [--days 28] [--history-days 28]
+[--duckdb-memory 4GB]``
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -106,11 +108,14 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=200_000)
     parser.add_argument("--days", type=int, default=28, help="days of history stored")
     parser.add_argument("--history-days", type=int, default=None, help="sweep look-back")
+    parser.add_argument(
+        "--duckdb-memory", default="40%", help="DuckDB memory_limit (4GB at 1 M meters)"
+    )
     args = parser.parse_args()
     console = Console(width=120)
     rng = np.random.default_rng(3)
     with tempfile.TemporaryDirectory() as tmp:
-        store = DuckDBStore(Path(tmp) / "sweep.duckdb")
+        store = DuckDBStore(Path(tmp) / "sweep.duckdb", memory_limit=args.duckdb_memory)
         store.write_meters(roster(args.meters))
         started = time.perf_counter()
         rows = load(store, args.meters, args.days, rng)
@@ -125,7 +130,7 @@ def main() -> None:
         for name in (
             "written_days",
             "read_window_versions",
-            "read_register_window",
+            "read_register_rows",
             "append",
             "replace_gaps",
         ):
@@ -186,6 +191,8 @@ def main() -> None:
         "  the rest: history planes, densify, compare", f"{total - sum(stages.values()):.2f}"
     )
     table.add_row("sweep total", f"{total:.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    table.add_row("peak memory of the process (load included) [GiB]", f"{peak:.1f}")
     scale = 1_000_000 / args.meters
     table.add_row(
         "extrapolated to 1,000,000 meters (linear)", f"{total * scale:.0f}  (target ≤ 60)"

@@ -115,6 +115,46 @@ def test_measured_rows_agree_with_the_store(rows: list[tuple[int | None, ...]]) 
         scanned = store.read_window_versions(Channel.ACTIVE_FORWARD, Resolution.MIN30, start, end)
     finally:
         store.close()
-    got = versions.measured_rows(scanned, 1_800_000_000)
     order = [(c, "ascending") for c in versions.MEASURED_SCHEMA.names]
+    several = versions.cells_with_several_rows(scanned, 1_800_000_000)
+    for got in (  # counting several rows among measured rows only, or among all (the sweep)
+        versions.measured_rows(scanned, 1_800_000_000),
+        versions.measured_rows(scanned, 1_800_000_000, several),
+    ):
+        assert got.sort_by(order).to_pylist() == expected.sort_by(order).to_pylist()
+
+
+register_row = st.tuples(
+    st.integers(0, 2),  # meter
+    st.integers(0, 3),  # boundary
+    st.one_of(st.none(), st.integers(0, 5)),  # register
+    st.sampled_from([1, 2, 3]),  # source
+    st.integers(0, 3),  # tx time
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(register_row, min_size=1, max_size=30))
+def test_latest_register_reads_agree_with_the_store(rows: list[tuple[int, ...]]) -> None:
+    reads = pa.Table.from_arrays(
+        [
+            pa.array([r[0] for r in rows], pa.int32()),
+            pa.array([1] * len(rows), pa.uint8()),
+            pa.array([r[1] * 1_800_000_000 for r in rows], pa.int64()).cast(TS),
+            pa.array([r[2] for r in rows], pa.int32()),
+            pa.array([r[3] for r in rows], pa.uint8()),
+            pa.array([r[4] for r in rows], pa.int64()).cast(TS),
+        ],
+        schema=REGISTER_READS_SCHEMA,
+    )
+    store = DuckDBStore()
+    try:
+        store.append(READINGS_SCHEMA.empty_table(), reads)
+        start, end = 0, 3 * 1_800_000_000
+        expected = store.read_register_window(Channel.ACTIVE_FORWARD, start, end)
+        scanned = store.read_register_rows(Channel.ACTIVE_FORWARD, start, end)
+    finally:
+        store.close()
+    got = versions.latest_register_reads(scanned)
+    order = [(c, "ascending") for c in ("meter_key", "read_at")]
     assert got.sort_by(order).to_pylist() == expected.sort_by(order).to_pylist()

@@ -111,6 +111,7 @@ class DuckDBStore:
         read_only: bool = False,
         threads: int | None = None,
         archive: Any = None,
+        memory_limit: str = "40%",
     ) -> None:
         self.path = str(path)
         self.archive = archive  # kenshin.mdms.archive.ParquetArchive, read for archived months
@@ -120,6 +121,12 @@ class DuckDBStore:
             raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
+        # DuckDB's own default is 80 % of RAM; the sweep's arrays live in the same process
+        # (about 5 GB at 1 M meters), so its cache gets less and it spills to disk sooner
+        try:
+            self._con.execute("SET memory_limit = ?", [memory_limit])
+        except duckdb.Error as exc:
+            raise StoreError(f"memory_limit {memory_limit!r}: {exc}") from exc
         # arrival order carries no meaning for long rows; dropping it speeds up appends
         self._con.execute("SET preserve_insertion_order = false")
         self._local = threading.local()
@@ -486,6 +493,21 @@ class DuckDBStore:
         )
         return {int(d): int(tx) for d, tx in self._cursor().sql(statement).fetchall()}
 
+    def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+        """Every stored register read at instants in ``[start, end]``, unordered
+        (``versions.REGISTER_ROWS_SCHEMA``; ``versions.latest_register_reads`` picks the
+        latest): a plain scan."""
+        months = sorted(set(months_between(start_us - 1, end_us)))
+        source = self._source("register_reads", months)
+        if source is None:
+            return versions.empty(versions.REGISTER_ROWS_SCHEMA)
+        table = self._arrow(
+            f"SELECT meter_key, read_at, register, source, tx_time FROM {source} "
+            f"WHERE channel = {int(channel)} AND read_at >= make_timestamptz({int(start_us)}) "
+            f"AND read_at <= make_timestamptz({int(end_us)})"
+        )
+        return versions.conform_to(table, versions.REGISTER_ROWS_SCHEMA)
+
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""
         months = sorted(set(months_between(start_us - 1, end_us)))
@@ -497,7 +519,7 @@ class DuckDBStore:
             f"WHERE channel = {int(channel)} AND read_at >= make_timestamptz({int(start_us)}) "
             f"AND read_at <= make_timestamptz({int(end_us)}) "
             "QUALIFY row_number() OVER (PARTITION BY meter_key, read_at "
-            "ORDER BY tx_time DESC, source DESC) = 1"
+            "ORDER BY tx_time DESC, source DESC, register DESC NULLS LAST) = 1"
         )
         return versions.conform_to(table, versions.REGISTER_WINDOW_SCHEMA)
 

@@ -1012,12 +1012,29 @@ class PostgresStore:
         )
         return {int(d): int(tx) for d, tx in self._fetch(statement, [], "written days")}
 
+    def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+        """Every stored register read at instants in ``[start, end]`` (see
+        ``DuckDBStore.read_register_rows``)."""
+        statement = sql.SQL(
+            "SELECT meter_key, "
+            + _US.format("read_at")
+            + ", register, source, "
+            + _US.format("tx_time")
+            + " FROM {} WHERE channel = %s AND read_at >= %s AND read_at <= %s"
+        ).format(self._table("register_reads"))
+        return self._rows_arrow(
+            statement,
+            [int(channel), _to_datetime(start_us), _to_datetime(end_us)],
+            versions.REGISTER_ROWS_SCHEMA,
+            "read register rows",
+        )
+
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""
         statement = sql.SQL(
             "SELECT DISTINCT ON (meter_key, read_at) meter_key, " + _US.format("read_at") + ", "
             "register, source FROM {} WHERE channel = %s AND read_at >= %s AND read_at <= %s "
-            "ORDER BY meter_key, read_at, tx_time DESC, source DESC"
+            "ORDER BY meter_key, read_at, tx_time DESC, source DESC, register DESC NULLS LAST"
         ).format(self._table("register_reads"))
         return self._rows_arrow(
             statement,

@@ -285,10 +285,10 @@ def run_sweep(
 
     # one plain scan of the day's rows; the reading rules run in numpy (most cells hold one row)
     rows = store.read_window_versions(channel, resolution, start, end)
-    measured = versions.measured_rows(rows, resolution.microseconds)
-    dense, regs = dense_day(
-        measured, store.read_register_window(channel, start, end), keys, start, resolution
-    )
+    several = versions.cells_with_several_rows(rows, resolution.microseconds) if len(rows) else None
+    measured = versions.measured_rows(rows, resolution.microseconds, several)
+    registers = versions.latest_register_reads(store.read_register_rows(channel, start, end))
+    dense, regs = dense_day(measured, registers, keys, start, resolution)
     outage, disconnected = _supply_masks(keys, supply_windows, start, resolution, s)
     cache = HistoryCache() if history is None else history
     stats = cache.stats(
@@ -318,7 +318,7 @@ def run_sweep(
     )
 
     # what each cell should be, against what the store holds now
-    current = versions.current_cells(rows, resolution.microseconds)
+    current = versions.current_cells(rows, resolution.microseconds, several)
     c_index, c_known = roster_index(keys, current.column("meter_key"))
     slot = _slot(_us(current.column("interval_end"))[c_known], start, resolution)
     cell = c_index[c_known] * s + slot
@@ -344,8 +344,12 @@ def run_sweep(
     value = result.value.ravel()
     estimated = quality == Quality.ESTIMATED
     missing = quality == Quality.MISSING
-    blocked_fill = np.isin(quality, [Quality.OUTAGE, Quality.DISCONNECTED]) & ~dense.present.ravel()
-    measured_source = np.where(np.isin(cur_source, MEASURED), cur_source, Source.METER_PUSH)
+    blocked_fill = ((quality == Quality.OUTAGE) | (quality == Quality.DISCONNECTED)) & ~(
+        dense.present.ravel()
+    )
+    is_measured = (cur_source == MEASURED[0]) | (cur_source == MEASURED[1])
+    is_measured |= cur_source == MEASURED[2]
+    measured_source = np.where(is_measured, cur_source, Source.METER_PUSH)
     source = np.where(estimated | missing | blocked_fill, Source.ESTIMATE, measured_source)
     target_present = ~missing
     same = (

@@ -72,6 +72,8 @@ REGISTER_WINDOW_SCHEMA = pa.schema(
         ("source", pa.uint8()),
     ]
 )
+# every stored register read, before the latest per (meter, instant) is chosen
+REGISTER_ROWS_SCHEMA = pa.schema([*REGISTER_WINDOW_SCHEMA, ("tx_time", TIMESTAMP)])
 
 GAPS_SCHEMA = pa.schema(
     [
@@ -315,40 +317,62 @@ def written_days_sql(
         GROUP BY 1"""
 
 
-def _cells_with_several_rows(rows: pa.Table, step_us: int) -> npt.NDArray[np.bool_]:
+def cells_with_several_rows(rows: pa.Table, step_us: int) -> npt.NDArray[np.bool_]:
     """Which rows share their (meter, ``step_us`` grid slot) with another row. Rows off the grid
-    may share a slot without sharing a cell; they only take the exact (slower) path."""
+    may share a slot without sharing a cell; they only take the exact (slower) path.
+
+    The key is slot-major, the order in which a day's rows arrive (every meter's first slot,
+    then the second …), so counting walks memory in order.
+    """
     meter = np.asarray(rows.column("meter_key").to_numpy(), np.int64)
     end = np.asarray(rows.column("interval_end").cast(pa.int64()).to_numpy(), np.int64)
-    slot = (end - end.min()) // step_us
-    cell = (meter - meter.min()) * (int(slot.max()) + 1) + slot
-    several: npt.NDArray[np.bool_] = np.bincount(cell)[cell] > 1
+    low = int(meter.min())
+    key = (end - end.min()) // step_us
+    key *= int(meter.max()) - low + 1
+    key += meter
+    key -= low
+    several: npt.NDArray[np.bool_] = np.bincount(key)[key] > 1
     return several
 
 
-def current_cells(rows: pa.Table, step_us: int) -> pa.Table:
+def current_cells(
+    rows: pa.Table, step_us: int, several: npt.NDArray[np.bool_] | None = None
+) -> pa.Table:
     """The current version of each (meter, interval end) among many meters' raw version rows
     (``VERSION_ROWS_SCHEMA``), unordered and without ``version``: the rule of
     :func:`current_sql`, where cells with one row (most, in a sweep's day) are taken as they are
-    and only the others are sorted (:func:`current_of`)."""
+    and only the others are sorted (:func:`current_of`). ``several``: the rows'
+    :func:`cells_with_several_rows`, when the caller has it already."""
     if rows.num_rows == 0:
         return rows
-    several = _cells_with_several_rows(rows, step_us)
+    if several is None:
+        several = cells_with_several_rows(rows, step_us)
     if not several.any():
         return rows
     resolved = current_of(rows.filter(pa.array(several)), ("meter_key", "interval_end"))
     return pa.concat_tables([rows.filter(pa.array(~several)), resolved.drop_columns(["version"])])
 
 
-def measured_rows(rows: pa.Table, step_us: int) -> pa.Table:
+def measured_rows(
+    rows: pa.Table, step_us: int, several: npt.NDArray[np.bool_] | None = None
+) -> pa.Table:
     """What the meters sent (``MEASURED_SCHEMA``) among raw version rows, an exact repeat (same
-    value and source) once, the first by transaction time: the store's ``read_measured``."""
+    value and source) once, the first by transaction time: the store's ``read_measured``.
+    ``several``: the rows' :func:`cells_with_several_rows`, when the caller has it already
+    (among all rows: a superset of the cells with several measured rows)."""
     source = rows.column("source").to_numpy()
-    measured = rows.filter(pa.array(np.isin(source, MEASURED_SOURCES)))
+    is_measured = source == MEASURED_SOURCES[0]
+    for other in MEASURED_SOURCES[1:]:
+        is_measured |= source == other
     columns = MEASURED_SCHEMA.names
-    if measured.num_rows == 0:
-        return measured.select(columns)
-    several = _cells_with_several_rows(measured, step_us)
+    if several is None:
+        measured = rows.filter(pa.array(is_measured))
+        if measured.num_rows == 0:
+            return measured.select(columns)
+        several = cells_with_several_rows(measured, step_us)
+    else:
+        several = several[is_measured]
+        measured = rows.filter(pa.array(is_measured))
     if not several.any():
         return measured.select(columns)
     sub = measured.filter(pa.array(several))
@@ -369,6 +393,41 @@ def measured_rows(rows: pa.Table, step_us: int) -> pa.Table:
         [
             measured.filter(pa.array(~several)).select(columns),
             sub.take(pa.array(order[first])).select(columns),
+        ]
+    )
+
+
+def latest_register_reads(rows: pa.Table) -> pa.Table:
+    """The latest register read (by transaction time, then source, then the larger register) of
+    each (meter, instant) among stored reads (``REGISTER_ROWS_SCHEMA``): the store's
+    ``read_register_window``, unordered. Instants that hold one read (nearly all) are taken as
+    they are."""
+    columns = REGISTER_WINDOW_SCHEMA.names
+    if rows.num_rows == 0:
+        return rows.select(columns)
+    meter, _ = _column(rows, "meter_key")
+    at, _ = _column(rows, "read_at")
+    first = int(at.min())
+    # reads fall on slot boundaries: a key that is unique within the rows, or rarely a shared one
+    step = 60_000_000
+    slot = (at - first) // step
+    key = (meter - meter.min()) * (int(slot.max()) + 1) + slot
+    several = np.bincount(key)[key] > 1
+    if not several.any():
+        return rows.select(columns)
+    sub = rows.filter(pa.array(several))
+    s_meter, s_at = meter[several], at[several]
+    source, _ = _column(sub, "source")
+    tx, _ = _column(sub, "tx_time")
+    register, register_null = _column(sub, "register")
+    register = np.where(register_null, np.iinfo(np.int64).min, register)  # NULLS LAST, DESC
+    order = np.lexsort([register, source, tx, s_at, s_meter])
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (s_meter[order][1:] != s_meter[order][:-1]) | (s_at[order][1:] != s_at[order][:-1])
+    return pa.concat_tables(
+        [
+            rows.filter(pa.array(~several)).select(columns),
+            sub.take(pa.array(order[last])).select(columns),
         ]
     )
 
