@@ -3,6 +3,9 @@ what the SQL form gives, for any mix of versions, repeats, NULLs and ties."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -155,6 +158,18 @@ def test_latest_register_reads_agree_with_the_store(rows: list[tuple[int, ...]])
         scanned = store.read_register_rows(Channel.ACTIVE_FORWARD, start, end)
     finally:
         store.close()
-    got = versions.latest_register_reads(scanned)
+    got = versions.latest_register_reads(scanned, 1_800_000_000)
     order = [(c, "ascending") for c in ("meter_key", "read_at")]
     assert got.sort_by(order).to_pylist() == expected.sort_by(order).to_pylist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 40), min_size=1, max_size=60),
+    st.sampled_from([1, 10**9]),  # dense keys are counted, sparse ones sorted
+)
+def test_shared_keys_are_those_that_occur_more_than_once(small: list[int], spread: int) -> None:
+    key = np.array(small, np.int64) * spread
+    counts = Counter(key.tolist())
+    expected = [counts[k] > 1 for k in key.tolist()]
+    assert versions._shared(key).tolist() == expected

@@ -1010,6 +1010,15 @@ class PostgresStore:
             end_literal=instant(end_us),
             since_literal=instant(since_us),
         )
+        # block ranges filled since the last VACUUM are not summarized yet, so they would all
+        # be read; summarizing the new ones is VACUUM's work for this index, done here because
+        # autovacuum may be off or behind
+        self._fetch(
+            "SELECT brin_summarize_new_values(h.inhrelid) FROM pg_inherits h "
+            "WHERE h.inhparent = to_regclass(%s)",
+            [f"{self.schema}.readings_written"],
+            "summarize new block ranges",
+        )
         return {int(d): int(tx) for d, tx in self._fetch(statement, [], "written days")}
 
     def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:

@@ -287,7 +287,9 @@ def run_sweep(
     rows = store.read_window_versions(channel, resolution, start, end)
     several = versions.cells_with_several_rows(rows, resolution.microseconds) if len(rows) else None
     measured = versions.measured_rows(rows, resolution.microseconds, several)
-    registers = versions.latest_register_reads(store.read_register_rows(channel, start, end))
+    registers = versions.latest_register_reads(
+        store.read_register_rows(channel, start, end), resolution.microseconds
+    )
     dense, regs = dense_day(measured, registers, keys, start, resolution)
     outage, disconnected = _supply_masks(keys, supply_windows, start, resolution, s)
     cache = HistoryCache() if history is None else history

@@ -317,22 +317,44 @@ def written_days_sql(
         GROUP BY 1"""
 
 
-def cells_with_several_rows(rows: pa.Table, step_us: int) -> npt.NDArray[np.bool_]:
-    """Which rows share their (meter, ``step_us`` grid slot) with another row. Rows off the grid
-    may share a slot without sharing a cell; they only take the exact (slower) path.
+def _shared(key: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Which entries of ``key`` occur more than once: by counting when the keys are dense (one
+    pass in memory order), by sorting when they are sparse (counting would need a huge table)."""
+    low, high = int(key.min()), int(key.max())
+    if high - low <= 4 * len(key) + 1024:
+        dense = key - low
+        shared: npt.NDArray[np.bool_] = np.bincount(dense)[dense] > 1
+        return shared
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    equal = ordered[1:] == ordered[:-1]
+    in_order = np.zeros(len(key), dtype=bool)
+    in_order[1:] |= equal
+    in_order[:-1] |= equal
+    shared = np.empty(len(key), dtype=bool)
+    shared[order] = in_order
+    return shared
 
-    The key is slot-major, the order in which a day's rows arrive (every meter's first slot,
-    then the second …), so counting walks memory in order.
-    """
-    meter = np.asarray(rows.column("meter_key").to_numpy(), np.int64)
-    end = np.asarray(rows.column("interval_end").cast(pa.int64()).to_numpy(), np.int64)
+
+def _grid_key(
+    meter: npt.NDArray[np.int64], at: npt.NDArray[np.int64], step_us: int
+) -> npt.NDArray[np.int64]:
+    """(grid slot, meter) as one integer, slot-major: the order a day's rows arrive in (every
+    meter's first slot, then the second …), so counting walks memory in order."""
     low = int(meter.min())
-    key = (end - end.min()) // step_us
+    key: npt.NDArray[np.int64] = (at - at.min()) // step_us
     key *= int(meter.max()) - low + 1
     key += meter
     key -= low
-    several: npt.NDArray[np.bool_] = np.bincount(key)[key] > 1
-    return several
+    return key
+
+
+def cells_with_several_rows(rows: pa.Table, step_us: int) -> npt.NDArray[np.bool_]:
+    """Which rows share their (meter, ``step_us`` grid slot) with another row. Rows off the grid
+    may share a slot without sharing a cell; they only take the exact (slower) path."""
+    meter = np.asarray(rows.column("meter_key").to_numpy(), np.int64)
+    end = np.asarray(rows.column("interval_end").cast(pa.int64()).to_numpy(), np.int64)
+    return _shared(_grid_key(meter, end, step_us))
 
 
 def current_cells(
@@ -397,22 +419,18 @@ def measured_rows(
     )
 
 
-def latest_register_reads(rows: pa.Table) -> pa.Table:
+def latest_register_reads(rows: pa.Table, step_us: int) -> pa.Table:
     """The latest register read (by transaction time, then source, then the larger register) of
     each (meter, instant) among stored reads (``REGISTER_ROWS_SCHEMA``): the store's
     ``read_register_window``, unordered. Instants that hold one read (nearly all) are taken as
-    they are."""
+    they are; reads are grouped on the ``step_us`` grid, and reads off it that share a grid slot
+    just take the exact path."""
     columns = REGISTER_WINDOW_SCHEMA.names
     if rows.num_rows == 0:
         return rows.select(columns)
     meter, _ = _column(rows, "meter_key")
     at, _ = _column(rows, "read_at")
-    first = int(at.min())
-    # reads fall on slot boundaries: a key that is unique within the rows, or rarely a shared one
-    step = 60_000_000
-    slot = (at - first) // step
-    key = (meter - meter.min()) * (int(slot.max()) + 1) + slot
-    several = np.bincount(key)[key] > 1
+    several = _shared(_grid_key(meter, at, step_us))
     if not several.any():
         return rows.select(columns)
     sub = rows.filter(pa.array(several))
