@@ -18,10 +18,11 @@
    ``--samples`` random meters (a warm-up pass over them, then the measured pass); p50/p99.
    Targets (with 100,000 meters × 1 year stored): p99 ≤ 5 ms on DuckDB, ≤ 2 ms on PostgreSQL.
    The default sizes are smaller (see the printed configuration); ``--full`` stores the real
-   size (1.75 B rows per backend: hours). DuckDB is loaded by daily appends in the head-end's
-   slot order and read before and after DuckDBStore.compact; PostgreSQL is loaded server-side
-   (generate_series into each month table, index built after, ATTACH PARTITION) in the
-   physical order daily appends give.
+   size (1.75 B rows per backend: hours; DuckDB ~22 GB, PostgreSQL ~175 GB of disk, so on a
+   machine with less use ``--pg-meters 100000 --pg-months 2``: full-size month partitions).
+   DuckDB is loaded by daily appends in the head-end's slot order and read before and after
+   DuckDBStore.compact; PostgreSQL is loaded server-side (generate_series into each month table,
+   index built after, ATTACH PARTITION) in the physical order daily appends give.
 4. A summary: figure, measured, target, met.
 
 Usage: ``python benchmarks/mdms_store.py [--meters 200000] [--pg-rows 2000000] [--repeat 2]
