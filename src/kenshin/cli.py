@@ -370,13 +370,15 @@ def vee_cmd(
     target = _parse_day(day)
     assert target is not None
     channels = SWEPT_CHANNELS if channel == "both" else (parse_channel(channel),)
-    swept_minutes = {"30": Resolution.MIN30, "15": Resolution.MIN15, "5": Resolution.MIN5}
-    parts = [m.strip() for m in resolutions.split(",")]
-    if not parts or any(m not in swept_minutes for m in parts):
+    sweepable = (Resolution.MIN30, Resolution.MIN15, Resolution.MIN5)
+    try:
+        chosen = tuple(Resolution.parse(m) for m in resolutions.split(","))
+    except ValueError:
+        chosen = ()
+    if not chosen or any(r not in sweepable for r in chosen):
         raise typer.BadParameter(
             f"{resolutions!r}: give minutes among 30, 15, 5", param_hint="--resolutions"
         )
-    chosen = tuple(swept_minutes[m] for m in parts)
     store = _existing_store(db, postgres)
     try:
         swept = sweep_day(

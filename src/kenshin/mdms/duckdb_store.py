@@ -452,26 +452,6 @@ class DuckDBStore:
         )
         return versions.conform_to(table, versions.VERSION_ROWS_SCHEMA)
 
-    def read_measured(
-        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
-    ) -> pa.Table:
-        """What the meters sent for interval ends in ``(start, end]``: every row of a measured
-        source (push, re-read, poll), an exact repeat (same value and source) once; columns
-        meter_key, interval_end, value, source, tx_time."""
-        source = self._source("readings", slot_months_between(start_us, end_us))
-        if source is None:
-            return versions.empty(versions.MEASURED_SCHEMA)
-        table = self._arrow(
-            f"SELECT meter_key, interval_end, value, source, tx_time FROM {source} "
-            f"WHERE channel = {int(channel)} AND resolution = {int(resolution)} "
-            f"AND interval_end > make_timestamptz({int(start_us)}) "
-            f"AND interval_end <= make_timestamptz({int(end_us)}) "
-            f"AND source IN {versions.MEASURED_SOURCES} "
-            "QUALIFY row_number() OVER (PARTITION BY meter_key, interval_end, value, source "
-            "ORDER BY tx_time) = 1"
-        )
-        return versions.conform_to(table, versions.MEASURED_SCHEMA)
-
     def written_days(
         self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, since_us: int
     ) -> dict[int, int]:
@@ -493,35 +473,37 @@ class DuckDBStore:
         )
         return {int(d): int(tx) for d, tx in self._cursor().sql(statement).fetchall()}
 
+    def _register_reads(
+        self, channel: Channel, start_us: int, end_us: int, schema: pa.Schema, qualify: str = ""
+    ) -> pa.Table:
+        """The ``schema`` columns of the register reads at instants in ``[start, end]``."""
+        months = sorted(set(months_between(start_us - 1, end_us)))
+        source = self._source("register_reads", months)
+        if source is None:
+            return versions.empty(schema)
+        table = self._arrow(
+            f"SELECT {', '.join(schema.names)} FROM {source} "
+            f"WHERE channel = {int(channel)} AND read_at >= make_timestamptz({int(start_us)}) "
+            f"AND read_at <= make_timestamptz({int(end_us)}) {qualify}"
+        )
+        return versions.conform_to(table, schema)
+
     def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """Every stored register read at instants in ``[start, end]``, unordered
         (``versions.REGISTER_ROWS_SCHEMA``; ``versions.latest_register_reads`` picks the
         latest): a plain scan."""
-        months = sorted(set(months_between(start_us - 1, end_us)))
-        source = self._source("register_reads", months)
-        if source is None:
-            return versions.empty(versions.REGISTER_ROWS_SCHEMA)
-        table = self._arrow(
-            f"SELECT meter_key, read_at, register, source, tx_time FROM {source} "
-            f"WHERE channel = {int(channel)} AND read_at >= make_timestamptz({int(start_us)}) "
-            f"AND read_at <= make_timestamptz({int(end_us)})"
-        )
-        return versions.conform_to(table, versions.REGISTER_ROWS_SCHEMA)
+        return self._register_reads(channel, start_us, end_us, versions.REGISTER_ROWS_SCHEMA)
 
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""
-        months = sorted(set(months_between(start_us - 1, end_us)))
-        source = self._source("register_reads", months)
-        if source is None:
-            return versions.empty(versions.REGISTER_WINDOW_SCHEMA)
-        table = self._arrow(
-            f"SELECT meter_key, read_at, register, source FROM {source} "
-            f"WHERE channel = {int(channel)} AND read_at >= make_timestamptz({int(start_us)}) "
-            f"AND read_at <= make_timestamptz({int(end_us)}) "
+        return self._register_reads(
+            channel,
+            start_us,
+            end_us,
+            versions.REGISTER_WINDOW_SCHEMA,
             "QUALIFY row_number() OVER (PARTITION BY meter_key, read_at "
-            "ORDER BY tx_time DESC, source DESC, register DESC NULLS LAST) = 1"
+            "ORDER BY tx_time DESC, source DESC, register DESC NULLS LAST) = 1",
         )
-        return versions.conform_to(table, versions.REGISTER_WINDOW_SCHEMA)
 
     def latest_interval_end(
         self, meter_key: int, channel: Channel, resolution: Resolution

@@ -29,6 +29,7 @@ from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
+from kenshin.mdms.cells import dense_cells
 from kenshin.mdms.daytypes import day_class
 from kenshin.mdms.estimate import HistoryStats
 
@@ -242,24 +243,14 @@ class HistoryCache:
 def _plane_from_rows(
     window: pa.Table, keys: Int64Array, day_start: int, resolution: Resolution, built_us: int
 ) -> DayPlane:
-    from kenshin.mdms.sweep import roster_index  # the sweep imports this module
-
-    n, s = len(keys), resolution.slots_per_day
-    ends = np.asarray(window.column("interval_end").cast(pa.int64()).to_numpy(), np.int64)
-    slot = (ends - day_start - 1) // resolution.microseconds
-    in_day = (slot >= 0) & (slot < s)
-    index, known = roster_index(keys, window.column("meter_key"))
-    rows = in_day & known
-    cell = index[rows] * s + slot[rows]
-    value_col = window.column("value")
-    values = np.zeros(n * s, np.int64)
-    present = np.zeros(n * s, bool)
-    quality = np.full(n * s, 255, np.int16)
-    values[cell] = value_col.fill_null(0).to_numpy()[rows]
-    present[cell] = value_col.is_valid().to_numpy(zero_copy_only=False)[rows]
-    quality[cell] = window.column("quality").to_numpy()[rows]
+    present, cells = dense_cells(window, keys, day_start, resolution, ("value", "quality"))
+    shape = (len(keys), resolution.slots_per_day)
     return DayPlane.of(
-        keys, values.reshape(n, s), present.reshape(n, s), quality.reshape(n, s), built_us
+        keys,
+        cells["value"].reshape(shape),
+        present.reshape(shape),
+        cells["quality"].reshape(shape),
+        built_us,
     )
 
 

@@ -963,32 +963,6 @@ class PostgresStore:
             "read window versions",
         )
 
-    def read_measured(
-        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
-    ) -> pa.Table:
-        """What the meters sent in ``(start, end]`` (see ``DuckDBStore.read_measured``)."""
-        statement = sql.SQL(
-            "SELECT DISTINCT ON (meter_key, interval_end, value, source) meter_key, "
-            + _US.format("interval_end")
-            + ", value, source, "
-            + _US.format("tx_time")
-            + " FROM {} WHERE channel = %s AND resolution = %s AND interval_end > %s "
-            "AND interval_end <= %s AND source = ANY(%s) "
-            "ORDER BY meter_key, interval_end, value, source, tx_time"
-        ).format(self._table("readings"))
-        return self._rows_arrow(
-            statement,
-            [
-                int(channel),
-                int(resolution),
-                _to_datetime(start_us),
-                _to_datetime(end_us),
-                list(versions.MEASURED_SOURCES),
-            ],
-            versions.MEASURED_SCHEMA,
-            "read measured",
-        )
-
     def written_days(
         self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, since_us: int
     ) -> dict[int, int]:

@@ -28,6 +28,7 @@ from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
+from kenshin.mdms.cells import dense_cells, roster_index
 from kenshin.mdms.estimate import HistoryStats
 from kenshin.mdms.history import DayPlane, HistoryCache
 from kenshin.mdms.vee import VeeConfig, VeeInput, VeeResult, run_vee
@@ -35,7 +36,6 @@ from kenshin.mdms.vee_rules import Densified, densify, densify_registers
 
 log = logging.getLogger(__name__)
 
-MEASURED = (int(Source.METER_PUSH), int(Source.REREAD), int(Source.POLL))
 _ENERGY = (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)
 
 
@@ -321,24 +321,10 @@ def run_sweep(
 
     # what each cell should be, against what the store holds now
     current = versions.current_cells(rows, resolution.microseconds, several)
-    c_index, c_known = roster_index(keys, current.column("meter_key"))
-    slot = _slot(_us(current.column("interval_end"))[c_known], start, resolution)
-    cell = c_index[c_known] * s + slot
-    cur_value = np.full(n * s, np.iinfo(np.int64).min, np.int64)
-    cur_present = np.zeros(n * s, bool)
-    cur_quality = np.full(n * s, 255, np.int16)
-    cur_source = np.zeros(n * s, np.int16)
-    cur_method = np.zeros(n * s, np.int16)
-    cur_rule = np.zeros(n * s, np.int32)
-    cur_tx = np.full(n * s, -1, np.int64)
-    value_col = current.column("value")
-    cur_present[cell] = value_col.is_valid().to_numpy(zero_copy_only=False)[c_known]
-    cur_value[cell] = value_col.fill_null(0).to_numpy()[c_known]
-    cur_quality[cell] = current.column("quality").to_numpy()[c_known]
-    cur_source[cell] = current.column("source").to_numpy()[c_known]
-    cur_method[cell] = current.column("method").to_numpy()[c_known]
-    cur_rule[cell] = current.column("failed_rule").to_numpy()[c_known]
-    cur_tx[cell] = _us(current.column("tx_time"))[c_known]
+    columns = ("value", "quality", "source", "method", "failed_rule", "tx_time")
+    cur_present, cur = dense_cells(current, keys, start, resolution, columns)
+    cur_value, cur_quality, cur_source = cur["value"], cur["quality"], cur["source"]
+    cur_method, cur_rule, cur_tx = cur["method"], cur["failed_rule"], cur["tx_time"]
 
     quality = result.quality.ravel()
     method = result.method.ravel()
@@ -349,9 +335,7 @@ def run_sweep(
     blocked_fill = ((quality == Quality.OUTAGE) | (quality == Quality.DISCONNECTED)) & ~(
         dense.present.ravel()
     )
-    is_measured = (cur_source == MEASURED[0]) | (cur_source == MEASURED[1])
-    is_measured |= cur_source == MEASURED[2]
-    measured_source = np.where(is_measured, cur_source, Source.METER_PUSH)
+    measured_source = np.where(versions.is_measured(cur_source), cur_source, Source.METER_PUSH)
     source = np.where(estimated | missing | blocked_fill, Source.ESTIMATE, measured_source)
     target_present = ~missing
     same = (
@@ -420,33 +404,6 @@ _EMPTY_REGISTERS = REGISTER_READS_SCHEMA.empty_table()
 
 def _us(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
     return np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
-
-
-def roster_index(
-    keys: npt.NDArray[np.int64], meter_keys: pa.ChunkedArray | pa.Array | npt.NDArray[Any]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Row of each meter key in the sorted roster, and whether it is on the roster at all.
-
-    kenshin's rosters number meters 0 … n-1, so the row is usually the key itself (no search).
-    """
-    wanted = np.asarray(
-        meter_keys if isinstance(meter_keys, np.ndarray) else meter_keys.to_numpy(),
-        dtype=np.int64,
-    )
-    n = len(keys)
-    if n and keys[0] == 0 and keys[-1] == n - 1:  # sorted, unique, so exactly 0 … n-1
-        known = (wanted >= 0) & (wanted < n)
-        return np.where(known, wanted, 0), known
-    index = np.searchsorted(keys, wanted)
-    known = index < len(keys)
-    known[known] = keys[index[known]] == wanted[known]
-    return np.minimum(index, len(keys) - 1), known
-
-
-def _slot(
-    ends_us: npt.NDArray[np.int64], start: int, resolution: Resolution
-) -> npt.NDArray[np.int64]:
-    return (ends_us - start) // resolution.microseconds - 1
 
 
 def _latest_per_cell(

@@ -18,12 +18,15 @@ the history that :func:`versions_sql` lists.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from kenshin.core.quality import Source
 from kenshin.core.schema import READINGS_SCHEMA, TIMESTAMP
 from kenshin.mdms.store import ReadingQuery
 
@@ -53,7 +56,7 @@ HISTORY_SCHEMA = READ_SCHEMA
 VERSION_ROWS_SCHEMA = pa.schema([f for f in WINDOW_SCHEMA if f.name != "version"])
 
 # what the meters sent (push, re-read, poll: kenshin.core.quality.Source), as read by the sweep
-MEASURED_SOURCES = (1, 2, 5)
+MEASURED_SOURCES = (int(Source.METER_PUSH), int(Source.REREAD), int(Source.POLL))
 MEASURED_SCHEMA = pa.schema(
     [
         ("meter_key", pa.int32()),
@@ -226,6 +229,27 @@ def _column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(values, dtype=np.int64), nulls
 
 
+def _same_as_previous(
+    keys: Sequence[npt.NDArray[Any]], order: npt.NDArray[np.intp] | None = None
+) -> npt.NDArray[np.bool_]:
+    """For rows 1 … n-1 (taken in ``order``): whether the row equals the one before it in every
+    key, i.e. belongs to the same group."""
+    n = len(keys[0]) if order is None else len(order)
+    same = np.ones(max(n - 1, 0), dtype=bool)
+    for key in keys:
+        ordered = key if order is None else key[order]
+        same &= ordered[1:] == ordered[:-1]
+    return same
+
+
+def is_measured(source: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Which rows came from the meters (push, re-read, poll), not from the MDMS."""
+    measured: npt.NDArray[np.bool_] = source == MEASURED_SOURCES[0]
+    for other in MEASURED_SOURCES[1:]:
+        measured |= source == other
+    return measured
+
+
 def current_of(raw: pa.Table, cell: tuple[str, ...] = ("interval_end",)) -> pa.Table:
     """The reading rule of this module applied in numpy to raw version rows of a few cells (a
     point read): the same answer as :func:`current_sql` without a database round trip.
@@ -238,11 +262,9 @@ def current_of(raw: pa.Table, cell: tuple[str, ...] = ("interval_end",)) -> pa.T
         return raw.append_column("version", pa.array([], version_type))
     cells = [_column(raw, name)[0] for name in cell]
     cell_order = np.lexsort(cells[::-1])
-    sorted_cells = [c[cell_order] for c in cells]
-    same_cell = np.ones(n - 1, dtype=bool)
-    for c in sorted_cells:
-        same_cell &= c[1:] == c[:-1]
-    if not same_cell.any():  # one version per cell: the usual case after compaction
+    if not _same_as_previous(
+        cells, cell_order
+    ).any():  # one version per cell: the usual case after compaction
         ordered = bool(np.all(cell_order[1:] > cell_order[:-1]))  # already by cell: no copy
         table = raw if ordered else raw.take(pa.array(cell_order))
         return table.append_column("version", pa.array(np.ones(n, np.int32), version_type))
@@ -255,12 +277,8 @@ def current_of(raw: pa.Table, cell: tuple[str, ...] = ("interval_end",)) -> pa.T
     content = [value_null, value, quality, source, method_null, method, rule_null, rule]
     # 1. repeats: the first of each (cell, content) by transaction time stays
     order = np.lexsort([quality, source, tx, *content[::-1], *cells[::-1]])
-    keys = [k[order] for k in (*cells, *content)]
     first = np.ones(n, dtype=bool)
-    same = np.ones(n - 1, dtype=bool)
-    for k in keys:
-        same &= k[1:] == k[:-1]
-    first[1:] = ~same
+    first[1:] = ~_same_as_previous([*cells, *content], order)
     kept = order[first]
     # 2. the latest remaining version of each cell (ORDER_LATEST); version = how many remain
     order2 = kept[
@@ -279,11 +297,8 @@ def current_of(raw: pa.Table, cell: tuple[str, ...] = ("interval_end",)) -> pa.T
             + [c[kept] for c in cells[::-1]]
         )
     ]
-    cell_keys = [c[order2] for c in cells]
+    same2 = _same_as_previous(cells, order2)
     last = np.ones(len(order2), dtype=bool)
-    same2 = np.ones(len(order2) - 1, dtype=bool)
-    for c in cell_keys:
-        same2 &= c[1:] == c[:-1]
     last[:-1] = ~same2
     starts = np.flatnonzero(np.r_[True, ~same2])
     counts = np.diff(np.r_[starts, len(order2)])
@@ -379,22 +394,19 @@ def measured_rows(
     rows: pa.Table, step_us: int, several: npt.NDArray[np.bool_] | None = None
 ) -> pa.Table:
     """What the meters sent (``MEASURED_SCHEMA``) among raw version rows, an exact repeat (same
-    value and source) once, the first by transaction time: the store's ``read_measured``.
+    value and source) once, the first by transaction time: what the sweep validates.
     ``several``: the rows' :func:`cells_with_several_rows`, when the caller has it already
     (among all rows: a superset of the cells with several measured rows)."""
-    source = rows.column("source").to_numpy()
-    is_measured = source == MEASURED_SOURCES[0]
-    for other in MEASURED_SOURCES[1:]:
-        is_measured |= source == other
+    from_meters = is_measured(rows.column("source").to_numpy())
     columns = MEASURED_SCHEMA.names
     if several is None:
-        measured = rows.filter(pa.array(is_measured))
+        measured = rows.filter(pa.array(from_meters))
         if measured.num_rows == 0:
             return measured.select(columns)
         several = cells_with_several_rows(measured, step_us)
     else:
-        several = several[is_measured]
-        measured = rows.filter(pa.array(is_measured))
+        several = several[from_meters]
+        measured = rows.filter(pa.array(from_meters))
     if not several.any():
         return measured.select(columns)
     sub = measured.filter(pa.array(several))
@@ -406,11 +418,7 @@ def measured_rows(
     keys = (meter, end, value_null, value, src)
     order = np.lexsort([tx, *keys[::-1]])
     first = np.ones(len(order), dtype=bool)
-    same = np.ones(len(order) - 1, dtype=bool)
-    for k in keys:
-        ordered = k[order]
-        same &= ordered[1:] == ordered[:-1]
-    first[1:] = ~same
+    first[1:] = ~_same_as_previous(keys, order)
     return pa.concat_tables(
         [
             measured.filter(pa.array(~several)).select(columns),
@@ -441,7 +449,7 @@ def latest_register_reads(rows: pa.Table, step_us: int) -> pa.Table:
     register = np.where(register_null, np.iinfo(np.int64).min, register)  # NULLS LAST, DESC
     order = np.lexsort([register, source, tx, s_at, s_meter])
     last = np.ones(len(order), dtype=bool)
-    last[:-1] = (s_meter[order][1:] != s_meter[order][:-1]) | (s_at[order][1:] != s_at[order][:-1])
+    last[:-1] = ~_same_as_previous([s_meter, s_at], order)
     return pa.concat_tables(
         [
             rows.filter(pa.array(~several)).select(columns),
