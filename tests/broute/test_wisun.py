@@ -20,14 +20,8 @@ from kenshin.broute.credentials import (
     Medium,
     SessionTable,
 )
-from kenshin.broute.wisun import (
-    PtyRunner,
-    SkStackModule,
-    WisunMeter,
-    link_local,
-    open_wisun_pty,
-    serve_wisun,
-)
+from kenshin.broute.skstack import SkStackModule, WisunMeter, link_local
+from kenshin.broute.wisun import PtyRunner, open_wisun_pty, serve_wisun
 
 SPID = "0300000000000000000042"
 POWER_W = 1234

@@ -341,7 +341,7 @@ def wisun(
     path: CredentialsOpt = Path(DEFAULT_CREDENTIALS_FILE),
 ) -> None:
     """Serve one meter behind a virtual Wi-SUN module (SKSTACK IP) on a pty until Ctrl-C."""
-    from kenshin.broute.wisun import DIALECTS
+    from kenshin.broute.skstack import DIALECTS
 
     if dialect not in DIALECTS:
         raise typer.BadParameter(f"one of {', '.join(DIALECTS)}", param_hint="--dialect")
