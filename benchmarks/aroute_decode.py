@@ -28,12 +28,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from kenshin.aroute.codec import (
-    FrameDecoder,
-    decode_envelope,
-    encode_envelope,
-    encode_interval_frames,
-)
+from kenshin.aroute.codec.decode import FrameDecoder
+from kenshin.aroute.codec.encode import encode_interval_frames
+from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
 from kenshin.aroute.frames import FrameType
 from kenshin.aroute.keys import DEV_MASTER_KEY, KeyRing
 from kenshin.aroute.messages import IntervalBlock, RegisterBlock

@@ -7,7 +7,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from kenshin.aroute import codec
+from kenshin.aroute.codec.decode import FrameDecoder
+from kenshin.aroute.codec.encode import encode_frame
 from kenshin.aroute.frames import AckStatus, Command, CommandKind, FrameType, PollRequest
 from kenshin.aroute.keys import DEV_MASTER_KEY, KeyRing
 from kenshin.aroute.registry import MeterRegistry
@@ -50,15 +51,13 @@ def _down(
     keys: KeyRing | None = None,
 ) -> bytes:
     frame_type = FrameType.COMMAND if isinstance(body, Command) else FrameType.POLL_REQUEST
-    return codec.encode_frame(
-        frame_type, int(radio.device_ids[key]), counter, body, keys or radio.keys
-    )
+    return encode_frame(frame_type, int(radio.device_ids[key]), counter, body, keys or radio.keys)
 
 
 def _ack(radio: MeterRadio, frames: list[bytes]) -> tuple[AckStatus, int]:
     n = len(radio.device_ids)
     registry = MeterRegistry(radio.device_ids, np.arange(n, dtype=np.int32))
-    decoder = codec.FrameDecoder(registry, radio.keys, MemoryReplayGuard(n))
+    decoder = FrameDecoder(registry, radio.keys, MemoryReplayGuard(n))
     decoded = decoder.decode(frames)
     [(_, ack)] = [m for m in decoded.messages if hasattr(m[1], "status")]
     return ack.status, ack.detail  # type: ignore[union-attr]

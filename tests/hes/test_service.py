@@ -7,7 +7,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from kenshin.aroute import codec
+from kenshin.aroute.codec.encode import encode_interval_frames
+from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
 from kenshin.aroute.frames import CommandKind, FrameType, RejectReason
 from kenshin.aroute.keys import KeyRing
 from kenshin.core.channels import Channel
@@ -56,7 +57,7 @@ def _fresh_frames(system: EmbeddedSystem, keys: KeyRing | None = None) -> list[b
     )
     counters = radio.up_counter[meters] + 1
     radio.up_counter[meters] += 1
-    return codec.encode_interval_frames(
+    return encode_interval_frames(
         FrameType.PUSH_SCHEDULED,
         radio.device_ids[meters],
         counters,
@@ -68,7 +69,7 @@ def _fresh_frames(system: EmbeddedSystem, keys: KeyRing | None = None) -> list[b
 
 def _deliver(system: EmbeddedSystem, frames: list[bytes]) -> int:
     assert system.hes is not None
-    envelope = codec.encode_envelope("c00000", system.fleet.meters.now_us, 1, frames)
+    envelope = encode_envelope("c00000", system.fleet.meters.now_us, 1, frames)
     return system.hes.receive_envelope(envelope)
 
 
@@ -76,7 +77,7 @@ def test_a_captured_envelope_replayed_is_refused_and_changes_nothing(system) -> 
     hes = system.hes
     before_rows, before_ok = _rows(system), hes.stats.frames_accepted
     captured = system.captured[len(system.captured) // 2]
-    n_frames = len(codec.decode_envelope(captured).frames)
+    n_frames = len(decode_envelope(captured).frames)
     assert _deliver_raw(system, captured) == 0
     assert hes.stats.frames_rejected[RejectReason.REPLAYED] == n_frames
     assert _rows(system) == before_rows and hes.stats.frames_accepted == before_ok
@@ -173,9 +174,9 @@ def test_a_command_that_never_gets_through_fails_after_retries(system) -> None:
     forward = field.receive_downlink
 
     def lose_this_meters_frames(collector: str, payload: bytes, now_us: int) -> None:
-        env = codec.decode_envelope(payload)
+        env = decode_envelope(payload)
         keep = [f for f in env.frames if int.from_bytes(f[2:10], "big") != device]
-        forward(collector, codec.encode_envelope(collector, env.sent_at_us, 0, keep), now_us)
+        forward(collector, encode_envelope(collector, env.sent_at_us, 0, keep), now_us)
 
     field.receive_downlink = lose_this_meters_frames  # type: ignore[method-assign]
     record = system.hes.commands.request(key, CommandKind.SWITCH_OPEN, (), _now(system))

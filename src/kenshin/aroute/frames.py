@@ -3,7 +3,7 @@ and the decoded forms of the frames that are not interval pushes.
 
 Interval pushes decode straight into columns (one Python object per batch, not per value); the
 rarer frames (polls, commands, acknowledgements, events) decode into the small dataclasses here.
-The byte layouts are in ``docs/protocols/aroute.md`` and :mod:`kenshin.aroute.codec`.
+The byte layouts are in ``docs/protocols/aroute.md`` and :mod:`kenshin.aroute.codec.layout`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kenshin.aroute import codec
+from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
 from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.network import Network
 from kenshin.errors import FrameError
@@ -99,7 +99,7 @@ class Field:
         """A downlink envelope reached ``collector`` at ``now_us``: forward each frame to its
         meter."""
         try:
-            envelope = codec.decode_envelope(payload)
+            envelope = decode_envelope(payload)
         except FrameError:
             self.stats.downlink_refused += 1
             return
@@ -139,7 +139,7 @@ class Field:
             collector = self.network.collector_names[item[0]]
             for start in range(0, len(frames), 2000):
                 chunk = frames[start : start + 2000]
-                payload = codec.encode_envelope(collector, at, next(self._envelope_seq), chunk)
+                payload = encode_envelope(collector, at, next(self._envelope_seq), chunk)
                 self.stats.frames_forwarded += len(chunk)
                 self.stats.forwarded_by_type.update(f[1] for f in chunk)
                 self.stats.envelopes += 1

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from kenshin.aroute import codec
+from kenshin.aroute.codec.decode import open_downlink
+from kenshin.aroute.codec.encode import encode_frame, encode_interval_frames
 from kenshin.aroute.frames import (
     AckStatus,
     Command,
@@ -139,7 +140,7 @@ class MeterRadio:
         registers: list[RegisterBlock],
         now: int,
     ) -> OutgoingFrames:
-        frames = codec.encode_interval_frames(
+        frames = encode_interval_frames(
             frame_type,
             self.device_ids[keys],
             self._next_counters(keys),
@@ -223,7 +224,7 @@ class MeterRadio:
     def receive(self, frame: bytes) -> OutgoingFrames | None:
         """Act on one downlink frame; return the answer frames, or None if the frame is refused."""
         try:
-            device_id, counter, body = codec.open_downlink(frame, self.keys)
+            device_id, counter, body = open_downlink(frame, self.keys)
         except FrameError as exc:
             log.info("meter refused a downlink frame: %s", exc)
             return None
@@ -247,7 +248,7 @@ class MeterRadio:
         self, key: int, frame_type: FrameType, body: PollResponse | CommandAck
     ) -> OutgoingFrames:
         counter = int(self._next_counters(np.array([key]))[0])
-        frame = codec.encode_frame(frame_type, int(self.device_ids[key]), counter, body, self.keys)
+        frame = encode_frame(frame_type, int(self.device_ids[key]), counter, body, self.keys)
         self.frames_sent += 1
         return OutgoingFrames(np.array([key], dtype=np.int64), [frame], self.meters.now_us)
 

@@ -1,8 +1,8 @@
 """Decoded A-route frames → Arrow reading batches for the MDMS.
 
-The wire decoder (:class:`kenshin.aroute.codec.FrameDecoder`) yields long numpy columns; this
-module adds the bookkeeping columns (quality, source, method, transaction time) and wraps them in
-the storage schemas, without a Python loop per value.
+The wire decoder (:class:`kenshin.aroute.codec.decode.FrameDecoder`) yields long numpy columns;
+this module adds the bookkeeping columns (quality, source, method, transaction time) and wraps
+them in the storage schemas, without a Python loop per value.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from kenshin.aroute.codec import DecodedFrames
+from kenshin.aroute.codec.decoded import DecodedFrames
 from kenshin.aroute.frames import FrameType
 from kenshin.core.quality import EstimationMethod, Quality, Source
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP

@@ -4,9 +4,9 @@ One object per worker. It is driven from outside, so the same code runs in-proce
 up``) and behind MQTT (``kenshin hes``):
 
 - :meth:`HeadEnd.receive_envelope` takes one collector envelope: frames are authenticated and
-  checked for replay by :class:`~kenshin.aroute.codec.FrameDecoder`, refused frames are counted by
-  reason and never stored, accepted values go to the MDMS as one Arrow batch, and the duty trackers
-  note when each value arrived (SPEC A1–A3, X4).
+  checked for replay by :class:`~kenshin.aroute.codec.decode.FrameDecoder`, refused frames are
+  counted by reason and never stored, accepted values go to the MDMS as one Arrow batch, and the
+  duty trackers note when each value arrived (SPEC A1–A3, X4).
 - :meth:`HeadEnd.tick` judges deadlines, asks meters to re-send what is missing (while they still
   hold it), runs the command and poll books (A4, R3) and sends downlink frames through the
   collector each meter was last heard from.
@@ -26,7 +26,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from kenshin.aroute import codec
+from kenshin.aroute.codec.decode import FrameDecoder
+from kenshin.aroute.codec.decoded import DecodedFrames
+from kenshin.aroute.codec.encode import encode_frame
+from kenshin.aroute.codec.envelope import Envelope, decode_envelope, encode_envelope
 from kenshin.aroute.frames import (
     Command,
     CommandAck,
@@ -118,7 +121,7 @@ class HeadEnd:
         self.policy = policy or CollectionPolicy()
         self.registry = MeterRegistry.from_meters_table(meters)
         self.keys = keys
-        self.decoder = codec.FrameDecoder(self.registry, keys, replay)
+        self.decoder = FrameDecoder(self.registry, keys, replay)
         self.downlink = downlink
         self.stats = HesStats()
         self.metrics = HesMetrics()
@@ -141,7 +144,7 @@ class HeadEnd:
         )
         self.polls = PollBook(self.route, HES_POLL_POLICY)
         self.track_duties = track_duties
-        self._observer: codec.FrameDecoder | None = None
+        self._observer: FrameDecoder | None = None
         self.trackers: dict[Duty, SlotTracker] = {}
         if track_duties:
             self._build_trackers(meters, order, now_us)
@@ -189,7 +192,7 @@ class HeadEnd:
         first = end + p.a2_reread_after
         return (first, first + dt.timedelta(days=1), first + dt.timedelta(days=2))
 
-    def _record_arrivals(self, decoded: codec.DecodedFrames, now_us: int) -> None:
+    def _record_arrivals(self, decoded: DecodedFrames, now_us: int) -> None:
         r = decoded.intervals
         fwd = r.channel == int(Channel.ACTIVE_FORWARD)
         types = r.frame_type
@@ -265,7 +268,7 @@ class HeadEnd:
         if not envelopes:
             return
         if self._observer is None:
-            self._observer = codec.FrameDecoder(
+            self._observer = FrameDecoder(
                 self.registry, self.keys, MemoryReplayGuard(len(self.route))
             )
         now_us = to_epoch_us(self.clock.now())
@@ -277,7 +280,7 @@ class HeadEnd:
             return
         # behind a simulated fleet, an envelope arrived when its collector says it left
         # (this worker may be behind the fleet's clock): judge each group at its own time
-        by_time: dict[int, list[codec.Envelope]] = collections.defaultdict(list)
+        by_time: dict[int, list[Envelope]] = collections.defaultdict(list)
         for envelope in envelopes:
             by_time[min(envelope.sent_at_us, now_us)].append(envelope)
         for at_us in sorted(by_time):
@@ -289,11 +292,11 @@ class HeadEnd:
 
     def _open_envelopes(
         self, payloads: Sequence[bytes], *, count: bool, move_clock: bool = True
-    ) -> list[codec.Envelope]:
-        envelopes: list[codec.Envelope] = []
+    ) -> list[Envelope]:
+        envelopes: list[Envelope] = []
         for payload in payloads:
             try:
-                envelopes.append(codec.decode_envelope(payload))
+                envelopes.append(decode_envelope(payload))
             except FrameError as exc:
                 if count:
                     self.stats.malformed_envelopes += 1
@@ -305,9 +308,7 @@ class HeadEnd:
             self.clock.observe(from_epoch_us(max(e.sent_at_us for e in envelopes)))
         return envelopes
 
-    def _after_decode(
-        self, envelopes: list[codec.Envelope], decoded: codec.DecodedFrames, now_us: int
-    ) -> None:
+    def _after_decode(self, envelopes: list[Envelope], decoded: DecodedFrames, now_us: int) -> None:
         owner = np.repeat(np.arange(len(envelopes)), [len(e.frames) for e in envelopes])
         collectors = np.array([self._collector_index(e.collector) for e in envelopes], np.int32)
         # route downlink through the collector each meter was last heard via (authentic only)
@@ -409,12 +410,12 @@ class HeadEnd:
                 continue
             self._down_counter[meter_key] += 1
             counter = int(self._down_counter[meter_key])
-            frame = codec.encode_frame(frame_type, device, counter, body, self.keys)
+            frame = encode_frame(frame_type, device, counter, body, self.keys)
             by_collector[route].append(frame)
         for route, frames in by_collector.items():
             for start in range(0, len(frames), 1000):
                 chunk = frames[start : start + 1000]
-                envelope = codec.encode_envelope(self.collector_names[route], now_us, 0, chunk)
+                envelope = encode_envelope(self.collector_names[route], now_us, 0, chunk)
                 self.downlink(self.collector_names[route], envelope)
                 self.stats.downlink_frames += len(chunk)
 
