@@ -19,18 +19,16 @@ from kenshin.errors import (
     UnknownCommand,
     UnknownMeter,
 )
-from kenshin.hes.commands import (
+from kenshin.hes.command_rules import (
     TRANSITIONS,
-    CommandBook,
     CommandEvent,
     CommandPolicy,
-    CommandRecord,
     CommandState,
-    MemoryAudit,
     MeterSpecs,
     resend_args,
     transition,
 )
+from kenshin.hes.commands import CommandBook, CommandRecord, MemoryAudit
 
 S = CommandState
 K = CommandKind

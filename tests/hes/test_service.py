@@ -15,7 +15,7 @@ from kenshin.core.channels import Channel
 from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.hes.commands import CommandState
+from kenshin.hes.command_rules import CommandState
 from kenshin.hes.polling import PollState
 from kenshin.system import EmbeddedSystem
 

@@ -19,7 +19,8 @@ from kenshin.aroute.frames import CommandKind
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidInput, UnknownMeter
-from kenshin.hes.commands import CommandRecord, CommandState
+from kenshin.hes.command_rules import CommandState
+from kenshin.hes.commands import CommandRecord
 from kenshin.hes.duties import DELAY_EDGES_S
 from kenshin.hes.service import HeadEnd
 from kenshin.mdms.store import ReadingStore
