@@ -99,6 +99,19 @@ def test_a_command_the_meter_cannot_do_is_refused(running) -> None:
     assert body["command"]["state"] == "rejected"
 
 
+def test_a_forgotten_command_is_not_found(running) -> None:
+    system, client = running
+    spid = _spid(system, Generation.GEN2, (MeterClass.HV, MeterClass.EHV))
+    refused = client.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_open"}).json()
+    command_id = refused["command"]["command_id"]
+    book = system.hes.commands
+    book.prune(book.get(command_id).completed_at_us + 1)  # what tick() does after keep_finished
+    response = client.get(f"{V1}/hes/commands/{command_id}")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "not_found" and "no longer kept" in error["message"]
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [

@@ -287,6 +287,8 @@ def test_backoff_is_capped():
         {"retry_factor": 0.5},
         {"max_in_flight_per_collector": 0},
         {"sends_per_minute_per_collector": 0},
+        {"keep_finished": dt.timedelta(seconds=-1)},
+        {"prune_every": dt.timedelta(0)},
     ],
 )
 def test_policy_validation(kwargs: dict[str, object]):

@@ -87,7 +87,13 @@ def micros(delta: dt.timedelta) -> int:
 
 @dataclass(frozen=True, slots=True)
 class CommandPolicy:
-    """Timing of a fleet's commands: acks, retries, expiry and throttling."""
+    """Timing of a fleet's commands: acks, retries, expiry, throttling and retention.
+
+    ``keep_finished``: how long (simulated time) a command that reached a final state stays in
+    the book, with its idempotency key and its in-memory audit trail, before
+    :meth:`~kenshin.hes.commands.CommandBook.tick` forgets it (checked every ``prune_every``).
+    Commands not yet final are never forgotten.
+    """
 
     ack_timeout: dt.timedelta = dt.timedelta(minutes=2)
     max_attempts: int = 3
@@ -97,11 +103,15 @@ class CommandPolicy:
     default_expiry: dt.timedelta = dt.timedelta(hours=1)  # after the request
     max_in_flight_per_collector: int = 4
     sends_per_minute_per_collector: int | None = None  # None: only the in-flight limit
+    keep_finished: dt.timedelta = dt.timedelta(hours=24)  # after completion
+    prune_every: dt.timedelta = dt.timedelta(minutes=1)
 
     def __post_init__(self) -> None:
-        for name in ("ack_timeout", "retry_base", "retry_cap", "default_expiry"):
+        for name in ("ack_timeout", "retry_base", "retry_cap", "default_expiry", "prune_every"):
             if getattr(self, name) <= dt.timedelta(0):
                 raise InvalidSetting(f"{name} must be positive")
+        if self.keep_finished < dt.timedelta(0):
+            raise InvalidSetting("keep_finished must not be negative")
         if self.max_attempts < 1:
             raise InvalidSetting("max_attempts must be at least 1")
         if self.retry_factor < 1.0:

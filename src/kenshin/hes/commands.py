@@ -1,4 +1,4 @@
-"""The head-end's command book: queueing, throttling, retries and audit.
+"""The head-end's command book: queueing, throttling, retries, audit and retention.
 
 A command is requested, checked against the meter's specification (:func:`refusal`), queued,
 sent by :meth:`CommandBook.due`, acknowledged or rejected by the meter's ack (:meth:`on_ack`),
@@ -17,15 +17,21 @@ Safety rules (X2, no unintended control):
   command is on the wire; anything else is ignored, logged and counted;
 - a command past its expiry is never (re)sent.
 
+Retention: :meth:`CommandBook.tick` forgets commands that reached a final state more than
+``CommandPolicy.keep_finished`` ago (24 h by default), with their idempotency keys and their
+entries in a :class:`MemoryAudit`, so a long-running head-end holds a bounded number of records;
+commands not yet final are never forgotten. The log gets every transition for good (campaigns'
+per-command entries at DEBUG).
 """
 
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 import heapq
 import logging
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -107,14 +113,37 @@ class AuditEntry(NamedTuple):
 
 
 class AuditSink(Protocol):
+    """Where the book writes every transition. A sink that also has ``forget(command_ids)`` is
+    told which commands the book forgot (see :class:`MemoryAudit`); others keep everything."""
+
     def append(self, entry: AuditEntry) -> None: ...
 
 
-class MemoryAudit(builtins.list[AuditEntry]):
-    """The default sink: every entry in a list."""
+class MemoryAudit:
+    """The default sink: each command's entries in memory, as long as the book keeps the command
+    (it calls :meth:`forget` when it prunes). Iterates command by command, in request order."""
 
-    def for_command(self, command_id: int) -> builtins.list[AuditEntry]:
-        return [e for e in self if e.command_id == command_id]
+    def __init__(self) -> None:
+        self._by_command: dict[int, list[AuditEntry]] = {}
+        self._entries = 0
+
+    def append(self, entry: AuditEntry) -> None:
+        self._by_command.setdefault(entry.command_id, []).append(entry)
+        self._entries += 1
+
+    def for_command(self, command_id: int) -> list[AuditEntry]:
+        return list(self._by_command.get(command_id, ()))
+
+    def forget(self, command_ids: Iterable[int]) -> None:
+        for command_id in command_ids:
+            self._entries -= len(self._by_command.pop(command_id, ()))
+
+    def __len__(self) -> int:
+        return self._entries
+
+    def __iter__(self) -> Iterator[AuditEntry]:
+        for entries in self._by_command.values():
+            yield from entries
 
 
 _ACK_STATUSES = frozenset(int(s) for s in AckStatus)
@@ -139,8 +168,11 @@ class CommandBook:
             raise InvalidInput("collector_of must give one collector per meter")
         self.policy = policy or CommandPolicy()
         self.audit: AuditSink = audit if audit is not None else MemoryAudit()
+        forget = getattr(self.audit, "forget", None)
+        self._forget_audit: Callable[[builtins.list[int]], object] | None = forget
         if not 1 <= first_command_id <= U32_MAX:
             raise InvalidSetting("first_command_id must be a u32 above 0")
+        self._first_id = first_command_id
         self._next_id = first_command_id
         self._ack_timeout_us = micros(self.policy.ack_timeout)
         self._default_expiry_us = micros(self.policy.default_expiry)
@@ -161,6 +193,10 @@ class CommandBook:
         self._recent_sends: dict[int, deque[int]] = {}
         self._timeouts: builtins.list[tuple[int, int, int]] = []  # (deadline, id, attempt)
         self._expiries: builtins.list[tuple[int, int]] = []  # (expires_at, id)
+        # (completed_at_us, id) of final commands in completion order: what prune() forgets
+        self._finished: deque[tuple[int, int]] = deque()
+        self._next_prune_us = 0
+        self.pruned = 0  # commands forgotten so far
         self.ignored_acks: Counter[str] = Counter()  # unknown / bad_status / wrong_meter / late
 
     # --- requests ---------------------------------------------------------------------------
@@ -355,6 +391,7 @@ class CommandBook:
         terminal = new in _TERMINAL
         if terminal:
             changes["completed_at_us"] = now_us
+            self._finished.append((now_us, record.command_id))
         record = record._replace(state=new, **changes)
         self._records[record.command_id] = record
         self._counts[old] -= 1
@@ -433,9 +470,9 @@ class CommandBook:
                 if self._in_flight[collector] >= limit or not self._rate_ok(collector, now_us):
                     break
                 _, command_id = heapq.heappop(heap)
-                record = self._records[command_id]
-                if record.state is not CommandState.QUEUED:
-                    continue  # stale: expired while waiting
+                record = self._records.get(command_id)
+                if record is None or record.state is not CommandState.QUEUED:
+                    continue  # stale: expired while waiting (and maybe forgotten since)
                 if now_us >= record.expires_at_us:
                     self._move(record, E.EXPIRE, now_us, "expired before it could be sent")
                     continue
@@ -505,14 +542,15 @@ class CommandBook:
 
     def tick(self, now_us: int) -> builtins.list[CommandRecord]:
         """Ack timeouts (retry with backoff, FAILED after the last attempt, EXPIRED when past
-        expiry) and expiry of queued commands. Returns the records that changed."""
+        expiry) and expiry of queued commands; every ``prune_every``, forget the commands final
+        for longer than ``keep_finished`` (:meth:`prune`). Returns the records that changed."""
         changed: builtins.list[CommandRecord] = []
         policy = self.policy
         while self._timeouts and self._timeouts[0][0] <= now_us:
             _, command_id, attempt = heapq.heappop(self._timeouts)
-            record = self._records[command_id]
-            if record.state is not CommandState.SENT or record.attempts != attempt:
-                continue  # answered in time, or a stale deadline
+            record = self._records.get(command_id)
+            if record is None or (record.state, record.attempts) != (CommandState.SENT, attempt):
+                continue  # answered in time (and maybe forgotten since), or a stale deadline
             if now_us >= record.expires_at_us:
                 record = self._move(
                     record, E.EXPIRE, now_us, "no ack and past expiry", reason="expired"
@@ -532,11 +570,14 @@ class CommandBook:
             changed.append(record)
         while self._expiries and self._expiries[0][0] <= now_us:
             _, command_id = heapq.heappop(self._expiries)
-            record = self._records[command_id]
-            if record.state is CommandState.QUEUED:
+            record = self._records.get(command_id)
+            if record is not None and record.state is CommandState.QUEUED:
                 changed.append(
                     self._move(record, E.EXPIRE, now_us, "expired in the queue", reason="expired")
                 )
+        if now_us >= self._next_prune_us:  # retention: cheap, at most every prune_every
+            self._next_prune_us = now_us + micros(policy.prune_every)
+            self.prune(now_us - micros(policy.keep_finished))
         return changed
 
     # --- queries ----------------------------------------------------------------------------
@@ -545,6 +586,12 @@ class CommandBook:
         try:
             return self._records[command_id]
         except KeyError:
+            if self._first_id <= command_id < self._next_id:
+                hours = self.policy.keep_finished / dt.timedelta(hours=1)
+                raise UnknownCommand(
+                    f"command {command_id} is no longer kept: finished commands are forgotten "
+                    f"{hours:g} h after they finish"
+                ) from None
             raise UnknownCommand(f"no command with id {command_id}") from None
 
     def counts(self) -> dict[CommandState, int]:
@@ -556,26 +603,47 @@ class CommandBook:
     def __len__(self) -> int:
         return len(self._records)
 
+    def held(self) -> dict[str, int]:
+        """What the book holds, by kind: records, audit entries (a sized sink), idempotency keys,
+        meter index entries, and queue entries (ack timeouts, expiries, send queues, retention)."""
+        return {
+            "records": len(self._records),
+            "audit_entries": len(self.audit) if isinstance(self.audit, Sized) else -1,
+            "idempotency_keys": len(self._idempotency),
+            "meter_index": sum(map(len, self._by_meter.values())),
+            "queues": len(self._timeouts)
+            + len(self._expiries)
+            + sum(map(len, self._ready.values()))
+            + len(self._finished),
+        }
+
     def prune(self, completed_before_us: int) -> int:
-        """Forget commands that reached a final state before ``completed_before_us`` (their
-        idempotency keys too); the audit sink keeps their history. Returns how many."""
-        old = [
-            r
-            for r in self._records.values()
-            if r.completed_at_us is not None and r.completed_at_us < completed_before_us
-        ]
-        for record in old:
-            del self._records[record.command_id]
+        """Forget commands that reached a final state before ``completed_before_us``, with their
+        idempotency keys and (in a sink with ``forget``) their audit entries; commands not yet
+        final stay. :meth:`tick` calls it. Costs one step per forgotten command. Returns how
+        many."""
+        finished = self._finished
+        gone: dict[int, builtins.list[int]] = {}  # meter → its forgotten commands
+        while finished and finished[0][0] < completed_before_us:
+            _, command_id = finished.popleft()
+            record = self._records.pop(command_id)
             self._counts[record.state] -= 1
             if record.idempotency_key is not None:
                 del self._idempotency[record.idempotency_key]
-        for meter in {r.meter_key for r in old}:
-            kept = [i for i in self._by_meter[meter] if i in self._records]
+            gone.setdefault(record.meter_key, []).append(command_id)
+        forgotten: builtins.list[int] = []
+        for meter, ids in gone.items():
+            forgotten += ids
+            dropped = set(ids)
+            kept = [i for i in self._by_meter[meter] if i not in dropped]
             if kept:
                 self._by_meter[meter] = kept
             else:
                 del self._by_meter[meter]
-        return len(old)
+        if forgotten and self._forget_audit is not None:
+            self._forget_audit(forgotten)
+        self.pruned += len(forgotten)
+        return len(forgotten)
 
     def list(
         self,
