@@ -131,7 +131,8 @@ def main() -> None:
     def run(cold: bool) -> tuple[float, int, int]:
         registry = MeterRegistry(device_ids, keys)
         ring = KeyRing(DEV_MASTER_KEY, max_cached=2 * n)
-        decoder = FrameDecoder(registry, ring, MemoryReplayGuard(n))
+        decoder = FrameDecoder(registry, ring)
+        replay = MemoryReplayGuard(n)
         accepted = rows = 0
         elapsed = 0.0
         for slot, bundle in enumerate(envelopes):
@@ -140,7 +141,9 @@ def main() -> None:
             tx = first_slot_us + slot * Resolution.MIN30.microseconds + 60_000_000
             started = time.perf_counter()
             for payload in bundle:
-                decoded = decoder.decode(decode_envelope(payload).frames)
+                authentic = decoder.authenticate(decode_envelope(payload).frames)
+                admitted = replay.admit(authentic.meter_key, authentic.counter)
+                decoded = decoder.parse(authentic, admitted)
                 batch = decoded_to_batch(decoded, tx)
                 accepted += decoded.accepted
                 rows += batch.num_rows + batch.registers.num_rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -16,7 +17,7 @@ from kenshin.aroute.frames import WIRE_VERSION, Direction, FrameType
 from kenshin.aroute.keys import DEV_MASTER_KEY, KeyRing
 from kenshin.aroute.messages import IntervalBlock, RegisterBlock
 from kenshin.aroute.registry import MeterRegistry
-from kenshin.aroute.replay import MemoryReplayGuard
+from kenshin.aroute.replay import MemoryReplayGuard, ReplayGuard
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution
 
@@ -37,13 +38,24 @@ SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Row = tuple[int, int, int, int, int, int]
 
 
-def make_decoder(log: RejectionLog | None = None) -> FrameDecoder:
-    return FrameDecoder(
-        MeterRegistry(DEVICES, METER_KEYS),
-        KEYS,
-        MemoryReplayGuard(int(METER_KEYS.max()) + 1),
-        rejection_log=log,
+@dataclass
+class GuardedDecoder:
+    """A decoder and a replay guard, used as the head-end uses them."""
+
+    decoder: FrameDecoder
+    replay: ReplayGuard
+
+    def decode(self, frames: Sequence[bytes | bytearray | memoryview]) -> DecodedFrames:
+        authentic = self.decoder.authenticate(frames)
+        admitted = self.replay.admit(authentic.meter_key, authentic.counter)
+        return self.decoder.parse(authentic, admitted)
+
+
+def make_decoder(log: RejectionLog | None = None, max_details: int = 100) -> GuardedDecoder:
+    decoder = FrameDecoder(
+        MeterRegistry(DEVICES, METER_KEYS), KEYS, max_details=max_details, rejection_log=log
     )
+    return GuardedDecoder(decoder, MemoryReplayGuard(int(METER_KEYS.max()) + 1))
 
 
 def seal(frame_type: int, device_id: int, counter: int, plaintext: bytes) -> bytes:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from kenshin.aroute.codec.decode import DownlinkRejected, FrameDecoder, open_downlink
+from kenshin.aroute.codec.decode import DownlinkRejected, open_downlink
 from kenshin.aroute.codec.decoded import DecodedFrames, Rejection, RejectionLog
 from kenshin.aroute.codec.encode import encode_frame, encode_interval_frames
 from kenshin.aroute.codec.layout import HEADER, MIN_FRAME_BYTES
@@ -28,8 +28,6 @@ from kenshin.aroute.frames import (
     PollRequest,
     RejectReason,
 )
-from kenshin.aroute.registry import MeterRegistry
-from kenshin.aroute.replay import MemoryReplayGuard
 from kenshin.core.timeslots import US_PER_MINUTE
 from kenshin.hes.ingest import decoded_to_batch
 from tests.aroute.codec_support import (
@@ -38,7 +36,6 @@ from tests.aroute.codec_support import (
     END_US,
     FWD,
     KEYS,
-    METER_KEYS,
     OTHER_KEYS,
     SETTINGS,
     UNREGISTERED,
@@ -113,6 +110,51 @@ def test_late_frames_within_the_window_are_accepted_once() -> None:
     assert decoder.decode([newer]).accepted == 1
     assert decoder.decode([older]).accepted == 1
     assert decoder.decode([older]).rejected == Counter({RejectReason.REPLAYED: 1})
+
+
+def test_the_guard_is_asked_about_authentic_frames_only() -> None:
+    """The decoder does no I/O: it hands its caller the meter keys and counters of the frames
+    that authenticated, and forged counters never reach the replay guard."""
+    frames = slot_frames(7)
+    forged = encode_interval_frames(
+        FrameType.PUSH_SCHEDULED, DEVICES[:1], [99], *slot_blocks(1), OTHER_KEYS
+    )[0]
+    stranger = encode_frame(
+        FrameType.EVENT, UNREGISTERED, 98, MeterEvent(EventCode.TAMPER, 0), KEYS
+    )
+    decoder = make_decoder().decoder
+    authentic = decoder.authenticate([frames[0], forged, b"x", stranger, frames[2]])
+    assert len(authentic) == 2
+    assert authentic.meter_key.tolist() == [10, 12]
+    assert authentic.counter.tolist() == [7, 7]
+    assert authentic.index.tolist() == [0, 4]
+    assert authentic.rejected == Counter(
+        {
+            RejectReason.AUTH_FAILED: 1,
+            RejectReason.MALFORMED: 1,
+            RejectReason.UNKNOWN_METER: 1,
+        }
+    )
+
+
+def test_what_the_guard_does_not_admit_is_refused_as_replayed() -> None:
+    decoder = make_decoder().decoder
+    frames = [*slot_frames(3), seal(FrameType.PUSH_SCHEDULED, int(DEVICES[3]), 4, b"\x01")]
+    authentic = decoder.authenticate(frames)
+    decoded = decoder.parse(authentic, [True, False, True, False])
+    assert decoded.frames.meter_key.tolist() == [10, 12]
+    assert decoded.frames.index.tolist() == [0, 2]
+    # replay comes before the plaintext: the nonsense frame is a replay, not a bad payload
+    assert decoded.rejected == Counter({RejectReason.REPLAYED: 2})
+    assert decoded.rejections == [
+        Rejection(int(DEVICES[1]), RejectReason.REPLAYED, "counter 3"),
+        Rejection(int(DEVICES[3]), RejectReason.REPLAYED, "counter 4"),
+    ]
+    assert_accounted(decoded)
+    # the decoder keeps no replay state: the same frames, admitted again, are accepted again
+    assert decoder.parse(decoder.authenticate(frames[:3]), [True] * 3).accepted == 3
+    with pytest.raises(ValueError, match="admissions"):
+        decoder.parse(authentic, [True])
 
 
 @pytest.mark.parametrize(
@@ -395,10 +437,7 @@ def test_rejection_log_is_rate_limited() -> None:
 
 
 def test_rejection_details_are_capped() -> None:
-    decoder = FrameDecoder(
-        MeterRegistry(DEVICES, METER_KEYS), KEYS, MemoryReplayGuard(15), max_details=3
-    )
-    decoded = decoder.decode([b"x"] * 10)
+    decoded = make_decoder(max_details=3).decode([b"x"] * 10)
     assert decoded.rejected == Counter({RejectReason.MALFORMED: 10})
     assert len(decoded.rejections) == 3
 

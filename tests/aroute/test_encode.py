@@ -46,6 +46,7 @@ from tests.aroute.codec_support import (
     METER_KEYS,
     REV,
     SETTINGS,
+    GuardedDecoder,
     Q,
     V,
     decoded_registers,
@@ -321,9 +322,8 @@ def test_documented_test_vector() -> None:
         KEYS,
     )[0]
     assert frame == VECTOR
-    decoder = FrameDecoder(
-        MeterRegistry(np.array([device], np.uint64), np.array([0], np.int32)),
-        KEYS,
+    decoder = GuardedDecoder(
+        FrameDecoder(MeterRegistry(np.array([device], np.uint64), np.array([0], np.int32)), KEYS),
         MemoryReplayGuard(1),
     )
     decoded = decoder.decode([memoryview(VECTOR)])

@@ -57,8 +57,10 @@ def _down(
 def _ack(radio: MeterRadio, frames: list[bytes]) -> tuple[AckStatus, int]:
     n = len(radio.device_ids)
     registry = MeterRegistry(radio.device_ids, np.arange(n, dtype=np.int32))
-    decoder = FrameDecoder(registry, radio.keys, MemoryReplayGuard(n))
-    decoded = decoder.decode(frames)
+    decoder = FrameDecoder(registry, radio.keys)
+    authentic = decoder.authenticate(frames)
+    admitted = MemoryReplayGuard(n).admit(authentic.meter_key, authentic.counter)
+    decoded = decoder.parse(authentic, admitted)
     [(_, ack)] = [m for m in decoded.messages if hasattr(m[1], "status")]
     return ack.status, ack.detail  # type: ignore[union-attr]
 

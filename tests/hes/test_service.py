@@ -103,6 +103,23 @@ def test_a_byte_flipped_by_a_collector_is_refused_the_rest_accepted(system) -> N
     assert _rows(system) == rows + 4  # one forward value per accepted frame, none from the bad one
 
 
+def test_the_head_end_asks_its_replay_guard_about_authentic_frames_only(system) -> None:
+    hes = system.hes
+    asked: list[tuple[list[int], list[int]]] = []
+    admit = hes.replay.admit
+
+    def spy(meter_keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+        asked.append((meter_keys.tolist(), counters.tolist()))
+        return admit(meter_keys, counters)
+
+    hes.replay.admit = spy
+    frames = _fresh_frames(system)
+    frames[2] = frames[2][:-1] + bytes([frames[2][-1] ^ 1])  # the tag
+    assert _deliver(system, frames) == 4
+    counters = system.field.radio.up_counter[[0, 1, 3, 4]].tolist()
+    assert asked == [([0, 1, 3, 4], counters)]
+
+
 def test_a_wrong_key_is_refused(system) -> None:
     forged = _fresh_frames(system, KeyRing(bytes(range(32))))
     rows = _rows(system)

@@ -3,10 +3,11 @@
 One object per worker. It is driven from outside, so the same code runs in-process (``kenshin
 up``) and behind MQTT (``kenshin hes``):
 
-- :meth:`HeadEnd.receive_envelope` takes one collector envelope: frames are authenticated and
-  checked for replay by :class:`~kenshin.aroute.codec.decode.FrameDecoder`, refused frames are
-  counted by reason and never stored, accepted values go to the MDMS as one Arrow batch, and the
-  duty trackers note when each value arrived (SPEC A1–A3, X4).
+- :meth:`HeadEnd.receive_envelope` takes one collector envelope: frames are authenticated by
+  :class:`~kenshin.aroute.codec.decode.FrameDecoder` (pure), the replay guard admits the fresh
+  ones (it may query a database), refused frames are counted by reason and never stored,
+  accepted values go to the MDMS as one Arrow batch, and the duty trackers note when each value
+  arrived (SPEC A1–A3, X4).
 - :meth:`HeadEnd.tick` judges deadlines, asks meters to re-send what is missing (while they still
   hold it), runs the command and poll books (A4, R3) and sends downlink frames through the
   collector each meter was last heard from.
@@ -82,6 +83,13 @@ HES_COMMAND_POLICY = CommandPolicy(
 HES_POLL_POLICY = PollPolicy(timeout=dt.timedelta(minutes=5), max_in_flight_per_collector=16)
 
 
+def _decode(decoder: FrameDecoder, replay: ReplayGuard, frames: Sequence[bytes]) -> DecodedFrames:
+    """Authenticate (pure), ask ``replay`` which authentic frames are fresh (the one step that
+    may do I/O), then parse those (pure); the others are refused as REPLAYED."""
+    authentic = decoder.authenticate(frames)
+    return decoder.parse(authentic, replay.admit(authentic.meter_key, authentic.counter))
+
+
 @dataclass
 class HesStats:
     envelopes: int = 0
@@ -121,7 +129,8 @@ class HeadEnd:
         self.policy = policy or CollectionPolicy()
         self.registry = MeterRegistry.from_meters_table(meters)
         self.keys = keys
-        self.decoder = FrameDecoder(self.registry, keys, replay)
+        self.replay = replay
+        self.decoder = FrameDecoder(self.registry, keys)
         self.downlink = downlink
         self.stats = HesStats()
         self.metrics = HesMetrics()
@@ -144,7 +153,7 @@ class HeadEnd:
         )
         self.polls = PollBook(self.route, HES_POLL_POLICY)
         self.track_duties = track_duties
-        self._observer: FrameDecoder | None = None
+        self._observer: tuple[FrameDecoder, MemoryReplayGuard] | None = None
         self.trackers: dict[Duty, SlotTracker] = {}
         if track_duties:
             self._build_trackers(meters, order, now_us)
@@ -240,7 +249,7 @@ class HeadEnd:
         now_us = to_epoch_us(self.clock.now())
         if isinstance(self.clock, FollowClock):
             now_us = max(now_us, max(e.sent_at_us for e in envelopes))
-        decoded = self.decoder.decode([f for e in envelopes for f in e.frames])
+        decoded = _decode(self.decoder, self.replay, [f for e in envelopes for f in e.frames])
         if redelivered and decoded.rejected.get(RejectReason.REPLAYED):
             again = decoded.rejected.pop(RejectReason.REPLAYED)
             self.stats.frames_redelivered += again
@@ -268,12 +277,14 @@ class HeadEnd:
         if not envelopes:
             return
         if self._observer is None:
-            self._observer = FrameDecoder(
-                self.registry, self.keys, MemoryReplayGuard(len(self.route))
+            self._observer = (
+                FrameDecoder(self.registry, self.keys),
+                MemoryReplayGuard(len(self.route)),
             )
+        decoder, replay = self._observer
         now_us = to_epoch_us(self.clock.now())
         if not isinstance(self.clock, FollowClock):
-            decoded = self._observer.decode([f for e in envelopes for f in e.frames])
+            decoded = _decode(decoder, replay, [f for e in envelopes for f in e.frames])
             self._after_decode(envelopes, decoded, now_us)
             self.stats.frames_observed += decoded.accepted
             self.stats.envelopes_observed += len(envelopes)
@@ -285,7 +296,7 @@ class HeadEnd:
             by_time[min(envelope.sent_at_us, now_us)].append(envelope)
         for at_us in sorted(by_time):
             group = by_time[at_us]
-            decoded = self._observer.decode([f for e in group for f in e.frames])
+            decoded = _decode(decoder, replay, [f for e in group for f in e.frames])
             self._after_decode(group, decoded, at_us)
             self.stats.frames_observed += decoded.accepted
         self.stats.envelopes_observed += len(envelopes)

@@ -20,8 +20,12 @@ modules:
   polls and commands (meter side);
 - :mod:`~kenshin.aroute.codec.envelope`: the collector envelope.
 
-Nothing here does I/O or reads a clock; the one side effect is logging of rejected frames
-(rate-limited). Encoding is vectorized over meters (one numpy build of all plaintexts, then one
-AES-GCM call per frame); decoding authenticates frame by frame and parses the plaintexts of all
-frames with the same block layout with one ``np.frombuffer``.
+Nothing here does I/O or reads the time; the one side effect is logging of rejected frames,
+rate-limited on a monotonic clock (:class:`~kenshin.aroute.codec.decoded.RejectionLog`). The
+replay check, whose windows may live in a database, is the head-end's: it asks its guard between
+:meth:`~kenshin.aroute.codec.decode.FrameDecoder.authenticate` and
+:meth:`~kenshin.aroute.codec.decode.FrameDecoder.parse`. Encoding is vectorized over meters (one
+numpy build of all plaintexts, then one AES-GCM call per frame); decoding authenticates frame by
+frame and parses the plaintexts of all frames with the same block layout with one
+``np.frombuffer``.
 """

@@ -1,8 +1,9 @@
 """A-route decoding: uplink frames to columns (head-end), downlink frames to bodies (meter).
 
 :class:`FrameDecoder` authenticates uplink frames frame by frame and parses the plaintexts of all
-frames with the same block layout with one ``np.frombuffer``; :func:`open_downlink` opens one
-poll or command on the meter side.
+frames with the same block layout with one ``np.frombuffer``; between the two steps its caller
+asks its replay guard which authentic frames are fresh. :func:`open_downlink` opens one poll or
+command on the meter side, and leaves the freshness of its counter to the meter. No I/O.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ from kenshin.aroute.frames import (
 )
 from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.registry import MeterRegistry
-from kenshin.aroute.replay import ReplayGuard
 from kenshin.core.timeslots import US_PER_MINUTE
 from kenshin.errors import FrameError
 
@@ -140,27 +140,81 @@ def _cat(parts: list[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
 _LAYOUT_CACHE_MAX = 4096
 
 
+class _Refusals:
+    """Counts refused frames by reason and keeps the first ``max_details`` of them described."""
+
+    __slots__ = ("details", "max_details", "rejected")
+
+    def __init__(
+        self,
+        max_details: int,
+        rejected: Counter[RejectReason] | None = None,
+        details: list[Rejection] | None = None,
+    ) -> None:
+        self.max_details = max_details
+        self.rejected: Counter[RejectReason] = rejected if rejected is not None else Counter()
+        self.details: list[Rejection] = details if details is not None else []
+
+    def __call__(self, device_id: int | None, reason: RejectReason, detail: str) -> None:
+        self.rejected[reason] += 1
+        if len(self.details) < self.max_details:
+            self.details.append(Rejection(device_id, reason, detail))
+
+
+def _subset(keep: npt.NDArray[np.bool_], *columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
+    return [column[keep] for column in columns]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticFrames:
+    """The frames of a batch whose tag verified, in input order, not yet checked for replay.
+
+    Hand ``meter_key`` and ``counter`` to the replay guard, and its answer with this object to
+    :meth:`FrameDecoder.parse`. ``rejected`` and ``rejections`` so far hold the frames refused
+    before that (MALFORMED, WRONG_DIRECTION, UNKNOWN_METER, AUTH_FAILED).
+    """
+
+    meter_key: npt.NDArray[np.int32]
+    counter: npt.NDArray[np.int64]
+    frame_type: npt.NDArray[np.uint8]
+    device_id: npt.NDArray[np.uint64]
+    index: npt.NDArray[np.intp]  # position of the frame in the batch
+    plaintexts: list[bytes]
+    rejected: Counter[RejectReason]
+    rejections: list[Rejection]
+    n_input: int
+
+    def __len__(self) -> int:
+        return len(self.meter_key)
+
+
 class FrameDecoder:
-    """Head-end side: authenticates, de-duplicates and parses uplink frames in batches.
+    """Head-end side: authenticates and parses uplink frames in batches, and does no I/O.
+
+    Two steps, with the replay check between them left to the caller (its guard may keep the
+    windows in a database)::
+
+        authentic = decoder.authenticate(frames)
+        admitted = replay_guard.admit(authentic.meter_key, authentic.counter)
+        decoded = decoder.parse(authentic, admitted)
 
     Order of checks per frame: header (MALFORMED, WRONG_DIRECTION), registry (UNKNOWN_METER),
-    AES-GCM tag (AUTH_FAILED), replay window on authentic frames only (REPLAYED), plaintext
-    (BAD_PAYLOAD). Rejected frames are counted, reported through :class:`RejectionLog` and
-    their content is dropped. Random input never raises.
+    AES-GCM tag (AUTH_FAILED), the replay guard on authentic frames only (REPLAYED: what it did
+    not admit), plaintext (BAD_PAYLOAD). Rejected frames are counted, reported through
+    :class:`RejectionLog` (once per batch, by :meth:`parse`) and their content is dropped.
+    Random input never raises.
     """
 
     def __init__(
         self,
         registry: MeterRegistry,
         keys: KeyRing,
-        replay: ReplayGuard,
         *,
         max_details: int = 100,
         rejection_log: RejectionLog | None = None,
     ) -> None:
         self.registry = registry
         self.keys = keys
-        self.replay = replay
         self.max_details = max_details
         self.rejection_log = rejection_log if rejection_log is not None else RejectionLog()
         self._layouts: dict[bytes, Layout] = {}
@@ -178,17 +232,11 @@ class FrameDecoder:
 
     # -- the batch
 
-    def decode(self, frames: Sequence[bytes | bytearray | memoryview]) -> DecodedFrames:
+    def authenticate(self, frames: Sequence[bytes | bytearray | memoryview]) -> AuthenticFrames:
+        """Step one: headers, registry and AES-GCM tags; the frames that passed, decrypted."""
         n = len(frames)
         data = [f if type(f) is bytes else bytes(f) for f in frames]
-        rejected: Counter[RejectReason] = Counter()
-        details: list[Rejection] = []
-        max_details = self.max_details
-
-        def reject(device_id: int | None, reason: RejectReason, detail: str) -> None:
-            rejected[reason] += 1
-            if len(details) < max_details:
-                details.append(Rejection(device_id, reason, detail))
+        reject = _Refusals(self.max_details)
 
         # 1. headers, vectorized
         lengths = np.fromiter(map(len, data), dtype=np.int64, count=n)
@@ -220,7 +268,7 @@ class FrameDecoder:
                     reject(dev_j, RejectReason.WRONG_DIRECTION, f"type {int(ftype[j]):#04x}")
                 else:
                     reject(dev_j, RejectReason.MALFORMED, f"unknown type {int(ftype[j]):#04x}")
-            idx, ftype, device, counter = idx[good], ftype[good], device[good], counter[good]
+            idx, ftype, device, counter = _subset(good, idx, ftype, device, counter)
 
         # 2. registry
         meter_key = self.registry.lookup(device)
@@ -228,12 +276,8 @@ class FrameDecoder:
         if not known.all():
             for dev_j in device[~known].tolist():
                 reject(dev_j, RejectReason.UNKNOWN_METER, "device id not registered")
-            idx, ftype, device, counter, meter_key = (
-                idx[known],
-                ftype[known],
-                device[known],
-                counter[known],
-                meter_key[known],
+            idx, ftype, device, counter, meter_key = _subset(
+                known, idx, ftype, device, counter, meter_key
             )
 
         # 3. authenticate and decrypt: the one loop per frame
@@ -254,26 +298,35 @@ class FrameDecoder:
                 reject(int(device[j]), RejectReason.AUTH_FAILED, "tag did not verify")
             authentic = np.ones(len(idx), dtype=bool)
             authentic[failed] = False
-            idx, ftype, device, counter, meter_key = (
-                idx[authentic],
-                ftype[authentic],
-                device[authentic],
-                counter[authentic],
-                meter_key[authentic],
+            idx, ftype, device, counter, meter_key = _subset(
+                authentic, idx, ftype, device, counter, meter_key
             )
+        return AuthenticFrames(
+            meter_key, counter, ftype, device, idx, plaintexts, reject.rejected, reject.details, n
+        )
 
-        # 4. replay window, authentic frames only
-        fresh = np.asarray(self.replay.admit(meter_key, counter), dtype=bool)
+    def parse(self, authentic: AuthenticFrames, admitted: npt.ArrayLike) -> DecodedFrames:
+        """Step two: refuse the authentic frames not ``admitted`` by the replay guard (REPLAYED),
+        parse the plaintexts of the others, and log the batch's rejections.
+
+        ``admitted[i]`` is the guard's answer for frame ``i`` of ``authentic``. An admitted frame
+        that fails as BAD_PAYLOAD has spent its counter all the same.
+        """
+        fresh = np.asarray(admitted, dtype=bool).reshape(-1)
+        if len(fresh) != len(authentic):
+            raise ValueError(f"{len(fresh)} admissions for {len(authentic)} authentic frames")
+        reject = _Refusals(self.max_details, authentic.rejected.copy(), list(authentic.rejections))
+        idx, ftype, device = authentic.index, authentic.frame_type, authentic.device_id
+        counter, meter_key = authentic.counter, authentic.meter_key
+        plaintexts = authentic.plaintexts
+
+        # 4. what the replay guard did not admit (authentic frames only)
         if not fresh.all():
             for j in np.flatnonzero(~fresh).tolist():
                 reject(int(device[j]), RejectReason.REPLAYED, f"counter {int(counter[j])}")
             plaintexts = [plaintexts[j] for j in np.flatnonzero(fresh).tolist()]
-            idx, ftype, device, counter, meter_key = (
-                idx[fresh],
-                ftype[fresh],
-                device[fresh],
-                counter[fresh],
-                meter_key[fresh],
+            idx, ftype, device, counter, meter_key = _subset(
+                fresh, idx, ftype, device, counter, meter_key
             )
 
         # 5. plaintexts: interval bodies by layout, the rest one by one
@@ -328,12 +381,12 @@ class FrameDecoder:
                 idx[accepted].astype(np.int64),
             ),
             messages=messages,
-            rejected=rejected,
-            rejections=details,
-            n_input=n,
+            rejected=reject.rejected,
+            rejections=reject.details,
+            n_input=authentic.n_input,
         )
-        if rejected:
-            self.rejection_log.report(rejected, details)
+        if reject.rejected:
+            self.rejection_log.report(reject.rejected, reject.details)
         return decoded
 
     def _decode_intervals(
