@@ -28,10 +28,17 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# Each script appends its figures to BENCH_JSON; report.py prints them as one table with the
+# commit and machine. mqtt_ingest.py needs Mosquitto and PostgreSQL on 127.0.0.1.
+BENCH_JSON ?= build/bench.jsonl
+
 bench: $(STAMP)
-	$(BIN)/python benchmarks/simulate.py
-	$(BIN)/python benchmarks/aroute_decode.py
-	$(BIN)/python benchmarks/aroute_slo.py
+	@mkdir -p $(dir $(BENCH_JSON)) && rm -f $(BENCH_JSON)
+	$(BIN)/python benchmarks/simulate.py --million --json $(BENCH_JSON)
+	$(BIN)/python benchmarks/aroute_decode.py --json $(BENCH_JSON)
+	$(BIN)/python benchmarks/aroute_slo.py --json $(BENCH_JSON)
+	$(BIN)/python benchmarks/mqtt_ingest.py --json $(BENCH_JSON)
+	$(BIN)/python benchmarks/report.py $(BENCH_JSON)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

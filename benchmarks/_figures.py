@@ -76,13 +76,26 @@ def machine() -> dict[str, str]:
     return info
 
 
+def _without_json(args: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip or arg.startswith("--json="):
+            skip = False
+        elif arg == "--json":
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
 def record(path: Path | None, figures: list[Figure], **context: object) -> None:
     """Append this run's figures to ``path`` (nothing when None)."""
     if path is None:
         return
     line = {
         "script": Path(sys.argv[0]).name,
-        "args": sys.argv[1:],
+        "args": _without_json(sys.argv[1:]),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": git_commit(),
         "machine": machine(),
@@ -102,7 +115,7 @@ def met_text(target: str, met: bool | None) -> str:
 
 def figures_table(figures: list[Figure], title: str) -> Table:
     """The report's columns, for a script printing its own figures."""
-    table = Table(title=title)
+    table = Table(title=title, expand=True)
     add_columns(table)
     for f in figures:
         table.add_row(f.figure, f.measured, f.anchor, f.ratio, met_text(f.target, f.met))
@@ -110,8 +123,8 @@ def figures_table(figures: list[Figure], title: str) -> Table:
 
 
 def add_columns(table: Table) -> None:
-    table.add_column("figure")
-    table.add_column("measured", justify="right")
-    table.add_column("anchor measured in the same run")
-    table.add_column("ratio", justify="right")
-    table.add_column("target")
+    table.add_column("figure", min_width=40, ratio=4)
+    table.add_column("measured", justify="right", ratio=3)
+    table.add_column("anchor measured in the same run", ratio=2)
+    table.add_column("ratio", justify="right", min_width=5)
+    table.add_column("target", ratio=2)

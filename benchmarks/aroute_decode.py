@@ -15,7 +15,8 @@ Figures (printed as a table):
 Everything runs in one thread (``--pin`` also pins the process to one CPU; on a shared machine
 that can land on a busy CPU). Rates are the best of ``--repeat`` runs.
 
-Usage: ``python benchmarks/aroute_decode.py [--meters 10000] [--slots 4] [--per-envelope 500]``
+Usage: ``python benchmarks/aroute_decode.py [--meters 10000] [--slots 4] [--per-envelope 500]
+[--json PATH]``
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from _figures import Figure, add_json_option, record
 from kenshin.aroute.codec.decode import FrameDecoder
 from kenshin.aroute.codec.encode import encode_interval_frames
 from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument(
         "--pin", action="store_true", help="pin the process to one CPU (the path is one thread)"
     )
+    add_json_option(parser)
     args = parser.parse_args()
     pinned = pin_to_one_core() if args.pin else "one thread, not pinned"
 
@@ -183,9 +186,31 @@ def main() -> None:
     table.add_row("frame size [bytes]", f"{frame_bytes}", "", "")
     table.add_row("rows per message (values + registers)", f"{warm_rows / warm_frames:.0f}", "", "")
     console.print(table)
-    console.print(
+    note = (
         f"{pinned}; best of {args.repeat} runs; {args.slots} slots, the first decoded slot "
         "of a warm run fills the key cache and is not counted"
+    )
+    console.print(note)
+    target = f"≥ {TARGET_PER_S:,}/s"
+    record(
+        args.json,
+        [
+            Figure(
+                f"A-route decode + authenticate + replay check + Arrow batch, one thread, "
+                f"{n:,} LV meters",
+                f"{warm_rate:,.0f} msg/s (median {warm_median:,.0f})",
+                target=target,
+                met=warm_rate >= TARGET_PER_S,
+            ),
+            Figure(
+                "  the same with a cold key cache",
+                f"{cold_rate:,.0f} msg/s",
+                target=target,
+                met=cold_rate >= TARGET_PER_S,
+            ),
+            Figure("  meter side: encode + bundle", f"{encode_rate:,.0f} frames/s"),
+        ],
+        details=[note],
     )
 
 

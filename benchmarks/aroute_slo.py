@@ -4,7 +4,7 @@ A 10,000-meter area, in one process: meters encrypt frames, the network model de
 them, collectors bundle them, the head-end authenticates, stores and re-reads what was lost.
 Prints the on-time share per duty (targets: A1 ≥ 99.9 %, A3 ≥ 99 %) and the cost per frame.
 
-Usage: python benchmarks/aroute_slo.py [--meters 10000] [--days 1]
+Usage: python benchmarks/aroute_slo.py [--meters 10000] [--days 1] [--json PATH]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from _figures import Figure, add_json_option, record
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.hes.policy import Duty
@@ -28,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--meters", type=int, default=10_000)
     parser.add_argument("--days", type=float, default=1.0)
+    add_json_option(parser)
     args = parser.parse_args()
     start = dt.datetime(2026, 4, 1, tzinfo=JST)
     system = EmbeddedSystem(FleetConfig(n_meters=args.meters, start=start, seed=1), aroute="wire")
@@ -40,6 +42,7 @@ def main() -> None:
     table = Table(title=f"wire path, {args.meters:,} meters × {args.days:g} day, default network")
     for column in ("duty", "expected", "on time", "share", "target", "p50 / p99 delay"):
         table.add_column(column, justify="right")
+    figures = []
     for duty, (on, expected) in sorted(hes.slo_totals().items()):
         days = [s for s in hes.slo() if s.duty is duty and s.expected]
         p50 = max((s.p50_delay_s or 0) for s in days)
@@ -53,9 +56,18 @@ def main() -> None:
             "—" if target is None else f"≥ {target:.1%}",
             f"≤ {p50:g} s / ≤ {p99:g} s",
         )
+        figures.append(
+            Figure(
+                f"wire path: {duty.label} on time, "
+                f"{args.meters:,} meters × {args.days:g} day, default network model",
+                f"{on / expected:.3%} of {expected:,}",
+                target="" if target is None else f"≥ {target:.1%}",
+                met=None if target is None else on / expected >= target,
+            )
+        )
     console = Console()
     console.print(table)
-    console.print(
+    note = (
         f"frames sent {field.stats.frames_sent:,}, "
         f"lost in the network {field.stats.frames_lost:,}, "
         f"accepted {hes.stats.frames_accepted:,}, refused {hes.stats.frames_rejected_total}; "
@@ -63,7 +75,9 @@ def main() -> None:
         f"{summary.values:,} values stored; {seconds:.1f} s "
         f"({field.stats.frames_sent / seconds:,.0f} frames/s end to end)"
     )
+    console.print(note)
     system.close()
+    record(args.json, figures, details=[note])
 
 
 if __name__ == "__main__":
