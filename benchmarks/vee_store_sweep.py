@@ -27,11 +27,11 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from kenshin.core.batches import readings_table
 from kenshin.core.quality import Quality, Source
 from kenshin.core.schema import METERS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import sweep as sweep_module
-from kenshin.mdms import versions
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.months import month_of
@@ -69,7 +69,7 @@ def load(store: DuckDBStore, n: int, days: int, rng: np.random.Generator) -> int
         keep = np.ones((n, 48), bool) if offset else rng.random((n, 48)) >= 0.03
         slot_major = np.argwhere(keep.T)  # (slot, meter) pairs in delivery order
         slots, meters = slot_major[:, 0], slot_major[:, 1]
-        table = versions.readings_table(
+        table = readings_table(
             meters,
             1,
             30,

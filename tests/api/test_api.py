@@ -15,12 +15,12 @@ import kenshin
 from kenshin.api import create_app
 from kenshin.api.models import MeterDetail, MeterPage, Readings
 from kenshin.core.channels import Channel
+from kenshin.core.customers import CustomerType
 from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.quality import EstimationMethod, Quality, Source
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import JST, Resolution
 from kenshin.errors import InvalidSetting, StoreError
-from kenshin.fleet.customers import CustomerType
 from kenshin.mdms.duckdb_store import DuckDBStore
 
 with warnings.catch_warnings():

@@ -60,7 +60,7 @@ def test_retention_override_applies_to_gen2_only():
 
 
 def test_codes_parse_from_number_or_name():
-    from kenshin.fleet.customers import CustomerType
+    from kenshin.core.customers import CustomerType
 
     assert Channel.parse("1") is Channel.ACTIVE_FORWARD
     assert Channel.parse("Voltage") is Channel.VOLTAGE

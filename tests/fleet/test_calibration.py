@@ -12,9 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from kenshin.core.customers import CustomerType
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import JST
-from kenshin.fleet.customers import CustomerType
 from kenshin.fleet.load import LoadModel
 from kenshin.fleet.population import Population, PopulationConfig, build_population
 from kenshin.fleet.voltage import VoltageModel

@@ -7,10 +7,10 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from kenshin.core.customers import CustomerType
 from kenshin.core.ids import AREA_SITES, Area
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import JST
-from kenshin.fleet.customers import CustomerType
 from kenshin.fleet.load import DayType, LoadModel, StepPower, day_type
 from kenshin.fleet.population import Population, PopulationConfig, build_population
 from kenshin.fleet.voltage import VoltageModel

@@ -10,10 +10,10 @@ import numpy.typing as npt
 import pytest
 
 from kenshin.core.channels import Channel
+from kenshin.core.customers import CustomerType
 from kenshin.core.specified import SpecifiedKind
 from kenshin.core.timeslots import JST
 from kenshin.errors import InvalidSetting
-from kenshin.fleet.customers import CustomerType
 from kenshin.fleet.simulator import Fleet, FleetConfig
 
 START = dt.datetime(2026, 5, 2, tzinfo=JST)  # sunny spring days: PV export at noon

@@ -5,12 +5,13 @@ import pytest
 
 from kenshin.aroute.messages import IntervalBlock, RegisterBlock, UplinkMessage
 from kenshin.aroute.transport import InProcessTransport
+from kenshin.core.batches import ReadingBatch
 from kenshin.core.channels import Channel
 from kenshin.core.clock import SteppedClock
 from kenshin.core.quality import Quality, Source
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import StoreError
-from kenshin.hes.headend import DirectHeadEnd, ReadingBatch, message_to_batch
+from kenshin.hes.headend import DirectHeadEnd, message_to_batch
 from kenshin.mdms.service import MeterDataService
 
 END = dt.datetime(2026, 4, 1, 1, 0, tzinfo=JST)

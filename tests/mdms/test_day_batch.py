@@ -8,11 +8,11 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
+from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import Resolution
-from kenshin.mdms import versions
 from kenshin.mdms.store import ReadingQuery
 from kenshin.mdms.sweep import day_window, validate_day_batch
 
@@ -33,7 +33,7 @@ def test_a_day_batch_is_labelled_and_estimated(store) -> None:
             values.append(-30 if (meter == 1 and slot == 5) else 100)
     ends = start + np.array(slots) * US30
     received_at = end + 600_000_000
-    readings = versions.readings_table(
+    readings = readings_table(
         np.array(meters),
         1,
         30,

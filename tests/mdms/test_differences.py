@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA, SpecifiedKind
 from kenshin.core.timeslots import JST, Resolution
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.mdms import versions
 from kenshin.mdms.differences import combine, run_differences
 from kenshin.mdms.store import ReadingQuery
 from kenshin.mdms.sweep import day_window
@@ -52,7 +52,7 @@ def values(
     present = np.array([v is not None for v in per_slot])
     value = np.array([0 if v is None else v for v in per_slot])
     labels = np.where(present, int(quality), int(Quality.MISSING))
-    return versions.readings_table(
+    return readings_table(
         np.full(48, meter),
         int(channel),
         30,

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import Resolution
-from kenshin.mdms import versions
 from kenshin.mdms.estimate import history_stats
 from kenshin.mdms.history import DayPlane, HistoryCache, fold
 from kenshin.mdms.sweep import day_window, run_sweep
@@ -71,7 +71,7 @@ def _rows(
     meters: list[int], day: dt.date, slots: list[int], values: list[int], tx_us: int, **kw: int
 ) -> pa.Table:
     start, _ = day_window(day)
-    return versions.readings_table(
+    return readings_table(
         np.array(meters),
         int(F),
         int(R30),

@@ -15,13 +15,12 @@ import pyarrow as pa
 
 from kenshin.api.models import Capabilities, Meter, MeterDetail, Register
 from kenshin.core.channels import VOLTAGE_SCALE, Channel
+from kenshin.core.customers import CustomerType
 from kenshin.core.ids import Area
 from kenshin.core.meterspec import Generation, MeterClass, MeterSpec, meter_spec
 from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
-from kenshin.core.timeslots import US_PER_MINUTE, Resolution, slot_numbers
-from kenshin.fleet.customers import CustomerType
+from kenshin.core.timeslots import JST_OFFSET_US, Resolution, slot_numbers
 
-_JST_OFFSET_US = 9 * 60 * US_PER_MINUTE
 _UNIX_DAY_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _QUALITY = {int(q): q.label for q in Quality}
 _SOURCE = {int(s): s.label for s in Source}
@@ -116,7 +115,7 @@ def _epoch_us(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
 
 def iso_jst(epoch_us: npt.NDArray[np.int64]) -> list[str]:
     """Epoch µs → ISO-8601 in JST (``2026-04-01T00:30:00+09:00``), µs shown only when present."""
-    local = (epoch_us + _JST_OFFSET_US).astype("datetime64[us]")
+    local = (epoch_us + JST_OFFSET_US).astype("datetime64[us]")
     text = np.datetime_as_string(local, unit="s").astype(object)
     fractional = epoch_us % 1_000_000 != 0
     if fractional.any():

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from kenshin.core.customers import CustomerType
 from kenshin.errors import InvalidSetting
-from kenshin.fleet.customers import CustomerType
 
 IntArray = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]

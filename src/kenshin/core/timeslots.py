@@ -21,7 +21,7 @@ import numpy.typing as npt
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 US_PER_MINUTE = 60_000_000
 US_PER_DAY = 1440 * US_PER_MINUTE
-_JST_OFFSET_US = 9 * 60 * US_PER_MINUTE
+JST_OFFSET_US = 9 * 60 * US_PER_MINUTE  # JST is UTC+9 all year (no daylight saving)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 Int64Array = npt.NDArray[np.int64]
@@ -104,7 +104,7 @@ def slot_numbers(epoch_us: Int64Array, resolution: Resolution) -> tuple[Int64Arr
     step = resolution.microseconds
     # ceil to the slot end, then step back one microsecond so the end instant stays in its day
     end = -(-np.asarray(epoch_us, dtype=np.int64) // step) * step
-    local = end - 1 + _JST_OFFSET_US
+    local = end - 1 + JST_OFFSET_US
     day_index = local // US_PER_DAY
     slot = (local - day_index * US_PER_DAY) // step + 1
     return day_index + _UNIX_DAY_ORDINAL, slot

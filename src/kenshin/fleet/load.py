@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from kenshin.core.customers import AMPERE_STEPS_A, CustomerType
 from kenshin.core.ids import AREA_SITES, AreaSite
 from kenshin.core.timeslots import JST
-from kenshin.fleet.customers import AMPERE_STEPS_A, HOUSEHOLD_AMPERE_WEIGHTS, CustomerType
+from kenshin.fleet.customers import HOUSEHOLD_AMPERE_WEIGHTS
 from kenshin.fleet.population import Population
 from kenshin.fleet.profiles import (
     ALL_ELECTRIC_HEATING_FACTOR,

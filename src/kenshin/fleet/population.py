@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from kenshin.core.customers import AMPERE_STEPS_A, CustomerType
 from kenshin.core.ids import Area, make_supply_point_ids
 from kenshin.core.meterspec import Generation, MeterClass, meter_spec
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.customers import (
-    AMPERE_STEPS_A,
     DEFAULT_MIX,
     HOUSEHOLD_AMPERE_WEIGHTS,
     METER_CLASS_CHOICES,
     SHOP_AMPERE_WEIGHTS,
-    CustomerType,
 )
 from kenshin.grid.topology import Topology, TopologyConfig, build_topology
 

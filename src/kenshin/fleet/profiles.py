@@ -14,8 +14,8 @@ from enum import IntEnum
 import holidays
 import numpy as np
 
+from kenshin.core.customers import CustomerType
 from kenshin.core.ids import Area
-from kenshin.fleet.customers import CustomerType
 
 
 class Kind(IntEnum):

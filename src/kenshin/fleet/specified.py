@@ -33,9 +33,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from kenshin.core.customers import CustomerType
 from kenshin.core.specified import SPECIFIED_SCHEMA, SpecifiedKind
 from kenshin.core.timeslots import JST, US_PER_MINUTE, Resolution, from_epoch_us, to_epoch_us
-from kenshin.fleet.customers import CustomerType
 from kenshin.fleet.meters import MODULUS
 from kenshin.fleet.population import Population
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from kenshin.core.customers import CustomerType
 from kenshin.core.meterspec import MeterClass
-from kenshin.fleet.customers import CustomerType
 from kenshin.fleet.population import Population
 
 F32 = npt.NDArray[np.float32]

@@ -20,10 +20,10 @@ import numpy as np
 import numpy.typing as npt
 
 from kenshin.aroute.frames import CommandKind
+from kenshin.core.customers import AMPERE_STEPS_A
 from kenshin.core.meterspec import SPEC_TABLE, Generation, MeterClass, MeterSpec
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution
 from kenshin.errors import IllegalTransition, InvalidInput, InvalidPeriod, InvalidSetting
-from kenshin.fleet.customers import AMPERE_STEPS_A
 
 U32_MAX = 0xFFFF_FFFF
 

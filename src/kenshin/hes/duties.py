@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from kenshin.core.timeslots import US_PER_DAY, from_epoch_us
+from kenshin.core.timeslots import JST_OFFSET_US, US_PER_DAY, from_epoch_us
 from kenshin.hes.policy import CollectionPolicy, Duty
 
 MISSING = np.uint32(0xFFFFFFFF)
@@ -28,7 +28,6 @@ MISSING = np.uint32(0xFFFFFFFF)
 DELAY_EDGES_S = np.array(
     [10, 30, 60, 120, 300, 600, 1200, 1800, 2700, 3600, 7200, 21600, 86400, 259200], dtype=np.int64
 )
-_JST_OFFSET_US = 9 * 3600 * 1_000_000
 
 
 def jst_day_of_slot(end_us: int) -> dt.date:
@@ -253,13 +252,13 @@ def coalesce_ranges(
     return [(int(keys[a]), int(ends[a]), int(ends[b])) for a, b in zip(starts, stops, strict=True)]
 
 
-DAY_PHASE_US = US_PER_DAY - _JST_OFFSET_US  # JST midnights are 15:00 UTC
+DAY_PHASE_US = US_PER_DAY - JST_OFFSET_US  # JST midnights are 15:00 UTC
 
 
 def day_end_us(end_us: int) -> int:
     """Epoch µs of the JST midnight ending the day that ``end_us`` belongs to."""
-    local = end_us - 1 + _JST_OFFSET_US
-    return (local // US_PER_DAY + 1) * US_PER_DAY - _JST_OFFSET_US
+    local = end_us - 1 + JST_OFFSET_US
+    return (local // US_PER_DAY + 1) * US_PER_DAY - JST_OFFSET_US
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,61 +9,40 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from kenshin.aroute.codec.decoded import DecodedFrames
 from kenshin.aroute.frames import FrameType
+from kenshin.core.batches import ReadingBatch, readings_table, register_reads_table
 from kenshin.core.quality import EstimationMethod, Quality, Source
-from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
-from kenshin.hes.headend import ReadingBatch
 
 _RESEND = np.uint8(FrameType.RESEND_RESPONSE)
 
 
-def _sources(frame_type: npt.NDArray[np.uint8]) -> pa.Array:
+def _sources(frame_type: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | int:
     """METER_PUSH, or REREAD for values re-sent from meter memory on request."""
     if not len(frame_type) or not (frame_type == _RESEND).any():
-        return pa.array(np.full(len(frame_type), int(Source.METER_PUSH), dtype=np.uint8))
-    return pa.array(
-        np.where(frame_type == _RESEND, np.uint8(Source.REREAD), np.uint8(Source.METER_PUSH))
-    )
-
-
-def _timestamps(us: npt.NDArray[np.int64]) -> pa.Array:
-    return pa.array(np.asarray(us, dtype=np.int64), type=pa.int64()).view(TIMESTAMP)
+        return int(Source.METER_PUSH)
+    return np.where(frame_type == _RESEND, np.uint8(Source.REREAD), np.uint8(Source.METER_PUSH))
 
 
 def decoded_to_batch(decoded: DecodedFrames, tx_time_us: int) -> ReadingBatch:
     """Readings (quality RAW, method NONE) and register reads of the accepted frames."""
     iv = decoded.intervals
-    n = len(iv)
-    tx = _timestamps(np.full(n, tx_time_us, dtype=np.int64))
-    readings = pa.Table.from_arrays(
-        [
-            pa.array(iv.meter_key),
-            pa.array(iv.channel),
-            pa.array(iv.resolution),
-            _timestamps(iv.interval_end_us),
-            pa.array(iv.value),
-            pa.array(np.full(n, int(Quality.RAW), dtype=np.uint8)),
-            _sources(iv.frame_type),
-            pa.array(np.full(n, int(EstimationMethod.NONE), dtype=np.uint8)),
-            pa.array(np.zeros(n, dtype=np.uint16)),
-            tx,
-        ],
-        schema=READINGS_SCHEMA,
+    readings = readings_table(
+        iv.meter_key,
+        iv.channel,
+        iv.resolution,
+        iv.interval_end_us,
+        iv.value,
+        None,
+        int(Quality.RAW),
+        _sources(iv.frame_type),
+        int(EstimationMethod.NONE),
+        0,
+        tx_time_us,
     )
     rg = decoded.registers
-    r_n = len(rg)
-    registers = pa.Table.from_arrays(
-        [
-            pa.array(rg.meter_key),
-            pa.array(rg.channel),
-            _timestamps(rg.read_at_us),
-            pa.array(rg.register),
-            _sources(rg.frame_type),
-            _timestamps(np.full(r_n, tx_time_us, dtype=np.int64)),
-        ],
-        schema=REGISTER_READS_SCHEMA,
+    registers = register_reads_table(
+        rg.meter_key, rg.channel, rg.read_at_us, rg.register, _sources(rg.frame_type), tx_time_us
     )
     return ReadingBatch(readings=readings, registers=registers)

@@ -31,12 +31,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.specified import SpecifiedKind
 from kenshin.core.timeslots import Resolution
-from kenshin.mdms import versions
 from kenshin.mdms.sweep import day_window
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def run_differences(store: Any, day: dt.date, *, now_us: int) -> DifferenceRepor
     )
     cells = np.flatnonzero(~same.ravel())
     if cells.size:
-        rows_out = versions.readings_table(
+        rows_out = readings_table(
             parents[cells // s],
             int(Channel.DIFFERENCE_FORWARD),
             int(RESOLUTION),

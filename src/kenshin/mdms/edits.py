@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.quality import EstimationMethod, Quality, Source
 from kenshin.core.schema import TIMESTAMP
@@ -62,7 +63,7 @@ def edit_readings(
             strict=True,
         )
     )
-    readings = versions.readings_table(
+    readings = readings_table(
         np.full(len(ends), meter_key),
         int(channel),
         int(resolution),

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kenshin.core.batches import ReadingBatch
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us
-from kenshin.hes.headend import ReadingBatch
 from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.differences import DifferenceReport, run_differences
 from kenshin.mdms.history import HistoryCache

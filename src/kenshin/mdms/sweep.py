@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.meterspec import Generation, MeterClass, meter_spec
 from kenshin.core.quality import Quality, Rule, Source
@@ -203,7 +204,7 @@ def validate_day_batch(
         | (np.isin(all_quality, [Quality.OUTAGE, Quality.DISCONNECTED]) & ~dense.present.ravel())
     )
     s = resolution.slots_per_day
-    estimates = versions.readings_table(
+    estimates = readings_table(
         keys[filled // s],
         int(channel),
         int(resolution),
@@ -352,7 +353,7 @@ def run_sweep(
     write = ~same & ~edited
     cells = np.flatnonzero(write)
     if cells.size:
-        rows = versions.readings_table(
+        rows = readings_table(
             keys[cells // s],
             int(channel),
             int(resolution),

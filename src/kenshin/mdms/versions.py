@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.quality import Source
-from kenshin.core.schema import READINGS_SCHEMA, TIMESTAMP
+from kenshin.core.schema import TIMESTAMP
 from kenshin.mdms.store import ReadingQuery
 
 CONTENT = ("value", "quality", "source", "method", "failed_rule")
@@ -124,43 +124,6 @@ def conform_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
             column = column.cast(pa.int64()).cast(field.type)
         arrays.append(column.cast(field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def readings_table(
-    meter_key: np.ndarray,
-    channel: int,
-    resolution: int,
-    interval_end_us: np.ndarray,
-    value: np.ndarray,
-    value_present: np.ndarray | None,
-    quality: np.ndarray | int,
-    source: np.ndarray | int,
-    method: np.ndarray | int,
-    failed_rule: np.ndarray | int,
-    tx_time_us: int,
-) -> pa.Table:
-    """Reading rows (``READINGS_SCHEMA``) from numpy columns: what VEE and edits append."""
-    n = len(meter_key)
-
-    def col(x: np.ndarray | int, dtype: type) -> np.ndarray:
-        return np.full(n, x, dtype=dtype) if np.isscalar(x) else np.asarray(x, dtype=dtype)
-
-    mask = None if value_present is None else ~np.asarray(value_present, dtype=bool)
-    return pa.Table.from_arrays(
-        [
-            pa.array(np.asarray(meter_key, dtype=np.int32)),
-            pa.array(np.full(n, channel, dtype=np.uint8)),
-            pa.array(np.full(n, resolution, dtype=np.uint8)),
-            pa.array(np.asarray(interval_end_us, dtype=np.int64)).cast(TIMESTAMP),
-            pa.array(np.asarray(value, dtype=np.int32), mask=mask),
-            pa.array(col(quality, np.uint8)),
-            pa.array(col(source, np.uint8)),
-            pa.array(col(method, np.uint8)),
-            pa.array(col(failed_rule, np.uint16)),
-            pa.array(np.full(n, tx_time_us, dtype=np.int64)).cast(TIMESTAMP),
-        ],
-        schema=READINGS_SCHEMA,
-    )
 
 
 def utc(epoch_us: int) -> dt.datetime:
