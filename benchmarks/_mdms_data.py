@@ -4,8 +4,8 @@
   (long rows, unlabelled, slot by slot), register reads at every slot boundary, and the VEE
   history statistics of a few days before (computed from raw history here, not in the timing).
 - :func:`month_day_rows`: one day of already-labelled 30-min rows for bulk-loading a store for
-  point reads, aligned on the stores' month tables (interval ends in ``[day start, next day
-  start)``, so a month's rows land in that month's table whole).
+  point reads, aligned on the stores' month tables (interval ends in ``(day start, next day
+  start]``, the day's own slots, so a month's rows land in that month's table whole).
 - :func:`pg_month_sql`: the same kind of rows generated inside PostgreSQL (loading tens of
   millions of rows through COPY would take minutes at the store's ~300 k rows/s).
 """
@@ -145,9 +145,9 @@ def vee_day(
 
 def month_day_rows(n: int, day_start_us: int, rng: np.random.Generator) -> pa.Table:
     """One day of labelled (VALID, pushed) 30-min rows of ``n`` meters, slot by slot, with
-    interval ends ``day_start + k × 30 min`` for k = 0…47 (aligned on month tables)."""
+    interval ends ``day_start + k × 30 min`` for k = 1…48: the day's slots."""
     count = n * SLOTS
-    ends = day_start_us + np.repeat(np.arange(SLOTS, dtype=np.int64), n) * SLOT_US
+    ends = day_start_us + np.repeat(np.arange(1, SLOTS + 1, dtype=np.int64), n) * SLOT_US
     return pa.Table.from_arrays(
         [
             pa.array(np.tile(np.arange(n, dtype=np.int32), SLOTS)),
@@ -170,6 +170,8 @@ def pg_month_sql(table: str, n: int, month_start: str, days: int) -> str:
     with the readings columns), in the physical order daily appends give: day by day, and within
     a day by meter (``PostgresStore.append`` sorts each batch in index order). The LATERAL
     references force that nesting order without a sort."""
+    # slot k ends (k + 1) × 30 min after the month starts: the month's own slots (the value
+    # ending at the month's first midnight belongs to the month before)
     return f"""
         INSERT INTO {table}
         SELECT m::integer, 1, 30, t, ((m * 7919 + k * 104729) % 200)::integer, {int(Quality.VALID)},
@@ -178,5 +180,7 @@ def pg_month_sql(table: str, n: int, month_start: str, days: int) -> str:
         CROSS JOIN LATERAL generate_series(0 * d, {n - 1}) AS m
         CROSS JOIN LATERAL generate_series(0 * m, {SLOTS - 1}) AS s
         CROSS JOIN LATERAL (SELECT d * {SLOTS} + s AS k) AS kk
-        CROSS JOIN LATERAL (SELECT '{month_start}'::timestamptz + k * interval '30 minutes' AS t) tt
+        CROSS JOIN LATERAL (
+            SELECT '{month_start}'::timestamptz + (k + 1) * interval '30 minutes' AS t
+        ) AS tt
     """

@@ -57,21 +57,17 @@ from _mdms_data import SLOTS, VeeDay, month_day_rows, pg_month_sql, vee_day
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality
 from kenshin.core.schema import REGISTER_READS_SCHEMA
-from kenshin.core.timeslots import Resolution
+from kenshin.core.timeslots import JST, Resolution
 from kenshin.mdms.duckdb_store import _READINGS_DDL, DuckDBStore
 from kenshin.mdms.months import (
-    jst_months,
-    month_bounds_text,
     month_start_us,
     parse_month,
     partition_name,
+    row_bounds_text,
+    row_months,
 )
-from kenshin.mdms.postgres_store import (
-    READING_COLUMNS,
-    PostgresStore,
-    conform,
-    encode_copy,
-)
+from kenshin.mdms.pgcopy import conform, encode_copy
+from kenshin.mdms.postgres_store import READING_COLUMNS, PostgresStore
 from kenshin.mdms.store import ReadingQuery
 from kenshin.mdms.sweep import validate_day_batch
 
@@ -262,7 +258,7 @@ def pg_raw_copy(dsn: str, table: pa.Table) -> float:
     store = PostgresStore(dsn, schema=f"bench_{uuid.uuid4().hex[:12]}")
     try:
         store.ensure_partitions(
-            "readings", jst_months(table.column("interval_end").cast(pa.int64()).to_numpy())
+            "readings", row_months(table.column("interval_end").cast(pa.int64()).to_numpy())
         )
         buffer = encode_copy(conform(table, READING_COLUMNS, "readings"), READING_COLUMNS)
         statement = sql.SQL("COPY {}.readings ({}) FROM STDIN (FORMAT binary)").format(
@@ -458,10 +454,11 @@ def figure_pg_reads(args: argparse.Namespace, dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for month in range(FIRST_MONTH, FIRST_MONTH + months):
             name = f"{schema}.{partition_name('readings', month)}"
-            low, high = month_bounds_text(month)
+            low, high = row_bounds_text(month)
             days = (month_start_us(month + 1) - month_start_us(month)) // 86_400_000_000
+            midnight = dt.datetime.fromtimestamp(month_start_us(month) / 1e6, JST).isoformat()
             conn.execute(f"CREATE TABLE {name} (LIKE {schema}.readings INCLUDING DEFAULTS)")
-            conn.execute(pg_month_sql(name, n, low, days))
+            conn.execute(pg_month_sql(name, n, midnight, days))
             conn.execute(f"CREATE INDEX ON {name} (meter_key, channel, resolution, interval_end)")
             conn.execute(
                 f"ALTER TABLE {schema}.readings ATTACH PARTITION {name} "

@@ -35,15 +35,9 @@ from rich.table import Table
 
 from kenshin.core.quality import Source
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
-from kenshin.mdms.months import jst_months
-from kenshin.mdms.postgres_store import (
-    READING_COLUMNS,
-    PostgresStore,
-    cluster,
-    conform,
-    copy_chunks,
-    encode_copy,
-)
+from kenshin.mdms.months import row_months
+from kenshin.mdms.pgcopy import cluster, conform, copy_chunks, encode_copy
+from kenshin.mdms.postgres_store import READING_COLUMNS, PostgresStore
 
 console = Console()
 SLOT_US = 30 * 60 * 1_000_000
@@ -95,7 +89,7 @@ def run_raw(dsn: str, table: pa.Table) -> float:
     """Seconds for a plain binary COPY of a pre-built buffer into the same kind of table."""
     store = PostgresStore(dsn, schema=f"bench_{uuid.uuid4().hex[:12]}")
     try:
-        months = jst_months(table.column("interval_end").cast(pa.int64()).to_numpy())
+        months = row_months(table.column("interval_end").cast(pa.int64()).to_numpy())
         store.ensure_partitions("readings", months)
         buffer = memoryview(
             bytes(encode_copy(conform(table, READING_COLUMNS, "readings"), READING_COLUMNS))

@@ -10,10 +10,11 @@ import pytest
 
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Source
-from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import StoreError
 from kenshin.mdms.duckdb_store import DuckDBStore
+from kenshin.mdms.months import LAYOUT, parse_month
 from kenshin.mdms.store import ReadingQuery
 
 DAY = dt.datetime(2026, 4, 1, tzinfo=JST)
@@ -248,3 +249,39 @@ def test_replay_windows_commit_with_the_values(store) -> None:
     assert got_keys[order].tolist() == [1, 3, 7]
     assert got_last[order].tolist() == [11, 10, 2**31]
     assert got_bitmap[order].tolist() == [3, 1, 2**64 - 1]
+
+
+def test_midnight_register_reads_of_the_old_layout_move_to_the_month_they_close(tmp_path):
+    """Layout 1 filed the register read at 00:00 on the 1st under the month it starts."""
+    path = tmp_path / "old.duckdb"
+    store = DuckDBStore(path)
+    midnight = to_epoch_us(DAY)  # 2026-04-01 00:00 JST closes March
+    reads = pa.table(
+        {
+            "meter_key": pa.array([1, 1], pa.int32()),
+            "channel": pa.array([1, 1], pa.uint8()),
+            "read_at": pa.array([midnight, midnight + US30]).cast(TIMESTAMP),
+            "register": pa.array([100, 101], pa.int32()),
+            "source": pa.array([1, 1], pa.uint8()),
+            "tx_time": pa.array([midnight, midnight + US30]).cast(TIMESTAMP),
+        },
+        schema=REGISTER_READS_SCHEMA,
+    )
+    store.append(READINGS_SCHEMA.empty_table(), reads)
+    assert store.export_month("register_reads", parse_month("2026-03")).num_rows == 1
+    # make it look like layout 1: the midnight read in April's table, no layout recorded
+    con = store._cursor()
+    con.execute("INSERT INTO register_reads_2026_04 SELECT * FROM register_reads_2026_03")
+    con.execute("DROP TABLE register_reads_2026_03")
+    con.execute("DELETE FROM meta WHERE key = 'layout'")
+    store.close()
+
+    store = DuckDBStore(path)
+    march = store.export_month("register_reads", parse_month("2026-03"))
+    april = store.export_month("register_reads", parse_month("2026-04"))
+    assert march.column("register").to_pylist() == [100]
+    assert april.column("register").to_pylist() == [101]
+    assert store.get_meta("layout") == LAYOUT
+    rows_ = store.read_register_rows(Channel.ACTIVE_FORWARD, midnight, midnight + US30)
+    assert sorted(rows_.column("register").to_pylist()) == [100, 101]
+    store.close()

@@ -17,15 +17,9 @@ from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import StoreError
-from kenshin.mdms.months import jst_months, partition_name
-from kenshin.mdms.postgres_store import (
-    COPY_HEADER,
-    COPY_TRAILER,
-    READING_COLUMNS,
-    PostgresStore,
-    conform,
-    encode_copy,
-)
+from kenshin.mdms.months import LAYOUT, partition_name, row_months
+from kenshin.mdms.pgcopy import COPY_HEADER, COPY_TRAILER, conform, encode_copy
+from kenshin.mdms.postgres_store import READING_COLUMNS, PostgresStore
 from kenshin.mdms.store import ReadingQuery
 from tests.mdms.conftest import postgres_dsn, unique_schema
 from tests.mdms.test_duckdb_store import NO_REGISTERS, roster, rows
@@ -59,38 +53,31 @@ def stored_partitions(store: PostgresStore, parent: str) -> dict[str, list[int]]
 # ---- months and partitions
 
 
-def test_partition_names_are_jst_months():
-    assert partition_name("readings", jst_months(np.array([us(2026, 4, 1)]))[0]) == (
-        "readings_2026_04"
-    )
-    # 2026-03-31 15:00 UTC is 2026-04-01 00:00 JST: April; one µs earlier is still March (JST)
+def test_partition_names_are_row_months():
+    # a row stamped 00:00 on the 1st (JST) closes the month before (kenshin.mdms.months)
     april = us(2026, 4, 1)
-    assert [partition_name("r", m) for m in jst_months(np.array([april - 1, april]))] == [
+    assert partition_name("readings", row_months(np.array([april]))[0]) == "readings_2026_03"
+    assert [partition_name("r", m) for m in row_months(np.array([april, april + 1]))] == [
         "r_2026_03",
         "r_2026_04",
     ]
     # only the months present, not every month in between
-    months = jst_months(np.array([0, us(2026, 4, 2), us(2026, 4, 3)]))
+    months = row_months(np.array([1, us(2026, 4, 2), us(2026, 4, 3)]))
     assert [partition_name("r", m) for m in months] == ["r_1970_01", "r_2026_04"]
-    assert jst_months(np.zeros(0, np.int64)) == []
+    assert row_months(np.zeros(0, np.int64)) == []
 
 
 def test_partitions_are_created_per_jst_month_on_demand(pg_store):
     assert pg_store.partitions("readings") == []
     last_march = us(2026, 3, 31, 23, 30)
-    midnight = us(2026, 4, 1)  # the end of March's last slot, in the April partition
+    midnight = us(2026, 4, 1)  # the end of March's last slot, in the March partition
     may = us(2026, 5, 1)
     ends = [last_march, midnight, midnight + US30, may]
     pg_store.append(rows(1, ends, [1, 2, 3, 4], may), NO_REGISTERS)
-    assert pg_store.partitions("readings") == [
-        "readings_2026_03",
-        "readings_2026_04",
-        "readings_2026_05",
-    ]
+    assert pg_store.partitions("readings") == ["readings_2026_03", "readings_2026_04"]
     assert stored_partitions(pg_store, "readings") == {
-        "readings_2026_03": [last_march],
-        "readings_2026_04": [midnight, midnight + US30],
-        "readings_2026_05": [may],
+        "readings_2026_03": [last_march, midnight],
+        "readings_2026_04": [midnight + US30, may],
     }
     # each partition carries the point-read index
     conn = psycopg.connect(pg_store.dsn)
@@ -99,7 +86,7 @@ def test_partitions_are_created_per_jst_month_on_demand(pg_store):
         [pg_store.schema, "%(meter_key, channel, resolution, interval_end)%"],
     ).fetchall()
     conn.close()
-    assert {"readings_2026_03", "readings_2026_04", "readings_2026_05"} <= {r[0] for r in indexed}
+    assert {"readings_2026_03", "readings_2026_04"} <= {r[0] for r in indexed}
     # a read across the month boundary sees both partitions
     table = pg_store.read(
         ReadingQuery(1, Channel.ACTIVE_FORWARD, Resolution.MIN30, last_march - US30, may)
@@ -108,19 +95,44 @@ def test_partitions_are_created_per_jst_month_on_demand(pg_store):
 
 
 def test_register_reads_are_partitioned_too(pg_store):
-    registers = registers_table([3], [us(2026, 4, 30, 23, 30), us(2026, 5, 1)], [5, 6])
-    pg_store.append(READINGS_SCHEMA.empty_table(), registers)
-    assert pg_store.partitions("register_reads") == [
-        "register_reads_2026_04",
-        "register_reads_2026_05",
-    ]
+    at = [us(2026, 4, 30, 23, 30), us(2026, 5, 1), us(2026, 5, 1, 0, 30)]
+    pg_store.append(READINGS_SCHEMA.empty_table(), registers_table([3, 3, 3], at, [5, 6, 7]))
+    assert (
+        stored_partitions(pg_store, "register_reads")
+        == {
+            "register_reads_2026_04": at[:2],  # the midnight read closes April
+            "register_reads_2026_05": at[2:],
+        }
+    )
     assert pg_store.partitions("readings") == []
+
+
+def test_a_store_of_the_old_month_layout_is_refused(pg_store):
+    """Layout 1 partitioned [1st, next 1st): its midnight rows sit in the other month."""
+    conn = psycopg.connect(pg_store.dsn, autocommit=True)
+    try:
+        conn.execute(
+            f"CREATE TABLE {pg_store.schema}.readings_2026_04 PARTITION OF "
+            f"{pg_store.schema}.readings FOR VALUES FROM ('2026-04-01 00:00:00+09') "
+            "TO ('2026-05-01 00:00:00+09')"
+        )
+        conn.execute(f"DELETE FROM {pg_store.schema}.meta WHERE key = 'layout'")
+    finally:
+        conn.close()
+    with pytest.raises(StoreError, match=r"older kenshin.*layout 1"):
+        PostgresStore(pg_store.dsn, schema=pg_store.schema)
+
+
+def test_a_new_store_records_its_layout(pg_store):
+    assert pg_store.get_meta("layout") == LAYOUT
+    again = PostgresStore(pg_store.dsn, schema=pg_store.schema)  # opening again is fine
+    again.close()
 
 
 def test_concurrent_partition_creation_from_two_stores():
     dsn, schema = postgres_dsn(), unique_schema()
     stores = [PostgresStore(dsn, schema=schema) for _ in range(2)]
-    months = jst_months(np.array([us(2020 + i // 12, i % 12 + 1, 1) for i in range(36)]))
+    months = row_months(np.array([us(2020 + i // 12, i % 12 + 1, 1) for i in range(36)]))
     barrier = threading.Barrier(2)
     created: list[list[str]] = [[], []]
     errors: list[BaseException] = []

@@ -22,7 +22,11 @@ Expectations (``[[expect]]``): for ``meter`` (optionally ``as_of``), ``slots`` r
 ``slot value quality method rule version`` (``-`` = no value / no rule, rule names joined by
 ``+``), ``gaps`` (slots in the gap list), ``history`` rows ``slot version value quality``,
 ``edits`` (number of audit rows), ``sum_equals_registers = [first, last]`` boundaries; ``channel``
-(code or name, default active_forward) says which channel ``slots`` and ``history`` look at.
+(code or name, default active_forward) says which channel ``slots`` and ``history`` look at;
+``span = [first, last]`` boundaries widens what ``slots``, ``count`` and ``history`` read (default
+the day, ``[0, 48]``; slot 49 is the next day's first); ``month_rows``, ``month_registers``,
+``archived_rows`` and ``archived_registers`` map ``"YYYY-MM"`` to the rows filed in that hot or
+archived month (one month convention on every backend, ``kenshin.mdms.months``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
 from kenshin.core.schema import METERS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
@@ -45,6 +50,7 @@ from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.differences import run_differences
 from kenshin.mdms.edits import Edit, edit_readings
 from kenshin.mdms.housekeeping import RetentionPolicy, run_housekeeping
+from kenshin.mdms.months import month_name, parse_month
 from kenshin.mdms.store import ReadingQuery
 from kenshin.mdms.sweep import SupplyWindow, day_window, label_on_ingest, run_sweep
 from kenshin.mdms.vee import VeeConfig
@@ -185,7 +191,7 @@ class Scenario:
         self, meter: int, ends: list[int], value: int, source: Source, at: int
     ) -> pa.Table:
         n = len(ends)
-        return versions.readings_table(
+        return readings_table(
             np.full(n, meter),
             int(self.channel),
             int(Resolution.MIN30),
@@ -210,7 +216,7 @@ class Scenario:
                 label = Quality.ESTIMATED if offset in estimated else Quality.VALID
                 value = _day_value(spec, date, offset in estimated)
                 tables.append(
-                    versions.readings_table(
+                    readings_table(
                         np.full(48, meter),
                         int(self.channel),
                         30,
@@ -229,14 +235,18 @@ class Scenario:
     # ---- observations (identical on every backend)
 
     def observe(
-        self, meter: int, as_of: int | None = None, channel: Channel | None = None
+        self,
+        meter: int,
+        as_of: int | None = None,
+        channel: Channel | None = None,
+        span: tuple[int, int] = (0, 48),
     ) -> list[tuple[Any, ...]]:
         query = ReadingQuery(
             meter,
             channel or self.channel,
             Resolution.MIN30,
-            self.start,
-            self.start + 48 * US30,
+            self.end_of(span[0]),
+            self.end_of(span[1]),
             as_of,
         )
         table = self.store.read(query)
@@ -254,9 +264,15 @@ class Scenario:
             )
         ]
 
-    def history(self, meter: int, channel: Channel | None = None) -> list[tuple[Any, ...]]:
+    def history(
+        self, meter: int, channel: Channel | None = None, span: tuple[int, int] = (0, 48)
+    ) -> list[tuple[Any, ...]]:
         query = ReadingQuery(
-            meter, channel or self.channel, Resolution.MIN30, self.start, self.start + 48 * US30
+            meter,
+            channel or self.channel,
+            Resolution.MIN30,
+            self.end_of(span[0]),
+            self.end_of(span[1]),
         )
         table = self.store.read_versions(query)
         ends = table.column("interval_end").cast(pa.int64()).to_pylist()
@@ -280,7 +296,8 @@ class Scenario:
         meter = int(expect.get("meter", 1))
         as_of = _at(expect["as_of"]) if "as_of" in expect else None
         channel = Channel.parse(expect.get("channel", int(self.channel)))
-        got = {row[0]: row for row in self.observe(meter, as_of, channel)}
+        first, last = expect.get("span", [0, 48])
+        got = {row[0]: row for row in self.observe(meter, as_of, channel, (first, last))}
         if "slots" in expect:
             for slot_text, value, quality, method, rule, version in _rows(expect["slots"]):
                 for slot in _slots(slot_text):
@@ -303,15 +320,17 @@ class Scenario:
                 for s, ver, v, q in _rows(expect["history"])
             ]
             slots = {w[0] for w in want_h}
-            assert [h for h in self.history(meter, channel) if h[0] in slots] == want_h
+            history = self.history(meter, channel, (first, last))
+            assert [h for h in history if h[0] in slots] == want_h
         if "edits" in expect:
             assert self.store.read_edits(meter).num_rows == expect["edits"]
         if "sum_equals_registers" in expect:
             first, last = expect["sum_equals_registers"]
             values = [got[s][1] for s in range(first + 1, last + 1)]
-            regs = self.store.read_register_window(
+            rows = self.store.read_register_rows(
                 self.channel, self.end_of(first), self.end_of(last)
             )
+            regs = versions.latest_register_reads(rows, US30)
             by_time = dict(
                 zip(
                     regs.column("read_at").cast(pa.int64()).to_pylist(),
@@ -325,6 +344,28 @@ class Scenario:
             assert len(self.archive.months()) == expect["months_archived"]
         if "hot_months" in expect:
             assert len(self.store.months("readings")) == expect["hot_months"]
+        for key, kind, read in (
+            ("month_rows", "readings", self.store.export_month),
+            ("month_registers", "register_reads", self.store.export_month),
+            ("archived_rows", "readings", self.archive.read_month),
+            ("archived_registers", "register_reads", self.archive.read_month),
+        ):
+            for month, rows in expect.get(key, {}).items():
+                got_rows = read(kind, parse_month(month)).num_rows
+                assert got_rows == rows, f"{key} {month}: got {got_rows}, want {rows}"
+
+    def month_rows(self) -> dict[str, int]:
+        """Rows of each hot and archived month, by kind: where the backend filed them."""
+        out = {}
+        for kind in ("readings", "register_reads"):
+            for month in self.store.months(kind):
+                out[f"hot/{kind}/{month_name(month)}"] = self.store.export_month(
+                    kind, month
+                ).num_rows
+            for month in self.archive.months():
+                rows = self.archive.read_month(kind, month).num_rows
+                out[f"archive/{kind}/{month_name(month)}"] = rows
+        return out
 
     def dump(self) -> dict[str, Any]:
         """Everything observable, to compare backends."""
@@ -336,6 +377,7 @@ class Scenario:
             out[f"{meter}/edits"] = (
                 self.store.read_edits(int(meter)).drop_columns(["tx_time"]).to_pylist()
             )
+        out["months"] = self.month_rows()
         for meter in sorted({int(row[1]) for row in self.specified}):
             out[f"{meter}/differences"] = self.observe(meter, channel=Channel.DIFFERENCE_FORWARD)
             out[f"{meter}/differences/history"] = self.history(meter, Channel.DIFFERENCE_FORWARD)

@@ -44,6 +44,7 @@ from kenshin.aroute.frames import (
 from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.aroute.replay import MemoryReplayGuard, ReplayGuard
+from kenshin.core.batches import ReadingSink
 from kenshin.core.channels import Channel
 from kenshin.core.clock import Clock, FollowClock
 from kenshin.core.meterspec import MeterClass
@@ -65,7 +66,6 @@ from kenshin.hes.duties import (
     day_end_us,
     summarize,
 )
-from kenshin.hes.headend import ReadingSink
 from kenshin.hes.ingest import decoded_to_batch
 from kenshin.hes.metrics import HesMetrics
 from kenshin.hes.policy import CollectionPolicy, Duty

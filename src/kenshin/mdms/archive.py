@@ -7,8 +7,10 @@ Layout (ARCHITECTURE "Storage"; DuckDB and Spark read the same files)::
     ROOT/months.json        the months archived, written last (a month is there or not)
 
 ``bucket`` is ``meter_key % buckets``, so the history of one meter is one bucket directory per
-day; rows inside a file are sorted by meter and time. Every distinct version is archived, not only
-the current one, so ``as_of`` reads and the history work on archived months as on hot ones.
+day; rows inside a file are sorted by meter and time. ``date`` and the month are those the row
+belongs to (:mod:`kenshin.mdms.months`): the value ending at midnight is filed under the day
+before. Every distinct version is archived, not only the current one, so ``as_of`` reads and the
+history work on archived months as on hot ones.
 """
 
 from __future__ import annotations
@@ -26,19 +28,12 @@ import pyarrow.dataset as ds
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
-from kenshin.mdms.months import JST_OFFSET_US, month_name, month_start_us
+from kenshin.mdms.months import month_name, row_bounds_us, row_date_text
 from kenshin.mdms.store import ReadingQuery
 
 DEFAULT_BUCKETS = 16
 _TIME = {"readings": "interval_end", "register_reads": "read_at"}
 _SCHEMA = {"readings": READINGS_SCHEMA, "register_reads": REGISTER_READS_SCHEMA}
-
-
-def jst_date_text(epoch_us: np.ndarray) -> np.ndarray:
-    """``YYYY-MM-DD`` of the JST day each instant falls in (by interval end, like the months of
-    the hot store)."""
-    days = (np.asarray(epoch_us, np.int64) + JST_OFFSET_US).astype("datetime64[us]")
-    return np.datetime_as_string(days.astype("datetime64[D]"))
 
 
 class ParquetArchive:
@@ -94,7 +89,7 @@ class ParquetArchive:
                 continue
             time = table.column(_TIME[kind]).cast(pa.int64()).to_numpy()
             keys = table.column("meter_key").to_numpy()
-            with_parts = table.append_column("date", pa.array(jst_date_text(time))).append_column(
+            with_parts = table.append_column("date", pa.array(row_date_text(time))).append_column(
                 "bucket", pa.array((keys % self.buckets).astype(np.int16))
             )
             ds.write_dataset(
@@ -127,39 +122,52 @@ class ParquetArchive:
             files.extend(str(p) for p in base.glob(f"date=*/{pattern}/part-{month_name(month)}-*"))
         return sorted(files)
 
-    def read_versions(self, query: ReadingQuery, months: list[int]) -> pa.Table:
-        """Every archived version of one meter's cells in the query's window (READINGS_SCHEMA)."""
-        files = self._files("readings", months, query.meter_key % self.buckets)
+    def _select(self, files: list[str], schema: pa.Schema, where: str = "true") -> pa.Table:
+        """The ``schema`` columns of the rows of ``files`` that satisfy ``where``."""
         if not files:
-            return READINGS_SCHEMA.empty_table()
-        where = versions.duckdb_cell_where(query)
-        columns = ", ".join(f.name for f in READINGS_SCHEMA)
+            return schema.empty_table()
         con = duckdb.connect()
         try:
             table = con.sql(
-                f"SELECT {columns} FROM read_parquet({files!r}, hive_partitioning = false) "
-                f"WHERE {where}"
+                f"SELECT {', '.join(schema.names)} FROM read_parquet({sorted(files)!r}, "
+                f"hive_partitioning = false) WHERE {where}"
             ).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"reading the archive {self.root} failed: {exc}") from exc
         finally:
             con.close()
-        return versions.conform_to(table, READINGS_SCHEMA)
+        return versions.conform_to(table, schema)
+
+    def read_versions(self, query: ReadingQuery, months: list[int]) -> pa.Table:
+        """Every archived version of one meter's cells in the query's window (READINGS_SCHEMA)."""
+        files = self._files("readings", months, query.meter_key % self.buckets)
+        return self._select(files, READINGS_SCHEMA, versions.duckdb_cell_where(query))
+
+    def read_register_rows(
+        self, channel: int, start_us: int, end_us: int, months: list[int]
+    ) -> pa.Table:
+        """Every archived register read of ``channel`` at instants in ``[start, end]``
+        (``versions.REGISTER_ROWS_SCHEMA``), from the day directories that can hold them."""
+        days = row_date_text(np.array([start_us, end_us], np.int64))
+        first, last = dt.date.fromisoformat(str(days[0])), dt.date.fromisoformat(str(days[1]))
+        names = {month_name(m) for m in months}
+        files = []
+        base = self.root / "register_reads"
+        day = first
+        while day <= last:
+            for path in base.glob(f"date={day.isoformat()}/bucket=*/part-*.parquet"):
+                if path.name.split("-")[1] in names:
+                    files.append(str(path))
+            day += dt.timedelta(days=1)
+        where = (
+            f"channel = {int(channel)} AND read_at >= make_timestamptz({int(start_us)}) "
+            f"AND read_at <= make_timestamptz({int(end_us)})"
+        )
+        return self._select(files, versions.REGISTER_ROWS_SCHEMA, where)
 
     def read_month(self, kind: str, month: int) -> pa.Table:
         """One archived month whole (checks, re-import)."""
-        files = self._files(kind, [month], None)
-        if not files:
-            return _SCHEMA[kind].empty_table()
-        columns = ", ".join(f.name for f in _SCHEMA[kind])
-        con = duckdb.connect()
-        try:
-            table = con.sql(
-                f"SELECT {columns} FROM read_parquet({files!r}, hive_partitioning = false)"
-            ).to_arrow_table()
-        finally:
-            con.close()
-        return versions.conform_to(table, _SCHEMA[kind])
+        return self._select(self._files(kind, [month], None), _SCHEMA[kind])
 
     def drop_month(self, month: int) -> None:
         """Delete one month (retention: older than the retention period)."""
@@ -167,8 +175,9 @@ class ParquetArchive:
             self._remove_month_files(kind, month)
             base = self.root / kind
             if base.exists():  # remove the day directories the month leaves empty
-                start = dt.date.fromisoformat(_date_of(month_start_us(month)))
-                end = dt.date.fromisoformat(_date_of(month_start_us(month + 1)))
+                low, high = row_bounds_us(month)
+                start = dt.date.fromisoformat(_date_of(low))
+                end = dt.date.fromisoformat(_date_of(high - 1))
                 day = start
                 while day <= end:
                     path = base / f"date={day.isoformat()}"
@@ -179,4 +188,4 @@ class ParquetArchive:
 
 
 def _date_of(epoch_us: int) -> str:
-    return str(jst_date_text(np.array([epoch_us]))[0])
+    return str(row_date_text(np.array([epoch_us]))[0])

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kenshin.core.batches import CounterState
 from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
@@ -32,14 +33,13 @@ from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
 from kenshin.mdms.months import (
-    month_index,
-    month_start_us,
-    months_between,
+    LAYOUT,
     partition_name,
-    slot_month_index,
-    slot_months_between,
+    row_bounds_us,
+    row_month_index,
+    row_months_between,
 )
-from kenshin.mdms.store import CounterState, ReadingQuery
+from kenshin.mdms.store import ReadingQuery
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class DuckDBStore:
         self._months: dict[str, set[int]] = {"readings": set(), "register_reads": set()}
         self._refresh_months()
         if not read_only:
+            self._file_midnight_register_reads()
             self._refresh_views()
 
     @property
@@ -219,12 +220,11 @@ class DuckDBStore:
                 f"SELECT DISTINCT epoch_us({time}) FROM {kind} WHERE {time} IS NOT NULL"
             ).fetchall()
             months = sorted(
-                {int(m) for m in _month_of_rows(kind, np.array([r[0] for r in rows], np.int64))}
+                {int(m) for m in row_month_index(np.array([r[0] for r in rows], np.int64))}
             )
-            shift = 1 if kind == "readings" else 0  # a slot ending at midnight is the month's last
             for month in months:
                 name = partition_name(kind, month)
-                low, high = month_start_us(month) + shift, month_start_us(month + 1) + shift
+                low, high = row_bounds_us(month)
                 self._con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({ddl})")
                 self._con.execute(
                     f"INSERT INTO {name} SELECT {select} FROM {kind} "
@@ -232,6 +232,31 @@ class DuckDBStore:
                 )
             self._con.execute(f"DROP TABLE {kind}")
             log.info("split %s of %s into %d month tables", kind, self.path, len(months))
+
+    def _file_midnight_register_reads(self) -> None:
+        """Stores of layout 1 filed the register read at 00:00 on the 1st under the month it
+        starts; one month convention (``kenshin.mdms.months``) files it under the month it
+        closes. Moved once; the layout is recorded in ``meta``."""
+        if self.get_meta("layout") == LAYOUT:
+            return
+        with self._transaction("moving midnight register reads to their month") as cur:
+            for month in sorted(self._months["register_reads"]):
+                start = row_bounds_us(month)[0] - 1  # the midnight that starts the month
+                name = partition_name("register_reads", month)
+                moved = cur.execute(
+                    f"SELECT count(*) FROM {name} WHERE read_at = make_timestamptz({start})"
+                ).fetchall()[0][0]
+                if not moved:
+                    continue
+                before = self._ensure_month("register_reads", month - 1)
+                cur.execute(
+                    f"INSERT INTO {before} SELECT * FROM {name} "
+                    f"WHERE read_at = make_timestamptz({start})"
+                )
+                cur.execute(f"DELETE FROM {name} WHERE read_at = make_timestamptz({start})")
+                log.info("moved %d register reads of %s to %s", moved, name, before)
+            cur.execute("DELETE FROM meta WHERE key = 'layout'")
+            cur.execute("INSERT INTO meta VALUES ('layout', ?)", [LAYOUT])
 
     def _refresh_views(self) -> None:
         """Views ``readings`` and ``register_reads`` over every month table: for ad-hoc SQL
@@ -296,13 +321,11 @@ class DuckDBStore:
             raise StoreError(f"{kind} with no {time} cannot be stored")
         column = table.column(time).cast(pa.int64())
         bounds = pc.min_max(column)  # usually one month: no per-row month computed
-        low, high = _month_of_rows(
-            kind, np.array([bounds["min"].as_py(), bounds["max"].as_py()], np.int64)
-        )
+        low, high = row_month_index(np.array([bounds["min"].as_py(), bounds["max"].as_py()]))
         if low == high:
             parts = [(int(low), table)]
         else:
-            index = _month_of_rows(kind, column.to_numpy())
+            index = row_month_index(column.to_numpy())
             months = [int(m) for m in np.unique(index)]
             parts = [(m, table.filter(pa.array(index == m))) for m in months]
         for month, part in parts:
@@ -390,7 +413,7 @@ class DuckDBStore:
         return versions.conform_to(versions.current_of(raw), versions.READ_SCHEMA)
 
     def _raw_versions(self, query: ReadingQuery) -> pa.Table:
-        months = slot_months_between(query.start_us, query.end_us)
+        months = row_months_between(query.start_us, query.end_us)
         parts = []
         source = self._source("readings", months)
         if source is not None:
@@ -420,7 +443,7 @@ class DuckDBStore:
     ) -> pa.Table:
         """Current versions of every meter's cells with interval ends in ``(start, end]``
         (``versions.WINDOW_SCHEMA``): what a VEE sweep reads."""
-        months = slot_months_between(start_us, end_us)
+        months = row_months_between(start_us, end_us)
         source = self._source("readings", months)
         if source is None:
             return versions.empty(versions.WINDOW_SCHEMA)
@@ -440,7 +463,7 @@ class DuckDBStore:
         """Every version row of every meter's cells in ``(start, end]``, unordered
         (``versions.VERSION_ROWS_SCHEMA``): a plain scan, for callers that apply the reading
         rule themselves (``versions.current_of``) where most cells hold one row."""
-        source = self._source("readings", slot_months_between(start_us, end_us))
+        source = self._source("readings", row_months_between(start_us, end_us))
         if source is None:
             return versions.empty(versions.VERSION_ROWS_SCHEMA)
         columns = ", ".join(versions.VERSION_ROWS_SCHEMA.names)
@@ -457,7 +480,7 @@ class DuckDBStore:
     ) -> dict[int, int]:
         """Days of ``(start, end]`` (numbered from ``start``) that received rows after
         ``since``, with the newest transaction time of each (``versions.written_days_sql``)."""
-        source = self._source("readings", slot_months_between(start_us, end_us))
+        source = self._source("readings", row_months_between(start_us, end_us))
         if source is None:
             return {}
         statement = versions.written_days_sql(
@@ -477,7 +500,7 @@ class DuckDBStore:
         self, channel: Channel, start_us: int, end_us: int, schema: pa.Schema, qualify: str = ""
     ) -> pa.Table:
         """The ``schema`` columns of the register reads at instants in ``[start, end]``."""
-        months = sorted(set(months_between(start_us - 1, end_us)))
+        months = row_months_between(start_us - 1, end_us)
         source = self._source("register_reads", months)
         if source is None:
             return versions.empty(schema)
@@ -492,7 +515,12 @@ class DuckDBStore:
         """Every stored register read at instants in ``[start, end]``, unordered
         (``versions.REGISTER_ROWS_SCHEMA``; ``versions.latest_register_reads`` picks the
         latest): a plain scan."""
-        return self._register_reads(channel, start_us, end_us, versions.REGISTER_ROWS_SCHEMA)
+        rows = self._register_reads(channel, start_us, end_us, versions.REGISTER_ROWS_SCHEMA)
+        archived = self._archived(row_months_between(start_us - 1, end_us))
+        if not archived:
+            return rows
+        old = self.archive.read_register_rows(int(channel), start_us, end_us, archived)
+        return pa.concat_tables([rows, old])
 
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""
@@ -637,9 +665,3 @@ class DuckDBStore:
             f"{where} ORDER BY parent_key, meter_key"
         )
         return versions.conform_to(table, SPECIFIED_SCHEMA)
-
-
-def _month_of_rows(kind: str, epoch_us: np.ndarray) -> np.ndarray:
-    """Month table of each row: readings by the month their slot belongs to, register reads by
-    the month of the instant."""
-    return slot_month_index(epoch_us) if kind == "readings" else month_index(epoch_us)

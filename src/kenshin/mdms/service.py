@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from kenshin.core.batches import CounterState, ReadingBatch
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
-from kenshin.hes.headend import ReadingBatch
-from kenshin.mdms.store import CounterState, ReadingStore
+from kenshin.mdms.store import ReadingStore
 from kenshin.mdms.sweep import label_on_ingest
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
+from kenshin.core.batches import CounterState
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import Resolution
 
@@ -27,10 +26,6 @@ class ReadingQuery:
     start_us: int
     end_us: int
     as_of_us: int | None = None  # what was known at this transaction time; None = now
-
-
-# replay windows of a head-end, committed with the values they let in: (meter keys, last, bitmap)
-CounterState = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]
 
 
 class ReadingStore(Protocol):
