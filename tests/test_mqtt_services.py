@@ -18,7 +18,8 @@ import duckdb
 import pytest
 
 from kenshin.aroute.frames import FrameType
-from kenshin.aroute.mqtt import MqttLink, Received, shared_up_subscription, up_topic
+from kenshin.aroute.link import Delivery
+from kenshin.aroute.mqtt import MqttLink, shared_up_subscription, up_topic
 from tests.conftest import require_service
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def test_shared_subscription_splits_the_load_and_loses_nothing(broker) -> None:
     lock = threading.Lock()
 
     def sink(name: str):
-        def on(message: Received) -> None:
+        def on(message: Delivery) -> None:
             with lock:
                 got[name].append(message.payload)
 

@@ -55,7 +55,7 @@ class LiveRunner:
                     continue
                 with self.lock:
                     self.system.run_step()
-                    self.system.mdms.flush()  # live data is visible as soon as it is delivered
+                    self.system.commit()  # live data is visible as soon as it is delivered
                     if self.system.schedule is not None:  # daily VEE sweep, monthly archive
                         self.system.schedule.tick(self.system.fleet.meters.now_us)
         except BaseException as exc:  # reported on the status line and at exit

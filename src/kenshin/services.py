@@ -22,16 +22,14 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from kenshin.aroute.keys import KeyRing, load_master_key
+from kenshin.aroute.link import Delivery
 from kenshin.aroute.mqtt import (
     TOPIC_ROOT,
     Backlog,
     MqttLink,
-    Received,
     down_subscription,
     down_topic,
-    observed_topic,
     progress_subscription,
-    progress_topic,
     shared_up_subscription,
     split_topic,
     up_subscription,
@@ -39,7 +37,6 @@ from kenshin.aroute.mqtt import (
 )
 from kenshin.aroute.network import Network, NetworkConfig
 from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
-from kenshin.aroute.replay_postgres import PostgresReplayGuard
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
@@ -47,6 +44,7 @@ from kenshin.fleet.field import FieldStats, build_field
 from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.hes.policy import CollectionPolicy
 from kenshin.hes.service import HeadEnd
+from kenshin.hes.worker import HesWorker, WorkerReports
 from kenshin.mdms.service import MeterDataService
 from kenshin.mdms.store import ReadingStore
 from kenshin.system import policy_for
@@ -69,7 +67,8 @@ def run_hes_worker(
     topic_root: str = TOPIC_ROOT,
     lock: threading.Lock | None = None,
 ) -> HeadEnd:
-    """Run one head-end worker until ``stop`` is set; returns the head-end for its figures."""
+    """Run one head-end worker (:class:`kenshin.hes.worker.HesWorker`) over MQTT until ``stop``
+    is set; returns the head-end for its figures."""
     meters = store.read_meters()
     if meters.num_rows == 0:
         raise InvalidSetting(
@@ -77,32 +76,21 @@ def run_hes_worker(
             "run `kenshin install` (or `kenshin simulate`) first"
         )
     stop = stop or threading.Event()
-    inbox: queue.Queue[Received] = queue.Queue()
-    areas: dict[str, str] = {}
     mdms = MeterDataService(store, background=False)
-    clock = FollowClock(_roster_start(store))
     link_box: list[MqttLink] = []
+    worker_box: list[HesWorker] = []
 
     def downlink(collector: str, envelope: bytes) -> None:
-        area = areas.get(collector)
+        area = worker_box[0].areas.get(collector) if worker_box else None
         if area is not None and link_box:
             link_box[0].publish(down_topic(area, collector, topic_root), envelope)
 
-    staged: StagedReplayGuard | None = None
-    held = replay if isinstance(replay, PostgresReplayGuard) and replay.hold else None
-    if replay is None:  # one worker: windows committed with the values they let in
-        staged = StagedReplayGuard(meters.num_rows)
-        keys, last, bitmap = store.load_counters()
-        full_last, full_bitmap = staged.state()
-        full_last[keys], full_bitmap[keys] = last, bitmap
-        staged.load(full_last, full_bitmap)
-        replay = staged
     hes = HeadEnd(
         mdms,
-        clock,
+        FollowClock(_roster_start(store)),
         meters,
         KeyRing(load_master_key(master_key)),
-        replay,
+        replay if replay is not None else committed_replay_guard(store, meters.num_rows),
         policy=policy,
         downlink=downlink,
         track_duties=duties,
@@ -110,57 +98,39 @@ def run_hes_worker(
     link = MqttLink(
         mqtt_url,
         worker_id,
-        on_message=inbox.put,
         subscriptions=(shared_up_subscription(root=topic_root),),
         manual_ack=True,
         persistent=True,
     )
     link_box.append(link)
     # the worker keeping the duties also watches every envelope, whichever worker stores it
-    watched: queue.Queue[Received] = queue.Queue()
     observer = (
         MqttLink(
-            mqtt_url,
-            f"{worker_id}-observer",
-            on_message=watched.put,
-            subscriptions=(up_subscription(root=topic_root),),
+            mqtt_url, f"{worker_id}-observer", subscriptions=(up_subscription(root=topic_root),)
         )
         if duties
         else None
     )
+    worker = HesWorker(
+        hes,
+        link,
+        mdms.flush,
+        observer=observer,
+        reports=WorkerReports(worker_id, topic_root),
+        lock=lock or threading.Lock(),
+    )
+    worker_box.append(worker)
     if on_ready is not None:
         on_ready(hes)
-    last_tick = time.monotonic()
-    stored = observed = 0
-    guard = lock or threading.Lock()
     try:
         while not stop.is_set():
-            batch = _take(inbox, batch_wait_s)
-            seen = _take(watched, 0.0, limit=4096) if observer is not None else []
-            hes.stats.largest_batch = max(hes.stats.largest_batch, len(batch))
-            with guard:
-                stored += _process(batch, hes, mdms, staged, held, link, areas)
-                if seen:
-                    for message in seen:
-                        area, collector = split_topic(message.topic)
-                        areas[collector] = area
-                    hes.observe_envelopes([m.payload for m in seen])
-            if seen:
-                observed += len(seen)
-                link.publish_status(observed_topic(worker_id, topic_root), str(observed).encode())
-            if batch:
-                link.publish_status(progress_topic(worker_id, topic_root), str(stored).encode())
-            if batch or time.monotonic() - last_tick > 1.0:
-                with guard:
-                    hes.tick()
-                last_tick = time.monotonic()
+            worker.tick(busy=worker.step(batch_wait_s) > 0)
     except BaseException:
         # nothing unacknowledged is stored: the broker gives it again, admitted afresh
+        worker.abandon()
         link.close()
         if observer is not None:
             observer.close()
-        if held is not None:
-            held.rollback()
         raise
     link.close()
     if observer is not None:
@@ -169,50 +139,14 @@ def run_hes_worker(
     return hes
 
 
-def _process(
-    batch: list[Received],
-    hes: HeadEnd,
-    mdms: MeterDataService,
-    staged: StagedReplayGuard | None,
-    held: PostgresReplayGuard | None,
-    link: MqttLink,
-    areas: dict[str, str],
-) -> int:
-    """Store one batch and acknowledge it; returns how many envelopes it held."""
-    if not batch:
-        return 0
-    for message in batch:
-        area, collector = split_topic(message.topic)
-        areas[collector] = area
-    # one authentication and replay pass for what arrived together; in a batch holding a
-    # redelivered message, replays count as redeliveries
-    hes.receive_envelopes(
-        [m.payload for m in batch],
-        redelivered=any(m.redelivered for m in batch),
-        duties=False,  # the observer (below) keeps them, for every worker's messages
-    )
-    # stored (with the replay windows) before acknowledged: a crash before the commit means
-    # redelivery and fresh admission, after it, recognised repeats
-    mdms.flush(staged.take_changes() if staged is not None else None)
-    if held is not None:
-        held.commit()  # admissions final only once their values are stored
-    for message in batch:
-        link.ack(message)
-    return len(batch)
-
-
-def _take(inbox: queue.Queue[Received], wait_s: float, limit: int = 256) -> list[Received]:
-    """What arrived together: the first message within ``wait_s``, then whatever is queued."""
-    try:
-        batch = [inbox.get(timeout=wait_s)]
-    except queue.Empty:
-        return []
-    while len(batch) < limit:
-        try:
-            batch.append(inbox.get_nowait())
-        except queue.Empty:
-            break
-    return batch
+def committed_replay_guard(store: ReadingStore, n_meters: int) -> StagedReplayGuard:
+    """A worker's replay windows, loaded from what the store committed with the values."""
+    staged = StagedReplayGuard(n_meters)
+    keys, last, bitmap = store.load_counters()
+    full_last, full_bitmap = staged.state()
+    full_last[keys], full_bitmap[keys] = last, bitmap
+    staged.load(full_last, full_bitmap)
+    return staged
 
 
 def _roster_start(store: ReadingStore) -> dt.datetime:
@@ -269,10 +203,10 @@ def run_fleet(
         offpeak=(policy.offpeak_start, policy.offpeak_end),
     )
     area = config.area.code
-    downs: queue.Queue[Received] = queue.Queue()
+    downs: queue.Queue[Delivery] = queue.Queue()
     backlog = Backlog(max_backlog)
 
-    def on_message(message: Received) -> None:
+    def on_message(message: Delivery) -> None:
         if "/hes/" in message.topic:
             backlog.on_report(message.topic, message.payload)
         else:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kenshin.aroute.keys import KeyRing, load_master_key
+from kenshin.aroute.link import MemoryBroker
+from kenshin.aroute.mqtt import shared_up_subscription, up_topic
 from kenshin.aroute.network import Network, NetworkConfig
 from kenshin.aroute.replay import MemoryReplayGuard
 from kenshin.aroute.transport import InProcessTransport
@@ -32,6 +34,7 @@ from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.hes.headend import DirectHeadEnd
 from kenshin.hes.policy import CollectionPolicy
 from kenshin.hes.service import HeadEnd
+from kenshin.hes.worker import HesWorker
 from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.housekeeping import RetentionPolicy
@@ -112,6 +115,7 @@ class EmbeddedSystem:
         self.store.write_meters(meters)
         self.direct: DirectHeadEnd | None = None
         self.hes: HeadEnd | None = None
+        self.worker: HesWorker | None = None
         self.field: Field | None = None
         self.link = LossyLink(self.mdms, loss, config.seed) if loss else None
         sink = self.link if self.link is not None else self.mdms
@@ -160,6 +164,22 @@ class EmbeddedSystem:
                 policy=self.policy,
                 downlink=self._downlink,
             )
+            # the service mode's worker step over the in-memory twin of the MQTT link: values
+            # are acknowledged once stored (committed every simulated hour, or when live)
+            self.broker = MemoryBroker()
+            self.uplink = self.broker.connect("collectors")
+            self.worker = HesWorker(
+                self.hes,
+                self.broker.connect(
+                    "hes-1",
+                    (shared_up_subscription(),),
+                    persistent=True,
+                    receive_maximum=1 << 30,
+                ),
+                self.mdms.flush,
+                inline_duties=True,
+            )
+            self._uncommitted_steps = 0
         self.store.set_meta("fleet", config.describe(aroute=aroute))
 
     @property
@@ -195,11 +215,14 @@ class EmbeddedSystem:
         # what happens before the next boundary happens first: answers to commands must not
         # queue behind the next burst of scheduled frames
         boundary = self.field.now_us + Resolution.MIN5.microseconds
+        assert self.worker is not None
+        area = self.config.area.code
         for minute in range(1, 6):
             until = self.field.now_us + minute * US_PER_MINUTE
             for envelope in self.field.due(until - 1):
                 self._set_clock(envelope.at_us)
-                self.hes.receive_envelope(envelope.payload)
+                self.uplink.publish(up_topic(area, envelope.collector), envelope.payload)
+                self.worker.step(0.0, commit=False)
             if minute < 5:
                 self._set_clock(until)
                 self.hes.tick()  # commands and polls go out within the minute, not per step
@@ -207,6 +230,16 @@ class EmbeddedSystem:
         assert self.field.now_us == boundary
         self._set_clock(boundary)
         self.hes.tick()
+        self._uncommitted_steps += 1
+        if self._uncommitted_steps >= 12:
+            self.commit()
+
+    def commit(self) -> None:
+        """Store everything delivered so far (and, on the wire, acknowledge it)."""
+        if self.worker is not None:
+            self.worker.commit()
+            self._uncommitted_steps = 0
+        self.mdms.flush()
 
     def run(
         self, end: dt.datetime, progress: Callable[[int, int], None] | None = None
@@ -224,7 +257,7 @@ class EmbeddedSystem:
                 self.schedule.tick(self.fleet.meters.now_us)
             if progress:
                 progress(done, total)
-        self.mdms.flush()
+        self.commit()
         if self.schedule is not None:  # every day that has closed gets its sweep
             self.schedule.tick(self.fleet.meters.now_us, final=True)
         return self.summary(first, time.perf_counter() - started)
@@ -263,6 +296,7 @@ class EmbeddedSystem:
         )
 
     def close(self) -> None:
+        self.commit()
         self.mdms.close()
         checkpoint = getattr(self.store, "checkpoint", None)
         if checkpoint is not None:

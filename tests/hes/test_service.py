@@ -28,13 +28,13 @@ def system() -> EmbeddedSystem:
         FleetConfig(n_meters=200, start=START, seed=7), aroute="wire", background_writer=False
     )
     captured: list[bytes] = []
-    receive = s.hes.receive_envelope  # type: ignore[union-attr]
+    receive = s.hes.receive_envelopes  # type: ignore[union-attr]
 
-    def capture(payload: bytes, **kw: bool) -> int:
-        captured.append(payload)
-        return receive(payload, **kw)
+    def capture(payloads: list[bytes], **kw: bool) -> int:
+        captured.extend(payloads)
+        return receive(payloads, **kw)
 
-    s.hes.receive_envelope = capture  # type: ignore[union-attr, method-assign]
+    s.hes.receive_envelopes = capture  # type: ignore[union-attr, method-assign]
     s.captured = captured  # type: ignore[attr-defined]
     s.run(START + dt.timedelta(hours=1))
     return s

@@ -1,4 +1,5 @@
-"""The MQTT 5 transport of the A-route (paho-mqtt against a real broker, e.g. Mosquitto).
+"""The MQTT 5 transport of the A-route (paho-mqtt against a real broker, e.g. Mosquitto); the
+in-memory twin with the same semantics is :mod:`kenshin.aroute.link`.
 
 Topics: collectors publish envelopes to ``kenshin/<area>/<collector>/up`` and receive downlink
 envelopes on ``kenshin/<area>/<collector>/down`` (docs/protocols/aroute.md). Data goes at QoS 1.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from kenshin.aroute.link import Delivery
 from kenshin.errors import InvalidSetting, KenshinError
 
 log = logging.getLogger("kenshin.aroute.mqtt")
@@ -163,15 +166,6 @@ class BrokerAddress:
         return cls(parsed.hostname, parsed.port or 1883)
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    redelivered: bool
-
-
 class MqttLink:
     """One MQTT 5 client with bounded publishing and optional manual acknowledgements."""
 
@@ -180,7 +174,7 @@ class MqttLink:
         url: str,
         client_id: str,
         *,
-        on_message: Callable[[Received], None] | None = None,
+        on_message: Callable[[Delivery], None] | None = None,
         subscriptions: tuple[str, ...] = (),
         max_in_flight: int = 64,
         receive_maximum: int = 64,
@@ -191,6 +185,7 @@ class MqttLink:
         self.address = BrokerAddress.parse(url)
         self.client_id = client_id
         self._on_message = on_message
+        self._inbox: queue.Queue[Delivery] = queue.Queue()  # without on_message: receive()
         self._subscriptions = subscriptions
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._max_in_flight = max_in_flight
@@ -267,10 +262,11 @@ class MqttLink:
 
     def _handle_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.received += 1
+        delivery = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup))
         if self._on_message is not None:
-            self._on_message(
-                Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup))
-            )
+            self._on_message(delivery)
+        else:
+            self._inbox.put(delivery)
 
     def _handle_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
@@ -294,9 +290,22 @@ class MqttLink:
         """Fire-and-forget (QoS 0) status, e.g. a head-end's progress; never blocks."""
         self._client.publish(topic, payload, qos=0)
 
-    def ack(self, message: Received) -> None:
+    def receive(self, wait_s: float, limit: int = 256) -> list[Delivery]:
+        """What arrived together (see :class:`kenshin.aroute.link.EnvelopeLink`)."""
+        try:
+            batch = [self._inbox.get(timeout=wait_s) if wait_s > 0 else self._inbox.get_nowait()]
+        except queue.Empty:
+            return []
+        while len(batch) < limit:
+            try:
+                batch.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def ack(self, message: Delivery) -> None:
         """Acknowledge a message received with ``manual_ack`` (after its values are stored)."""
-        self._client.ack(message.mid, message.qos)
+        self._client.ack(message.tag, message.qos)
 
     def drain(self, timeout_s: float = 60.0) -> None:
         """Wait until every published message is acknowledged by the broker."""

@@ -29,6 +29,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from kenshin.core.batches import CounterState
 from kenshin.errors import InvalidSetting, UnknownMeter
 
 WINDOW = 64
@@ -42,8 +43,29 @@ UInt64Array = npt.NDArray[np.uint64]
 
 
 class ReplayGuard(Protocol):
+    """Admits frames, and makes admissions final only together with the values they let in.
+
+    A head-end worker (``kenshin.hes.worker``) admits a batch, stores its values with
+    :meth:`staged` in the same transaction, then calls :meth:`stored`; if it fails before the
+    values are stored it calls :meth:`abandon`. So a frame redelivered after a crash is admitted
+    again exactly when its value was not stored.
+    """
+
     def admit(self, meter_keys: npt.NDArray[np.int32], counters: Int64Array) -> BoolArray:
         """Admit each frame (in arrival order) at most once; record the admitted ones."""
+        ...
+
+    def staged(self) -> CounterState | None:
+        """Windows changed since the last call, for the store to commit with the values; None
+        when the guard keeps its state elsewhere."""
+        ...
+
+    def stored(self) -> None:
+        """The values of what was admitted are stored: admissions are final."""
+        ...
+
+    def abandon(self) -> None:
+        """Nothing was stored: admissions not final are forgotten where the guard can."""
         ...
 
 
@@ -161,6 +183,16 @@ class MemoryReplayGuard:
     def __len__(self) -> int:
         return len(self._last)
 
+    # one process holds the state: nothing to commit elsewhere (see ReplayGuard)
+    def staged(self) -> CounterState | None:
+        return None
+
+    def stored(self) -> None:
+        pass
+
+    def abandon(self) -> None:
+        pass
+
     def admit(self, meter_keys: npt.NDArray[np.int32], counters: Int64Array) -> BoolArray:
         keys = np.asarray(meter_keys, dtype=np.int64).reshape(-1)
         if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= len(self._last)):
@@ -209,6 +241,11 @@ class StagedReplayGuard(MemoryReplayGuard):
     def load(self, last: npt.ArrayLike, bitmap: npt.ArrayLike) -> None:
         super().load(last, bitmap)
         self._touched = np.zeros(len(self._last), dtype=bool)
+
+    def staged(self) -> CounterState:
+        """The changed windows; a worker that abandons a batch is discarded and a new one loads
+        what the store committed (``kenshin.hes.worker``)."""
+        return self.take_changes()
 
     def take_changes(self) -> tuple[Int64Array, Int64Array, UInt64Array]:
         """(meter keys, last, bitmap) of the windows changed since the last call."""

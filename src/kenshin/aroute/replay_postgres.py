@@ -29,6 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from kenshin.aroute.replay import NOTHING_SEEN, BoolArray, Int64Array, UInt64Array, admit_batch
+from kenshin.core.batches import CounterState
 from kenshin.errors import StoreError
 from kenshin.postgres import describe_dsn
 
@@ -133,6 +134,17 @@ class PostgresReplayGuard:
                 except psycopg.Error as exc:
                     raise StoreError(f"replay check on {self.target} failed: {exc}") from exc
         raise StoreError(f"replay table in {self.target} keeps losing rows")
+
+    def staged(self) -> CounterState | None:
+        return None  # the windows live in the table, committed by stored()
+
+    def stored(self) -> None:
+        if self.hold:
+            self.commit()
+
+    def abandon(self) -> None:
+        if self.hold:
+            self.rollback()
 
     def commit(self) -> None:
         """Make the held admissions final (after their values are stored)."""
