@@ -37,9 +37,15 @@ def test_folding_planes_equals_the_raw_history_statistics(data: st.DataObject) -
     classes = data.draw(hnp.arrays(np.int8, d, elements=st.integers(0, 2)))
     target = data.draw(st.integers(0, 2))
     like = data.draw(st.integers(1, 4))
+    # days with no rows at all (before the fleet began): empty planes, no meter usable
+    empty = data.draw(hnp.arrays(np.bool_, d))
+    usable[:, empty] = False
     keys = np.arange(n, dtype=np.int64)
     planes = []
     for day in range(d):
+        if empty[day]:
+            planes.append(DayPlane.empty(keys, s, built_us=0))
+            continue
         quality = np.full((n, s), Quality.VALID, np.int16)
         quality[~usable[:, day], 0] = Quality.ESTIMATED  # one estimate spoils the day
         planes.append(

@@ -37,6 +37,7 @@ from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.specified import SpecifiedKind
 from kenshin.core.timeslots import Resolution
+from kenshin.mdms import versions
 from kenshin.mdms.sweep import day_window
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,13 @@ def _term_columns(
     return parents, np.stack([parent, sign]), by_channel
 
 
+def _current(store: Any, channel: Channel, start: int, end: int) -> pa.Table:
+    """Current versions of every meter's cells of the day: one plain scan and the reading rule
+    in numpy, as the sweep reads (a windowed query over the fleet's day costs seconds)."""
+    rows = store.read_window_versions(channel, RESOLUTION, start, end)
+    return versions.current_cells(rows, RESOLUTION.microseconds)
+
+
 def run_differences(store: Any, day: dt.date, *, now_us: int) -> DifferenceReport:
     """Compute and store the differences of one JST day for every parent meter (module doc)."""
     report = DifferenceReport(day=day)
@@ -225,7 +233,7 @@ def run_differences(store: Any, day: dt.date, *, now_us: int) -> DifferenceRepor
     for channel, (rows, keys) in by_channel:
         if rows.size == 0:
             continue
-        dense = _dense(store.read_window(channel, RESOLUTION, start, end), keys, start)
+        dense = _dense(_current(store, channel, start, end), keys, start)
         value[rows], present[rows] = dense.value, dense.present
         quality[rows], rule[rows] = dense.quality, dense.rule
     diff, diff_present, diff_quality, diff_rule = combine(
@@ -233,7 +241,7 @@ def run_differences(store: Any, day: dt.date, *, now_us: int) -> DifferenceRepor
     )
 
     # write only what differs from the stored current version (like the sweep)
-    stored = store.read_window(Channel.DIFFERENCE_FORWARD, RESOLUTION, start, end)
+    stored = _current(store, Channel.DIFFERENCE_FORWARD, start, end)
     current = _dense(stored, parents, start)
     same = (
         (current.present == diff_present)

@@ -89,6 +89,23 @@ class DayPlane:
         lo, hi = (int(kept.min()), int(kept.max())) if kept.size else (0, 0)
         return cls(keys, kept.astype(_smallest_int(lo, hi)), usable, totals, built_us)
 
+    @classmethod
+    def empty(cls, keys: Int64Array, slots: int, built_us: int) -> DayPlane:
+        """A day with no rows at all (before the fleet began, or lost whole): no meter usable,
+        held as broadcast views, so weeks of them cost no memory and folding skips them."""
+        n = len(keys)
+        return cls(
+            keys,
+            np.broadcast_to(np.int8(-1), (n, slots)),
+            np.broadcast_to(np.False_, (n,)),
+            np.broadcast_to(np.int64(-1), (n,)),
+            built_us,
+        )
+
+    @property
+    def any_usable(self) -> bool:
+        return bool(self.usable.any())
+
 
 def fold(
     planes: list[DayPlane], classes: npt.NDArray[np.integer[Any]], target: int, like_count: int
@@ -103,7 +120,8 @@ def fold(
     n, s = planes[0].values.shape
     recent_max = np.full((n, s), -1, np.int64)
     day_max = np.full(n, -1, np.int64)
-    for plane in planes:
+    planes_with_data = [p for p in planes if p.any_usable]  # empty days change nothing
+    for plane in planes_with_data:
         np.maximum(recent_max, plane.values, out=recent_max)
         np.maximum(day_max, plane.totals, out=day_max)
     like_sum = np.zeros((n, s), np.int64)
@@ -234,8 +252,15 @@ class HistoryCache:
                 store.read_window_versions(channel, resolution, start, start + len(run) * _DAY_US),
                 resolution.microseconds,
             )
+            ends = np.asarray(window.column("interval_end").cast(pa.int64()).to_numpy(), np.int64)
+            rows_per_day = np.bincount((ends - start - 1) // _DAY_US, minlength=len(run))
             for i, d in enumerate(run):
-                plane = _plane_from_rows(window, keys, start + i * _DAY_US, resolution, now_us)
+                day_start = start + i * _DAY_US
+                plane = (
+                    _plane_from_rows(window, keys, day_start, resolution, now_us)
+                    if rows_per_day[i]
+                    else DayPlane.empty(keys, s, now_us)
+                )
                 self.put(channel, resolution, d, plane)
                 self.planes_read += 1
 
