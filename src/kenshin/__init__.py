@@ -6,7 +6,8 @@ Packages, from the bottom up (a package only imports the ones above it in this l
 - ``kenshin.grid``, ``kenshin.fleet``: distribution topology and the simulated meter population.
 - ``kenshin.aroute``, ``kenshin.hes``, ``kenshin.mdms``: the A-route, head-end and meter data
   management system.
-- ``kenshin.api``, ``kenshin.cli``, ``kenshin.system``: the edges and the composition root.
+- ``kenshin.app``, ``kenshin.system``: the composition root (stores, the embedded system).
+- ``kenshin.api``, ``kenshin.cli``, ``kenshin.live``: the edges.
 """
 
 __version__ = "0.1.0"

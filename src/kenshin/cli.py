@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from kenshin.app.stores import StoreLocation, StoreMode, choose_store, open_store
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import InvalidInput, KenshinError
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
     from kenshin.fleet.simulator import FleetConfig
     from kenshin.hes.service import HeadEnd
-    from kenshin.mdms.store import ReadingStore
 
 app = typer.Typer(
     name="kenshin",
@@ -45,12 +45,25 @@ MetersOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed: same seed, same fleet and values.")]
 HostOpt = Annotated[str, typer.Option(help="Address the HTTP API listens on.")]
+# the store: --store PATH.duckdb or --store postgresql://…; --db and --postgres are aliases
+DEFAULT_STORE = Path("kenshin.duckdb")
+UP_STORE = Path("data/kenshin-up.duckdb")
+
+
+def _store_option(default: Path) -> Any:
+    return typer.Option(
+        "--store",
+        help="The store: a DuckDB file PATH.duckdb or a PostgreSQL DSN (postgresql://user@host"
+        ":port/db).",
+        show_default=str(default),
+    )
+
+
+StoreOpt = Annotated[str | None, _store_option(DEFAULT_STORE)]
+UpStoreOpt = Annotated[str | None, _store_option(UP_STORE)]
+DbOpt = Annotated[Path | None, typer.Option("--db", help="DuckDB file (--store PATH).")]
 PostgresOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--postgres",
-        help="PostgreSQL DSN (postgresql://user@host:port/db) instead of a DuckDB file.",
-    ),
+    str | None, typer.Option("--postgres", help="PostgreSQL DSN (--store DSN), any libpq form.")
 ]
 MqttOpt = Annotated[str, typer.Option("--mqtt", help="MQTT broker URL, mqtt://HOST:PORT.")]
 AreaOpt = Annotated[str, typer.Option(help="Utility area: code 01–10 or name (tokyo).")]
@@ -93,7 +106,8 @@ def simulate(
         typer.Option(help="First simulated day, YYYY-MM-DD (JST). Default: DAYS before today."),
     ] = None,
     seed: SeedOpt = 1,
-    db: Annotated[Path, typer.Option(help="DuckDB file to create.")] = Path("kenshin.duckdb"),
+    store: StoreOpt = None,
+    db: DbOpt = None,
     area: AreaOpt = "tokyo",
     gen2_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of next-generation meters.")
@@ -102,7 +116,7 @@ def simulate(
         float,
         typer.Option(min=0.0, max=1.0, help="Share of meters sending 5-min values (SPEC A2)."),
     ] = 0.10,
-    overwrite: Annotated[bool, typer.Option(help="Replace DB if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the store if it exists.")] = False,
     aroute: Annotated[
         str,
         typer.Option(
@@ -125,8 +139,8 @@ def simulate(
         typer.Option(help="Parquet archive directory for closed months (monthly housekeeping)."),
     ] = None,
 ) -> None:
-    """Simulate a fleet as fast as possible, store every delivered value, and validate and
-    estimate each closed day (VEE)."""
+    """Simulate a fleet as fast as possible, store every delivered value in a new store, and
+    validate and estimate each closed day (VEE)."""
     from kenshin.fleet.simulator import FleetConfig
     from kenshin.system import AROUTE_MODES, EmbeddedSystem
 
@@ -144,13 +158,14 @@ def simulate(
         gen2_share=gen2_share,
         sample_5min_share=sample_5min,
     )
-    store = _open_store(db, postgres, overwrite=overwrite)
+    location = _store(store, db, postgres)
+    opened = open_store(location, StoreMode.CREATE, overwrite=overwrite)
     console.print(f"building a fleet of {meters:,} meters ({config.area.name.title()} area)…")
     from kenshin.mdms.archive import ParquetArchive
 
     system = EmbeddedSystem(
         config,
-        store=store,
+        store=opened,
         aroute=aroute,
         loss=loss,
         archive=None if archive is None else ParquetArchive(archive),
@@ -176,7 +191,7 @@ def simulate(
     lost = system.link.lost if system.link is not None else 0
     system.close()
 
-    table = Table(title=f"kenshin simulate → {postgres or db}", show_header=False)
+    table = Table(title=f"kenshin simulate → {location.describe()}", show_header=False)
     table.add_row("meters", f"{summary.meters:,}")
     table.add_row("period", f"{summary.start.isoformat()} → {summary.end.isoformat()}")
     for res in sorted(stored, reverse=True):
@@ -211,7 +226,8 @@ def simulate(
 
 @app.command()
 def serve(
-    db: Annotated[Path, typer.Option(help="Existing DuckDB store.")] = Path("kenshin.duckdb"),
+    store: StoreOpt = None,
+    db: DbOpt = None,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
     postgres: PostgresOpt = None,
@@ -220,35 +236,25 @@ def serve(
         typer.Option(help="B-route credentials file (default: kenshin-broute.json by the DB)."),
     ] = None,
 ) -> None:
-    """Serve the HTTP API over an existing store."""
+    """Serve the HTTP API over an existing store (read-only)."""
     import uvicorn
 
     from kenshin.api.app import create_app
-    from kenshin.mdms.duckdb_store import DuckDBStore
+    from kenshin.broute.credentials import DEFAULT_CREDENTIALS_FILE
 
-    store: ReadingStore
-    if postgres:
-        from kenshin.mdms.postgres_store import PostgresStore
-
-        store = PostgresStore(postgres)
-    else:
-        if not db.exists():
-            raise typer.BadParameter(
-                f"{db} does not exist; run 'kenshin simulate' first", param_hint="--db"
-            )
-        store = DuckDBStore(db, read_only=True)
+    location = _store(store, db, postgres)
+    opened = open_store(location, StoreMode.READ_ONLY)
     console.print(
-        f"serving {postgres or db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
+        f"serving {location.describe()} on http://{host}:{port}  "
+        f"(API docs: http://{host}:{port}/docs)"
     )
     try:
         # SPEC B4: the credentials issued over the API are kept next to the store
-        credentials = (
-            broute_credentials or (Path() if postgres else db.parent) / "kenshin-broute.json"
-        )
-        app_ = create_app(store, broute_credentials=credentials)
+        credentials = broute_credentials or location.directory / DEFAULT_CREDENTIALS_FILE
+        app_ = create_app(opened, broute_credentials=credentials)
         uvicorn.run(app_, host=host, port=port, log_level="warning")
     finally:
-        store.close()
+        opened.close()
 
 
 @app.command()
@@ -257,9 +263,8 @@ def up(
     speed: Annotated[
         float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")
     ] = 60.0,
-    db: Annotated[Path, typer.Option(help="DuckDB file, recreated at start.")] = Path(
-        "data/kenshin-up.duckdb"
-    ),
+    store: UpStoreOpt = None,
+    db: DbOpt = None,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
     seed: SeedOpt = 1,
@@ -267,21 +272,16 @@ def up(
         int, typer.Option(min=0, max=24 * 31, help="Hours simulated at once before going live.")
     ] = 24,
     area: Annotated[str, typer.Option(help="Utility area: code 01–10 or name.")] = "tokyo",
-    postgres: Annotated[
-        str | None,
-        typer.Option(
-            help="Store in PostgreSQL instead (DSN); the schema kenshin_up is recreated at start."
-        ),
-    ] = None,
+    postgres: PostgresOpt = None,
 ) -> None:
-    """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API."""
+    """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API.
+    The store is recreated at start (with PostgreSQL, the schema kenshin_up)."""
     from kenshin.live import run_live
 
     run_live(
         meters=meters,
         speed=speed,
-        db=db,
-        postgres=postgres,
+        store=_store(store, db, postgres, default=UP_STORE),
         host=host,
         port=port,
         seed=seed,
@@ -314,7 +314,8 @@ def archive_cmd(
     archive: Annotated[Path, typer.Option(help="Parquet archive directory.")] = Path(
         "kenshin-archive"
     ),
-    db: Annotated[Path, typer.Option(help="Existing DuckDB store.")] = Path("kenshin.duckdb"),
+    store: StoreOpt = None,
+    db: DbOpt = None,
     postgres: PostgresOpt = None,
     hot_months: Annotated[
         int, typer.Option(min=1, help="Months (current one included) kept in the hot store.")
@@ -331,16 +332,16 @@ def archive_cmd(
     from kenshin.mdms.archive import ParquetArchive
     from kenshin.mdms.housekeeping import RetentionPolicy, run_housekeeping
 
-    store = _existing_store(db, postgres)
+    opened = open_store(_store(store, db, postgres), StoreMode.OPEN)
     day = _parse_day(now) or dt.datetime.now(JST).date()
     moment = dt.datetime(day.year, day.month, day.day, tzinfo=JST)
     report = run_housekeeping(
-        store,
+        opened,
         ParquetArchive(archive),
         to_epoch_us(moment),
         RetentionPolicy(retention_years=retention_years, hot_months=hot_months),
     )
-    store.close()
+    opened.close()
     console.print(f"{report.summary()} → {archive}")
     for name in report.archived:
         console.print(f"  archived {name}")
@@ -351,7 +352,8 @@ def archive_cmd(
 @app.command("vee")
 def vee_cmd(
     day: Annotated[str, typer.Option(help="JST day to validate and estimate, YYYY-MM-DD.")],
-    db: Annotated[Path, typer.Option(help="Existing DuckDB store.")] = Path("kenshin.duckdb"),
+    store: StoreOpt = None,
+    db: DbOpt = None,
     postgres: PostgresOpt = None,
     channel: Annotated[
         str,
@@ -379,17 +381,17 @@ def vee_cmd(
         raise typer.BadParameter(
             f"{resolutions!r}: give minutes among 30, 15, 5", param_hint="--resolutions"
         )
-    store = _existing_store(db, postgres)
+    opened = open_store(_store(store, db, postgres), StoreMode.OPEN)
     try:
         swept = sweep_day(
-            store,
+            opened,
             target,
             now_us=to_epoch_us(dt.datetime.now(JST)),
             channels=channels,
             resolutions=chosen,
         )
     finally:
-        store.close()
+        opened.close()
     for report in swept.sweeps:
         console.print(report.summary())
         for rule, count in report.rules.items():
@@ -398,45 +400,10 @@ def vee_cmd(
         console.print(f"S3 differences {swept.differences.summary()}")
 
 
-def _open_store(db: Path, postgres: str | None, *, overwrite: bool) -> ReadingStore:
-    """A new store: a DuckDB file (refused if it exists, unless ``overwrite``) or PostgreSQL."""
-    from kenshin.mdms.duckdb_store import DuckDBStore
-
-    if postgres:
-        from kenshin.mdms.postgres_store import PostgresStore
-
-        store = PostgresStore(postgres)
-        if overwrite:
-            store.drop_schema()
-            store.close()
-            return PostgresStore(postgres)
-        if store.meter_count():
-            store.close()
-            raise typer.BadParameter(
-                f"{store.target} already holds a fleet; pass --overwrite to replace it",
-                param_hint="--postgres",
-            )
-        return store
-    if db.exists():
-        if not overwrite:
-            raise typer.BadParameter(
-                f"{db} already exists; pass --overwrite to replace it", param_hint="--db"
-            )
-        db.unlink()
-        Path(f"{db}.wal").unlink(missing_ok=True)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBStore(db)
-
-
-def _existing_store(db: Path, postgres: str | None) -> ReadingStore:
-    from kenshin.mdms.duckdb_store import DuckDBStore
-
-    if postgres:
-        from kenshin.mdms.postgres_store import PostgresStore
-
-        return PostgresStore(postgres)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBStore(db)
+def _store(
+    store: str | None, db: Path | None, postgres: str | None, default: Path = DEFAULT_STORE
+) -> StoreLocation:
+    return choose_store(store=store, db=db, postgres=postgres, default=default)
 
 
 def _fleet_config(meters: int, seed: int, area: str, start: str | None, days: float) -> FleetConfig:
@@ -462,27 +429,31 @@ def install(
     area: AreaOpt = "tokyo",
     start: StartOpt = None,
     days: Annotated[float, typer.Option(min=0.0, help="Days the fleet will run (for START).")] = 1,
-    db: Annotated[Path, typer.Option(help="DuckDB store.")] = Path("kenshin.duckdb"),
+    store: StoreOpt = None,
+    db: DbOpt = None,
     postgres: PostgresOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the store if it exists.")] = False,
 ) -> None:
-    """Install a simulated fleet's meters in a store (the roster a head-end loads at start)."""
+    """Install a simulated fleet's meters in a new store (the roster a head-end loads at start)."""
     from kenshin.services import install_fleet
 
     config = _fleet_config(meters, seed, area, start, days)
-    store = _existing_store(db, postgres)
+    location = _store(store, db, postgres)
+    opened = open_store(location, StoreMode.CREATE, overwrite=overwrite)
     try:
-        table = install_fleet(store, config)
+        table = install_fleet(opened, config)
     finally:
-        store.close()
-    console.print(f"installed {table.num_rows:,} meters in {postgres or db} (start {config.start})")
+        opened.close()
+    console.print(
+        f"installed {table.num_rows:,} meters in {location.describe()} (start {config.start})"
+    )
 
 
 @app.command()
 def hes(
     mqtt: MqttOpt = "mqtt://127.0.0.1:1883",
-    db: Annotated[Path, typer.Option(help="DuckDB store (one worker only).")] = Path(
-        "kenshin.duckdb"
-    ),
+    store: StoreOpt = None,
+    db: DbOpt = None,
     postgres: PostgresOpt = None,
     metrics_port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port.")
@@ -506,22 +477,21 @@ def hes(
         ),
     ] = None,
 ) -> None:
-    """Run a head-end worker: authenticate, store and acknowledge collector envelopes from MQTT."""
+    """Run a head-end worker: authenticate, store and acknowledge collector envelopes from MQTT.
+    With a DuckDB store, one worker only; with PostgreSQL, any number."""
     import signal
     import threading
 
     from prometheus_client import start_http_server
 
     from kenshin.api.app import create_app
-    from kenshin.aroute.replay import ReplayGuard
+    from kenshin.app.stores import open_replay_guard
+    from kenshin.aroute.mqtt import BrokerAddress
     from kenshin.services import run_hes_worker
 
-    store = _existing_store(db, postgres)
-    replay: ReplayGuard | None = None
-    if postgres:
-        from kenshin.aroute.replay_postgres import PostgresReplayGuard
-
-        replay = PostgresReplayGuard(postgres, hold=True)
+    BrokerAddress.parse(mqtt)  # a bad URL is refused before the store is opened
+    location = _store(store, db, postgres)
+    opened = open_store(location, StoreMode.OPEN)
     stop = threading.Event()
     lock = threading.Lock()  # the worker loop and the API's commands share the head-end
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -530,10 +500,10 @@ def hes(
         if metrics_port:
             start_http_server(metrics_port, registry=head_end.metrics.registry)
         if api_port:
-            _serve_in_background(create_app(store, hes=head_end, hes_lock=lock), api_port)
+            _serve_in_background(create_app(opened, hes=head_end, hes_lock=lock), api_port)
         console.print(
             f"head-end {worker_id} listening on {mqtt} (shared subscription), storing in "
-            f"{postgres or db}"
+            f"{location.describe()}"
             + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
             + (f", API on http://127.0.0.1:{api_port}/docs" if api_port else "")
         )
@@ -541,9 +511,9 @@ def hes(
     try:
         head_end = run_hes_worker(
             mqtt,
-            store,
+            opened,
             worker_id=worker_id,
-            replay=replay,
+            replay=open_replay_guard(location),
             master_key=master_key,
             duties=duties,
             stop=stop,
@@ -554,7 +524,7 @@ def hes(
     except KeyboardInterrupt:
         return
     finally:
-        store.close()
+        opened.close()
     st = head_end.stats
     console.print(
         f"stopped: {st.frames_accepted:,} frames accepted, {st.frames_rejected_total:,} refused, "
@@ -587,8 +557,10 @@ def fleet(
     topic_root: TopicRootOpt = "kenshin",
 ) -> None:
     """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`)."""
+    from kenshin.aroute.mqtt import BrokerAddress
     from kenshin.services import run_fleet
 
+    BrokerAddress.parse(mqtt)  # before the fleet is built
     try:
         pace = None if speed == "max" else float(speed)
     except ValueError:

@@ -8,6 +8,7 @@
     │   ├── InvalidPeriod
     │   │   └── PeriodTooLong
     │   ├── InvalidSetting      out-of-range configuration value
+    │   ├── InvalidStore        a store option names no usable store (missing, in the way, two)
     │   └── FrameError          malformed A-route wire data (envelope, frame) or unencodable input
     ├── NotFound                (maps to HTTP 404)
     │   └── UnknownMeter
@@ -40,6 +41,11 @@ class PeriodTooLong(InvalidPeriod):
 
 class InvalidSetting(InvalidInput):
     """A configuration value is out of range."""
+
+
+class InvalidStore(InvalidInput):
+    """A store option names no usable store: two stores at once, a store that does not exist
+    where one is expected, or one in the way of a new store (``kenshin.app.stores``)."""
 
 
 class FrameError(InvalidInput):

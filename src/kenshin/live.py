@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from kenshin.app.stores import StoreLocation, StoreMode, open_store
 from kenshin.core.clock import AcceleratedClock
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.mdms.duckdb_store import DuckDBStore
-from kenshin.mdms.store import ReadingStore
 from kenshin.system import EmbeddedSystem
 
-UP_SCHEMA = "kenshin_up"  # the PostgreSQL schema `kenshin up --postgres` recreates
+UP_SCHEMA = "kenshin_up"  # the PostgreSQL schema `kenshin up --store postgresql://…` recreates
 
 
 class LiveRunner:
@@ -87,9 +85,8 @@ def run_live(
     *,
     meters: int,
     speed: float,
-    db: Path,
+    store: StoreLocation,
     host: str,
-    postgres: str | None = None,
     port: int,
     seed: int,
     backfill_hours: int,
@@ -104,26 +101,14 @@ def run_live(
     now_us = to_epoch_us(dt.datetime.now(JST)) // step * step
     origin = from_epoch_us(now_us)
     start = origin - dt.timedelta(hours=backfill_hours)
-    store: ReadingStore
-    if postgres:
-        from kenshin.mdms.postgres_store import PostgresStore
-
-        # a schema of its own, recreated like the DuckDB file: never another system's data
-        store = PostgresStore(postgres, schema=UP_SCHEMA)
-        store.drop_schema()
-        store.close()
-        store = PostgresStore(postgres, schema=UP_SCHEMA)
-        console.print(f"storing in {store.target} (recreated)")
-    else:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        for stale in (db, Path(f"{db}.wal")):
-            stale.unlink(missing_ok=True)
-        store = DuckDBStore(db)
+    # recreated at start; on PostgreSQL in a schema of its own: never another system's data
+    opened = open_store(store, StoreMode.CREATE, overwrite=True, schema=UP_SCHEMA)
+    console.print(f"storing in {store.describe(UP_SCHEMA)} (recreated)")
 
     console.print(f"building a fleet of {meters:,} meters, simulating the last {backfill_hours} h…")
     system = EmbeddedSystem(
         FleetConfig(n_meters=meters, start=start, seed=seed, area=area),
-        store=store,
+        store=opened,
         aroute="wire",
     )
     if backfill_hours:
@@ -155,7 +140,7 @@ def run_live(
     finally:
         runner.stop()
         system.close()
-        console.print(f"stopped; the store is in {db}")
+        console.print(f"stopped; the store is in {store.describe(UP_SCHEMA)}")
 
 
 def _status_text(status: dict[str, Any]) -> str:

@@ -1,0 +1,182 @@
+"""Every store is opened here, from one option value.
+
+A store is named by ``--store PATH.duckdb`` or ``--store postgresql://…`` (a DSN; ``postgres://``
+too); ``--db PATH`` and ``--postgres DSN`` stay as aliases, one of them at a time. Each command
+opens its store in one of three modes (:class:`StoreMode`):
+
+- ``CREATE``: a new store. An existing DuckDB file, or a PostgreSQL schema that holds a fleet, is
+  refused unless ``overwrite`` (then it is replaced: the file deleted, the schema dropped).
+- ``OPEN``: an existing store, read and written. A DuckDB file that does not exist, or a
+  PostgreSQL schema without the kenshin tables, is refused and nothing is created.
+- ``READ_ONLY``: an existing store, only read (the API server).
+
+Mistakes are :class:`~kenshin.errors.InvalidStore` (the command line's exit code 2); a server
+that cannot be reached or a file that cannot be opened is a :class:`~kenshin.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kenshin.errors import InvalidStore
+
+if TYPE_CHECKING:
+    from kenshin.aroute.replay import ReplayGuard
+    from kenshin.mdms.store import ReadingStore
+
+DEFAULT_SCHEMA = "kenshin"  # the PostgreSQL schema of a store named by a DSN alone
+DSN_SCHEMES = ("postgresql://", "postgres://")
+DUCKDB_SUFFIX = ".duckdb"
+# a store holds at least these tables (both backends create them first)
+STORE_TABLES = ("meters", "readings")
+FIRST_RUN = "run `kenshin simulate` or `kenshin install` first"
+
+
+class StoreMode(enum.Enum):
+    CREATE = "create"
+    OPEN = "open"
+    READ_ONLY = "read-only"
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a store lives: a DuckDB file or a PostgreSQL database (exactly one)."""
+
+    path: Path | None = None
+    dsn: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.dsn is None):
+            raise ValueError("a store location is a DuckDB path or a PostgreSQL DSN")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dsn is not None
+
+    @property
+    def directory(self) -> Path:
+        """Where files kept next to the store go: the DuckDB file's directory, or the working
+        directory for PostgreSQL."""
+        return Path() if self.path is None else self.path.parent
+
+    def describe(self, schema: str = DEFAULT_SCHEMA) -> str:
+        """The DuckDB path, or the DSN without its password and the ``schema``."""
+        if self.path is not None:
+            return str(self.path)
+        from kenshin.postgres import describe_dsn
+
+        assert self.dsn is not None
+        return f"{describe_dsn(self.dsn)} (schema {schema})"
+
+
+def parse_store(value: str) -> StoreLocation:
+    """The location named by a ``--store`` value: ``PATH.duckdb`` or ``postgresql://…``."""
+    if value.startswith(DSN_SCHEMES):
+        return _postgres(value, "--store")
+    if "://" in value or not value.endswith(DUCKDB_SUFFIX):
+        raise InvalidStore(
+            f"--store: expected PATH{DUCKDB_SUFFIX} or a postgresql:// DSN, got {value!r}"
+        )
+    return StoreLocation(path=Path(value))
+
+
+def choose_store(
+    *, store: str | None, db: Path | None, postgres: str | None, default: Path
+) -> StoreLocation:
+    """The store named by ``--store`` or one of its aliases ``--db`` / ``--postgres``; ``default``
+    (a DuckDB path) when none is given. Two of them together are refused."""
+    given = [
+        name
+        for name, value in (("--store", store), ("--db", db), ("--postgres", postgres))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise InvalidStore(
+            f"{' and '.join(given)} both name the store; give one "
+            "(--store PATH.duckdb or --store postgresql://…)"
+        )
+    if store is not None:
+        return parse_store(store)
+    if postgres is not None:
+        return _postgres(postgres, "--postgres")
+    return StoreLocation(path=db if db is not None else default)
+
+
+def _postgres(dsn: str, option: str) -> StoreLocation:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        message = " ".join(str(exc).split())  # libpq's message ends in a newline
+        raise InvalidStore(f"{option}: not a PostgreSQL DSN: {message}") from None
+    return StoreLocation(dsn=dsn)
+
+
+def open_store(
+    location: StoreLocation,
+    mode: StoreMode,
+    *,
+    overwrite: bool = False,
+    schema: str = DEFAULT_SCHEMA,
+) -> ReadingStore:
+    """Open the store at ``location`` in ``mode`` (``schema`` is the PostgreSQL schema)."""
+    if overwrite and mode is not StoreMode.CREATE:
+        raise ValueError("only a new store (StoreMode.CREATE) can overwrite an old one")
+    if location.dsn is not None:
+        return _open_postgres(location.dsn, mode, overwrite=overwrite, schema=schema)
+    assert location.path is not None
+    return _open_duckdb(location.path, mode, overwrite=overwrite)
+
+
+def _open_duckdb(path: Path, mode: StoreMode, *, overwrite: bool) -> ReadingStore:
+    from kenshin.mdms.duckdb_store import DuckDBStore
+
+    if path.is_dir():
+        raise InvalidStore(f"{path} is a directory, not a DuckDB file")
+    if mode is not StoreMode.CREATE:
+        if not path.exists():
+            raise InvalidStore(f"{path} does not exist; {FIRST_RUN}")
+        return DuckDBStore(path, read_only=mode is StoreMode.READ_ONLY)
+    if path.exists():
+        if not overwrite:
+            raise InvalidStore(f"{path} already exists; pass --overwrite to replace it")
+        path.unlink()
+    Path(f"{path}.wal").unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBStore(path)
+
+
+def _open_postgres(dsn: str, mode: StoreMode, *, overwrite: bool, schema: str) -> ReadingStore:
+    from kenshin.mdms.postgres_store import PostgresStore
+    from kenshin.postgres import missing_tables
+
+    if mode is not StoreMode.CREATE:
+        if missing_tables(dsn, schema, STORE_TABLES):
+            where = StoreLocation(dsn=dsn).describe(schema)
+            raise InvalidStore(f"{where} holds no kenshin store; {FIRST_RUN}")
+        return PostgresStore(dsn, schema=schema, read_only=mode is StoreMode.READ_ONLY)
+    store = PostgresStore(dsn, schema=schema)
+    if overwrite:
+        store.drop_schema()
+        store.close()
+        return PostgresStore(dsn, schema=schema)
+    if store.meter_count():
+        store.close()
+        where = StoreLocation(dsn=dsn).describe(schema)
+        raise InvalidStore(f"{where} already holds a fleet; pass --overwrite to replace it")
+    return store
+
+
+def open_replay_guard(location: StoreLocation, schema: str = DEFAULT_SCHEMA) -> ReplayGuard | None:
+    """The replay guard head-end workers share through a PostgreSQL store (holding its row locks
+    until the values are stored); ``None`` for DuckDB, whose windows are kept by the store."""
+    if location.dsn is None:
+        return None
+    from kenshin.aroute.replay_postgres import PostgresReplayGuard
+
+    return PostgresReplayGuard(location.dsn, schema, hold=True)
