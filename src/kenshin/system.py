@@ -298,7 +298,5 @@ class EmbeddedSystem:
     def close(self) -> None:
         self.commit()
         self.mdms.close()
-        checkpoint = getattr(self.store, "checkpoint", None)
-        if checkpoint is not None:
-            checkpoint()
+        self.store.checkpoint()
         self.store.close()

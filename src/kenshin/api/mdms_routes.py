@@ -22,7 +22,7 @@ from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.timeslots import Resolution, from_epoch_us, to_epoch_us
 from kenshin.mdms.differences import Term, terms_of
 from kenshin.mdms.edits import Edit, edit_readings
-from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.store import ReadingQuery, ServedStore
 
 
 class Gap(BaseModel):
@@ -65,7 +65,7 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def mdms_router(
-    store: Any,
+    store: ServedStore,
     find: Callable[[str], dict[str, Any]],
     now: Callable[[], dt.datetime],
     limits: dict[Resolution, int],

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +37,7 @@ from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.specified import SpecifiedKind
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
+from kenshin.mdms.store import SweepSource, SweepStore
 from kenshin.mdms.sweep import day_window
 
 log = logging.getLogger(__name__)
@@ -208,14 +208,14 @@ def _term_columns(
     return parents, np.stack([parent, sign]), by_channel
 
 
-def _current(store: Any, channel: Channel, start: int, end: int) -> pa.Table:
+def _current(store: SweepSource, channel: Channel, start: int, end: int) -> pa.Table:
     """Current versions of every meter's cells of the day: one plain scan and the reading rule
     in numpy, as the sweep reads (a windowed query over the fleet's day costs seconds)."""
     rows = store.read_window_versions(channel, RESOLUTION, start, end)
     return versions.current_cells(rows, RESOLUTION.microseconds)
 
 
-def run_differences(store: Any, day: dt.date, *, now_us: int) -> DifferenceReport:
+def run_differences(store: SweepStore, day: dt.date, *, now_us: int) -> DifferenceReport:
     """Compute and store the differences of one JST day for every parent meter (module doc)."""
     report = DifferenceReport(day=day)
     roster = store.read_specified()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +16,7 @@ from kenshin.core.schema import TIMESTAMP
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import InvalidInput
 from kenshin.mdms import versions
-from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.store import EditStore, ReadingQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +26,7 @@ class Edit:
 
 
 def edit_readings(
-    store: Any,
+    store: EditStore,
     meter_key: int,
     channel: Channel,
     resolution: Resolution,

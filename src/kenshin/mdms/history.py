@@ -32,6 +32,7 @@ from kenshin.mdms import versions
 from kenshin.mdms.cells import dense_cells
 from kenshin.mdms.daytypes import day_class
 from kenshin.mdms.estimate import HistoryStats
+from kenshin.mdms.store import SweepSource
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class HistoryCache:
 
     def stats(
         self,
-        store: Any,
+        store: SweepSource,
         keys: Int64Array,
         day: dt.date,
         channel: Channel,
@@ -202,7 +203,7 @@ class HistoryCache:
 
     def _forget_written(
         self,
-        store: Any,
+        store: SweepSource,
         channel: Channel,
         resolution: Resolution,
         days: list[dt.date],
@@ -230,7 +231,7 @@ class HistoryCache:
 
     def _read(
         self,
-        store: Any,
+        store: SweepSource,
         keys: Int64Array,
         channel: Channel,
         resolution: Resolution,

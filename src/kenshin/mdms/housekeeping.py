@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 
 from kenshin.errors import StoreError
 from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.months import month_name, month_of
+from kenshin.mdms.store import Housekeeping
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class HousekeepingReport:
 
 
 def run_housekeeping(
-    store: Any,
+    store: Housekeeping,
     archive: ParquetArchive | None,
     now_us: int,
     policy: RetentionPolicy | None = None,
@@ -63,7 +63,7 @@ def run_housekeeping(
     for month in hot:
         if month < oldest_kept:
             continue
-        if month < current and hasattr(store, "compact") and store.needs_compaction(month):
+        if month < current and store.needs_compaction(month):
             store.compact(month)
             report.compacted.append(month_name(month))
         if archive is not None and month <= current - policy.hot_months:

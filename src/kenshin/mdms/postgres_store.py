@@ -215,7 +215,7 @@ class PostgresStore:
         self.schema = schema
         self.archive = archive  # kenshin.mdms.archive.ParquetArchive, read for archived months
         self.read_only = read_only
-        self.target = f"{describe_dsn(dsn)} (schema {schema})"
+        self._target = f"{describe_dsn(dsn)} (schema {schema})"
         self._connect_timeout = connect_timeout
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -247,6 +247,10 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.target})"
+
+    @property
+    def target(self) -> str:
+        return self._target
 
     def _check_layout(self, conn: psycopg.Connection[Any]) -> None:
         """Refuse a store whose month partitions follow layout 1 (``[1st, next 1st)``): its
@@ -904,6 +908,13 @@ class PostgresStore:
     def needs_compaction(self, month: int) -> bool:
         """Never: the partitions' index serves point reads (no rewrite sorted by meter)."""
         return False
+
+    def compact(self, month: int) -> int:
+        """Nothing to rewrite (see :meth:`needs_compaction`); 0 rows."""
+        return 0
+
+    def checkpoint(self) -> None:
+        """Nothing to do: what a transaction committed is durable."""
 
     def export_month(self, kind: str, month: int) -> pa.Table:
         """Every distinct version of one month (for the archive), sorted by meter and time."""

@@ -26,6 +26,7 @@ from kenshin.mdms.differences import DifferenceReport, run_differences
 from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.housekeeping import HousekeepingReport, RetentionPolicy, run_housekeeping
 from kenshin.mdms.months import month_of, month_start_us
+from kenshin.mdms.store import ScheduledStore
 from kenshin.mdms.sweep import SweepReport, day_window, run_sweep
 from kenshin.mdms.vee import VeeConfig
 
@@ -53,7 +54,7 @@ class DaySweep:
 
 
 def sweep_day(
-    store: Any,
+    store: ScheduledStore,
     day: dt.date,
     *,
     now_us: int,
@@ -87,7 +88,7 @@ def sweep_day(
 
 @dataclass
 class MdmsSchedule:
-    store: Any
+    store: ScheduledStore
     flush: Callable[[], None]  # store what is buffered before a sweep reads it
     vee: VeeConfig | None = None
     sweep_delay: dt.timedelta = dt.timedelta(hours=2)

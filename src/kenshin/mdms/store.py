@@ -1,13 +1,24 @@
-"""The storage seam of the MDMS: one small interface, a backend per database.
+"""The storage contract of the MDMS: small role protocols, one backend per database.
 
-Backends: :mod:`kenshin.mdms.duckdb_store` (embedded default). The PostgreSQL backend and the
-Parquet archive of the MDMS issue implement the same protocol, and the same tests run on each.
+Backends: :mod:`kenshin.mdms.duckdb_store` (embedded default) and
+:mod:`kenshin.mdms.postgres_store` (service mode). Each implements :class:`ReadingStore`, the
+union of the roles below; mypy checks that at the end of this module, and the conformance suite
+(``tests/mdms/test_store_contract.py``, the scenario files) runs the same tests on each backend.
+
+Consumers take the narrowest role they use — the VEE sweep a :class:`SweepStore`, housekeeping a
+:class:`Housekeeping`, manual edits an :class:`EditStore` — so a new backend (or a test double)
+knows what each part needs, and a part cannot reach past its role.
+
+Conventions every backend keeps: rows are never updated in place (a correction is a new version,
+the current one has the latest ``tx_time``); a reading belongs to the slot that ends at its
+``interval_end`` and is read with ``start < interval_end <= end``; rows are filed by the JST
+month they belong to (:mod:`kenshin.mdms.months`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
@@ -28,28 +39,11 @@ class ReadingQuery:
     as_of_us: int | None = None  # what was known at this transaction time; None = now
 
 
-class ReadingStore(Protocol):
+class Roster(Protocol):
+    """The installed meters (``METERS_SCHEMA``) and the specified sub-meters behind them."""
+
     def write_meters(self, meters: pa.Table) -> None:
         """Replace the meter roster (``kenshin.core.schema.METERS_SCHEMA``)."""
-        ...
-
-    def write_specified(self, table: pa.Table) -> None:
-        """Replace the roster of specified sub-meters (``kenshin.core.specified``, SPEC S3)."""
-        ...
-
-    def read_specified(self, parent_key: int | None = None) -> pa.Table:
-        """The specified sub-meters (``SPECIFIED_SCHEMA``), all or those of one parent meter."""
-        ...
-
-    def append(
-        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
-    ) -> None:
-        """Append new versions (never updates a row in place), and with them, in the same
-        transaction, the head-end's replay windows ``counters`` when given."""
-        ...
-
-    def load_counters(self) -> CounterState:
-        """The replay windows committed by :meth:`append`."""
         ...
 
     def read_meters(self) -> pa.Table:
@@ -64,8 +58,47 @@ class ReadingStore(Protocol):
 
     def find_meter(self, supply_point_id: str) -> dict[str, Any] | None: ...
 
+    def write_specified(self, table: pa.Table) -> None:
+        """Replace the roster of specified sub-meters (``kenshin.core.specified``, SPEC S3)."""
+        ...
+
+    def read_specified(self, parent_key: int | None = None) -> pa.Table:
+        """The specified sub-meters (``SPECIFIED_SCHEMA``), all or those of one parent meter."""
+        ...
+
+
+class Meta(Protocol):
+    """Small named settings of a store (the fleet that made it, the layout)."""
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+
+class ReadingWriter(Protocol):
+    """Appends versions; the head-end's replay windows are committed with the values."""
+
+    def append(
+        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
+    ) -> None:
+        """Append new versions (never updates a row in place), and with them, in the same
+        transaction, the head-end's replay windows ``counters`` when given."""
+        ...
+
+    def load_counters(self) -> CounterState:
+        """The replay windows committed by :meth:`append`."""
+        ...
+
+
+class PointReader(Protocol):
+    """One meter's values: what the API serves."""
+
     def read(self, query: ReadingQuery) -> pa.Table:
-        """Columns interval_end, value, quality, source, method, tx_time; by interval_end."""
+        """Current versions (``versions.READ_SCHEMA``), by interval end."""
+        ...
+
+    def read_versions(self, query: ReadingQuery) -> pa.Table:
+        """Every distinct version (``versions.HISTORY_SCHEMA``), by interval end and version."""
         ...
 
     def latest_interval_end(
@@ -78,8 +111,129 @@ class ReadingStore(Protocol):
         """Stored rows by resolution [min]."""
         ...
 
-    def set_meta(self, key: str, value: str) -> None: ...
 
-    def get_meta(self, key: str) -> str | None: ...
+class SweepSource(Protocol):
+    """Every meter's rows of a window, as stored: the VEE sweep and the S3 differences apply
+    the reading rule to them in numpy (``kenshin.mdms.versions``)."""
+
+    def read_window_versions(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
+    ) -> pa.Table:
+        """Every version row of every meter's cells in ``(start, end]``, unordered
+        (``versions.VERSION_ROWS_SCHEMA``)."""
+        ...
+
+    def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+        """Every stored register read at instants in ``[start, end]``, unordered
+        (``versions.REGISTER_ROWS_SCHEMA``), archived months included."""
+        ...
+
+    def written_days(
+        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, since_us: int
+    ) -> dict[int, int]:
+        """Days of ``(start, end]`` (numbered from ``start``) that received rows after
+        ``since``, with the newest transaction time of each."""
+        ...
+
+
+class GapBook(Protocol):
+    """The slots VEE could not fill: the head-end's re-read list."""
+
+    def replace_gaps(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        gaps: pa.Table,
+    ) -> None:
+        """The gap list of a window (interval ends in ``(start, end]``) is replaced whole."""
+        ...
+
+    def read_gaps(self, meter_key: int | None = None) -> pa.Table: ...
+
+
+class EditLog(Protocol):
+    """Manual edits: new versions and their audit rows, in one transaction."""
+
+    def record_edits(self, readings: pa.Table, edits: pa.Table) -> None: ...
+
+    def read_edits(self, meter_key: int) -> pa.Table: ...
+
+
+class Housekeeping(Protocol):
+    """Whole months: compaction, export to the archive, retention (SPEC S1)."""
+
+    def months(self, kind: str = "readings") -> list[int]:
+        """The months held in the hot store, ascending (``kind``: readings, register_reads)."""
+        ...
+
+    def needs_compaction(self, month: int) -> bool:
+        """True when compacting the month would change it (rows arrived since the last time)."""
+        ...
+
+    def compact(self, month: int) -> int:
+        """Rewrite one closed month for point reads (where the backend gains by it); rows."""
+        ...
+
+    def export_month(self, kind: str, month: int) -> pa.Table:
+        """Every distinct version of one month (for the archive), sorted by meter and time."""
+        ...
+
+    def drop_month(self, month: int) -> None:
+        """Drop one month of readings and register reads (retention, after archiving)."""
+        ...
+
+
+class SweepStore(Roster, SweepSource, ReadingWriter, GapBook, Protocol):
+    """What the daily VEE sweep and the S3 differences use."""
+
+
+class ScheduledStore(SweepStore, Housekeeping, Protocol):
+    """What the MDMS schedule uses: daily sweeps and monthly housekeeping."""
+
+
+class EditStore(PointReader, EditLog, Protocol):
+    """What manual edits use: the current versions they replace, and the edit log."""
+
+
+class ServedStore(Roster, PointReader, GapBook, EditLog, Protocol):
+    """What the HTTP API reads (and edits)."""
+
+
+class ReadingStore(
+    Roster,
+    Meta,
+    ReadingWriter,
+    PointReader,
+    SweepSource,
+    GapBook,
+    EditLog,
+    Housekeeping,
+    Protocol,
+):
+    """A whole store: every role, plus its lifecycle."""
+
+    archive: Any  # kenshin.mdms.archive.ParquetArchive read for archived months, or None
+
+    @property
+    def target(self) -> str:
+        """Where the store is, for messages."""
+        ...
+
+    def checkpoint(self) -> None:
+        """Make what was appended durable and compact on disk (before a clean stop)."""
+        ...
 
     def close(self) -> None: ...
+
+
+if TYPE_CHECKING:  # mypy checks that each backend implements the whole contract
+
+    def _conforms(duck: Any, postgres: Any) -> tuple[ReadingStore, ReadingStore]:
+        from kenshin.mdms.duckdb_store import DuckDBStore
+        from kenshin.mdms.postgres_store import PostgresStore
+
+        first: ReadingStore = DuckDBStore(duck)
+        second: ReadingStore = PostgresStore(postgres)
+        return first, second

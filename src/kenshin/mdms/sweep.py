@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +31,7 @@ from kenshin.mdms import versions
 from kenshin.mdms.cells import dense_cells, roster_index
 from kenshin.mdms.estimate import HistoryStats
 from kenshin.mdms.history import DayPlane, HistoryCache
+from kenshin.mdms.store import SweepStore
 from kenshin.mdms.vee import VeeConfig, VeeInput, VeeResult, run_vee
 from kenshin.mdms.vee_rules import Densified, densify, densify_registers
 
@@ -254,7 +254,7 @@ def day_window(day: dt.date) -> tuple[int, int]:
 
 
 def run_sweep(
-    store: Any,
+    store: SweepStore,
     day: dt.date,
     *,
     channel: Channel = Channel.ACTIVE_FORWARD,

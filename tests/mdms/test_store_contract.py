@@ -1,0 +1,143 @@
+"""The store contract (kenshin.mdms.store) checked on every backend.
+
+mypy checks that each backend class implements :class:`ReadingStore`; this suite checks it at run
+time too (every member of every role, with the protocol's parameters), and that the behaviour
+behind the roles agrees across backends. The behaviour tests live beside it and run on every
+backend through the ``store``/``backend`` fixtures (``tests/mdms/conftest.py``: add a backend
+there and all of them run on it): ``test_duckdb_store.py`` (reads, versions, ``as_of``, roster,
+replay windows), ``test_history.py`` (``written_days``), ``test_versions.py`` (the reading rule),
+and the scenario files (``tests/scenarios``, month boundaries included).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+
+import pyarrow as pa
+import pytest
+
+from kenshin.core.channels import Channel
+from kenshin.core.schema import REGISTER_READS_SCHEMA, TIMESTAMP
+from kenshin.core.timeslots import JST, Resolution, to_epoch_us
+from kenshin.mdms import store as contract
+from kenshin.mdms import versions
+from kenshin.mdms.duckdb_store import DuckDBStore
+from kenshin.mdms.months import parse_month
+from kenshin.mdms.postgres_store import PostgresStore
+from tests.mdms.test_duckdb_store import rows
+
+ROLES = [
+    contract.Roster,
+    contract.Meta,
+    contract.ReadingWriter,
+    contract.PointReader,
+    contract.SweepSource,
+    contract.GapBook,
+    contract.EditLog,
+    contract.Housekeeping,
+    contract.ReadingStore,
+]
+BACKEND_CLASSES = {"duckdb": DuckDBStore, "postgresql": PostgresStore}
+US30 = Resolution.MIN30.microseconds
+F, R30 = Channel.ACTIVE_FORWARD, Resolution.MIN30
+
+
+def _members(role: type) -> dict[str, inspect.Signature]:
+    own = {
+        name: value
+        for klass in role.__mro__
+        if klass not in (object,) and klass.__name__ != "Protocol" and klass.__name__ != "Generic"
+        for name, value in vars(klass).items()
+        if not name.startswith("_") and (callable(value) or isinstance(value, property))
+    }
+    return {
+        name: inspect.signature(value.fget if isinstance(value, property) else value)
+        for name, value in own.items()
+    }
+
+
+@pytest.mark.parametrize("backend_name", sorted(BACKEND_CLASSES))
+@pytest.mark.parametrize("role", ROLES, ids=[r.__name__ for r in ROLES])
+def test_every_backend_has_every_member_of_every_role(role: type, backend_name: str) -> None:
+    cls = BACKEND_CLASSES[backend_name]
+    members = _members(role)
+    assert members, f"{role.__name__} declares nothing"
+    for name, wanted in members.items():
+        got = getattr(cls, name, None)
+        assert got is not None, f"{cls.__name__} lacks {role.__name__}.{name}"
+        if isinstance(got, property):
+            continue
+        assert list(inspect.signature(got).parameters) == list(wanted.parameters), (
+            f"{cls.__name__}.{name}{inspect.signature(got)} differs from the contract {wanted}"
+        )
+
+
+def _day(*args: int) -> int:
+    return to_epoch_us(dt.datetime(*args, tzinfo=JST))
+
+
+def test_housekeeping_roles_agree(store) -> None:
+    """Months, export and drop by the one month convention; compaction keeps what reads see."""
+    midnight = _day(2026, 4, 1)
+    ends = [midnight - US30, midnight, midnight + US30]
+    store.append(
+        rows(1, ends, [1, 2, 3], midnight + 10 * US30), REGISTER_READS_SCHEMA.empty_table()
+    )
+    store.append(rows(1, ends[:1], [9], midnight + 11 * US30), REGISTER_READS_SCHEMA.empty_table())
+    march, april = parse_month("2026-03"), parse_month("2026-04")
+    assert store.months("readings") == [march, april]
+    assert store.export_month("readings", march).num_rows == 3  # two versions + the midnight
+    before = store.read_versions(_query(ends))
+    if store.needs_compaction(march):
+        assert store.compact(march) == 3
+    assert store.read_versions(_query(ends)).equals(before)
+    store.drop_month(march)
+    assert store.months("readings") == [april]
+    assert [r["value"] for r in store.read(_query(ends)).to_pylist()] == [3]
+
+
+def test_gap_book_replaces_a_window_whole(store) -> None:
+    start = _day(2026, 4, 1)
+
+    def gaps(slots: list[int]) -> pa.Table:
+        n = len(slots)
+        return pa.table(
+            {
+                "meter_key": pa.array([1] * n, pa.int32()),
+                "channel": pa.array([1] * n, pa.uint8()),
+                "resolution": pa.array([30] * n, pa.uint8()),
+                "interval_end": pa.array([start + s * US30 for s in slots]).cast(TIMESTAMP),
+                "found_at": pa.array([start] * n).cast(TIMESTAMP),
+            }
+        )
+
+    window = (Channel.ACTIVE_FORWARD, Resolution.MIN30, start, start + 48 * US30)
+    store.replace_gaps(*window, versions.conform_to(gaps([3, 4]), versions.GAPS_SCHEMA))
+    store.replace_gaps(*window, versions.conform_to(gaps([7]), versions.GAPS_SCHEMA))
+    ends = store.read_gaps(1).column("interval_end").cast(pa.int64()).to_pylist()
+    assert ends == [start + 7 * US30]
+
+
+def test_sweep_source_reads_every_version_row_of_a_window(store) -> None:
+    start = _day(2026, 4, 1)
+    store.append(
+        rows(1, [start + US30], [5], start + 2 * US30), REGISTER_READS_SCHEMA.empty_table()
+    )
+    store.append(
+        rows(1, [start + US30], [6], start + 3 * US30), REGISTER_READS_SCHEMA.empty_table()
+    )
+    store.append(rows(2, [start], [7], start + 3 * US30), REGISTER_READS_SCHEMA.empty_table())
+    window = store.read_window_versions(
+        Channel.ACTIVE_FORWARD, Resolution.MIN30, start, start + US30
+    )
+    assert window.schema.names == versions.VERSION_ROWS_SCHEMA.names
+    assert sorted(window.column("value").to_pylist()) == [5, 6]  # meter 2's slot is the day before
+    current = versions.current_cells(window, US30)
+    assert current.column("value").to_pylist() == [6]
+
+
+def _query(ends: list[int]) -> contract.ReadingQuery:
+    return contract.ReadingQuery(
+        1, Channel.ACTIVE_FORWARD, Resolution.MIN30, min(ends) - 1, max(ends), None
+    )
