@@ -9,11 +9,20 @@
     │   │   └── PeriodTooLong
     │   ├── InvalidSetting      out-of-range configuration value
     │   ├── InvalidStore        a store option names no usable store (missing, in the way, two)
-    │   └── FrameError          malformed A-route wire data (envelope, frame) or unencodable input
+    │   ├── FrameError          malformed A-route wire data (envelope, frame) or unencodable input
+    │   │   └── DownlinkRejected  a meter refuses a downlink frame (kenshin.aroute.codec.decode)
+    │   ├── EchonetError        malformed B-route ECHONET Lite data
+    │   └── IdempotencyConflict an idempotency key reused with other parameters
     ├── NotFound                (maps to HTTP 404)
-    │   └── UnknownMeter
+    │   ├── UnknownMeter
+    │   └── UnknownCommand
     ├── CapabilityError         the meter's specification does not offer this (SPEC M1–M7)
-    └── StoreError              the storage backend failed; library errors are wrapped here
+    ├── StoreError              the storage backend failed; library errors are wrapped here
+    ├── TransportError          the MQTT broker cannot be reached or refused us
+    │   └── LinkClosed          an envelope link was closed (or its client killed) while in use
+    └── IllegalTransition       a command left its state machine: a bug, never user input
+
+``tests/test_errors.py`` checks that this tree names every subclass of :class:`KenshinError`.
 """
 
 from __future__ import annotations
@@ -82,3 +91,11 @@ class UnknownCommand(NotFound):
 
 class EchonetError(InvalidInput):
     """B-route ECHONET Lite data cannot be parsed, or a value cannot be put on the wire."""
+
+
+class TransportError(KenshinError):
+    """The broker could not be reached or refused us."""
+
+
+class LinkClosed(TransportError):
+    """An envelope link was closed (or its client killed) while in use."""

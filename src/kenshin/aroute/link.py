@@ -31,11 +31,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from kenshin.errors import KenshinError
-
-
-class LinkClosed(KenshinError):
-    """The link was closed (or its client killed) while in use."""
+from kenshin.errors import LinkClosed
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,16 +29,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kenshin.aroute.link import Delivery
-from kenshin.errors import InvalidSetting, KenshinError
+from kenshin.errors import InvalidSetting, TransportError
 
 log = logging.getLogger("kenshin.aroute.mqtt")
 
 SHARE_GROUP = "hes"
 TOPIC_ROOT = "kenshin"  # a deployment (or a test) may put its own root in front
-
-
-class TransportError(KenshinError):
-    """The broker could not be reached or refused us."""
 
 
 def up_topic(area: str, collector: str, root: str = TOPIC_ROOT) -> str:
