@@ -17,6 +17,19 @@ import kenshin
 
 # the network model of the A-route simulates radio links; it is not a protocol module
 SIMULATION_MODULES = {"kenshin.aroute.network"}
+# everything but the edges (kenshin.cli, kenshin.live): the packages and the network planner
+PROTOCOL_AND_ROOT = (
+    "kenshin.core",
+    "kenshin.grid",
+    "kenshin.fleet",
+    "kenshin.aroute",
+    "kenshin.broute",
+    "kenshin.hes",
+    "kenshin.mdms",
+    "kenshin.api",
+    "kenshin.app",
+    "kenshin.netplan",
+)
 
 
 def _modules(*packages: str) -> list[str]:
@@ -64,6 +77,9 @@ def _import_with_blocked(modules: list[str], blocked: str) -> subprocess.Complet
             "kenshin.cli",
         ),
         (("kenshin.mdms",), "kenshin.hes"),
+        # the command line's typer and rich stay in kenshin.cli (and kenshin.live)
+        (PROTOCOL_AND_ROOT, "typer"),
+        (PROTOCOL_AND_ROOT, "rich"),
         (("kenshin.core",), "kenshin.aroute"),
     ],
 )

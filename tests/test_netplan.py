@@ -13,6 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from kenshin.aroute.network import Method, NetworkConfig
+from kenshin.cli.plan_network import plan_network_command, render_report
 from kenshin.errors import InvalidSetting
 from kenshin.hes.policy import CollectionPolicy, Duty
 from kenshin.netplan import (
@@ -21,8 +22,6 @@ from kenshin.netplan import (
     bar_lines,
     nines,
     plan_network,
-    plan_network_command,
-    render_report,
     svg_chart,
     write_svg,
 )

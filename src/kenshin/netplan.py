@@ -26,14 +26,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
-import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from kenshin.aroute.network import (
     NOT_DELIVERED,
@@ -42,7 +37,6 @@ from kenshin.aroute.network import (
     Network,
     NetworkConfig,
     Placement,
-    parse_mix,
 )
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST, to_epoch_us
@@ -445,33 +439,39 @@ def _methods(result: MixResult) -> str:
     return " / ".join(f"{result.meters_by_method[m]:,}" for m in Method)
 
 
-def render_report(results: Sequence[MixResult], console: Console) -> None:
-    """A table of the figures and a text bar chart of the on-time shares."""
-    table = Table(title="A-route network plan (SPEC A6)", title_justify="left")
-    for name in ("mix", "meters cell/mesh/plc", "collectors"):
-        table.add_column(name)
-    for duty in _DUTIES:
-        table.add_column(f"{duty.label} on time", justify="right")
-    for name in ("1st-try loss", "A1 delay p50 / p99", "re-reads /1k", "peak load /collector"):
-        table.add_column(name, justify="right")
-    for r in results:
-        table.add_row(
-            escape(r.label),
-            _methods(r),
-            f"{r.collectors:,}",
-            *(_pct(r.on_time[d]) for d in _DUTIES),
-            _pct(r.first_attempt_loss),
-            f"{_seconds(r.p50_delay_s)} / {_seconds(r.p99_delay_s)}",
-            f"{r.rereads_per_1000:.1f}",
-            f"{r.peak_collector_bytes / 1000:,.0f} kB/5 min ({r.peak_collector_load:.0%})",
-        )
-    console.print(table)
-    console.print(
-        "On-time share, bar length in nines (90 % = 1, 99 % = 2, 99.9 % = 3 …); "
-        "targets: A1 ≥ 99.9 %, A3 ≥ 99 %"
-    )
-    for line in bar_lines(results):
-        console.print(escape(line), highlight=False)
+REPORT_TEXT_COLUMNS = 3  # the first columns of the report are text, the others figures
+NINES_LEGEND = (
+    "On-time share, bar length in nines (90 % = 1, 99 % = 2, 99.9 % = 3 …); "
+    "targets: A1 ≥ 99.9 %, A3 ≥ 99 %"
+)
+
+
+def report_header() -> list[str]:
+    """The columns of the report (``kenshin plan-network`` prints it as a table)."""
+    return [
+        "mix",
+        "meters cell/mesh/plc",
+        "collectors",
+        *(f"{duty.label} on time" for duty in _DUTIES),
+        "1st-try loss",
+        "A1 delay p50 / p99",
+        "re-reads /1k",
+        "peak load /collector",
+    ]
+
+
+def report_row(r: MixResult) -> list[str]:
+    """One mix's figures, as text, in the order of :func:`report_header`."""
+    return [
+        r.label,
+        _methods(r),
+        f"{r.collectors:,}",
+        *(_pct(r.on_time[d]) for d in _DUTIES),
+        _pct(r.first_attempt_loss),
+        f"{_seconds(r.p50_delay_s)} / {_seconds(r.p99_delay_s)}",
+        f"{r.rereads_per_1000:.1f}",
+        f"{r.peak_collector_bytes / 1000:,.0f} kB/5 min ({r.peak_collector_load:.0%})",
+    ]
 
 
 def bar_lines(results: Sequence[MixResult], width: int = 40) -> list[str]:
@@ -533,38 +533,3 @@ def svg_chart(results: Sequence[MixResult]) -> str:
 
 def write_svg(results: Sequence[MixResult], path: Path | str) -> None:
     Path(path).write_text(svg_chart(results), encoding="utf-8")
-
-
-# ---- command ------------------------------------------------------------------------------------
-
-
-def plan_network_command(
-    meters: Annotated[
-        int, typer.Option("--meters", "-n", min=1, max=2_000_000, help="Meters in the area.")
-    ] = 10_000,
-    mix: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--mix",
-            help="A method mix such as mesh=0.8,cellular=0.15,plc=0.05 (repeatable). "
-            "Default: pure mesh, pure cellular, pure PLC and the default mix.",
-        ),
-    ] = None,
-    days: Annotated[int, typer.Option(min=1, max=31, help="Days of traffic to simulate.")] = 1,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 1,
-    svg: Annotated[
-        Path | None, typer.Option("--svg", help="Also write an SVG bar chart of on-time shares.")
-    ] = None,
-) -> None:
-    """Compare communication method mixes for an area: on-time shares of A1–A3 (SPEC A6)."""
-    try:
-        parsed: list[MixSpec] = [NetworkConfig(shares=parse_mix(m)) for m in mix or []]
-    except InvalidSetting as exc:
-        raise typer.BadParameter(str(exc), param_hint="--mix") from None
-    mixes = parsed or list(DEFAULT_COMPARISON)
-    results = plan_network(meters, mixes, CollectionPolicy(), days=days, seed=seed)
-    console = Console()
-    render_report(results, console)
-    if svg is not None:
-        write_svg(results, svg)
-        console.print(f"wrote {escape(str(svg))}")

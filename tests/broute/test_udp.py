@@ -95,7 +95,7 @@ def test_bind_conflict_is_reported() -> None:
 
 
 def test_cli_serves_chosen_meters_and_steps_the_fleet() -> None:
-    from kenshin.broute.cli import build_fleet, choose_keys, serve_nodes
+    from kenshin.cli.broute import build_fleet, choose_keys, serve_nodes
     from kenshin.core.ids import Area
     from kenshin.core.timeslots import JST
     from kenshin.errors import UnknownMeter

@@ -18,12 +18,12 @@ import pytest
 from typer.testing import CliRunner
 
 from kenshin.broute import echonet as el
-from kenshin.broute.cli import broute_app, build_fleet, keep_stepping, start_wisun
 from kenshin.broute.credentials import BrouteCredentials, CredentialRegistry, Medium
 from kenshin.broute.node import MeterNode
 from kenshin.broute.skstack import link_local
 from kenshin.broute.state import FleetState
 from kenshin.broute.wisun import WisunServer, serve_wisun
+from kenshin.cli.broute import broute_app, build_fleet, keep_stepping, start_wisun
 from kenshin.core.ids import Area
 from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.timeslots import JST

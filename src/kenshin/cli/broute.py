@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kenshin.broute.credentials import (
@@ -34,6 +33,7 @@ from kenshin.broute.credentials import (
     CredentialRegistry,
     LanAccess,
 )
+from kenshin.cli.options import AreaOpt, SeedOpt, SpeedOpt, console, out, parse_area
 from kenshin.core.clock import AcceleratedClock
 from kenshin.core.ids import Area, validate_supply_point_id
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
@@ -50,8 +50,6 @@ broute_app = typer.Typer(
     help="B-route: simulated smart meters as ECHONET Lite nodes (SPEC B1–B4).",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
-out = Console()
 log = logging.getLogger(__name__)
 STEP = dt.timedelta(minutes=5)  # the fleet's physics step
 
@@ -188,14 +186,9 @@ async def serve_nodes(
 
 
 # the fleet behind the nodes: the same options for `serve` and `wisun`
-SpeedOpt = Annotated[
-    float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")
-]
-SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed of the fleet.")]
 FleetMetersOpt = Annotated[
     int, typer.Option(min=1, max=1_000_000, help="Size of the simulated fleet.")
 ]
-AreaOpt = Annotated[str, typer.Option(help="Utility area: code 01–10 or name.")]
 BackfillOpt = Annotated[
     int, typer.Option(min=2, max=24 * 7, help="Hours simulated at once before serving.")
 ]
@@ -237,10 +230,7 @@ def serve(
     ] = True,
 ) -> None:
     """Serve simulated meters as ECHONET Lite nodes (0x0288 LV, 0x028A HV) until Ctrl-C."""
-    try:
-        the_area = Area.parse(area)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--area") from None
+    the_area = parse_area(area)
     from kenshin.broute.udp import plan_endpoints
 
     count = len(meter) if meter else meters
@@ -349,10 +339,7 @@ def wisun(
         validate_supply_point_id(meter)
     except InvalidInput as exc:
         raise typer.BadParameter(str(exc), param_hint="--meter") from None
-    try:
-        the_area = Area.parse(area)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--area") from None
+    the_area = parse_area(area)
     console.print(f"building a fleet of {fleet_meters:,} meters, simulating {backfill_hours} h…")
     fleet = build_fleet(fleet_meters, seed, the_area, backfill_hours)
     (key,) = choose_keys(fleet, [meter], 1)

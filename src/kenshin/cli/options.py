@@ -1,0 +1,144 @@
+"""What the commands share: each shared option is defined once here, with the parsers of days
+and areas, the store option (``kenshin.app.stores``) and the two consoles (messages and progress
+on stderr, results on stdout)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from kenshin.app.stores import StoreLocation, choose_store
+from kenshin.core.ids import Area
+from kenshin.core.timeslots import JST
+
+if TYPE_CHECKING:
+    from kenshin.fleet.simulator import FleetConfig
+
+console = Console(stderr=True)
+out = Console()
+
+
+def progress_bar(title: str, unit: str) -> Progress:
+    """A transient progress bar on stderr: ``title``, the bar, done/total ``unit``, time left."""
+    return Progress(
+        TextColumn(title),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+# ---- the fleet
+
+MAX_METERS = 30_000_000
+
+
+def meters_option(maximum: int = MAX_METERS, help: str = "Number of meters.") -> Any:
+    """``--meters`` / ``-n``; a command that cannot take 30 M meters gives its own ``maximum``."""
+    return typer.Option("--meters", "-n", min=1, max=maximum, help=help)
+
+
+MetersOpt = Annotated[int, meters_option()]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed: same seed, same fleet and values.")]
+AreaOpt = Annotated[str, typer.Option(help="Utility area: code 01–10 or name (tokyo).")]
+StartOpt = Annotated[
+    str | None,
+    typer.Option(help="First simulated day, YYYY-MM-DD (JST). Default: DAYS before today."),
+]
+SpeedOpt = Annotated[
+    float, typer.Option(min=1.0, max=100_000.0, help="Simulated seconds per real second.")
+]
+
+# ---- the store: --store PATH.duckdb or --store postgresql://…; --db and --postgres are aliases
+
+DEFAULT_STORE = Path("kenshin.duckdb")
+UP_STORE = Path("data/kenshin-up.duckdb")  # kenshin up's, recreated at start
+
+
+def store_option(default: Path) -> Any:
+    return typer.Option(
+        "--store",
+        help="The store: a DuckDB file PATH.duckdb or a PostgreSQL DSN (postgresql://user@host"
+        ":port/db).",
+        show_default=str(default),
+    )
+
+
+StoreOpt = Annotated[str | None, store_option(DEFAULT_STORE)]
+UpStoreOpt = Annotated[str | None, store_option(UP_STORE)]
+DbOpt = Annotated[Path | None, typer.Option("--db", help="DuckDB file (--store PATH).")]
+PostgresOpt = Annotated[
+    str | None, typer.Option("--postgres", help="PostgreSQL DSN (--store DSN), any libpq form.")
+]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace the store if it exists.")]
+
+
+def store_location(
+    store: str | None, db: Path | None, postgres: str | None, default: Path = DEFAULT_STORE
+) -> StoreLocation:
+    """The store named by ``--store``, ``--db`` or ``--postgres`` (one of them), or ``default``."""
+    return choose_store(store=store, db=db, postgres=postgres, default=default)
+
+
+# ---- MQTT and the A-route
+
+MqttOpt = Annotated[str, typer.Option("--mqtt", help="MQTT broker URL, mqtt://HOST:PORT.")]
+TopicRootOpt = Annotated[
+    str, typer.Option(help="First level of the MQTT topics: <root>/<area>/<collector>/up|down.")
+]
+MasterKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--master-key",
+        help="A-route master key, 64 hex digits (default: $KENSHIN_AROUTE_MASTER_KEY, "
+        "else the built-in simulation key).",
+    ),
+]
+
+# ---- the HTTP API
+
+HostOpt = Annotated[str, typer.Option(help="Address the HTTP API listens on.")]
+PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port of the HTTP API.")]
+
+
+# ---- parsers
+
+
+def parse_area(value: str) -> Area:
+    try:
+        return Area.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--area") from None
+
+
+def parse_day(value: str | None, hint: str | None = None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        message = f"expected a date YYYY-MM-DD, got {value!r}"
+        raise typer.BadParameter(message, param_hint=hint) from None
+
+
+def first_day(start: str | None, days: float) -> dt.datetime:
+    """Midnight (JST) of ``--start``, or of ``days`` (at least one) before today."""
+    day = parse_day(start, "--start") or (
+        dt.datetime.now(JST).date() - dt.timedelta(days=max(1, int(days)))
+    )
+    return dt.datetime(day.year, day.month, day.day, tzinfo=JST)
+
+
+def fleet_config(meters: int, seed: int, area: str, start: str | None, days: float) -> FleetConfig:
+    from kenshin.fleet.simulator import FleetConfig
+
+    begin = first_day(start, days)
+    return FleetConfig(n_meters=meters, start=begin, seed=seed, area=parse_area(area))

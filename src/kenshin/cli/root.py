@@ -1,0 +1,63 @@
+"""The ``kenshin`` command: every command group registered on one typer app, and :func:`main`,
+which turns bad arguments into a one-line error and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from kenshin.cli.broute import broute_app
+from kenshin.cli.mdms import archive_command, vee_command
+from kenshin.cli.options import console
+from kenshin.cli.plan_network import plan_network_command
+from kenshin.cli.serve import serve, up
+from kenshin.cli.service import fleet, hes, install
+from kenshin.cli.simulate import simulate
+from kenshin.errors import InvalidInput, KenshinError
+
+app = typer.Typer(
+    name="kenshin",
+    help="kenshin (検針): Japan's next-generation smart meter system.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(simulate)
+app.command()(serve)
+app.command()(up)
+app.command("plan-network")(plan_network_command)
+app.add_typer(broute_app, name="broute")
+app.command("archive")(archive_command)
+app.command("vee")(vee_command)
+app.command()(install)
+app.command()(hes)
+app.command()(fleet)
+
+# typer raises click's UsageError (vendored in recent typer); find it through BadParameter
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors and exit code 2 for bad arguments."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="kenshin", standalone_mode=False)
+    except _UsageError as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        if message:  # empty when typer has printed the help instead
+            console.print(
+                f"kenshin: error: {message}", markup=False, highlight=False, soft_wrap=True
+            )
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except InvalidInput as exc:
+        console.print(f"kenshin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KenshinError as exc:
+        console.print(f"kenshin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

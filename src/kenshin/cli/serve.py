@@ -1,0 +1,90 @@
+"""``kenshin serve`` (the HTTP API over an existing store) and ``kenshin up`` (the live system in
+one process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kenshin.app.stores import StoreMode, open_store
+from kenshin.cli.options import (
+    UP_STORE,
+    AreaOpt,
+    DbOpt,
+    HostOpt,
+    MetersOpt,
+    PortOpt,
+    PostgresOpt,
+    SeedOpt,
+    SpeedOpt,
+    StoreOpt,
+    UpStoreOpt,
+    console,
+    parse_area,
+    store_location,
+)
+
+
+def serve(
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    postgres: PostgresOpt = None,
+    broute_credentials: Annotated[
+        Path | None,
+        typer.Option(help="B-route credentials file (default: kenshin-broute.json by the DB)."),
+    ] = None,
+) -> None:
+    """Serve the HTTP API over an existing store (read-only)."""
+    import uvicorn
+
+    from kenshin.api.app import create_app
+    from kenshin.broute.credentials import DEFAULT_CREDENTIALS_FILE
+
+    location = store_location(store, db, postgres)
+    opened = open_store(location, StoreMode.READ_ONLY)
+    console.print(
+        f"serving {location.describe()} on http://{host}:{port}  "
+        f"(API docs: http://{host}:{port}/docs)"
+    )
+    try:
+        # SPEC B4: the credentials issued over the API are kept next to the store
+        credentials = broute_credentials or location.directory / DEFAULT_CREDENTIALS_FILE
+        app_ = create_app(opened, broute_credentials=credentials)
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    finally:
+        opened.close()
+
+
+def up(
+    meters: MetersOpt = 2000,
+    speed: SpeedOpt = 60.0,
+    store: UpStoreOpt = None,
+    db: DbOpt = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    seed: SeedOpt = 1,
+    backfill_hours: Annotated[
+        int, typer.Option(min=0, max=24 * 31, help="Hours simulated at once before going live.")
+    ] = 24,
+    area: AreaOpt = "tokyo",
+    postgres: PostgresOpt = None,
+) -> None:
+    """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API.
+    The store is recreated at start (with PostgreSQL, the schema kenshin_up)."""
+    from kenshin.live import run_live
+
+    run_live(
+        meters=meters,
+        speed=speed,
+        store=store_location(store, db, postgres, default=UP_STORE),
+        host=host,
+        port=port,
+        seed=seed,
+        backfill_hours=backfill_hours,
+        area=parse_area(area),
+        console=console,
+    )

@@ -1,0 +1,202 @@
+"""Service mode: ``kenshin install`` (the meter roster), ``kenshin hes`` (a head-end worker on
+MQTT) and ``kenshin fleet`` (simulated meters, network and collectors publishing to a broker)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from kenshin.app.stores import StoreMode, open_store
+from kenshin.cli.options import (
+    AreaOpt,
+    DbOpt,
+    MasterKeyOpt,
+    MetersOpt,
+    MqttOpt,
+    OverwriteOpt,
+    PostgresOpt,
+    SeedOpt,
+    StartOpt,
+    StoreOpt,
+    TopicRootOpt,
+    console,
+    fleet_config,
+    out,
+    progress_bar,
+    store_location,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from kenshin.hes.service import HeadEnd
+
+
+def install(
+    meters: MetersOpt = 1000,
+    seed: SeedOpt = 1,
+    area: AreaOpt = "tokyo",
+    start: StartOpt = None,
+    days: Annotated[float, typer.Option(min=0.0, help="Days the fleet will run (for START).")] = 1,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    postgres: PostgresOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Install a simulated fleet's meters in a new store (the roster a head-end loads at start)."""
+    from kenshin.services import install_fleet
+
+    config = fleet_config(meters, seed, area, start, days)
+    location = store_location(store, db, postgres)
+    opened = open_store(location, StoreMode.CREATE, overwrite=overwrite)
+    try:
+        table = install_fleet(opened, config)
+    finally:
+        opened.close()
+    console.print(
+        f"installed {table.num_rows:,} meters in {location.describe()} (start {config.start})"
+    )
+
+
+def hes(
+    mqtt: MqttOpt = "mqtt://127.0.0.1:1883",
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    postgres: PostgresOpt = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port.")
+    ] = None,
+    worker_id: Annotated[
+        str, typer.Option(help="Stable MQTT client id: a restarted worker gets its backlog.")
+    ] = "hes-1",
+    duties: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the deadlines, re-reads, commands and polls, watching every envelope "
+            "(one worker per deployment; the others --no-duties)."
+        ),
+    ] = True,
+    master_key: MasterKeyOpt = None,
+    topic_root: TopicRootOpt = "kenshin",
+    api_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve the HTTP API (readings, SLOs, commands, polls) here."
+        ),
+    ] = None,
+) -> None:
+    """Run a head-end worker: authenticate, store and acknowledge collector envelopes from MQTT.
+    With a DuckDB store, one worker only; with PostgreSQL, any number."""
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from kenshin.api.app import create_app
+    from kenshin.app.stores import open_replay_guard
+    from kenshin.aroute.mqtt import BrokerAddress
+    from kenshin.services import run_hes_worker
+
+    BrokerAddress.parse(mqtt)  # a bad URL is refused before the store is opened
+    location = store_location(store, db, postgres)
+    opened = open_store(location, StoreMode.OPEN)
+    stop = threading.Event()
+    lock = threading.Lock()  # the worker loop and the API's commands share the head-end
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def ready(head_end: HeadEnd) -> None:
+        if metrics_port:
+            start_http_server(metrics_port, registry=head_end.metrics.registry)
+        if api_port:
+            serve_in_background(create_app(opened, hes=head_end, hes_lock=lock), api_port)
+        console.print(
+            f"head-end {worker_id} listening on {mqtt} (shared subscription), storing in "
+            f"{location.describe()}"
+            + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
+            + (f", API on http://127.0.0.1:{api_port}/docs" if api_port else "")
+        )
+
+    try:
+        head_end = run_hes_worker(
+            mqtt,
+            opened,
+            worker_id=worker_id,
+            replay=open_replay_guard(location),
+            master_key=master_key,
+            duties=duties,
+            stop=stop,
+            on_ready=ready,
+            topic_root=topic_root,
+            lock=lock,
+        )
+    except KeyboardInterrupt:
+        return
+    finally:
+        opened.close()
+    st = head_end.stats
+    console.print(
+        f"stopped: {st.frames_accepted:,} frames accepted, {st.frames_rejected_total:,} refused, "
+        f"{st.values_stored:,} values stored; {st.envelopes:,} envelopes, at most "
+        f"{st.largest_batch} at once"
+    )
+
+
+def serve_in_background(api: FastAPI, port: int) -> None:
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, name="kenshin-api", daemon=True).start()
+
+
+def fleet(
+    mqtt: MqttOpt = "mqtt://127.0.0.1:1883",
+    meters: MetersOpt = 1000,
+    days: Annotated[float, typer.Option(min=0.01, max=3660, help="Simulated days.")] = 1,
+    speed: Annotated[
+        str, typer.Option(help="Simulated seconds per real second, or 'max' (as fast as possible).")
+    ] = "max",
+    seed: SeedOpt = 1,
+    area: AreaOpt = "tokyo",
+    start: StartOpt = None,
+    master_key: MasterKeyOpt = None,
+    topic_root: TopicRootOpt = "kenshin",
+) -> None:
+    """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`)."""
+    from kenshin.aroute.mqtt import BrokerAddress
+    from kenshin.services import run_fleet
+
+    BrokerAddress.parse(mqtt)  # before the fleet is built
+    try:
+        pace = None if speed == "max" else float(speed)
+    except ValueError:
+        raise typer.BadParameter("expected a number or 'max'", param_hint="--speed") from None
+    if pace is not None and pace <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--speed")
+    config = fleet_config(meters, seed, area, start, days)
+    with progress_bar("[bold]fleet[/]", "5-min steps") as progress:
+        task = progress.add_task("fleet", total=None)
+        result = run_fleet(
+            mqtt,
+            config,
+            days,
+            speed=pace,
+            master_key=master_key,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            topic_root=topic_root,
+        )
+    table = Table(title=f"kenshin fleet → {mqtt}", show_header=False)
+    f = result.field
+    table.add_row("meters", f"{meters:,}")
+    table.add_row("simulated until", result.simulated_until)
+    table.add_row("frames sent by meters", f"{f.frames_sent:,}")
+    table.add_row("lost in the network", f"{f.frames_lost:,}")
+    table.add_row("forwarded by collectors", f"{f.frames_forwarded:,} in {f.envelopes:,} envelopes")
+    table.add_row("downlink frames", f"{f.downlink_frames:,} ({f.downlink_refused:,} refused)")
+    table.add_row("time taken", f"{result.seconds:.1f} s")
+    rate = f.frames_forwarded / result.seconds if result.seconds else 0.0
+    table.add_row("throughput", f"{rate:,.0f} frames/s")
+    out.print(table)
