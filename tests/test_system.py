@@ -6,15 +6,19 @@ import duckdb
 import numpy as np
 import pytest
 
-from kenshin.core.timeslots import JST
+from kenshin.core.channels import Channel
+from kenshin.core.timeslots import JST, Resolution
+from kenshin.errors import InvalidSetting
 from kenshin.fleet.simulator import FleetConfig
+from kenshin.hes.policy import CollectionPolicy
 from kenshin.system import EmbeddedSystem
 
 START = dt.datetime(2026, 5, 2, tzinfo=JST)  # includes a weekend and Golden Week holidays
 
 
-def simulate(path, seed=3, meters=400, days=1):
-    system = EmbeddedSystem(FleetConfig(n_meters=meters, start=START, seed=seed), path)
+def simulate(path, seed=3, meters=400, days=1, send_15min=False):
+    config = FleetConfig(n_meters=meters, start=START, seed=seed, send_15min=send_15min)
+    system = EmbeddedSystem(config, path)
     summary = system.run(START + dt.timedelta(days=days))
     system.close()
     return summary
@@ -22,8 +26,9 @@ def simulate(path, seed=3, meters=400, days=1):
 
 @pytest.fixture(scope="module")
 def day_db(tmp_path_factory):
+    """A day with the soft switch on (SPEC A5), so that every resolution is delivered."""
     path = tmp_path_factory.mktemp("sys") / "day.duckdb"
-    summary = simulate(path)
+    summary = simulate(path, send_15min=True)
     con = duckdb.connect(str(path), read_only=True)
     yield con, summary
     con.close()
@@ -129,6 +134,36 @@ def test_gen1_meters_send_no_15_or_5_minute_values(day_db):
         "WHERE m.generation = 1 AND r.resolution < 30"
     ).fetchone()[0]
     assert leaked == 0
+
+
+def test_soft_switch_off_by_default_15_min_values_stay_on_the_meters(tmp_path):
+    """SPEC A5, M1: by default next-generation meters send 30-min values and only record 15-min
+    ones: none reach the store, none are swept, and the recorders hold them (2 × 15 = 30)."""
+    config = FleetConfig(n_meters=200, start=START, seed=5)
+    assert not config.send_15min
+    system = EmbeddedSystem(config, tmp_path / "off.duckdb")
+    system.run(START + dt.timedelta(days=1, hours=3))
+    counts = system.store.reading_counts()
+    assert counts.get(15, 0) == 0 and counts[30] > 0 and counts[5] > 0
+    assert system.schedule is not None and system.schedule.sweeps
+    assert {r.resolution for r in system.schedule.other_sweeps} == {
+        Resolution.MIN30,
+        Resolution.MIN5,
+    }
+    meters = system.fleet.meters
+    gen2 = system.fleet.population.generation == 2
+    for channel in (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE):
+        fifteen = meters.interval_values(Resolution.MIN15, channel, 48)
+        thirty = meters.interval_values(Resolution.MIN30, channel, 24)
+        assert fifteen[:, gen2].any()
+        assert np.array_equal(fifteen[0::2] + fifteen[1::2], thirty)
+    system.close()
+
+
+def test_the_head_end_and_the_fleet_share_one_soft_switch():
+    config = FleetConfig(n_meters=20, start=START, seed=5)
+    with pytest.raises(InvalidSetting, match="soft switch"):
+        EmbeddedSystem(config, aroute="wire", policy=CollectionPolicy(send_15min=True))
 
 
 def test_same_seed_same_values_other_seed_other_values(tmp_path):

@@ -47,7 +47,7 @@ from kenshin.hes.service import HeadEnd
 from kenshin.hes.worker import HesWorker, WorkerReports
 from kenshin.mdms.service import MeterDataService
 from kenshin.mdms.store import ReadingStore
-from kenshin.system import policy_for
+from kenshin.system import fleet_policy
 
 log = logging.getLogger("kenshin.services")
 
@@ -192,14 +192,14 @@ def run_fleet(
 ) -> FleetRun:
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock."""
-    policy = policy or policy_for(config)
+    policy = fleet_policy(config, policy)
     fleet = Fleet(config)
     net = Network(fleet.population, network or NetworkConfig(), config.seed)
     field = build_field(
         fleet,
         KeyRing(load_master_key(master_key)),
         net,
-        send_15min=policy.send_15min,
+        send_15min=config.send_15min,
         offpeak=(policy.offpeak_start, policy.offpeak_end),
     )
     area = config.area.code

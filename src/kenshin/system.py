@@ -77,6 +77,20 @@ def policy_for(config: FleetConfig) -> CollectionPolicy:
     )
 
 
+def fleet_policy(config: FleetConfig, policy: CollectionPolicy | None = None) -> CollectionPolicy:
+    """``policy``, or the one :func:`policy_for` the fleet; a given policy must have the fleet's
+    utility-wide soft switch (SPEC A5): the meters send what the fleet says, and the MDMS must
+    not expect values nobody sends."""
+    if policy is None:
+        return policy_for(config)
+    if policy.send_15min != config.send_15min:
+        raise InvalidSetting(
+            "the head-end's soft switch (policy.send_15min) must match the fleet's "
+            f"(send_15min={config.send_15min})"
+        )
+    return policy
+
+
 class EmbeddedSystem:
     """The whole system in one process: fleet, A-route, head-end, MDMS and store."""
 
@@ -122,7 +136,7 @@ class EmbeddedSystem:
         self.schedule: MdmsSchedule | None = None
         if sweep:
             resolutions = [Resolution.MIN30]
-            if config.send_15min:
+            if config.send_15min:  # SPEC A5: 15-min values are swept only when sent
                 resolutions.append(Resolution.MIN15)
             # wire mode delivers A2's 5-min history days later (off-peak): not swept at day end
             if config.sample_5min_share > 0 and aroute == "direct":
@@ -134,6 +148,7 @@ class EmbeddedSystem:
                 archive=archive,
                 retention=retention or RetentionPolicy(),
                 resolutions=tuple(resolutions),
+                send_15min=config.send_15min,
             )
             self.schedule.start(config.start)
         if aroute == "direct":
@@ -145,14 +160,14 @@ class EmbeddedSystem:
             # (their IoT route is a later issue), so only this mode registers them
             self.store.write_specified(self.fleet.specified_table())
         else:
-            self.policy = policy or policy_for(config)
+            self.policy = fleet_policy(config, policy)
             keys = KeyRing(load_master_key(master_key))
             self.network = Network(self.fleet.population, network or NetworkConfig(), config.seed)
             self.field = build_field(
                 self.fleet,
                 keys,
                 self.network,
-                send_15min=self.policy.send_15min,
+                send_15min=config.send_15min,
                 offpeak=(self.policy.offpeak_start, self.policy.offpeak_end),
             )
             self.hes = HeadEnd(

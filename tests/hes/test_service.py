@@ -9,23 +9,25 @@ import pytest
 
 from kenshin.aroute.codec.encode import encode_interval_frames
 from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
-from kenshin.aroute.frames import CommandKind, FrameType, RejectReason
+from kenshin.aroute.frames import CommandKind, FrameType, OperatingState, RejectReason
 from kenshin.aroute.keys import KeyRing
 from kenshin.core.channels import Channel
 from kenshin.core.meterspec import Generation, MeterClass
+from kenshin.core.quality import Source
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.hes.command_rules import CommandState
+from kenshin.hes.command_rules import CommandState, resend_args
 from kenshin.hes.polling import PollState
 from kenshin.system import EmbeddedSystem
 
 START = dt.datetime(2026, 5, 11, tzinfo=JST)
 
 
-@pytest.fixture
-def system() -> EmbeddedSystem:
+def _system(send_15min: bool = False) -> EmbeddedSystem:
     s = EmbeddedSystem(
-        FleetConfig(n_meters=200, start=START, seed=7), aroute="wire", background_writer=False
+        FleetConfig(n_meters=200, start=START, seed=7, send_15min=send_15min),
+        aroute="wire",
+        background_writer=False,
     )
     captured: list[bytes] = []
     receive = s.hes.receive_envelopes  # type: ignore[union-attr]
@@ -38,6 +40,18 @@ def system() -> EmbeddedSystem:
     s.captured = captured  # type: ignore[attr-defined]
     s.run(START + dt.timedelta(hours=1))
     return s
+
+
+@pytest.fixture
+def system() -> EmbeddedSystem:
+    """The utility's soft switch off, as by default (SPEC A5): 30-min values are sent."""
+    return _system()
+
+
+@pytest.fixture
+def system_15() -> EmbeddedSystem:
+    """The utility's soft switch on: next-generation meters send 15-min values too."""
+    return _system(send_15min=True)
 
 
 def _rows(system: EmbeddedSystem) -> int:
@@ -217,21 +231,90 @@ def test_poll_returns_the_meters_state(system) -> None:
         assert poll.response.forward_register == fwd
 
 
-def test_soft_switch_to_30_stops_15min_values(system) -> None:
-    """SPEC A5 per meter: after SET_SOFT_SWITCH 30 the meter's pushes carry no 15-min values."""
+def _values_since(
+    system: EmbeddedSystem, key: int, resolution: int, since_us: int
+) -> list[tuple[int, int, int]]:
+    """(interval end [µs], value, source) of one meter's forward values stored after a time."""
+    system.mdms.flush()
+    con = system.store._cursor()
+    return con.execute(
+        "SELECT epoch_us(interval_end), value, source FROM readings "
+        "WHERE meter_key = $k AND resolution = $r AND channel = 1 AND epoch_us(tx_time) > $t "
+        "ORDER BY 1",
+        {"k": key, "r": resolution, "t": since_us},
+    ).fetchall()
+
+
+def test_soft_switch_is_off_by_default_and_no_15min_values_are_sent(system) -> None:
+    """SPEC A5, M1: next-generation meters record 15-min values but send 30-min ones."""
+    system.mdms.flush()
+    assert system.store.reading_counts().get(15, 0) == 0
+    assert not system.field.radio.soft_switch_15.any()
+    assert system.schedule is not None and Resolution.MIN15 not in system.schedule.resolutions
+
+
+def test_soft_switch_to_15_on_one_meter_starts_its_15min_values(system) -> None:
+    """SPEC A5 per meter: SET_SOFT_SWITCH 15 makes one meter's pushes carry 15-min values."""
+    key, other = np.flatnonzero(
+        (system.fleet.population.generation == Generation.GEN2)
+        & (system.fleet.population.meter_class == MeterClass.LV_1P3W)
+    )[:2]
+    record = system.hes.commands.request(int(key), CommandKind.SET_SOFT_SWITCH, (15,), _now(system))
+    system.run(system.now + dt.timedelta(minutes=30))
+    assert system.hes.commands.get(record.command_id).state is CommandState.ACKNOWLEDGED
+    switched = _now(system)
+    system.run(system.now + dt.timedelta(hours=2))
+    assert len(_values_since(system, int(key), 15, switched)) >= 6
+    assert _values_since(system, int(other), 15, switched) == []
+    polled = system.hes.polls.request([int(key), int(other)], _now(system))
+    system.run(system.now + dt.timedelta(minutes=15))
+    flags = {p.meter_key: p.response.state for p in system.hes.polls.result(polled).polls}
+    assert flags[int(key)] & OperatingState.SOFT_SWITCH_15
+    assert not flags[int(other)] & OperatingState.SOFT_SWITCH_15
+
+
+def test_15min_values_are_reread_from_meter_memory_with_the_switch_off(system) -> None:
+    """SPEC A5, M1, M4: with the switch off the meter still records 15-min values; a RESEND
+    gets them from its memory, and two of them make its 30-min value."""
     key = _meter(system, Generation.GEN2, (MeterClass.LV_1P3W,))
-    spid = str(system.fleet.population.supply_point_id[key])
+    now = _now(system)
+    last = now - now % Resolution.MIN30.microseconds
+    first = last - 3 * Resolution.MIN15.microseconds
+    record = system.hes.commands.request(
+        key, CommandKind.RESEND, resend_args(Resolution.MIN15, first, last), now
+    )
+    assert record.state is CommandState.QUEUED
+    system.run(system.now + dt.timedelta(minutes=30))
+    assert system.hes.commands.get(record.command_id).state is CommandState.ACKNOWLEDGED
+    got = _values_since(system, key, 15, now)
+    step = Resolution.MIN15.microseconds
+    assert [end for end, _, _ in got] == [first + i * step for i in range(4)]
+    assert {source for _, _, source in got} == {Source.REREAD}
+    thirty = {end: value for end, value, _ in _values_since(system, key, 30, 0)}
+    assert got[0][1] + got[1][1] == thirty[first + step]
+    assert got[2][1] + got[3][1] == thirty[last]
+    # forward and reverse of the four slots: no meter sent 15-min values on its own
+    assert system.store.reading_counts()[15] == 8
+
+
+def test_gen1_meters_have_no_15min_values_to_reread(system) -> None:
+    key = _meter(system, Generation.GEN1, (MeterClass.LV_1P3W,))
+    now = _now(system)
+    last = now - now % Resolution.MIN30.microseconds
+    args = resend_args(Resolution.MIN15, last - Resolution.MIN15.microseconds, last)
+    record = system.hes.commands.request(key, CommandKind.RESEND, args, now)
+    assert record.state is CommandState.REJECTED and "15-min" in record.reason
+
+
+def test_soft_switch_to_30_stops_15min_values(system_15) -> None:
+    """SPEC A5 per meter: after SET_SOFT_SWITCH 30 the meter's pushes carry no 15-min values."""
+    system = system_15
+    key = _meter(system, Generation.GEN2, (MeterClass.LV_1P3W,))
+    assert len(_values_since(system, key, 15, 0)) >= 2  # the utility's switch is on
     record = system.hes.commands.request(key, CommandKind.SET_SOFT_SWITCH, (30,), _now(system))
     system.run(system.now + dt.timedelta(minutes=30))
     assert system.hes.commands.get(record.command_id).state is CommandState.ACKNOWLEDGED
     switched = _now(system)
     system.run(system.now + dt.timedelta(hours=2))
-    system.mdms.flush()
-    con = system.store._cursor()
-    after = con.execute(
-        "SELECT count(*) FILTER (WHERE resolution = 15), count(*) FILTER (WHERE resolution = 30) "
-        "FROM readings r JOIN meters m USING (meter_key) WHERE m.supply_point_id = $s "
-        "AND epoch_us(r.tx_time) > $t AND r.channel = 1",
-        {"s": spid, "t": switched},
-    ).fetchall()[0]
-    assert after[0] == 0 and after[1] >= 3
+    assert _values_since(system, key, 15, switched) == []
+    assert len(_values_since(system, key, 30, switched)) >= 3

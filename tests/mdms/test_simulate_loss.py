@@ -20,7 +20,10 @@ DAYS = 2
 
 
 def test_lost_values_are_estimated_and_days_add_up_to_register_differences() -> None:
-    config = FleetConfig(n_meters=300, start=dt.datetime(2026, 4, 6, tzinfo=JST), seed=5)
+    # the soft switch on (SPEC A5): 15-min values are sent, lost and estimated too
+    config = FleetConfig(
+        n_meters=300, start=dt.datetime(2026, 4, 6, tzinfo=JST), seed=5, send_15min=True
+    )
     system = EmbeddedSystem(config, loss=0.05, background_writer=False)
     system.run(config.start + dt.timedelta(days=DAYS))
     assert system.link is not None and system.link.lost > 0
@@ -32,7 +35,7 @@ def test_lost_values_are_estimated_and_days_add_up_to_register_differences() -> 
         start, end = day_window(day)
         for resolution in (Resolution.MIN30, Resolution.MIN15, Resolution.MIN5):
             for channel in (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE):
-                expected = expected_meters(roster, channel, resolution)
+                expected = expected_meters(roster, channel, resolution, send_15min=True)
                 assert len(expected) > 0
                 check_day(store, channel, resolution, expected, start, end, n)
     system.close()

@@ -37,7 +37,9 @@ class CollectionPolicy:
     a2_deadline: dt.timedelta = dt.timedelta(days=3)  # A2: "within a few days"
     a2_share: float = 0.10  # A2: about 10 % or more
     a3_share: float = 0.03  # A3: about 3 % or more
-    send_15min: bool = True  # A5 soft switch for the whole utility
+    # A5 soft switch for the whole utility: off (15-min values recorded on the meters, not sent)
+    # until the market moves to 15-min settlement; fixed for a run (docs/architecture.md)
+    send_15min: bool = False
     # A2 batches are sent once a day inside this window (JST), spread to fit network capacity
     offpeak_start: dt.time = dt.time(1, 0)
     offpeak_end: dt.time = dt.time(5, 0)

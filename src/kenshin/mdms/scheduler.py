@@ -63,10 +63,12 @@ def sweep_day(
     resolutions: tuple[Resolution, ...] = (Resolution.MIN30,),
     history_days: int | None = None,
     history: HistoryCache | None = None,
+    send_15min: bool = False,
 ) -> DaySweep:
     """Everything the MDMS does with a closed day: the VEE sweep of each channel and resolution
-    (``expected_meters``), then, when both energy channels were swept, the differences of parent
-    and specified meters from the swept values (SPEC S3)."""
+    (``expected_meters``; 15-min values only when the utility's soft switch ``send_15min`` sends
+    them, SPEC A5), then, when both energy channels were swept, the differences of parent and
+    specified meters from the swept values (SPEC S3)."""
     reports = [
         run_sweep(
             store,
@@ -77,6 +79,7 @@ def sweep_day(
             now_us=now_us,
             history_days=history_days,
             history=history,
+            send_15min=send_15min,
         )
         for resolution in resolutions
         for channel in channels
@@ -99,6 +102,7 @@ class MdmsSchedule:
     # the other channel and resolutions: reverse 30-min, and 15/5-min where they are collected
     other_sweeps: list[SweepReport] = field(default_factory=list)
     resolutions: tuple[Resolution, ...] = (Resolution.MIN30,)
+    send_15min: bool = False  # the utility's soft switch (SPEC A5): 15-min values are sent
     housekeeping: list[HousekeepingReport] = field(default_factory=list)
     differences: list[DifferenceReport] = field(default_factory=list)
     # day planes of the look-back, kept between sweeps so that a sweep reads one day, not weeks
@@ -132,6 +136,7 @@ class MdmsSchedule:
                 resolutions=self.resolutions,
                 history_days=self.history_days,
                 history=self.history,
+                send_15min=self.send_15min,
             )
             for report in day.sweeps:
                 if (

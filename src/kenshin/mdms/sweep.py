@@ -225,13 +225,19 @@ def validate_day_batch(
 
 
 def expected_meters(
-    roster: pa.Table, channel: Channel, resolution: Resolution
+    roster: pa.Table, channel: Channel, resolution: Resolution, *, send_15min: bool = False
 ) -> npt.NDArray[np.int64]:
     """Sorted keys of the meters expected to deliver ``channel`` at ``resolution``: those whose
-    generation and class record it (SPEC M1–M4) and, for 5-min values, the A2 sample."""
+    generation and class record it (SPEC M1–M4) and, for 5-min values, the A2 sample.
+
+    15-min values are expected only when the utility's soft switch sends them (``send_15min``,
+    SPEC A5): by default next-generation meters only record them. A meter switched on its own
+    (``SET_SOFT_SWITCH``) is not known here; its values are stored as received, unswept."""
     keys = roster.column("meter_key").to_numpy().astype(np.int64)
     if resolution is Resolution.MIN30 and channel in _ENERGY:
         return np.sort(keys)  # every meter records 30-min energy (SPEC A1)
+    if resolution is Resolution.MIN15 and not send_15min:
+        return np.empty(0, dtype=np.int64)
     generation = roster.column("generation").to_numpy()
     meter_class = roster.column("meter_class").to_numpy()
     wanted = np.zeros(len(keys), dtype=bool)
@@ -266,15 +272,17 @@ def run_sweep(
     history_days: int | None = None,
     meters: npt.NDArray[np.int64] | None = None,
     history: HistoryCache | None = None,
+    send_15min: bool = False,
 ) -> SweepReport:
     """Sweep one JST day of one channel for the meters expected to send it (``meters``;
-    default :func:`expected_meters` of the roster) — see the module doc.
+    default :func:`expected_meters` of the roster, with the utility's soft switch
+    ``send_15min``) — see the module doc.
 
     ``history`` keeps day planes between daily sweeps (:mod:`kenshin.mdms.history`); without it
     the look-back is read from the store each time."""
     cfg = config or VeeConfig(forward_only=channel in _ENERGY)
     keys = (
-        expected_meters(store.read_meters(), channel, resolution)
+        expected_meters(store.read_meters(), channel, resolution, send_15min=send_15min)
         if meters is None
         else np.unique(np.asarray(meters, dtype=np.int64))
     )
