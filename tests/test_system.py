@@ -107,18 +107,33 @@ def test_finer_values_add_up_to_30_min_values(day_db):
 
 
 def test_five_minute_sample_is_next_generation_and_about_ten_percent(day_db):
+    """SPEC A2: about 10 % of the LV meters and, separately, of the HV/EHV meters."""
     con, _ = day_db
-    sampled, gen1_sampled, with_values = con.execute(
+    by_class = con.execute(
         """
-        SELECT count(*) FILTER (WHERE sampled_5min),
-               count(*) FILTER (WHERE sampled_5min AND generation = 1),
-               (SELECT count(DISTINCT meter_key) FROM readings WHERE resolution = 5)
-        FROM meters
+        SELECT meter_class >= 4 AS hv, count(*), count(*) FILTER (WHERE sampled_5min),
+               count(*) FILTER (WHERE sampled_5min AND generation = 1)
+        FROM meters GROUP BY 1 ORDER BY 1
         """
-    ).fetchone()
-    assert sampled == 40
-    assert gen1_sampled == 0
-    assert with_values == 40
+    ).fetchall()
+    assert [hv for hv, *_ in by_class] == [False, True]
+    for _, meters, sampled, gen1_sampled in by_class:
+        assert sampled == round(0.10 * meters)
+        assert gen1_sampled == 0
+    # what each sampled meter sends: LV active, reactive and voltage; HV no voltage
+    channels = con.execute(
+        """
+        WITH per_meter AS (
+            SELECT m.meter_class >= 4 AS hv, list(DISTINCT r.channel ORDER BY r.channel) AS ch
+            FROM readings r JOIN meters m USING (meter_key) WHERE r.resolution = 5
+            GROUP BY m.meter_key, m.meter_class)
+        SELECT hv, ch, count(*) FROM per_meter GROUP BY ALL
+        """
+    ).fetchall()
+    assert sorted(channels) == [
+        (False, [1, 2, 3, 4], by_class[0][2]),
+        (True, [1, 2, 3], by_class[1][2]),
+    ]
     # LV sampled meters send voltage, inside the statutory band most of the time
     volts = np.array(
         [v for (v,) in con.execute("SELECT value FROM readings WHERE channel = 4").fetchall()]

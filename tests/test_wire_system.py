@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from kenshin.aroute.network import Method, NetworkConfig
+from kenshin.core.meterspec import MeterClass
 from kenshin.core.quality import Source
 from kenshin.core.timeslots import JST, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
@@ -149,7 +150,12 @@ def test_a2_history_arrives_off_peak_the_next_night() -> None:
     """SPEC A2: the sample's day of 5-min values is pushed inside the next night's off-peak
     window; a history frame the network lost is re-read from meter memory after it (07:00)."""
     config = FleetConfig(
-        n_meters=200, start=START, seed=8, sample_5min_share=0.2, realtime_5min_share=0.05
+        n_meters=200,
+        start=START,
+        seed=8,
+        sample_5min_share_lv=0.2,
+        sample_5min_share_hv=0.5,
+        realtime_5min_share=0.05,
     )
     system = EmbeddedSystem(config, aroute="wire", background_writer=False)
     system.run(START + dt.timedelta(hours=32))
@@ -177,3 +183,15 @@ def test_a2_history_arrives_off_peak_the_next_night() -> None:
         else:
             assert source == Source.REREAD and first > night[1]
     assert pushed >= 0.9 * len(a2_only)
+    # SPEC A2, M2: LV meters send active, reactive and voltage; HV/EHV active and reactive
+    channels = dict(
+        con.execute(
+            "SELECT meter_key, list(DISTINCT channel ORDER BY channel) FROM readings "
+            "WHERE resolution = 5 AND interval_end > $a AND interval_end <= $b GROUP BY ALL",
+            {"a": START, "b": START + dt.timedelta(days=1)},
+        ).fetchall()
+    )
+    hv = system.fleet.population.meter_class >= MeterClass.HV
+    assert (system.fleet.sampled & hv).sum() >= 1
+    for key in a2_only:
+        assert channels[int(key)] == ([1, 2, 3] if hv[key] else [1, 2, 3, 4])

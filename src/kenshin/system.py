@@ -71,7 +71,8 @@ AROUTE_MODES = ("direct", "wire")
 def policy_for(config: FleetConfig) -> CollectionPolicy:
     """The head-end's duties for a simulated fleet: the same A2/A3 shares and soft switch."""
     return CollectionPolicy(
-        a2_share=config.sample_5min_share,
+        a2_share_lv=config.sample_5min_share_lv,
+        a2_share_hv=config.sample_5min_share_hv,
         a3_share=config.realtime_5min_share,
         send_15min=config.send_15min,
     )
@@ -139,7 +140,7 @@ class EmbeddedSystem:
             if config.send_15min:  # SPEC A5: 15-min values are swept only when sent
                 resolutions.append(Resolution.MIN15)
             # wire mode delivers A2's 5-min history days later (off-peak): not swept at day end
-            if config.sample_5min_share > 0 and aroute == "direct":
+            if bool(self.fleet.sampled.any()) and aroute == "direct":
                 resolutions.append(Resolution.MIN5)
             self.schedule = MdmsSchedule(
                 self.store,

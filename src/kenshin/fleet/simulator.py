@@ -40,8 +40,13 @@ class FleetConfig:
     seed: int = 1
     area: Area = Area.TOKYO
     gen2_share: float = 0.7
-    sample_5min_share: float = 0.10  # SPEC A2: about 10 % or more
-    realtime_5min_share: float = 0.03  # SPEC A3: about 3 % or more, drawn from the A2 sample
+    # SPEC A2: 5-min history from about 10 % or more of the LV meters and, drawn separately,
+    # of the HV/EHV meters (each a per-utility setting); next-generation meters only
+    sample_5min_share_lv: float = 0.10
+    sample_5min_share_hv: float = 0.10
+    # SPEC A3: real-time 5-min values from about 3 % or more of the LV meters, drawn from the LV
+    # A2 sample (HV real-time voltage comes from IT switches, not meters)
+    realtime_5min_share: float = 0.03
     # SPEC A5 soft switch for the whole utility: off, as the report specifies for now ("30分値
     # (15分値は計量器に記録のみ)"): next-generation meters record 15-min values and send 30-min
     # ones; the 15-min values stay in the meters' recorders for re-reads. On: they send both.
@@ -54,19 +59,31 @@ class FleetConfig:
     specified_share: float = 0.01
     specified_pv_share: float = 0.1
     topology: TopologyConfig = field(default_factory=TopologyConfig)
+    # deprecated: one share for both samples (what `kenshin simulate --sample-5min` gives); it
+    # sets sample_5min_share_lv and _hv and is then None
+    sample_5min_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
             raise InvalidSetting("the fleet's start time needs a time zone")
         if to_epoch_us(self.start) % Resolution.MIN30.microseconds:
             raise InvalidSetting(f"the fleet must start on a 30-min boundary, got {self.start}")
-        if not 0.0 <= self.sample_5min_share <= 1.0:
+        both = self.sample_5min_share
+        if both is not None:
+            if (self.sample_5min_share_lv, self.sample_5min_share_hv) != (0.10, 0.10):
+                raise InvalidSetting(
+                    "give sample_5min_share_lv and sample_5min_share_hv, "
+                    "or the deprecated sample_5min_share, not both"
+                )
+            object.__setattr__(self, "sample_5min_share_lv", both)
+            object.__setattr__(self, "sample_5min_share_hv", both)
+            object.__setattr__(self, "sample_5min_share", None)
+        for name in ("sample_5min_share_lv", "sample_5min_share_hv"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidSetting(f"{name} must be within 0..1, got {getattr(self, name)}")
+        if not 0.0 <= self.realtime_5min_share <= self.sample_5min_share_lv:
             raise InvalidSetting(
-                f"5-min sample share must be within 0..1, got {self.sample_5min_share}"
-            )
-        if not 0.0 <= self.realtime_5min_share <= self.sample_5min_share:
-            raise InvalidSetting(
-                "the real-time (A3) share must be within 0 and the 5-min sample (A2) share, "
+                "the real-time (A3) share must be within 0 and the LV 5-min sample (A2) share, "
                 f"got {self.realtime_5min_share}"
             )
         for name in ("specified_share", "specified_pv_share"):
@@ -84,7 +101,9 @@ class FleetConfig:
                 "area": self.area.code,
                 "start": self.start.isoformat(),
                 "gen2_share": self.gen2_share,
-                "sample_5min_share": self.sample_5min_share,
+                "sample_5min_share_lv": self.sample_5min_share_lv,
+                "sample_5min_share_hv": self.sample_5min_share_hv,
+                "realtime_5min_share": self.realtime_5min_share,
                 "send_15min": self.send_15min,
                 "specified_share": self.specified_share,
                 "specified_pv_share": self.specified_pv_share,
@@ -110,7 +129,11 @@ class Fleet:
             rng,
         )
         self.sampled, self.realtime = choose_samples(
-            self.population, config.sample_5min_share, config.realtime_5min_share, rng
+            self.population,
+            config.sample_5min_share_lv,
+            config.sample_5min_share_hv,
+            config.realtime_5min_share,
+            rng,
         )
         self.plan = UplinkPlan.build(self.population, self.sampled, config.send_15min)
         self.meters = MeterFleet(

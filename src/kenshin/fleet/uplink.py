@@ -2,8 +2,9 @@
 
 - SPEC A1: every meter, every 30-min active energy value (forward, reverse; reactive on HV).
 - SPEC A5: 15-min values of next-generation meters, when the soft switch says so.
-- SPEC A2/A3: 5-min values (active, reactive and, on LV, voltage) of a sample of next-generation
-  meters, chosen so that every pole transformer has a sampled meter where possible.
+- SPEC A2/A3: 5-min values of a sample of next-generation meters, drawn separately among the LV
+  meters (active, reactive and voltage; every pole transformer has a sampled meter where
+  possible) and the HV/EHV meters (active and reactive: no voltage, SPEC A2, M2).
 """
 
 from __future__ import annotations
@@ -25,35 +26,47 @@ Keys = npt.NDArray[np.int32]
 
 
 def choose_5min_sample(
-    population: Population, share: float, rng: np.random.Generator
+    population: Population, share_lv: float, share_hv: float, rng: np.random.Generator
 ) -> npt.NDArray[np.bool_]:
-    """A ``share`` of all meters, next-generation only, one per pole transformer first (A2)."""
+    """The A2 sample: ``share_lv`` of the LV meters, at least one per pole transformer where
+    possible, and, drawn separately, ``share_hv`` of the HV/EHV meters (SPEC A2: each share is a
+    per-utility setting). Only next-generation meters record 5-min values (M1–M3)."""
     n = len(population)
-    target = round(share * n)
-    gen2 = np.flatnonzero(population.generation == Generation.GEN2)
     chosen = np.zeros(n, dtype=bool)
-    if target <= 0 or len(gen2) == 0:
-        return chosen
-    shuffled = gen2[rng.permutation(len(gen2))]
-    tx = population.topology.transformer[shuffled]
-    lv = tx >= 0
-    _, first = np.unique(tx[lv], return_index=True)
-    per_transformer = shuffled[lv][first]
-    per_transformer = per_transformer[rng.permutation(len(per_transformer))][:target]
-    chosen[per_transformer] = True
-    rest = shuffled[~chosen[shuffled]]
-    chosen[rest[: max(0, target - len(per_transformer))]] = True
+    gen2 = population.generation == Generation.GEN2
+    hv = population.meter_class >= MeterClass.HV
+    for high_voltage, share in ((False, share_lv), (True, share_hv)):
+        in_class = hv == high_voltage
+        target = round(share * int(in_class.sum()))
+        candidates = np.flatnonzero(gen2 & in_class)
+        if target <= 0 or len(candidates) == 0:
+            continue
+        shuffled = candidates[rng.permutation(len(candidates))]
+        if not high_voltage:  # one per pole transformer first (HV meters have none)
+            tx = population.topology.transformer[shuffled]
+            _, first = np.unique(tx, return_index=True)
+            per_transformer = shuffled[first][rng.permutation(len(first))][:target]
+            chosen[per_transformer] = True
+            target -= len(per_transformer)
+        rest = shuffled[~chosen[shuffled]]
+        chosen[rest[: max(0, target)]] = True
     return chosen
 
 
 def choose_samples(
-    population: Population, a2_share: float, a3_share: float, rng: np.random.Generator
+    population: Population,
+    a2_share_lv: float,
+    a2_share_hv: float,
+    a3_share: float,
+    rng: np.random.Generator,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """The A2 sample (one per pole transformer first) and the A3 real-time sample drawn from it."""
-    a2 = choose_5min_sample(population, a2_share, rng)
+    """The A2 samples (LV and HV/EHV, :func:`choose_5min_sample`) and the A3 real-time sample:
+    ``a3_share`` of the LV meters, drawn from the LV A2 sample (SPEC A3 is low voltage only)."""
+    a2 = choose_5min_sample(population, a2_share_lv, a2_share_hv, rng)
     a3 = np.zeros_like(a2)
-    candidates = np.flatnonzero(a2)
-    take = min(len(candidates), round(a3_share * len(population)))
+    lv = population.meter_class < MeterClass.HV
+    candidates = np.flatnonzero(a2 & lv)
+    take = min(len(candidates), round(a3_share * int(lv.sum())))
     a3[rng.permutation(candidates)[:take]] = True
     return a2, a3
 

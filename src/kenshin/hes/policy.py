@@ -35,8 +35,10 @@ class CollectionPolicy:
     a1_deadline_hv: dt.timedelta = dt.timedelta(minutes=30)  # A1
     a3_deadline: dt.timedelta = dt.timedelta(minutes=10)  # A3
     a2_deadline: dt.timedelta = dt.timedelta(days=3)  # A2: "within a few days"
-    a2_share: float = 0.10  # A2: about 10 % or more
-    a3_share: float = 0.03  # A3: about 3 % or more
+    # A2: about 10 % or more of the LV meters and, separately, of the HV/EHV meters
+    a2_share_lv: float = 0.10
+    a2_share_hv: float = 0.10
+    a3_share: float = 0.03  # A3: about 3 % or more of the LV meters, from the LV A2 sample
     # A5 soft switch for the whole utility: off (15-min values recorded on the meters, not sent)
     # until the market moves to 15-min settlement; fixed for a run (docs/architecture.md)
     send_15min: bool = False
@@ -55,13 +57,13 @@ class CollectionPolicy:
     meter_memory_5: dt.timedelta = DEFAULT_RETENTION_5  # M4
 
     def __post_init__(self) -> None:
-        for name in ("a2_share", "a3_share"):
+        for name in ("a2_share_lv", "a2_share_hv", "a3_share"):
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:
                 raise InvalidSetting(f"{name} must be within 0..1, got {share}")
-        if self.a3_share > self.a2_share:
+        if self.a3_share > self.a2_share_lv:
             raise InvalidSetting(
-                "the A3 real-time sample is drawn from the A2 sample: a3_share ≤ a2_share"
+                "the A3 real-time sample is drawn from the LV A2 sample: a3_share ≤ a2_share_lv"
             )
         for name in ("a1_rereads", "a3_rereads"):
             delays = getattr(self, name)
