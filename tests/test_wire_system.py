@@ -12,12 +12,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from kenshin.aroute.frames import AckStatus, CommandKind
 from kenshin.aroute.network import Method, NetworkConfig
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.quality import Source
-from kenshin.core.timeslots import JST, to_epoch_us
+from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.hes.policy import Duty
+from kenshin.hes.command_rules import CommandState, resend_args
+from kenshin.hes.policy import CollectionPolicy, Duty
 from kenshin.system import EmbeddedSystem
 
 START = dt.datetime(2026, 4, 1, tzinfo=JST)
@@ -195,3 +197,29 @@ def test_a2_history_arrives_off_peak_the_next_night() -> None:
     assert (system.fleet.sampled & hv).sum() >= 1
     for key in a2_only:
         assert channels[int(key)] == ([1, 2, 3] if hv[key] else [1, 2, 3, 4])
+
+
+def test_a_meter_refuses_a_reread_older_than_its_recording_period() -> None:
+    """SPEC M4: the meters keep 30-min values one day here, the head-end believes its default
+    45 days: the re-read goes out and the meter answers REJECTED_NOT_HELD; a younger one is
+    re-sent."""
+    config = FleetConfig(
+        n_meters=100, start=START, seed=4, recording_period_30_15=dt.timedelta(days=1)
+    )
+    system = EmbeddedSystem(
+        config, aroute="wire", policy=CollectionPolicy(), background_writer=False
+    )
+    system.run(START + dt.timedelta(hours=26))
+    assert system.hes is not None
+    key = int(np.flatnonzero(system.fleet.population.generation == 2)[0])
+    now = to_epoch_us(system.clock.now())
+    last = now - now % Resolution.MIN30.microseconds
+    records = []
+    for hours in (23, 25):
+        end = last - hours * 3_600_000_000
+        args = resend_args(Resolution.MIN30, end, end)
+        records.append(system.hes.commands.request(key, CommandKind.RESEND, args, now))
+    system.run(system.now + dt.timedelta(minutes=30))
+    young, old = (system.hes.commands.get(r.command_id) for r in records)
+    assert young.state is CommandState.ACKNOWLEDGED
+    assert old.state is CommandState.REJECTED and old.ack_status is AckStatus.REJECTED_NOT_HELD

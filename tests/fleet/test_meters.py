@@ -103,11 +103,34 @@ def test_start_must_be_on_a_slot_boundary():
 
 def test_small_fleets_keep_the_spec_retention_big_ones_what_the_budget_allows():
     small = RecorderPlan.from_budget(2_000, 256 * 2**20)
-    assert small.depth_30 == 45 * 48 + 1  # 45 days of 30-min values (M3, M4)
-    assert small.depth_5 == 10 * 288 + 1
+    # 45 days of 30-min values (M3, M4), and the snapshot before the oldest of them
+    assert small.depth_30 == 45 * 48 + 2
+    assert small.depth_5 == 10 * 288 + 2
     big = RecorderPlan.from_budget(1_000_000, 256 * 2**20)
     assert big.depth_5 == 13  # still an hour of 5-min snapshots for 1-minute values (B3)
     assert 3 <= big.depth_30 < small.depth_30
+
+
+def test_recording_periods_size_the_rings_and_say_what_a_meter_still_holds():
+    """SPEC M4: the utility's recording periods for next-generation meters; gen-1 meters keep
+    30-min values 45 days whatever the setting (M3), so the 30-min ring keeps that long."""
+    population = build_population(PopulationConfig(n_meters=50), np.random.default_rng(3))
+    day = dt.timedelta(days=1)
+    meters = MeterFleet(
+        population, 3, START, recording_period_30_15=day, recording_period_5=2 * day
+    )
+    assert (meters.ring15.depth, meters.ring5.depth) == (96 + 2, 2 * 288 + 2)
+    assert meters.ring30.depth == 45 * 48 + 2
+    gen2 = int(np.flatnonzero(population.generation == 2)[0])
+    gen1 = int(np.flatnonzero(population.generation == 1)[0])
+    drive(meters, 12 * 30)  # 30 hours
+    now, us_day = meters.now_us, 86_400_000_000
+    assert meters.holds(gen2, Resolution.MIN30, now - us_day)
+    assert not meters.holds(gen2, Resolution.MIN30, now - us_day - 1)
+    assert not meters.holds(gen2, Resolution.MIN15, now - us_day - 1)
+    assert meters.holds(gen2, Resolution.MIN5, now - 29 * us_day // 24)
+    assert meters.holds(gen1, Resolution.MIN30, now - us_day - 1)
+    assert not meters.holds(gen1, Resolution.MIN15, now)  # gen-1 records no 15-min values
 
 
 def test_instantaneous_current_follows_power_voltage_and_wiring(meters):

@@ -15,10 +15,23 @@ from kenshin.aroute.registry import MeterRegistry
 from kenshin.aroute.replay import MemoryReplayGuard
 from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.timeslots import JST, US_PER_MINUTE, Resolution
+from kenshin.errors import InvalidSetting
 from kenshin.fleet.radio import MeterRadio
 from kenshin.fleet.simulator import Fleet, FleetConfig
 
 START = dt.datetime(2026, 7, 1, tzinfo=JST)
+
+
+def _radio(fleet: Fleet, send_15min: bool = True) -> MeterRadio:
+    return MeterRadio(
+        fleet.meters,
+        KeyRing(DEV_MASTER_KEY),
+        fleet.sampled,
+        fleet.realtime,
+        send_15min=send_15min,
+        offpeak=(dt.time(1), dt.time(5)),
+        seed=3,
+    )
 
 
 @pytest.fixture
@@ -26,15 +39,7 @@ def radio() -> MeterRadio:
     fleet = Fleet(FleetConfig(n_meters=60, start=START, seed=3))
     for _ in range(12):  # an hour of values in the recorders
         fleet.step()
-    return MeterRadio(
-        fleet.meters,
-        KeyRing(DEV_MASTER_KEY),
-        fleet.sampled,
-        fleet.realtime,
-        send_15min=True,
-        offpeak=(dt.time(1), dt.time(5)),
-        seed=3,
-    )
+    return _radio(fleet)
 
 
 def _lv_gen2(radio: MeterRadio) -> int:
@@ -103,6 +108,50 @@ def test_resend_returns_the_recorded_values_and_refuses_what_is_not_held(radio) 
     )
     answer = radio.receive(_down(radio, key, 61, Command(6, CommandKind.RESEND, *too_old)))
     assert answer is not None and _ack(radio, answer.frames)[0] is AckStatus.REJECTED_NOT_HELD
+
+
+def test_a_meter_refuses_to_resend_what_is_older_than_its_recording_period() -> None:
+    """SPEC M4: with the utility's periods set short (30/15-min values a day, 5-min values two
+    days) a meter refuses older values as not held, even where its ring still has them."""
+    day = dt.timedelta(days=1)
+    config = FleetConfig(
+        n_meters=60,
+        start=START,
+        seed=3,
+        recording_period_30_15=day,
+        recording_period_5=2 * day,
+    )
+    fleet = Fleet(config)
+    for _ in range(12 * 50):  # 50 hours
+        fleet.step()
+    radio = _radio(fleet, send_15min=False)
+    key = _lv_gen2(radio)
+    gen1 = int(np.flatnonzero(radio.population.generation == Generation.GEN1)[0])
+    now_min = fleet.meters.now_us // US_PER_MINUTE
+    counter = iter(range(100, 200))
+
+    def resend(meter: int, minutes: int, hours_ago: int) -> AckStatus:
+        end = (now_min - hours_ago * 60) // minutes * minutes
+        command = Command(next(counter), CommandKind.RESEND, minutes, end, end)
+        answer = radio.receive(_down(radio, meter, next(counter), command))
+        assert answer is not None
+        return _ack(radio, answer.frames)[0]
+
+    assert fleet.meters.ring30.depth > 48 * 2  # gen-1 meters keep 45 days: the ring has more
+    assert resend(key, 30, 23) is AckStatus.OK
+    assert resend(key, 30, 25) is AckStatus.REJECTED_NOT_HELD
+    assert resend(key, 15, 23) is AckStatus.OK  # recorded, though the soft switch is off
+    assert resend(key, 15, 25) is AckStatus.REJECTED_NOT_HELD
+    assert resend(key, 5, 47) is AckStatus.OK
+    assert resend(key, 5, 49) is AckStatus.REJECTED_NOT_HELD
+    assert resend(gen1, 30, 49) is AckStatus.OK  # gen-1 keeps 45 days (M3)
+
+
+def test_recording_periods_shorter_than_sending_needs_are_refused() -> None:
+    with pytest.raises(InvalidSetting, match="recording_period_5"):
+        FleetConfig(n_meters=5, recording_period_5=dt.timedelta(hours=30))
+    with pytest.raises(InvalidSetting, match="recording_period_30_15"):
+        FleetConfig(n_meters=5, recording_period_30_15=dt.timedelta(hours=12))
 
 
 def test_hv_meter_refuses_switching_itself(radio) -> None:

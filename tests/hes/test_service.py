@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,9 +24,9 @@ from kenshin.system import EmbeddedSystem
 START = dt.datetime(2026, 5, 11, tzinfo=JST)
 
 
-def _system(send_15min: bool = False) -> EmbeddedSystem:
+def _system(send_15min: bool = False, **settings: Any) -> EmbeddedSystem:
     s = EmbeddedSystem(
-        FleetConfig(n_meters=200, start=START, seed=7, send_15min=send_15min),
+        FleetConfig(n_meters=200, start=START, seed=7, send_15min=send_15min, **settings),
         aroute="wire",
         background_writer=False,
     )
@@ -304,6 +305,22 @@ def test_gen1_meters_have_no_15min_values_to_reread(system) -> None:
     args = resend_args(Resolution.MIN15, last - Resolution.MIN15.microseconds, last)
     record = system.hes.commands.request(key, CommandKind.RESEND, args, now)
     assert record.state is CommandState.REJECTED and "15-min" in record.reason
+
+
+def test_the_head_end_knows_the_meters_recording_periods() -> None:
+    """SPEC M4: the utility's recording periods reach the head-end with the fleet's: a re-read
+    of values the meters no longer keep is refused at once, not sent."""
+    system = _system(recording_period_30_15=dt.timedelta(days=1))
+    assert system.hes.policy.meter_memory_30 == dt.timedelta(days=1)
+    key = _meter(system, Generation.GEN2, (MeterClass.LV_1P3W,))
+    now = _now(system)
+    last = now - now % Resolution.MIN30.microseconds
+    for hours, state in ((23, CommandState.QUEUED), (25, CommandState.REJECTED)):
+        end = last - hours * 3_600_000_000
+        args = resend_args(Resolution.MIN30, end, end)
+        record = system.hes.commands.request(key, CommandKind.RESEND, args, now)
+        assert record.state is state
+    assert "memory (30-min values: 1 d)" in record.reason
 
 
 def test_soft_switch_to_30_stops_15min_values(system_15) -> None:

@@ -14,13 +14,21 @@ values, and the five 1-minute register steps add up exactly to the 5-minute one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from kenshin.core.channels import Channel
-from kenshin.core.meterspec import DEFAULT_RETENTION_5, DEFAULT_RETENTION_30_15, MeterClass
+from kenshin.core.meterspec import (
+    DEFAULT_RETENTION_5,
+    DEFAULT_RETENTION_30_15,
+    Generation,
+    MeterClass,
+    MeterSpec,
+    meter_spec,
+)
 from kenshin.core.registers import REGISTER_DIGITS
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution, to_epoch_us
 from kenshin.fleet.population import Population
@@ -44,22 +52,30 @@ class RecorderPlan:
         cls,
         n_meters: int,
         budget_bytes: int,
-        retention_30_15: dt.timedelta = DEFAULT_RETENTION_30_15,
-        retention_5: dt.timedelta = DEFAULT_RETENTION_5,
+        retention: Mapping[Resolution, dt.timedelta] | None = None,
     ) -> RecorderPlan:
-        """Keep the spec's retention (M4) where the budget allows, at least what values need."""
+        """Keep the recording period of each resolution (M4; default the spec's) where the
+        budget allows, at least what values need. A value is held for its whole period: the one
+        that ended ``period`` ago needs the snapshot before it, so a period is
+        ``period / resolution + 2`` snapshots."""
+        periods = {
+            Resolution.MIN30: DEFAULT_RETENTION_30_15,
+            Resolution.MIN15: DEFAULT_RETENTION_30_15,
+            Resolution.MIN5: DEFAULT_RETENTION_5,
+            **(retention or {}),
+        }
         per_meter = max(1, n_meters)
         share = budget_bytes // 3
 
-        def depth(retention: dt.timedelta, resolution: Resolution, bytes_per_snapshot: int) -> int:
-            wanted = int(retention / dt.timedelta(minutes=int(resolution))) + 1
+        def depth(resolution: Resolution, bytes_per_snapshot: int) -> int:
+            wanted = periods[resolution] // dt.timedelta(minutes=int(resolution)) + 2
             return min(wanted, share // (bytes_per_snapshot * per_meter))
 
         # bytes per snapshot and meter: 5-min 3 × int32 + int16 voltage; 15-min 2 × int32;
         # 30-min 3 × int32
-        d5 = depth(retention_5, Resolution.MIN5, 14)
-        d15 = depth(retention_30_15, Resolution.MIN15, 8)
-        d30 = depth(retention_30_15, Resolution.MIN30, 12)
+        d5 = depth(Resolution.MIN5, 14)
+        d15 = depth(Resolution.MIN15, 8)
+        d30 = depth(Resolution.MIN30, 12)
         return cls(depth_5=max(d5, 13), depth_15=max(d15, 3), depth_30=max(d30, 3))
 
 
@@ -89,6 +105,9 @@ class MeterFleet:
         seed: int,
         start: dt.datetime,
         recorder_budget_bytes: int = 256 * 2**20,
+        *,
+        recording_period_30_15: dt.timedelta = DEFAULT_RETENTION_30_15,
+        recording_period_5: dt.timedelta = DEFAULT_RETENTION_5,
     ) -> None:
         start_us = to_epoch_us(start)
         if start_us % Resolution.MIN30.microseconds:
@@ -115,7 +134,28 @@ class MeterFleet:
         self.power_w = np.zeros(n, dtype=np.float32)  # instantaneous net active power [W]
         self.voltage_dv = np.zeros(n, dtype=np.int16)
 
-        plan = RecorderPlan.from_budget(n, recorder_budget_bytes)
+        # SPEC M4: how long each meter keeps its values, the utility's recording periods for
+        # next-generation meters (gen-1 keeps 45 days, M3); the rings hold the longest of them
+        self.specs: dict[tuple[int, int], MeterSpec] = {
+            (g, c): meter_spec(
+                Generation(g),
+                MeterClass(c),
+                retention_30_15=recording_period_30_15,
+                retention_5=recording_period_5,
+            )
+            for g, c in np.unique(
+                np.stack([population.generation, population.meter_class], axis=1).astype(np.int64),
+                axis=0,
+            ).tolist()
+        }
+        longest = {
+            resolution: max(
+                (s.retention[resolution] for s in self.specs.values() if resolution in s.retention),
+                default=dt.timedelta(0),
+            )
+            for resolution in (Resolution.MIN30, Resolution.MIN15, Resolution.MIN5)
+        }
+        plan = RecorderPlan.from_budget(n, recorder_budget_bytes, longest)
         i32, i16 = np.dtype(np.int32), np.dtype(np.int16)
         energy3 = {Channel.ACTIVE_FORWARD: i32, Channel.ACTIVE_REVERSE: i32, Channel.REACTIVE: i32}
         self.ring5 = SnapshotRing(
@@ -137,6 +177,20 @@ class MeterFleet:
     @property
     def n_meters(self) -> int:
         return len(self.population)
+
+    def spec_of(self, meter_key: int) -> MeterSpec:
+        """What one meter records and how long it keeps it (SPEC M1–M4)."""
+        pop = self.population
+        return self.specs[(int(pop.generation[meter_key]), int(pop.meter_class[meter_key]))]
+
+    def holds(self, meter_key: int, resolution: Resolution, first_end_us: int) -> bool:
+        """Whether the meter still keeps its ``resolution`` values from the one ending at
+        ``first_end_us`` on: within its recording period (M4). The rings may hold more (they
+        are as deep as the longest period of any meter) or less (the memory budget)."""
+        period = self.spec_of(meter_key).retention.get(resolution)
+        if period is None:
+            return False
+        return first_end_us >= self.now_us - period // dt.timedelta(microseconds=1)
 
     def registers(self) -> npt.NDArray[np.int64]:
         """Current register counts, shape (3, n): forward, reverse, reactive."""

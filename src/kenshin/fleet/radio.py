@@ -38,7 +38,7 @@ from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.messages import IntervalBlock, RegisterBlock
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.core.channels import Channel
-from kenshin.core.meterspec import Generation, MeterClass, meter_spec
+from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.timeslots import US_PER_DAY, US_PER_MINUTE, Resolution
 from kenshin.errors import CapabilityError, FrameError
 from kenshin.fleet.meters import MeterFleet, snapshot_differences
@@ -282,10 +282,7 @@ class MeterRadio:
         def ack(status: AckStatus, detail: int = 0) -> tuple[CommandAck, None]:
             return CommandAck(cmd.command_id, status, detail), None
 
-        spec = meter_spec(
-            Generation(int(self.population.generation[key])),
-            MeterClass(int(self.population.meter_class[key])),
-        )
+        spec = self.meters.spec_of(key)  # with the utility's recording periods (M4)
         kind = cmd.kind
         if kind in (
             CommandKind.SET_AMPERE_LIMIT,
@@ -332,6 +329,9 @@ class MeterRadio:
             return CommandAck(cmd.command_id, AckStatus.REJECTED_OUT_OF_RANGE), None
         if resolution is not Resolution.MIN30 and not has_5min:
             return CommandAck(cmd.command_id, AckStatus.REJECTED_UNSUPPORTED), None
+        if not self.meters.holds(key, resolution, first):
+            # older than the meter's recording period (SPEC M4): gone, whatever the ring holds
+            return CommandAck(cmd.command_id, AckStatus.REJECTED_NOT_HELD), None
         keys = np.array([key], dtype=np.int64)
         ends = first + np.arange(count, dtype=np.int64) * step
         hv = bool(self.hv[key])

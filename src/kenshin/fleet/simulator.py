@@ -15,6 +15,7 @@ import pyarrow as pa
 from kenshin.aroute.messages import IntervalBlock, UplinkMessage
 from kenshin.core.channels import Channel
 from kenshin.core.ids import Area
+from kenshin.core.meterspec import DEFAULT_RETENTION_5, DEFAULT_RETENTION_30_15
 from kenshin.core.schema import METERS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
@@ -52,6 +53,11 @@ class FleetConfig:
     # ones; the 15-min values stay in the meters' recorders for re-reads. On: they send both.
     # A start-up setting (docs/architecture.md); single meters switch with SET_SOFT_SWITCH.
     send_15min: bool = False
+    # SPEC M4: how long next-generation meters keep their values (the utility's recording
+    # periods; gen-1 meters keep 30-min values 45 days, M3). A re-read of older values is refused
+    # by the meter (REJECTED_NOT_HELD). The rings are also capped by recorder_budget_mb.
+    recording_period_30_15: dt.timedelta = DEFAULT_RETENTION_30_15
+    recording_period_5: dt.timedelta = DEFAULT_RETENTION_5
     recorder_budget_mb: int = 256
     pv_share_detached: float = 0.08
     # SPEC S3: EV chargers with a specified meter on this share of detached households, and
@@ -91,6 +97,14 @@ class FleetConfig:
                 raise InvalidSetting(f"{name} must be within 0..1, got {getattr(self, name)}")
         if self.recorder_budget_mb < 1:
             raise InvalidSetting("recorder budget must be at least 1 MB")
+        # a day of values must survive until it has been sent: 30/15-min values are re-read
+        # for a day (A1); a day's 5-min values are pushed the next night (A2)
+        for name, least in (
+            ("recording_period_30_15", dt.timedelta(days=1)),
+            ("recording_period_5", dt.timedelta(days=2)),
+        ):
+            if getattr(self, name) < least:
+                raise InvalidSetting(f"{name} must be at least {least}, got {getattr(self, name)}")
 
     def describe(self, **extra: object) -> str:
         """The settings a store keeps as metadata (JSON), so readers know the fleet."""
@@ -104,6 +118,8 @@ class FleetConfig:
                 "sample_5min_share_lv": self.sample_5min_share_lv,
                 "sample_5min_share_hv": self.sample_5min_share_hv,
                 "realtime_5min_share": self.realtime_5min_share,
+                "recording_period_30_15_days": self.recording_period_30_15 / dt.timedelta(days=1),
+                "recording_period_5_days": self.recording_period_5 / dt.timedelta(days=1),
                 "send_15min": self.send_15min,
                 "specified_share": self.specified_share,
                 "specified_pv_share": self.specified_pv_share,
@@ -137,7 +153,12 @@ class Fleet:
         )
         self.plan = UplinkPlan.build(self.population, self.sampled, config.send_15min)
         self.meters = MeterFleet(
-            self.population, config.seed, config.start, config.recorder_budget_mb * 2**20
+            self.population,
+            config.seed,
+            config.start,
+            config.recorder_budget_mb * 2**20,
+            recording_period_30_15=config.recording_period_30_15,
+            recording_period_5=config.recording_period_5,
         )
         self.load = LoadModel(self.population, config.seed)
         self.voltage = VoltageModel(self.population, config.seed)

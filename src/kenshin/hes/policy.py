@@ -11,7 +11,15 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from kenshin.core.meterspec import DEFAULT_RETENTION_5, DEFAULT_RETENTION_30_15
+from kenshin.core.meterspec import (
+    DEFAULT_RETENTION_5,
+    DEFAULT_RETENTION_30_15,
+    SPEC_TABLE,
+    Generation,
+    MeterClass,
+    MeterSpec,
+    meter_spec,
+)
 from kenshin.errors import InvalidSetting
 
 
@@ -53,8 +61,10 @@ class CollectionPolicy:
     a2_reread_after: dt.timedelta = dt.timedelta(hours=2)
     # keep asking for older gaps (after the deadline) until the meter's memory runs out
     late_reread_every: dt.timedelta = dt.timedelta(hours=6)
-    meter_memory_30: dt.timedelta = DEFAULT_RETENTION_30_15  # M3, M4: 45 days
-    meter_memory_5: dt.timedelta = DEFAULT_RETENTION_5  # M4
+    # M4: how long next-generation meters keep 30/15-min and 5-min values (the utility's
+    # recording periods; gen-1 meters keep 45 days, M3): re-reads ask only for what they keep
+    meter_memory_30: dt.timedelta = DEFAULT_RETENTION_30_15
+    meter_memory_5: dt.timedelta = DEFAULT_RETENTION_5
 
     def __post_init__(self) -> None:
         for name in ("a2_share_lv", "a2_share_hv", "a3_share"):
@@ -71,6 +81,17 @@ class CollectionPolicy:
                 raise InvalidSetting(f"{name} must be positive and increasing")
         if self.offpeak_start == self.offpeak_end:
             raise InvalidSetting("the off-peak window must not be empty")
+        if min(self.meter_memory_30, self.meter_memory_5) <= dt.timedelta(0):
+            raise InvalidSetting("the meters' recording periods must be positive")
+
+    def meter_specs(self) -> dict[tuple[Generation, MeterClass], MeterSpec]:
+        """Every generation × class of meter with this utility's recording periods (M4)."""
+        return {
+            (g, c): meter_spec(
+                g, c, retention_30_15=self.meter_memory_30, retention_5=self.meter_memory_5
+            )
+            for g, c in SPEC_TABLE
+        }
 
     def a1_deadline(self, high_voltage: bool) -> dt.timedelta:
         return self.a1_deadline_hv if high_voltage else self.a1_deadline_lv

@@ -147,7 +147,8 @@ class HeadEnd:
             n, max(0, now_us // 1_000_000 - _COUNTER_EPOCH_S) * 4, np.int64
         )
         self.commands = CommandBook(
-            MeterSpecs(self.generation, self.meter_class),
+            # the utility's recording periods (M4): a re-read of older values is refused at once
+            MeterSpecs(self.generation, self.meter_class, self.policy.meter_specs()),
             self.route,
             command_policy or HES_COMMAND_POLICY,
         )
