@@ -67,7 +67,8 @@ from kenshin.mdms.months import (
     row_months,
 )
 from kenshin.mdms.pgcopy import conform, encode_copy
-from kenshin.mdms.postgres_store import READING_COLUMNS, PostgresStore
+from kenshin.mdms.postgres_schema import READING_COLUMNS
+from kenshin.mdms.postgres_store import PostgresStore
 from kenshin.mdms.store import ReadingQuery
 from kenshin.mdms.sweep import validate_day_batch
 

@@ -37,7 +37,8 @@ from kenshin.core.quality import Source
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.mdms.months import row_months
 from kenshin.mdms.pgcopy import cluster, conform, copy_chunks, encode_copy
-from kenshin.mdms.postgres_store import READING_COLUMNS, PostgresStore
+from kenshin.mdms.postgres_schema import READING_COLUMNS
+from kenshin.mdms.postgres_store import PostgresStore
 
 console = Console()
 SLOT_US = 30 * 60 * 1_000_000

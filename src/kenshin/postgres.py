@@ -2,12 +2,107 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from kenshin.errors import StoreError
+
+IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+LOCK_CLASS = 0x6B656E  # "ken": advisory lock class of kenshin's DDL
+
+
+def check_schema(schema: str) -> sql.Identifier:
+    """The schema as an identifier; a one-line error unless it is a plain lower-case name."""
+    if not IDENT.match(schema):
+        raise StoreError(
+            f"schema name {schema!r} must be a lower-case SQL identifier (a-z, 0-9, _)"
+        )
+    return sql.Identifier(schema)
+
+
+def connect(
+    dsn: str,
+    *,
+    application_name: str,
+    connect_timeout: int = 10,
+    read_only: bool = False,
+) -> psycopg.Connection[Any]:
+    """An autocommit connection (UTF-8 text), every failure a one-line :class:`StoreError`."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise StoreError(f"invalid PostgreSQL DSN: {exc}") from exc
+    params.setdefault("connect_timeout", connect_timeout)
+    params.setdefault("application_name", application_name)
+    params["client_encoding"] = "utf8"  # text columns go on the wire as UTF-8
+    try:
+        conn = psycopg.connect(make_conninfo("", **params), autocommit=True)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {exc}") from exc
+    if read_only:
+        try:
+            conn.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {exc}") from exc
+    return conn
+
+
+def ddl_lock(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Serialize DDL on ``schema`` between processes until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LOCK_CLASS, schema])
+
+
+class ThreadConnections:
+    """One connection per thread, opened on first use; connections of threads that have ended
+    are closed when the next one opens (psycopg connections are not for sharing between
+    threads running queries at once)."""
+
+    def __init__(self, dsn: str, *, application_name: str, connect_timeout: int, read_only: bool):
+        self._dsn = dsn
+        self._options = (application_name, connect_timeout, read_only)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[tuple[weakref.ref[threading.Thread], psycopg.Connection[Any]]] = []
+        self.closed = False
+
+    def get(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        application_name, connect_timeout, read_only = self._options
+        conn = connect(
+            self._dsn,
+            application_name=application_name,
+            connect_timeout=connect_timeout,
+            read_only=read_only,
+        )
+        self._local.conn = conn
+        with self._lock:
+            alive = []
+            for thread_ref, other in self._connections:
+                thread = thread_ref()
+                if thread is None or not thread.is_alive() or other.closed or other.broken:
+                    other.close()
+                else:
+                    alive.append((thread_ref, other))
+            alive.append((weakref.ref(threading.current_thread()), conn))
+            self._connections = alive
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            connections, self._connections = self._connections, []
+        for _, conn in connections:
+            conn.close()
 
 
 def describe_dsn(dsn: str) -> str:

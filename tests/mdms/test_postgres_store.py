@@ -19,7 +19,8 @@ from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.errors import StoreError
 from kenshin.mdms.months import LAYOUT, partition_name, row_months
 from kenshin.mdms.pgcopy import COPY_HEADER, COPY_TRAILER, conform, encode_copy
-from kenshin.mdms.postgres_store import READING_COLUMNS, PostgresStore
+from kenshin.mdms.postgres_schema import READING_COLUMNS
+from kenshin.mdms.postgres_store import PostgresStore
 from kenshin.mdms.store import ReadingQuery
 from tests.mdms.conftest import postgres_dsn, unique_schema
 from tests.mdms.test_duckdb_store import NO_REGISTERS, roster, rows

@@ -18,7 +18,6 @@ that reaches two workers at once is admitted exactly once. ``bitmap`` is a uint6
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
@@ -26,15 +25,12 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from kenshin.aroute.replay import NOTHING_SEEN, BoolArray, Int64Array, UInt64Array, admit_batch
 from kenshin.core.batches import CounterState
 from kenshin.errors import StoreError
-from kenshin.postgres import describe_dsn
+from kenshin.postgres import check_schema, connect, ddl_lock, describe_dsn
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_LOCK_CLASS = 0x6B656E  # advisory lock class of kenshin's DDL (as the PostgreSQL store's)
 _RETRIES = 3  # deadlocks cannot happen with key-ordered locks; a retry covers the unexpected
 _KNOWN_KEYS_MAX = 1 << 26  # remember which rows exist for keys below this (a bool per key)
 
@@ -44,6 +40,17 @@ def _array(values: npt.NDArray[np.int64]) -> str:
     a Python object per element for psycopg to adapt (measured: the adaptation cost more than
     the database's work for 100 k meters)."""
     return "{" + ",".join(map(str, values.tolist())) + "}"
+
+
+def counters_table_ddl(schema: str) -> sql.Composed:
+    """The one definition of the replay-window table: this guard creates it, and so does the
+    MDMS store, which commits a single worker's windows with its values (``CounterState``)."""
+    return sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {}.frame_counters (meter_key integer PRIMARY KEY, "
+        "last bigint NOT NULL, bitmap bigint NOT NULL) "
+        # room on each page: the updates stay HOT (no index writes)
+        "WITH (fillfactor = 50)"
+    ).format(sql.Identifier(schema))
 
 
 class _StaleCache(Exception):
@@ -61,48 +68,25 @@ class PostgresReplayGuard:
     def __init__(
         self, dsn: str, schema: str = "kenshin", *, connect_timeout: int = 10, hold: bool = False
     ) -> None:
-        if not _IDENT.match(schema):
-            raise StoreError(
-                f"schema name {schema!r} must be a lower-case SQL identifier (a-z, 0-9, _)"
-            )
+        self._s = check_schema(schema)
         self.dsn = dsn
         self.schema = schema
         self.target = f"{describe_dsn(dsn)} (schema {schema})"
-        self._table = sql.SQL("{}.frame_counters").format(sql.Identifier(schema))
+        self._table = sql.SQL("{}.frame_counters").format(self._s)
         self._lock = threading.Lock()
         self._known = np.zeros(0, dtype=bool)  # rows known to exist, by meter key
         # hold=True: admissions stay in an open transaction (rows locked) until commit(), so a
         # worker commits them only once the values they let in are stored (see commit())
         self.hold = hold
         self._open = False
-        try:
-            params = conninfo_to_dict(dsn)
-        except psycopg.Error as exc:
-            raise StoreError(f"invalid PostgreSQL DSN: {exc}") from exc
-        params.setdefault("connect_timeout", connect_timeout)
-        params.setdefault("application_name", "kenshin-replay")
-        try:
-            self._conn: psycopg.Connection[Any] = psycopg.connect(
-                make_conninfo("", **params), autocommit=True
-            )
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {self.target}: {exc}") from exc
+        self._conn: psycopg.Connection[Any] = connect(
+            dsn, application_name="kenshin-replay", connect_timeout=connect_timeout
+        )
         try:
             with self._conn.transaction():
-                self._conn.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_LOCK_CLASS, schema]
-                )
-                self._conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
-                )
-                self._conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} (meter_key integer PRIMARY KEY, "
-                        "last bigint NOT NULL, bitmap bigint NOT NULL) "
-                        # room on each page: the updates stay HOT (no index writes)
-                        "WITH (fillfactor = 50)"
-                    ).format(self._table)
-                )
+                ddl_lock(self._conn, schema)
+                self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._s))
+                self._conn.execute(counters_table_ddl(schema))
         except psycopg.Error as exc:
             self._conn.close()
             raise StoreError(f"cannot set up the replay table in {self.target}: {exc}") from exc

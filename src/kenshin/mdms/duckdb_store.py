@@ -40,6 +40,7 @@ from kenshin.mdms.months import (
     row_months_between,
 )
 from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.storebase import StoreBase
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ _METER_COLUMNS = (
 )
 
 
-class DuckDBStore:
+class DuckDBStore(StoreBase):
     """Readings in a DuckDB file (or ``":memory:"``)."""
 
     def __init__(
@@ -400,38 +401,16 @@ class DuckDBStore:
     def _cell_where(self, query: ReadingQuery) -> str:
         return versions.duckdb_cell_where(query)
 
-    def _archived(self, months: list[int]) -> list[int]:
-        return [] if self.archive is None else list(self.archive.held(months))
-
-    def read(self, query: ReadingQuery) -> pa.Table:
-        """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end.
-
-        One plain indexed-by-zone-maps scan of the month table(s), then the reading rule in
-        numpy (``versions.current_of``): two window passes in SQL cost several times more.
-        """
-        raw = self._raw_versions(query)
-        return versions.conform_to(versions.current_of(raw), versions.READ_SCHEMA)
-
-    def _raw_versions(self, query: ReadingQuery) -> pa.Table:
-        months = row_months_between(query.start_us, query.end_us)
-        parts = []
-        source = self._source("readings", months)
-        if source is not None:
-            where = self._cell_where(query)
-            parts.append(self._arrow(f"SELECT {_READING_COLUMNS} FROM {source} WHERE {where}"))
-        archived = self._archived(months)
-        if archived:
-            parts.append(self.archive.read_versions(query, archived))
-        if not parts:
+    def _hot_versions(self, query: ReadingQuery) -> pa.Table:
+        """One plain scan of the month table(s), pruned by zone maps (the reading rule runs in
+        numpy: two window passes in SQL cost several times more)."""
+        source = self._source("readings", row_months_between(query.start_us, query.end_us))
+        if source is None:
             return READINGS_SCHEMA.empty_table()
-        return pa.concat_tables([versions.conform_to(p, READINGS_SCHEMA) for p in parts])
-
-    def read_versions(self, query: ReadingQuery) -> pa.Table:
-        """Every distinct version (``versions.HISTORY_SCHEMA``), by interval end and version."""
-        raw = self._raw_versions(query)
-        if not raw.num_rows:
-            return versions.empty(versions.HISTORY_SCHEMA)
-        return versions.history_of(raw)
+        table = self._arrow(
+            f"SELECT {_READING_COLUMNS} FROM {source} WHERE {self._cell_where(query)}"
+        )
+        return versions.conform_to(table, READINGS_SCHEMA)
 
     def read_window(
         self,
@@ -511,16 +490,8 @@ class DuckDBStore:
         )
         return versions.conform_to(table, schema)
 
-    def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
-        """Every stored register read at instants in ``[start, end]``, unordered
-        (``versions.REGISTER_ROWS_SCHEMA``; ``versions.latest_register_reads`` picks the
-        latest): a plain scan."""
-        rows = self._register_reads(channel, start_us, end_us, versions.REGISTER_ROWS_SCHEMA)
-        archived = self._archived(row_months_between(start_us - 1, end_us))
-        if not archived:
-            return rows
-        old = self.archive.read_register_rows(int(channel), start_us, end_us, archived)
-        return pa.concat_tables([rows, old])
+    def _hot_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+        return self._register_reads(channel, start_us, end_us, versions.REGISTER_ROWS_SCHEMA)
 
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""

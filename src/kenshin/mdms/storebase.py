@@ -1,0 +1,73 @@
+"""What every store backend shares, written once: the reading rule and the archive merge.
+
+A backend supplies two primitives over its hot store — every version row of one meter's cells
+(:meth:`StoreBase._hot_versions`) and every register read of a window
+(:meth:`StoreBase._hot_register_rows`) — and this layer adds the rows of archived months
+(``kenshin.mdms.archive``, by the one month convention of ``kenshin.mdms.months``) and applies
+the reading rule in numpy (``kenshin.mdms.versions``). So a point read, a history read and the
+sweep's register reads mean the same on DuckDB and PostgreSQL, archived months included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from kenshin.core.channels import Channel
+from kenshin.core.schema import READINGS_SCHEMA
+from kenshin.mdms import versions
+from kenshin.mdms.months import row_months_between
+from kenshin.mdms.store import ReadingQuery
+
+
+class StoreBase:
+    archive: Any  # kenshin.mdms.archive.ParquetArchive read for archived months, or None
+
+    # ---- primitives of each backend
+
+    def _hot_versions(self, query: ReadingQuery) -> pa.Table:
+        """Every stored version row of the query's cells in the hot store (READINGS_SCHEMA)."""
+        raise NotImplementedError
+
+    def _hot_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+        """Every register read of the hot store at instants in ``[start, end]``
+        (``versions.REGISTER_ROWS_SCHEMA``)."""
+        raise NotImplementedError
+
+    # ---- shared
+
+    def _archived(self, months: list[int]) -> list[int]:
+        """Those of ``months`` the archive holds."""
+        return [] if self.archive is None else list(self.archive.held(months))
+
+    def _versions(self, query: ReadingQuery) -> pa.Table:
+        hot = self._hot_versions(query)
+        archived = self._archived(row_months_between(query.start_us, query.end_us))
+        if not archived:
+            return hot
+        old = versions.conform_to(self.archive.read_versions(query, archived), READINGS_SCHEMA)
+        return pa.concat_tables([old, versions.conform_to(hot, READINGS_SCHEMA)])
+
+    def read(self, query: ReadingQuery) -> pa.Table:
+        """Current versions (``versions.READ_SCHEMA``) of one meter's channel, by interval end:
+        the hot rows and the archived ones, the reading rule in numpy (``versions.current_of``)."""
+        return versions.conform_to(versions.current_of(self._versions(query)), versions.READ_SCHEMA)
+
+    def read_versions(self, query: ReadingQuery) -> pa.Table:
+        """Every distinct version (``versions.HISTORY_SCHEMA``), by interval end and version."""
+        raw = self._versions(query)
+        if not raw.num_rows:
+            return versions.empty(versions.HISTORY_SCHEMA)
+        return versions.history_of(raw)
+
+    def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+        """Every stored register read at instants in ``[start, end]``, archived months included,
+        unordered (``versions.REGISTER_ROWS_SCHEMA``; ``versions.latest_register_reads`` picks
+        the latest): a plain scan."""
+        rows = self._hot_register_rows(channel, start_us, end_us)
+        archived = self._archived(row_months_between(start_us - 1, end_us))
+        if not archived:
+            return rows
+        old = self.archive.read_register_rows(int(channel), start_us, end_us, archived)
+        return pa.concat_tables([rows, old])
