@@ -1,28 +1,16 @@
-"""Transports between collectors and the head-end: one small interface, several implementations.
+"""The direct path's transport: columnar slot messages handed to the head-end in-process.
 
-:class:`InProcessTransport` delivers synchronously in the same process: the embedded system
-(``kenshin up``) and big simulations use it. The MQTT transport of the A-route issue implements the
-same two methods.
+Only ``kenshin simulate --aroute direct`` uses it. Envelopes of the wire path travel over an
+:class:`kenshin.aroute.link.EnvelopeLink` (MQTT, or its in-memory twin) instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 from kenshin.aroute.messages import UplinkMessage
 
 UplinkHandler = Callable[[UplinkMessage], None]
-
-
-class UplinkTransport(Protocol):
-    def publish(self, message: UplinkMessage) -> None:
-        """Send a message from a collector towards the head-end."""
-        ...
-
-    def subscribe(self, handler: UplinkHandler) -> None:
-        """Register the head-end's handler for delivered messages."""
-        ...
 
 
 class InProcessTransport:
