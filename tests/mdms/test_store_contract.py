@@ -18,14 +18,14 @@ import pyarrow as pa
 import pytest
 
 from kenshin.core.channels import Channel
-from kenshin.core.schema import REGISTER_READS_SCHEMA, TIMESTAMP
+from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import store as contract
 from kenshin.mdms import versions
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.months import parse_month
 from kenshin.mdms.postgres_store import PostgresStore
-from tests.mdms.test_duckdb_store import rows
+from tests.mdms.test_duckdb_store import NO_REGISTERS, rows
 
 ROLES = [
     contract.Roster,
@@ -141,3 +141,26 @@ def _query(ends: list[int]) -> contract.ReadingQuery:
     return contract.ReadingQuery(
         1, Channel.ACTIVE_FORWARD, Resolution.MIN30, min(ends) - 1, max(ends), None
     )
+
+
+def test_sweep_source_reads_a_block_of_meters(store) -> None:
+    """A sweep in blocks reads one meter range at a time (inclusive at both ends)."""
+    start = _day(2026, 4, 1)
+    for meter in range(1, 6):
+        store.append(rows(meter, [start + US30], [meter], start + 2 * US30), NO_REGISTERS)
+    reads = pa.table(
+        {
+            "meter_key": pa.array(range(1, 6), pa.int32()),
+            "channel": pa.array([1] * 5, pa.uint8()),
+            "read_at": pa.array([start] * 5).cast(TIMESTAMP),
+            "register": pa.array(range(10, 15), pa.int32()),
+            "source": pa.array([1] * 5, pa.uint8()),
+            "tx_time": pa.array([start] * 5).cast(TIMESTAMP),
+        }
+    )
+    store.append(READINGS_SCHEMA.empty_table(), reads)
+    window = store.read_window_versions(F, R30, start, start + US30, (2, 4))
+    assert sorted(window.column("meter_key").to_pylist()) == [2, 3, 4]
+    registers = store.read_register_rows(F, start, start, (2, 4))
+    assert sorted(registers.column("register").to_pylist()) == [11, 12, 13]
+    assert store.read_register_rows(F, start, start).num_rows == 5

@@ -29,7 +29,7 @@ from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
 from kenshin.mdms.months import month_name, row_bounds_us, row_date_text
-from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.store import MeterRange, ReadingQuery, meter_range_sql
 
 DEFAULT_BUCKETS = 16
 _TIME = {"readings": "interval_end", "register_reads": "read_at"}
@@ -144,7 +144,12 @@ class ParquetArchive:
         return self._select(files, READINGS_SCHEMA, versions.duckdb_cell_where(query))
 
     def read_register_rows(
-        self, channel: int, start_us: int, end_us: int, months: list[int]
+        self,
+        channel: int,
+        start_us: int,
+        end_us: int,
+        months: list[int],
+        meters: MeterRange | None = None,
     ) -> pa.Table:
         """Every archived register read of ``channel`` at instants in ``[start, end]``
         (``versions.REGISTER_ROWS_SCHEMA``), from the day directories that can hold them."""
@@ -161,7 +166,7 @@ class ParquetArchive:
             day += dt.timedelta(days=1)
         where = (
             f"channel = {int(channel)} AND read_at >= make_timestamptz({int(start_us)}) "
-            f"AND read_at <= make_timestamptz({int(end_us)})"
+            f"AND read_at <= make_timestamptz({int(end_us)})" + meter_range_sql(meters)
         )
         return self._select(files, versions.REGISTER_ROWS_SCHEMA, where)
 

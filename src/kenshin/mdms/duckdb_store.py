@@ -39,7 +39,7 @@ from kenshin.mdms.months import (
     row_month_index,
     row_months_between,
 )
-from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.store import MeterRange, ReadingQuery, meter_range_sql
 from kenshin.mdms.storebase import StoreBase
 
 log = logging.getLogger(__name__)
@@ -437,7 +437,12 @@ class DuckDBStore(StoreBase):
         return versions.conform_to(table, versions.WINDOW_SCHEMA)
 
     def read_window_versions(
-        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        meters: MeterRange | None = None,
     ) -> pa.Table:
         """Every version row of every meter's cells in ``(start, end]``, unordered
         (``versions.VERSION_ROWS_SCHEMA``): a plain scan, for callers that apply the reading
@@ -450,7 +455,7 @@ class DuckDBStore(StoreBase):
             f"SELECT {columns} FROM {source} "
             f"WHERE channel = {int(channel)} AND resolution = {int(resolution)} "
             f"AND interval_end > make_timestamptz({int(start_us)}) "
-            f"AND interval_end <= make_timestamptz({int(end_us)})"
+            f"AND interval_end <= make_timestamptz({int(end_us)})" + meter_range_sql(meters)
         )
         return versions.conform_to(table, versions.VERSION_ROWS_SCHEMA)
 
@@ -490,8 +495,12 @@ class DuckDBStore(StoreBase):
         )
         return versions.conform_to(table, schema)
 
-    def _hot_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
-        return self._register_reads(channel, start_us, end_us, versions.REGISTER_ROWS_SCHEMA)
+    def _hot_register_rows(
+        self, channel: Channel, start_us: int, end_us: int, meters: MeterRange | None
+    ) -> pa.Table:
+        return self._register_reads(
+            channel, start_us, end_us, versions.REGISTER_ROWS_SCHEMA, meter_range_sql(meters)
+        )
 
     def read_register_window(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
         """The latest register read of every meter at each instant in ``[start, end]``."""

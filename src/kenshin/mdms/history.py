@@ -107,6 +107,25 @@ class DayPlane:
     def any_usable(self) -> bool:
         return bool(self.usable.any())
 
+    def rows(self, part: slice) -> DayPlane:
+        """The plane of a block of the roster (views, no copy)."""
+        return DayPlane(
+            self.keys[part], self.values[part], self.usable[part], self.totals[part], self.built_us
+        )
+
+    @classmethod
+    def concat(cls, parts: list[DayPlane]) -> DayPlane:
+        """One plane of consecutive blocks of a roster (the widest value type of the parts)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            np.concatenate([p.keys for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.usable for p in parts]),
+            np.concatenate([p.totals for p in parts]),
+            min(p.built_us for p in parts),
+        )
+
 
 def fold(
     planes: list[DayPlane], classes: npt.NDArray[np.integer[Any]], target: int, like_count: int
@@ -176,12 +195,14 @@ class HistoryCache:
         lookback_days: int,
         like_count: int,
         now_us: int,
+        rows: slice | None = None,
     ) -> HistoryStats:
         """History statistics for sweeping ``day``: planes of the ``lookback_days`` before it,
-        brought up to date with the store first."""
+        brought up to date with the store first; of the block ``rows`` of the roster ``keys``
+        when given (a sweep in blocks: the planes stay whole)."""
         n, s = len(keys), resolution.slots_per_day
         if lookback_days <= 0 or n == 0:
-            return HistoryStats.empty(n, s)
+            return HistoryStats.empty(len(range(n)[rows]) if rows is not None else n, s)
         days = [day - dt.timedelta(days=i) for i in range(lookback_days, 0, -1)]
         ch, res = int(channel), int(resolution)
         self._evict(ch, res, days[0])
@@ -195,6 +216,8 @@ class HistoryCache:
         if missing:
             self._read(store, keys, channel, resolution, missing, now_us)
         planes = [self._planes[(ch, res, d)] for d in days]
+        if rows is not None:
+            planes = [plane.rows(rows) for plane in planes]
         return fold(planes, day_class(days), int(day_class([day])[0]), like_count)
 
     def _evict(self, channel: int, resolution: int, first: dt.date) -> None:

@@ -28,7 +28,7 @@ from kenshin.errors import StoreError
 from kenshin.mdms import versions
 from kenshin.mdms.pgcopy import PG_EPOCH_US
 from kenshin.mdms.postgres_schema import METER_COLUMNS
-from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.store import MeterRange, ReadingQuery, meter_range_sql
 from kenshin.mdms.storebase import StoreBase
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -284,7 +284,12 @@ class PostgresReads(StoreBase):
         )
 
     def read_window_versions(
-        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        meters: MeterRange | None = None,
     ) -> pa.Table:
         """Every version row of every meter's cells in ``(start, end]``, unordered (see
         ``DuckDBStore.read_window_versions``)."""
@@ -294,7 +299,7 @@ class PostgresReads(StoreBase):
             + ", value, quality, source, method, failed_rule, "
             + US_COLUMN.format("tx_time")
             + " FROM {} WHERE channel = %s AND resolution = %s AND interval_end > %s "
-            "AND interval_end <= %s"
+            "AND interval_end <= %s" + meter_range_sql(meters)
         ).format(self._table("readings"))
         return self._rows_arrow(
             statement,
@@ -335,13 +340,16 @@ class PostgresReads(StoreBase):
         )
         return {int(d): int(tx) for d, tx in self._fetch(statement, [], "written days")}
 
-    def _hot_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+    def _hot_register_rows(
+        self, channel: Channel, start_us: int, end_us: int, meters: MeterRange | None
+    ) -> pa.Table:
         statement = sql.SQL(
             "SELECT meter_key, "
             + US_COLUMN.format("read_at")
             + ", register, source, "
             + US_COLUMN.format("tx_time")
             + " FROM {} WHERE channel = %s AND read_at >= %s AND read_at <= %s"
+            + meter_range_sql(meters)
         ).format(self._table("register_reads"))
         return self._rows_arrow(
             statement,

@@ -39,6 +39,15 @@ class ReadingQuery:
     as_of_us: int | None = None  # what was known at this transaction time; None = now
 
 
+# (first, last) meter key, inclusive: the block of a sweep done in parts
+MeterRange = tuple[int, int]
+
+
+def meter_range_sql(meters: MeterRange | None) -> str:
+    """`` AND meter_key BETWEEN first AND last`` (integers, so safe to inline), or nothing."""
+    return "" if meters is None else f" AND meter_key BETWEEN {int(meters[0])} AND {int(meters[1])}"
+
+
 class Roster(Protocol):
     """The installed meters (``METERS_SCHEMA``) and the specified sub-meters behind them."""
 
@@ -117,15 +126,23 @@ class SweepSource(Protocol):
     the reading rule to them in numpy (``kenshin.mdms.versions``)."""
 
     def read_window_versions(
-        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        meters: MeterRange | None = None,
     ) -> pa.Table:
-        """Every version row of every meter's cells in ``(start, end]``, unordered
+        """Every version row of every meter's cells in ``(start, end]`` (only meter keys in
+        ``meters``, inclusive, when given: a sweep in blocks), unordered
         (``versions.VERSION_ROWS_SCHEMA``)."""
         ...
 
-    def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
-        """Every stored register read at instants in ``[start, end]``, unordered
-        (``versions.REGISTER_ROWS_SCHEMA``), archived months included."""
+    def read_register_rows(
+        self, channel: Channel, start_us: int, end_us: int, meters: MeterRange | None = None
+    ) -> pa.Table:
+        """Every stored register read at instants in ``[start, end]`` (of ``meters`` when
+        given), unordered (``versions.REGISTER_ROWS_SCHEMA``), archived months included."""
         ...
 
     def written_days(

@@ -18,7 +18,7 @@ from kenshin.core.channels import Channel
 from kenshin.core.schema import READINGS_SCHEMA
 from kenshin.mdms import versions
 from kenshin.mdms.months import row_months_between
-from kenshin.mdms.store import ReadingQuery
+from kenshin.mdms.store import MeterRange, ReadingQuery
 
 
 class StoreBase:
@@ -30,9 +30,11 @@ class StoreBase:
         """Every stored version row of the query's cells in the hot store (READINGS_SCHEMA)."""
         raise NotImplementedError
 
-    def _hot_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
-        """Every register read of the hot store at instants in ``[start, end]``
-        (``versions.REGISTER_ROWS_SCHEMA``)."""
+    def _hot_register_rows(
+        self, channel: Channel, start_us: int, end_us: int, meters: MeterRange | None
+    ) -> pa.Table:
+        """Every register read of the hot store at instants in ``[start, end]`` (of ``meters``
+        when given; ``versions.REGISTER_ROWS_SCHEMA``)."""
         raise NotImplementedError
 
     # ---- shared
@@ -61,13 +63,15 @@ class StoreBase:
             return versions.empty(versions.HISTORY_SCHEMA)
         return versions.history_of(raw)
 
-    def read_register_rows(self, channel: Channel, start_us: int, end_us: int) -> pa.Table:
+    def read_register_rows(
+        self, channel: Channel, start_us: int, end_us: int, meters: MeterRange | None = None
+    ) -> pa.Table:
         """Every stored register read at instants in ``[start, end]``, archived months included,
         unordered (``versions.REGISTER_ROWS_SCHEMA``; ``versions.latest_register_reads`` picks
         the latest): a plain scan."""
-        rows = self._hot_register_rows(channel, start_us, end_us)
+        rows = self._hot_register_rows(channel, start_us, end_us, meters)
         archived = self._archived(row_months_between(start_us - 1, end_us))
         if not archived:
             return rows
-        old = self.archive.read_register_rows(int(channel), start_us, end_us, archived)
+        old = self.archive.read_register_rows(int(channel), start_us, end_us, archived, meters)
         return pa.concat_tables([rows, old])
