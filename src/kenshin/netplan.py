@@ -6,11 +6,12 @@ topology drives collector grouping), and for each mix sends the duties of
 :class:`~kenshin.hes.policy.CollectionPolicy` through :class:`~kenshin.aroute.network.Network`:
 
 - A1: every meter every 30 min (≈ 70 bytes LV, 80 bytes HV), deadline LV 60 / HV 30 min;
-- A3: ``a3_share`` of the LV meters (drawn from the LV A2 sample) every 5 min (≈ 60 bytes),
-  10 min;
-- A2: ``a2_share_lv`` of the LV meters and, drawn separately, ``a2_share_hv`` of the HV/EHV
-  meters send the previous day's 5-min values (≈ 4,700 bytes LV, 3,200 HV: no voltage) once a
-  day at a random time in the off-peak window, deadline ``a2_deadline`` after that day's end.
+- A3: ``realtime_5min_share`` of the LV meters (drawn from the LV A2 sample) every 5 min
+  (≈ 60 bytes), 10 min;
+- A2: ``sample_5min_share_lv`` of the LV meters and, drawn separately, ``sample_5min_share_hv``
+  of the HV/EHV meters send the previous day's 5-min values (≈ 4,700 bytes LV, 3,200 HV: no
+  voltage) once a day at a random time in the off-peak window, deadline ``a2_deadline`` after
+  that day's end.
 
 A value the head-end does not hold at a re-read time is re-requested: a RESEND command down, the
 answer up, both through the network (A1/A3 at ``policy.a1_rereads`` / ``a3_rereads`` after the
@@ -165,10 +166,10 @@ class _Samples:
         lv = np.flatnonzero(~high_voltage)
         hv = np.flatnonzero(high_voltage)
         # SPEC A2: the LV and the HV/EHV samples are drawn separately, each its own share
-        lv_a2 = rng.permutation(lv)[: round(policy.a2_share_lv * len(lv))]
-        hv_a2 = rng.permutation(hv)[: round(policy.a2_share_hv * len(hv))]
+        lv_a2 = rng.permutation(lv)[: round(policy.sample_5min_share_lv * len(lv))]
+        hv_a2 = rng.permutation(hv)[: round(policy.sample_5min_share_hv * len(hv))]
         a2 = np.sort(np.concatenate([lv_a2, hv_a2]))
-        a3 = np.sort(rng.permutation(lv_a2)[: round(policy.a3_share * len(lv))])
+        a3 = np.sort(rng.permutation(lv_a2)[: round(policy.realtime_5min_share * len(lv))])
         return cls(high_voltage, a2.astype(np.int64), a3.astype(np.int64))
 
 

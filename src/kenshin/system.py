@@ -72,12 +72,12 @@ def policy_for(config: FleetConfig) -> CollectionPolicy:
     """The head-end's duties for a simulated fleet: the same A2/A3 shares, soft switch and
     recording periods."""
     return CollectionPolicy(
-        a2_share_lv=config.sample_5min_share_lv,
-        a2_share_hv=config.sample_5min_share_hv,
-        a3_share=config.realtime_5min_share,
+        sample_5min_share_lv=config.sample_5min_share_lv,
+        sample_5min_share_hv=config.sample_5min_share_hv,
+        realtime_5min_share=config.realtime_5min_share,
         send_15min=config.send_15min,
-        meter_memory_30=config.recording_period_30_15,  # M4: re-read only what meters keep
-        meter_memory_5=config.recording_period_5,
+        recording_period_30_15=config.recording_period_30_15,  # M4: re-read what meters keep
+        recording_period_5=config.recording_period_5,
     )
 
 

@@ -311,7 +311,7 @@ def test_the_head_end_knows_the_meters_recording_periods() -> None:
     """SPEC M4: the utility's recording periods reach the head-end with the fleet's: a re-read
     of values the meters no longer keep is refused at once, not sent."""
     system = _system(recording_period_30_15=dt.timedelta(days=1))
-    assert system.hes.policy.meter_memory_30 == dt.timedelta(days=1)
+    assert system.hes.policy.recording_period_30_15 == dt.timedelta(days=1)
     key = _meter(system, Generation.GEN2, (MeterClass.LV_1P3W,))
     now = _now(system)
     last = now - now % Resolution.MIN30.microseconds

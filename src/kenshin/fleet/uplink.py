@@ -55,18 +55,18 @@ def choose_5min_sample(
 
 def choose_samples(
     population: Population,
-    a2_share_lv: float,
-    a2_share_hv: float,
-    a3_share: float,
+    share_lv: float,
+    share_hv: float,
+    realtime_share: float,
     rng: np.random.Generator,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """The A2 samples (LV and HV/EHV, :func:`choose_5min_sample`) and the A3 real-time sample:
-    ``a3_share`` of the LV meters, drawn from the LV A2 sample (SPEC A3 is low voltage only)."""
-    a2 = choose_5min_sample(population, a2_share_lv, a2_share_hv, rng)
+    ``realtime_share`` of the LV meters, drawn from the LV A2 sample (SPEC A3 is LV only)."""
+    a2 = choose_5min_sample(population, share_lv, share_hv, rng)
     a3 = np.zeros_like(a2)
     lv = population.meter_class < MeterClass.HV
     candidates = np.flatnonzero(a2 & lv)
-    take = min(len(candidates), round(a3_share * int(lv.sum())))
+    take = min(len(candidates), round(realtime_share * int(lv.sum())))
     a3[rng.permutation(candidates)[:take]] = True
     return a2, a3
 

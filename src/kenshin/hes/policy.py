@@ -44,9 +44,10 @@ class CollectionPolicy:
     a3_deadline: dt.timedelta = dt.timedelta(minutes=10)  # A3
     a2_deadline: dt.timedelta = dt.timedelta(days=3)  # A2: "within a few days"
     # A2: about 10 % or more of the LV meters and, separately, of the HV/EHV meters
-    a2_share_lv: float = 0.10
-    a2_share_hv: float = 0.10
-    a3_share: float = 0.03  # A3: about 3 % or more of the LV meters, from the LV A2 sample
+    sample_5min_share_lv: float = 0.10
+    sample_5min_share_hv: float = 0.10
+    # A3: about 3 % or more of the LV meters, from the LV A2 sample
+    realtime_5min_share: float = 0.03
     # A5 soft switch for the whole utility: off (15-min values recorded on the meters, not sent)
     # until the market moves to 15-min settlement; fixed for a run (docs/architecture.md)
     send_15min: bool = False
@@ -63,17 +64,18 @@ class CollectionPolicy:
     late_reread_every: dt.timedelta = dt.timedelta(hours=6)
     # M4: how long next-generation meters keep 30/15-min and 5-min values (the utility's
     # recording periods; gen-1 meters keep 45 days, M3): re-reads ask only for what they keep
-    meter_memory_30: dt.timedelta = DEFAULT_RETENTION_30_15
-    meter_memory_5: dt.timedelta = DEFAULT_RETENTION_5
+    recording_period_30_15: dt.timedelta = DEFAULT_RETENTION_30_15
+    recording_period_5: dt.timedelta = DEFAULT_RETENTION_5
 
     def __post_init__(self) -> None:
-        for name in ("a2_share_lv", "a2_share_hv", "a3_share"):
+        for name in ("sample_5min_share_lv", "sample_5min_share_hv", "realtime_5min_share"):
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:
                 raise InvalidSetting(f"{name} must be within 0..1, got {share}")
-        if self.a3_share > self.a2_share_lv:
+        if self.realtime_5min_share > self.sample_5min_share_lv:
             raise InvalidSetting(
-                "the A3 real-time sample is drawn from the LV A2 sample: a3_share ≤ a2_share_lv"
+                "the A3 real-time sample is drawn from the LV A2 sample: "
+                "realtime_5min_share ≤ sample_5min_share_lv"
             )
         for name in ("a1_rereads", "a3_rereads"):
             delays = getattr(self, name)
@@ -81,14 +83,17 @@ class CollectionPolicy:
                 raise InvalidSetting(f"{name} must be positive and increasing")
         if self.offpeak_start == self.offpeak_end:
             raise InvalidSetting("the off-peak window must not be empty")
-        if min(self.meter_memory_30, self.meter_memory_5) <= dt.timedelta(0):
+        if min(self.recording_period_30_15, self.recording_period_5) <= dt.timedelta(0):
             raise InvalidSetting("the meters' recording periods must be positive")
 
     def meter_specs(self) -> dict[tuple[Generation, MeterClass], MeterSpec]:
         """Every generation × class of meter with this utility's recording periods (M4)."""
         return {
             (g, c): meter_spec(
-                g, c, retention_30_15=self.meter_memory_30, retention_5=self.meter_memory_5
+                g,
+                c,
+                retention_30_15=self.recording_period_30_15,
+                retention_5=self.recording_period_5,
             )
             for g, c in SPEC_TABLE
         }

@@ -185,11 +185,11 @@ class HeadEnd:
             first30,
             a1_deadlines(hv, p),
             np.ones(n, dtype=bool),
-            memory_us=p.meter_memory_30 // us,
+            memory_us=p.recording_period_30_15 // us,
         )
         a3_deadline = np.full(n, int(p.a3_deadline.total_seconds()), dtype=np.int64)
         self.trackers[Duty.A3] = SlotTracker(
-            Duty.A3, n, step5, 36, first5, a3_deadline, a3, memory_us=p.meter_memory_5 // us
+            Duty.A3, n, step5, 36, first5, a3_deadline, a3, memory_us=p.recording_period_5 // us
         )
         a2_deadline = np.full(n, int(p.a2_deadline.total_seconds()), dtype=np.int64)
         self.trackers[Duty.A2] = SlotTracker(
