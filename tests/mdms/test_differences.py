@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
@@ -16,11 +17,14 @@ from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA, SpecifiedKind
 from kenshin.core.timeslots import JST, Resolution
 from kenshin.fleet.simulator import FleetConfig
+from kenshin.mdms import versions
 from kenshin.mdms.differences import combine, run_differences
 from kenshin.mdms.store import ReadingQuery
 from kenshin.mdms.sweep import day_window
 from kenshin.system import EmbeddedSystem
 from tests.mdms.conftest import Backend
+from tests.mdms.test_duckdb_store import NO_REGISTERS
+from tests.mdms.test_duckdb_store import rows as _rows_of
 
 DAY = dt.date(2026, 4, 8)
 START, END = day_window(DAY)
@@ -208,3 +212,30 @@ def test_a_simulated_day_gives_valid_non_negative_differences() -> None:
     assert day.num_rows == parents * 48
     assert min(day.column("value").to_pylist()) >= 0
     system.close()
+
+
+def test_parents_rows_are_read_in_key_blocks_and_only_theirs(store, monkeypatch) -> None:
+    """The differences read the fleet's day a block of meter keys at a time, keeping only the
+    meters they need: the same current versions as one scan of everything, filtered."""
+    from kenshin.mdms import differences
+
+    day = dt.date(2026, 4, 2)
+    start, end = differences.day_window(day)
+    us30 = Resolution.MIN30.microseconds
+    for meter in range(21):
+        ends = [start + us30, start + 2 * us30]
+        store.append(_rows_of(meter, ends, [meter, meter + 100], start + 3 * us30), NO_REGISTERS)
+    store.append(_rows_of(7, [start + us30], [777], start + 4 * us30), NO_REGISTERS)  # newer
+    keys = np.array([19, 1, 8, 7])
+    monkeypatch.setattr(differences, "SWEEP_BLOCK_METERS", 5)
+    got = differences._current(store, Channel.ACTIVE_FORWARD, start, end, keys)
+    everything = versions.current_cells(
+        store.read_window_versions(Channel.ACTIVE_FORWARD, Resolution.MIN30, start, end), us30
+    )
+    want = everything.filter(pc.is_in(everything.column("meter_key"), pa.array(keys, pa.int32())))
+    order = ["meter_key", "interval_end"]
+    assert got.sort_by([(c, "ascending") for c in order]).equals(
+        want.sort_by([(c, "ascending") for c in order])
+    )
+    assert sorted(set(got.column("meter_key").to_pylist())) == [1, 7, 8, 19]
+    assert 777 in got.column("value").to_pylist()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
@@ -38,7 +39,7 @@ from kenshin.core.specified import SpecifiedKind
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
 from kenshin.mdms.store import SweepSource, SweepStore
-from kenshin.mdms.sweep import day_window
+from kenshin.mdms.sweep import SWEEP_BLOCK_METERS, day_window
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +209,29 @@ def _term_columns(
     return parents, np.stack([parent, sign]), by_channel
 
 
-def _current(store: SweepSource, channel: Channel, start: int, end: int) -> pa.Table:
-    """Current versions of every meter's cells of the day: one plain scan and the reading rule
-    in numpy, as the sweep reads (a windowed query over the fleet's day costs seconds)."""
-    rows = store.read_window_versions(channel, RESOLUTION, start, end)
-    return versions.current_cells(rows, RESOLUTION.microseconds)
+def _current(
+    store: SweepSource, channel: Channel, start: int, end: int, keys: npt.NDArray[np.int64]
+) -> pa.Table:
+    """Current versions of the day's cells of the meters ``keys``: plain scans and the reading
+    rule in numpy, as the sweep reads (a windowed query over the fleet's day costs seconds).
+    The scans go a block of meter keys at a time and keep only ``keys``' rows, so a million
+    meters' day is never in memory at once for the few thousand parents it serves."""
+    wanted = np.unique(keys)
+    if wanted.size == 0:
+        return versions.empty(versions.VERSION_ROWS_SCHEMA)
+    parts = []
+    low = int(wanted[0])
+    while low <= wanted[-1]:  # key ranges of a sweep block's width that hold wanted keys
+        high = low + SWEEP_BLOCK_METERS - 1
+        block = wanted[(wanted >= low) & (wanted <= high)]
+        rows = store.read_window_versions(channel, RESOLUTION, start, end, (low, high))
+        keep = pc.is_in(rows.column("meter_key"), value_set=pa.array(block.astype(np.int32)))
+        parts.append(rows.filter(keep))
+        later = wanted[wanted > high]
+        if later.size == 0:
+            break
+        low = int(later[0])
+    return versions.current_cells(pa.concat_tables(parts), RESOLUTION.microseconds)
 
 
 def run_differences(store: SweepStore, day: dt.date, *, now_us: int) -> DifferenceReport:
@@ -233,7 +252,7 @@ def run_differences(store: SweepStore, day: dt.date, *, now_us: int) -> Differen
     for channel, (rows, keys) in by_channel:
         if rows.size == 0:
             continue
-        dense = _dense(_current(store, channel, start, end), keys, start)
+        dense = _dense(_current(store, channel, start, end, keys), keys, start)
         value[rows], present[rows] = dense.value, dense.present
         quality[rows], rule[rows] = dense.quality, dense.rule
     diff, diff_present, diff_quality, diff_rule = combine(
@@ -241,7 +260,7 @@ def run_differences(store: SweepStore, day: dt.date, *, now_us: int) -> Differen
     )
 
     # write only what differs from the stored current version (like the sweep)
-    stored = _current(store, Channel.DIFFERENCE_FORWARD, start, end)
+    stored = _current(store, Channel.DIFFERENCE_FORWARD, start, end, parents)
     current = _dense(stored, parents, start)
     same = (
         (current.present == diff_present)
