@@ -10,6 +10,7 @@ client id takes over its session. Both runs must store exactly the same rows.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -134,10 +135,18 @@ def _publish(transport: Transport, envelopes: list[tuple[str, bytes]], root: str
         publisher.drain()
 
 
-def _drain(worker: HesWorker, expected: int, idle_steps: int = 40) -> None:
-    idle = 0
-    while worker.stored < expected and idle < idle_steps:
-        idle = 0 if worker.step(0.05) else idle + 1
+def _drain(worker: HesWorker, at_least: int, timeout_s: float = 60.0) -> None:
+    """Step until ``at_least`` envelopes are stored, then until nothing came for a second
+    (a broker may deliver an acknowledged message again when the acknowledgement was lost
+    with the killed client: those come on top). Fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if worker.step(0.1):
+            quiet_since = time.monotonic()
+        elif worker.stored >= at_least and time.monotonic() - quiet_since > 1.0:
+            return
+    raise AssertionError(f"only {worker.stored} of at least {at_least} envelopes stored")
 
 
 def _stored(store: DuckDBStore) -> tuple[int, int, list[Any]]:
