@@ -260,9 +260,11 @@ def day_window(day: dt.date) -> tuple[int, int]:
     return start, start + 86_400_000_000
 
 
-# meters swept together: the sweep's arrays take ~5 KB a meter at 48 slots (measured: about 1 GB
-# for 200,000 meters), so a million-meter fleet is swept in blocks of this size
-SWEEP_BLOCK_METERS = 200_000
+# cells (meters × slots of the day) swept together: the sweep's arrays take ~170 bytes a cell
+# (measured: 1.7 GB for 200,000 meters × 48 slots), so a big fleet is swept in blocks of this
+# many cells — 100,000 meters at 30 min, 16,666 at 5 min
+SWEEP_BLOCK_CELLS = 4_800_000
+SWEEP_BLOCK_METERS = SWEEP_BLOCK_CELLS // Resolution.MIN30.slots_per_day
 
 
 def run_sweep(
@@ -279,14 +281,16 @@ def run_sweep(
     meters: npt.NDArray[np.int64] | None = None,
     history: HistoryCache | None = None,
     send_15min: bool = False,
-    block_meters: int = SWEEP_BLOCK_METERS,
+    block_meters: int | None = None,
 ) -> SweepReport:
     """Sweep one JST day of one channel for the meters expected to send it (``meters``;
     default :func:`expected_meters` of the roster, with the utility's soft switch
     ``send_15min``) — see the module doc.
 
     ``history`` keeps day planes between daily sweeps (:mod:`kenshin.mdms.history`); without it
-    the look-back is read from the store each time."""
+    the look-back is read from the store each time. ``block_meters``: meters swept together
+    (default: ``SWEEP_BLOCK_CELLS`` cells' worth), so the sweep's memory does not grow with the
+    fleet."""
     cfg = config or VeeConfig(forward_only=channel in _ENERGY)
     keys = (
         expected_meters(store.read_meters(), channel, resolution, send_15min=send_15min)
@@ -303,6 +307,8 @@ def run_sweep(
     gap_tables, planes = [], []
     quality_counts: Counter[Quality] = Counter()
     rule_counts: Counter[Rule] = Counter()
+    if block_meters is None:
+        block_meters = max(1, SWEEP_BLOCK_CELLS // s)
     for first in range(0, n, block_meters):
         part = slice(first, min(n, first + block_meters))
         block = _sweep_block(
