@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from _figures import Figure, add_json_option, record
+from kenshin.app.system import build_system
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.hes.policy import Duty
-from kenshin.system import EmbeddedSystem
 
 TARGETS = {Duty.A1: 0.999, Duty.A3: 0.99, Duty.A2: None}
 
@@ -32,7 +32,7 @@ def main() -> None:
     add_json_option(parser)
     args = parser.parse_args()
     start = dt.datetime(2026, 4, 1, tzinfo=JST)
-    system = EmbeddedSystem(FleetConfig(n_meters=args.meters, start=start, seed=1), aroute="wire")
+    system = build_system(FleetConfig(n_meters=args.meters, start=start, seed=1), aroute="wire")
     t0 = time.perf_counter()
     # one more hour so the day's last slots are judged
     summary = system.run(start + dt.timedelta(days=args.days, hours=1))

@@ -29,12 +29,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from kenshin.app.system import build_system
 from kenshin.aroute.frames import CommandKind
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import JST, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.hes.commands import CommandBook
-from kenshin.system import EmbeddedSystem
 
 # what operators send: ampere limits (40 and 60 A: every LV meter with a switch takes them),
 # the soft switch, closing a switch; HV and EHV meters refuse all but the soft switch (R5)
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=2, help="report every N simulated hours")
     args = parser.parse_args()
     start = dt.datetime(2026, 4, 1, tzinfo=JST)
-    system = EmbeddedSystem(
+    system = build_system(
         FleetConfig(n_meters=args.meters, start=start, seed=1), aroute="wire", sweep=False
     )
     hes = system.hes

@@ -34,10 +34,10 @@ from rich.console import Console
 from rich.table import Table
 
 from _figures import Figure, add_json_option, record
+from kenshin.app.services import run_fleet
 from kenshin.aroute.frames import FrameType
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.services import run_fleet
 
 DB = "kenshin_bench"
 TARGET_PER_S = 20_000

@@ -35,9 +35,9 @@ import duckdb
 from rich.console import Console
 
 from _figures import Figure, add_json_option, figures_table, record
+from kenshin.app.system import build_system
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.mdms.duckdb_store import DuckDBStore
-from kenshin.system import EmbeddedSystem
 
 TARGET_S = 30.0  # at 100,000 meters × 1 day
 TARGET_RATIO = 0.25
@@ -69,7 +69,7 @@ def end_to_end(n_meters: int, days: int, workdir: Path) -> EndToEnd:
     config = FleetConfig(n_meters=n_meters, send_15min=True)  # the heavier case (SPEC A5)
     # as `kenshin simulate` builds it (cli.simulate): DuckDB store, direct A-route, no loss, no
     # archive; sweep=True is the default, spelled out: each closed day gets its VEE and S3 pass
-    system = EmbeddedSystem(config, store=DuckDBStore(db), aroute="direct", loss=0.0, sweep=True)
+    system = build_system(config, store=DuckDBStore(db), aroute="direct", loss=0.0, sweep=True)
     schedule = system.schedule
     assert schedule is not None
     ticks = schedule.tick

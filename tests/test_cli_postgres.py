@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from kenshin.live import UP_SCHEMA
+from kenshin.app.live import UP_SCHEMA
 from kenshin.mdms.postgres_store import PostgresStore
 from tests.conftest import require_service
 from tests.test_cli import free_port, run

@@ -17,7 +17,7 @@ import kenshin
 
 # the network model of the A-route simulates radio links; it is not a protocol module
 SIMULATION_MODULES = {"kenshin.aroute.network"}
-# everything but the edges (kenshin.cli, kenshin.live): the packages and the network planner
+# everything but the edge (kenshin.cli): the packages, the composition root and the network planner
 PROTOCOL_AND_ROOT = (
     "kenshin.core",
     "kenshin.grid",
@@ -77,7 +77,7 @@ def _import_with_blocked(modules: list[str], blocked: str) -> subprocess.Complet
             "kenshin.cli",
         ),
         (("kenshin.mdms",), "kenshin.hes"),
-        # the command line's typer and rich stay in kenshin.cli (and kenshin.live)
+        # the command line's typer and rich stay in kenshin.cli
         (PROTOCOL_AND_ROOT, "typer"),
         (PROTOCOL_AND_ROOT, "rich"),
         (("kenshin.core",), "kenshin.aroute"),
@@ -93,6 +93,6 @@ def test_inner_packages_import_without(packages: tuple[str, ...], blocked: str) 
 
 def test_the_blocker_blocks() -> None:
     """The check can fail: the composition root does need the fleet."""
-    result = _import_with_blocked(["kenshin.system"], "kenshin.fleet")
+    result = _import_with_blocked(["kenshin.app.system"], "kenshin.fleet")
     assert result.returncode != 0
     assert "layering: kenshin.fleet" in result.stderr

@@ -6,16 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+from kenshin.app.live import LiveRunner
+from kenshin.app.system import build_system
 from kenshin.core.clock import AcceleratedClock
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.live import LiveRunner
-from kenshin.system import EmbeddedSystem
 
 
 def test_a_day_closing_while_live_is_swept() -> None:
     start = dt.datetime(2026, 4, 1, 0, 0, tzinfo=JST)
-    system = EmbeddedSystem(
+    system = build_system(
         FleetConfig(n_meters=60, start=start, seed=2), aroute="wire", background_writer=False
     )
     assert system.schedule is not None

@@ -109,8 +109,8 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
     exactly once."""
     import datetime as dt
 
+    from kenshin.app.services import run_fleet
     from kenshin.fleet.simulator import FleetConfig
-    from kenshin.services import run_fleet
 
     root = f"kt-{uuid.uuid4().hex[:8]}"
     db = tmp_path / "hes.duckdb"
@@ -250,8 +250,8 @@ def test_the_duty_worker_judges_every_workers_frames(broker, tmp_path: Path) -> 
 
     import psycopg
 
+    from kenshin.app.services import run_fleet
     from kenshin.fleet.simulator import FleetConfig
-    from kenshin.services import run_fleet
 
     host, pg_port = require_service("postgresql")
     root = f"kt-{uuid.uuid4().hex[:8]}"

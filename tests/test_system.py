@@ -6,19 +6,19 @@ import duckdb
 import numpy as np
 import pytest
 
+from kenshin.app.system import build_system
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, Resolution
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.hes.policy import CollectionPolicy
-from kenshin.system import EmbeddedSystem
 
 START = dt.datetime(2026, 5, 2, tzinfo=JST)  # includes a weekend and Golden Week holidays
 
 
 def simulate(path, seed=3, meters=400, days=1, send_15min=False):
     config = FleetConfig(n_meters=meters, start=START, seed=seed, send_15min=send_15min)
-    system = EmbeddedSystem(config, path)
+    system = build_system(config, path)
     summary = system.run(START + dt.timedelta(days=days))
     system.close()
     return summary
@@ -156,7 +156,7 @@ def test_soft_switch_off_by_default_15_min_values_stay_on_the_meters(tmp_path):
     ones: none reach the store, none are swept, and the recorders hold them (2 × 15 = 30)."""
     config = FleetConfig(n_meters=200, start=START, seed=5)
     assert not config.send_15min
-    system = EmbeddedSystem(config, tmp_path / "off.duckdb")
+    system = build_system(config, tmp_path / "off.duckdb")
     system.run(START + dt.timedelta(days=1, hours=3))
     counts = system.store.reading_counts()
     assert counts.get(15, 0) == 0 and counts[30] > 0 and counts[5] > 0
@@ -178,7 +178,7 @@ def test_soft_switch_off_by_default_15_min_values_stay_on_the_meters(tmp_path):
 def test_the_head_end_and_the_fleet_share_one_soft_switch():
     config = FleetConfig(n_meters=20, start=START, seed=5)
     with pytest.raises(InvalidSetting, match="soft switch"):
-        EmbeddedSystem(config, aroute="wire", policy=CollectionPolicy(send_15min=True))
+        build_system(config, aroute="wire", policy=CollectionPolicy(send_15min=True))
 
 
 def test_same_seed_same_values_other_seed_other_values(tmp_path):

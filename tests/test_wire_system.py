@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from kenshin.app.system import EmbeddedSystem, build_system
 from kenshin.aroute.frames import AckStatus, CommandKind
 from kenshin.aroute.network import Method, NetworkConfig
 from kenshin.core.meterspec import MeterClass
@@ -20,7 +21,6 @@ from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.hes.command_rules import CommandState, resend_args
 from kenshin.hes.policy import CollectionPolicy, Duty
-from kenshin.system import EmbeddedSystem
 
 START = dt.datetime(2026, 4, 1, tzinfo=JST)
 
@@ -42,9 +42,9 @@ def _values(system: EmbeddedSystem, resolution: int) -> pa.Table:
 def wire_and_direct() -> tuple[EmbeddedSystem, EmbeddedSystem]:
     # the soft switch on (SPEC A5), so that the 15-min values travel the wire too
     config = FleetConfig(n_meters=400, start=START, seed=11, send_15min=True)
-    wire = EmbeddedSystem(config, aroute="wire", background_writer=False)
+    wire = build_system(config, aroute="wire", background_writer=False)
     wire.run(START + dt.timedelta(hours=10))
-    direct = EmbeddedSystem(config, aroute="direct", background_writer=False)
+    direct = build_system(config, aroute="direct", background_writer=False)
     direct.run(START + dt.timedelta(hours=10))
     return wire, direct
 
@@ -141,7 +141,7 @@ def test_a_bad_network_misses_deadlines() -> None:
         Method.MESH, hop_loss=0.2, capacity_bytes_per_s=300
     )
     config = FleetConfig(n_meters=300, start=START, seed=5)
-    system = EmbeddedSystem(config, aroute="wire", network=lossy, background_writer=False)
+    system = build_system(config, aroute="wire", network=lossy, background_writer=False)
     summary = system.run(START + dt.timedelta(hours=4))
     assert summary.on_time is not None
     assert summary.on_time["A1"] < 0.99
@@ -159,7 +159,7 @@ def test_a2_history_arrives_off_peak_the_next_night() -> None:
         sample_5min_share_hv=0.5,
         realtime_5min_share=0.05,
     )
-    system = EmbeddedSystem(config, aroute="wire", background_writer=False)
+    system = build_system(config, aroute="wire", background_writer=False)
     system.run(START + dt.timedelta(hours=32))
     a2_only = np.flatnonzero(system.fleet.sampled & ~system.fleet.realtime)
     assert len(a2_only) >= 10
@@ -206,9 +206,7 @@ def test_a_meter_refuses_a_reread_older_than_its_recording_period() -> None:
     config = FleetConfig(
         n_meters=100, start=START, seed=4, recording_period_30_15=dt.timedelta(days=1)
     )
-    system = EmbeddedSystem(
-        config, aroute="wire", policy=CollectionPolicy(), background_writer=False
-    )
+    system = build_system(config, aroute="wire", policy=CollectionPolicy(), background_writer=False)
     system.run(START + dt.timedelta(hours=26))
     assert system.hes is not None
     key = int(np.flatnonzero(system.fleet.population.generation == 2)[0])

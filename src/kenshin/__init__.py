@@ -6,8 +6,10 @@ Packages, from the bottom up (a package only imports the ones above it in this l
 - ``kenshin.grid``, ``kenshin.fleet``: distribution topology and the simulated meter population.
 - ``kenshin.aroute``, ``kenshin.hes``, ``kenshin.mdms``: the A-route, head-end and meter data
   management system.
-- ``kenshin.app``, ``kenshin.system``: the composition root (stores, the embedded system).
-- ``kenshin.api``, ``kenshin.cli``, ``kenshin.live``: the edges.
+- ``kenshin.app``: the composition root: stores (``app.stores``), the embedded system
+  (``app.system``: direct and wire), the service-mode processes (``app.services``), the live
+  runner (``app.live``) and the one pacer (``app.pacing``).
+- ``kenshin.api``, ``kenshin.cli``: the edges.
 """
 
 __version__ = "0.1.0"

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from kenshin.api import create_app
+from kenshin.app.system import EmbeddedSystem, build_system
 from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.system import EmbeddedSystem
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
@@ -25,7 +25,7 @@ V1 = "/api/v1"
 
 @pytest.fixture(scope="module")
 def running() -> tuple[EmbeddedSystem, TestClient]:
-    system = EmbeddedSystem(
+    system = build_system(
         FleetConfig(n_meters=150, start=START, seed=21), aroute="wire", background_writer=False
     )
     system.run(START + dt.timedelta(hours=3))

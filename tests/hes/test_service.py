@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kenshin.app.system import EmbeddedSystem, build_system
 from kenshin.aroute.codec.encode import encode_interval_frames
 from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
 from kenshin.aroute.frames import CommandKind, FrameType, OperatingState, RejectReason
@@ -19,13 +20,12 @@ from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.hes.command_rules import CommandState, resend_args
 from kenshin.hes.polling import PollState
-from kenshin.system import EmbeddedSystem
 
 START = dt.datetime(2026, 5, 11, tzinfo=JST)
 
 
 def _system(send_15min: bool = False, **settings: Any) -> EmbeddedSystem:
-    s = EmbeddedSystem(
+    s = build_system(
         FleetConfig(n_meters=200, start=START, seed=7, send_15min=send_15min, **settings),
         aroute="wire",
         background_writer=False,

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from kenshin.app.services import committed_replay_guard
+from kenshin.app.system import policy_for
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import EnvelopeLink, MemoryBroker
 from kenshin.aroute.mqtt import MqttLink, shared_up_subscription, up_topic
@@ -30,8 +32,6 @@ from kenshin.hes.service import HeadEnd
 from kenshin.hes.worker import HesWorker
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.service import MeterDataService
-from kenshin.services import committed_replay_guard
-from kenshin.system import policy_for
 from tests.conftest import require_service
 
 START = dt.datetime(2026, 5, 11, tzinfo=JST)

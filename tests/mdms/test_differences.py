@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kenshin.app.system import build_system
 from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Rule, Source
@@ -21,7 +22,6 @@ from kenshin.mdms import versions
 from kenshin.mdms.differences import combine, run_differences
 from kenshin.mdms.store import ReadingQuery
 from kenshin.mdms.sweep import day_window
-from kenshin.system import EmbeddedSystem
 from tests.mdms.conftest import Backend
 from tests.mdms.test_duckdb_store import NO_REGISTERS
 from tests.mdms.test_duckdb_store import rows as _rows_of
@@ -197,7 +197,7 @@ def test_combine_carries_the_input_labels() -> None:
 def test_a_simulated_day_gives_valid_non_negative_differences() -> None:
     start = dt.datetime(2026, 5, 2, tzinfo=JST)
     config = FleetConfig(n_meters=600, start=start, seed=4, specified_share=0.3)
-    system = EmbeddedSystem(config)
+    system = build_system(config)
     system.run(start + dt.timedelta(days=1))
     specified = system.store.read_specified()
     kinds = set(specified.column("kind").to_pylist())

@@ -9,12 +9,12 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
+from kenshin.app.system import build_system
 from kenshin.core.channels import Channel
 from kenshin.core.quality import EstimationMethod, Quality, Source
 from kenshin.core.timeslots import JST, Resolution
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.mdms.sweep import day_window, expected_meters
-from kenshin.system import EmbeddedSystem
 
 DAYS = 2
 
@@ -24,7 +24,7 @@ def test_lost_values_are_estimated_and_days_add_up_to_register_differences() -> 
     config = FleetConfig(
         n_meters=300, start=dt.datetime(2026, 4, 6, tzinfo=JST), seed=5, send_15min=True
     )
-    system = EmbeddedSystem(config, loss=0.05, background_writer=False)
+    system = build_system(config, loss=0.05, background_writer=False)
     system.run(config.start + dt.timedelta(days=DAYS))
     assert system.link is not None and system.link.lost > 0
     store = system.store

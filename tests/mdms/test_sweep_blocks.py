@@ -7,13 +7,13 @@ import datetime as dt
 
 import numpy as np
 
+from kenshin.app.system import build_system
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.sweep import run_sweep
-from kenshin.system import EmbeddedSystem
 
 START = dt.datetime(2026, 4, 6, tzinfo=JST)
 
@@ -21,7 +21,7 @@ START = dt.datetime(2026, 4, 6, tzinfo=JST)
 def _store(path: str) -> DuckDBStore:
     """Two days of 120 meters with 5 % of the values lost on the way, not yet swept."""
     config = FleetConfig(n_meters=120, start=START, seed=9)
-    system = EmbeddedSystem(
+    system = build_system(
         config, store=DuckDBStore(path), loss=0.05, sweep=False, background_writer=False
     )
     system.run(START + dt.timedelta(days=2))

@@ -20,13 +20,14 @@ import datetime as dt
 import ipaddress
 import logging
 import threading
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from kenshin.app.pacing import Pacer
 from kenshin.broute.credentials import (
     DEFAULT_CREDENTIALS_FILE,
     BrouteCredentials,
@@ -117,13 +118,8 @@ def node_table(nodes: list[MeterNode], endpoints: list[Endpoint]) -> Table:
 
 async def run_fleet(fleet: Fleet, clock: AcceleratedClock, stop: asyncio.Event) -> None:
     """Step the fleet whenever the clock passes the next 5-minute boundary."""
-    while not stop.is_set():
-        due = fleet.now + STEP
-        wait = clock.wall_seconds_until(due)
-        if wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=min(wait, 1.0))
-            continue
+    pacer = Pacer(clock, poll_s=1.0)
+    while await pacer.wait_for_async(fleet.now + STEP, stop):
         fleet.step()
         await asyncio.sleep(0)
 
@@ -135,14 +131,8 @@ def keep_stepping(
     lock: AbstractContextManager[Any] | None = None,
 ) -> None:
     """:func:`run_fleet` for a thread: step the fleet (holding ``lock``) until ``stop`` is set."""
-    guard = lock if lock is not None else nullcontext()
-    while not stop.is_set():
-        wait = clock.wall_seconds_until(fleet.now + STEP)
-        if wait > 0:
-            stop.wait(min(wait, 1.0))
-            continue
-        with guard:  # the pty thread reads the fleet under the same lock
-            fleet.step()
+    # the pty thread reads the fleet under the same lock
+    Pacer(clock, poll_s=1.0).run(fleet.step, lambda: fleet.now + STEP, stop, lock)
 
 
 async def serve_nodes(

@@ -75,7 +75,7 @@ def up(
 ) -> None:
     """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API.
     The store is recreated at start (with PostgreSQL, the schema kenshin_up)."""
-    from kenshin.live import run_live
+    from kenshin.cli.live import run_live
 
     run_live(
         meters=meters,

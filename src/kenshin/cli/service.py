@@ -46,7 +46,7 @@ def install(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Install a simulated fleet's meters in a new store (the roster a head-end loads at start)."""
-    from kenshin.services import install_fleet
+    from kenshin.app.services import install_fleet
 
     config = fleet_config(meters, seed, area, start, days)
     location = store_location(store, db, postgres)
@@ -95,9 +95,9 @@ def hes(
     from prometheus_client import start_http_server
 
     from kenshin.api.app import create_app
+    from kenshin.app.services import run_hes_worker
     from kenshin.app.stores import open_replay_guard
     from kenshin.aroute.mqtt import BrokerAddress
-    from kenshin.services import run_hes_worker
 
     BrokerAddress.parse(mqtt)  # a bad URL is refused before the store is opened
     location = store_location(store, db, postgres)
@@ -166,8 +166,8 @@ def fleet(
     topic_root: TopicRootOpt = "kenshin",
 ) -> None:
     """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`)."""
+    from kenshin.app.services import run_fleet
     from kenshin.aroute.mqtt import BrokerAddress
-    from kenshin.services import run_fleet
 
     BrokerAddress.parse(mqtt)  # before the fleet is built
     try:

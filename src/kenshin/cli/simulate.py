@@ -68,8 +68,8 @@ def simulate(
 ) -> None:
     """Simulate a fleet as fast as possible, store every delivered value in a new store, and
     validate and estimate each closed day (VEE)."""
+    from kenshin.app.system import AROUTE_MODES, build_system
     from kenshin.fleet.simulator import FleetConfig
-    from kenshin.system import AROUTE_MODES, EmbeddedSystem
 
     if aroute not in AROUTE_MODES:
         raise typer.BadParameter(
@@ -89,7 +89,7 @@ def simulate(
     console.print(f"building a fleet of {meters:,} meters ({config.area.name.title()} area)…")
     from kenshin.mdms.archive import ParquetArchive
 
-    system = EmbeddedSystem(
+    system = build_system(
         config,
         store=opened,
         aroute=aroute,

@@ -1,10 +1,9 @@
-"""``kenshin up``: the live system in one process.
+"""``kenshin up``: the live system in one process, with its status line.
 
-The fleet runs in accelerated simulated time (an :class:`AcceleratedClock`) on a worker thread:
-every 5 simulated minutes its meters send authenticated frames through the network model and
-their collectors to the head-end (the ``wire`` A-route, in-process), which keeps the duties'
-deadlines and re-reads what was lost; uvicorn serves the API from the same store. Ctrl-C stops the
-server, then the worker, then flushes and closes the store.
+:class:`kenshin.app.live.LiveRunner` keeps the fleet (the wire A-route, in-process) caught up with
+an accelerated clock on a worker thread; uvicorn serves the API from the same store; this module
+prints the status line. Ctrl-C stops the server, then the runner, then flushes and closes the
+store.
 """
 
 from __future__ import annotations
@@ -15,70 +14,13 @@ from typing import Any
 
 from rich.console import Console
 
+from kenshin.app.live import UP_SCHEMA, LiveRunner
 from kenshin.app.stores import StoreLocation, StoreMode, open_store
+from kenshin.app.system import build_system
 from kenshin.core.clock import AcceleratedClock
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
-from kenshin.system import EmbeddedSystem
-
-UP_SCHEMA = "kenshin_up"  # the PostgreSQL schema `kenshin up --store postgresql://…` recreates
-
-
-class LiveRunner:
-    """Keeps the fleet caught up with an accelerated clock on a background thread."""
-
-    def __init__(self, system: EmbeddedSystem, clock: AcceleratedClock) -> None:
-        self.system = system
-        self.clock = clock
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.lock = threading.Lock()  # the API's commands and polls share the head-end
-        self._thread = threading.Thread(target=self._loop, name="kenshin-live", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        try:
-            while not self.stop_event.is_set():
-                due = self.system.next_step_end()
-                wait_s = self.clock.wall_seconds_until(due)
-                if wait_s > 0:
-                    self.stop_event.wait(min(wait_s, 0.5))
-                    continue
-                with self.lock:
-                    self.system.run_step()
-                    self.system.commit()  # live data is visible as soon as it is delivered
-                    if self.system.schedule is not None:  # daily VEE sweep, monthly archive
-                        self.system.schedule.tick(self.system.fleet.meters.now_us)
-        except BaseException as exc:  # reported on the status line and at exit
-            self.error = exc
-
-    def status(self) -> dict[str, Any]:
-        hes = self.system.hes
-        assert hes is not None
-        schedule = self.system.schedule
-        on_time = {
-            duty.label: (s.on_time_share if s.on_time_share is not None else None)
-            for duty, s in hes.latest_slo().items()
-        }
-        return {
-            "simulated_time": self.clock.now().isoformat(timespec="seconds"),
-            "speed": self.clock.speed,
-            "frames_accepted": hes.stats.frames_accepted,
-            "frames_rejected": hes.stats.frames_rejected_total,
-            "readings_stored": self.system.mdms.stats.rows_stored,
-            "rereads_requested": hes.stats.rereads_requested,
-            "on_time_share": on_time,
-            "vee_days_swept": len(schedule.sweeps) if schedule is not None else 0,
-            "gaps_to_reread": schedule.sweeps[-1].gaps if schedule and schedule.sweeps else 0,
-            "simulation_error": None if self.error is None else str(self.error),
-        }
 
 
 def run_live(
@@ -106,7 +48,7 @@ def run_live(
     console.print(f"storing in {store.describe(UP_SCHEMA)} (recreated)")
 
     console.print(f"building a fleet of {meters:,} meters, simulating the last {backfill_hours} h…")
-    system = EmbeddedSystem(
+    system = build_system(
         FleetConfig(n_meters=meters, start=start, seed=seed, area=area),
         store=opened,
         aroute="wire",

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from kenshin.app.pacing import Pacer
+from kenshin.app.system import fleet_policy
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import Delivery
 from kenshin.aroute.mqtt import (
@@ -47,9 +49,8 @@ from kenshin.hes.service import HeadEnd
 from kenshin.hes.worker import HesWorker, WorkerReports
 from kenshin.mdms.service import MeterDataService
 from kenshin.mdms.store import ReadingStore
-from kenshin.system import fleet_policy
 
-log = logging.getLogger("kenshin.services")
+log = logging.getLogger("kenshin.app.services")
 
 
 def run_hes_worker(
@@ -219,18 +220,16 @@ def run_fleet(
         subscriptions=(down_subscription(area, topic_root), progress_subscription(topic_root)),
     )
     stop = stop or threading.Event()
-    clock = AcceleratedClock(config.start, speed) if speed else None
+    pacer = Pacer(AcceleratedClock(config.start, speed) if speed else None)
     end_us = to_epoch_us(config.start) + int(days * 86400e6)
     total = (end_us - field.now_us) // (5 * 60_000_000)
     started = time.perf_counter()
     downlinks = 0
     done = 0
     try:
-        while field.now_us < end_us and not stop.is_set():
-            if clock is not None:
-                wait = clock.wall_seconds_until(from_epoch_us(field.now_us + 5 * 60_000_000))
-                if wait > 0:
-                    stop.wait(wait)
+        while field.now_us < end_us:
+            if not pacer.wait_for(from_epoch_us(field.now_us + 5 * 60_000_000), stop):
+                break
             field.step()
             for envelope in field.due(field.now_us):
                 backlog.wait(stop)
