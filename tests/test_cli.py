@@ -181,3 +181,53 @@ def test_vee_sweeps_a_day_by_hand_and_is_idempotent(capsys, tmp_path):
     assert code == 0 and text.count("2026-04-01 active_") == 1 and "S3" not in text
     code, _, err = run(capsys, "vee", "--day", "2026-04-01", "--db", str(db), "--resolutions", "7")
     assert code == 2 and "--resolutions" in err
+
+
+def _resolutions(db) -> dict[int, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute("SELECT resolution, count(*) FROM readings GROUP BY 1").fetchall()
+    finally:
+        con.close()
+    return {int(r): int(n) for r, n in rows}
+
+
+def test_the_soft_switch_is_a_command_line_setting_and_vee_follows_the_store(capsys, tmp_path):
+    """SPEC A5: off by default (15-min values recorded, not sent); --send-15min sends them, the
+    store remembers it, and a hand-run sweep of that store sweeps them."""
+    common = ["--meters", "60", "--days", "1", "--start", "2026-04-01", "--seed", "2"]
+    off, on = tmp_path / "off.duckdb", tmp_path / "on.duckdb"
+    assert run(capsys, "simulate", *common, "--db", str(off))[0] == 0
+    assert run(capsys, "simulate", *common, "--send-15min", "--db", str(on))[0] == 0
+    assert 15 not in _resolutions(off)
+    assert _resolutions(on)[15] > 0
+    for db, swept in ((off, False), (on, True)):
+        code, _, err = run(capsys, "vee", "--day", "2026-04-01", "--db", str(db))
+        assert code == 0, err
+        line = next(t for t in err.splitlines() if "active_forward 15-min" in t)
+        assert line.split("15-min: ")[1].startswith("0 meters") is not swept, line
+
+
+def test_a_head_end_takes_its_duties_from_the_installed_fleet(tmp_path) -> None:
+    import datetime as dt
+
+    from kenshin.app.services import install_fleet, policy_from_store
+    from kenshin.core.timeslots import JST
+    from kenshin.fleet.simulator import FleetConfig
+    from kenshin.mdms.duckdb_store import DuckDBStore
+
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    config = FleetConfig(
+        n_meters=50,
+        start=dt.datetime(2026, 4, 1, tzinfo=JST),
+        send_15min=True,
+        sample_5min_share_lv=0.2,
+        recording_period_5=dt.timedelta(days=3),
+    )
+    install_fleet(store, config)
+    policy = policy_from_store(store)
+    assert policy.send_15min is True
+    assert policy.sample_5min_share_lv == 0.2
+    assert policy.recording_period_5 == dt.timedelta(days=3)
+    store.close()
+    assert policy_from_store(DuckDBStore(tmp_path / "empty.duckdb")).send_15min is False

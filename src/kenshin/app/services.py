@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -48,7 +49,7 @@ from kenshin.hes.policy import CollectionPolicy
 from kenshin.hes.service import HeadEnd
 from kenshin.hes.worker import HesWorker, WorkerReports
 from kenshin.mdms.service import MeterDataService
-from kenshin.mdms.store import ReadingStore
+from kenshin.mdms.store import Meta, ReadingStore
 
 log = logging.getLogger("kenshin.app.services")
 
@@ -92,7 +93,7 @@ def run_hes_worker(
         meters,
         KeyRing(load_master_key(master_key)),
         replay if replay is not None else committed_replay_guard(store, meters.num_rows),
-        policy=policy,
+        policy=policy or policy_from_store(store),
         downlink=downlink,
         track_duties=duties,
     )
@@ -150,12 +151,37 @@ def committed_replay_guard(store: ReadingStore, n_meters: int) -> StagedReplayGu
     return staged
 
 
-def _roster_start(store: ReadingStore) -> dt.datetime:
-    """Where a head-end's clock starts before the first envelope: the installed fleet's start."""
+def fleet_settings(store: Meta) -> dict[str, Any]:
+    """The settings of the fleet a store was made for (``FleetConfig.describe``), or {}."""
     meta = store.get_meta("fleet")
-    if meta:
-        return dt.datetime.fromisoformat(json.loads(meta)["start"])
-    return WallClock().now()
+    return dict(json.loads(meta)) if meta else {}
+
+
+def _roster_start(store: Meta) -> dt.datetime:
+    """Where a head-end's clock starts before the first envelope: the installed fleet's start."""
+    start = fleet_settings(store).get("start")
+    return dt.datetime.fromisoformat(start) if start else WallClock().now()
+
+
+def policy_from_store(store: Meta) -> CollectionPolicy:
+    """The collection duties for the fleet a store was installed for: its A2/A3 samples, soft
+    switch (SPEC A5) and recording periods (M4); the defaults where the store says nothing."""
+    settings = fleet_settings(store)
+    policy = CollectionPolicy()
+    changes: dict[str, Any] = {
+        name: settings[name]
+        for name in (
+            "sample_5min_share_lv",
+            "sample_5min_share_hv",
+            "realtime_5min_share",
+            "send_15min",
+        )
+        if name in settings
+    }
+    for name in ("recording_period_30_15", "recording_period_5"):
+        if f"{name}_days" in settings:
+            changes[name] = dt.timedelta(days=float(settings[f"{name}_days"]))
+    return dataclasses.replace(policy, **changes)
 
 
 def install_fleet(store: ReadingStore, config: FleetConfig) -> pa.Table:

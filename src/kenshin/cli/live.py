@@ -34,6 +34,7 @@ def run_live(
     backfill_hours: int,
     area: Area,
     console: Console,
+    send_15min: bool = False,
 ) -> None:
     import uvicorn
 
@@ -49,7 +50,7 @@ def run_live(
 
     console.print(f"building a fleet of {meters:,} meters, simulating the last {backfill_hours} h…")
     system = build_system(
-        FleetConfig(n_meters=meters, start=start, seed=seed, area=area),
+        FleetConfig(n_meters=meters, start=start, seed=seed, area=area, send_15min=send_15min),
         store=opened,
         aroute="wire",
     )

@@ -71,6 +71,7 @@ def vee_command(
     """Run the VEE sweep of one day by hand, as the system does after midnight: labels,
     estimates, the gap list and, for both channels, the specified-meter differences."""
     from kenshin.api.params import parse_channel
+    from kenshin.app.services import fleet_settings
     from kenshin.mdms.scheduler import SWEPT_CHANNELS, sweep_day
 
     target = parse_day(day, "--day")
@@ -93,6 +94,8 @@ def vee_command(
             now_us=to_epoch_us(dt.datetime.now(JST)),
             channels=channels,
             resolutions=chosen,
+            # 15-min values are owed only where the fleet's soft switch sent them (SPEC A5)
+            send_15min=bool(fleet_settings(opened).get("send_15min", False)),
         )
     finally:
         opened.close()

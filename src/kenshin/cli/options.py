@@ -79,6 +79,14 @@ PostgresOpt = Annotated[
     str | None, typer.Option("--postgres", help="PostgreSQL DSN (--store DSN), any libpq form.")
 ]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace the store if it exists.")]
+Send15Opt = Annotated[
+    bool,
+    typer.Option(
+        "--send-15min/--no-send-15min",
+        help="SPEC A5 soft switch for the whole utility: next-generation meters send their "
+        "15-min values (default: they record them only, and send 30-min values).",
+    ),
+]
 
 
 def store_location(
@@ -137,8 +145,12 @@ def first_day(start: str | None, days: float) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=JST)
 
 
-def fleet_config(meters: int, seed: int, area: str, start: str | None, days: float) -> FleetConfig:
+def fleet_config(
+    meters: int, seed: int, area: str, start: str | None, days: float, *, send_15min: bool = False
+) -> FleetConfig:
     from kenshin.fleet.simulator import FleetConfig
 
     begin = first_day(start, days)
-    return FleetConfig(n_meters=meters, start=begin, seed=seed, area=parse_area(area))
+    return FleetConfig(
+        n_meters=meters, start=begin, seed=seed, area=parse_area(area), send_15min=send_15min
+    )

@@ -18,6 +18,7 @@ from kenshin.cli.options import (
     PortOpt,
     PostgresOpt,
     SeedOpt,
+    Send15Opt,
     SpeedOpt,
     StoreOpt,
     UpStoreOpt,
@@ -72,6 +73,7 @@ def up(
     ] = 24,
     area: AreaOpt = "tokyo",
     postgres: PostgresOpt = None,
+    send_15min: Send15Opt = False,
 ) -> None:
     """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API.
     The store is recreated at start (with PostgreSQL, the schema kenshin_up)."""
@@ -86,5 +88,6 @@ def up(
         seed=seed,
         backfill_hours=backfill_hours,
         area=parse_area(area),
+        send_15min=send_15min,
         console=console,
     )

@@ -18,6 +18,7 @@ from kenshin.cli.options import (
     OverwriteOpt,
     PostgresOpt,
     SeedOpt,
+    Send15Opt,
     StartOpt,
     StoreOpt,
     TopicRootOpt,
@@ -44,11 +45,13 @@ def install(
     db: DbOpt = None,
     postgres: PostgresOpt = None,
     overwrite: OverwriteOpt = False,
+    send_15min: Send15Opt = False,
 ) -> None:
-    """Install a simulated fleet's meters in a new store (the roster a head-end loads at start)."""
+    """Install a simulated fleet's meters in a new store (the roster a head-end loads at start;
+    the head-end takes the fleet's soft switch from it)."""
     from kenshin.app.services import install_fleet
 
-    config = fleet_config(meters, seed, area, start, days)
+    config = fleet_config(meters, seed, area, start, days, send_15min=send_15min)
     location = store_location(store, db, postgres)
     opened = open_store(location, StoreMode.CREATE, overwrite=overwrite)
     try:
@@ -164,6 +167,7 @@ def fleet(
     start: StartOpt = None,
     master_key: MasterKeyOpt = None,
     topic_root: TopicRootOpt = "kenshin",
+    send_15min: Send15Opt = False,
 ) -> None:
     """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`)."""
     from kenshin.app.services import run_fleet
@@ -176,7 +180,7 @@ def fleet(
         raise typer.BadParameter("expected a number or 'max'", param_hint="--speed") from None
     if pace is not None and pace <= 0:
         raise typer.BadParameter("must be positive", param_hint="--speed")
-    config = fleet_config(meters, seed, area, start, days)
+    config = fleet_config(meters, seed, area, start, days, send_15min=send_15min)
     with progress_bar("[bold]fleet[/]", "5-min steps") as progress:
         task = progress.add_task("fleet", total=None)
         result = run_fleet(

@@ -17,6 +17,7 @@ from kenshin.cli.options import (
     OverwriteOpt,
     PostgresOpt,
     SeedOpt,
+    Send15Opt,
     StartOpt,
     StoreOpt,
     console,
@@ -44,6 +45,7 @@ def simulate(
         typer.Option(min=0.0, max=1.0, help="Share of meters sending 5-min values (SPEC A2)."),
     ] = 0.10,
     overwrite: OverwriteOpt = False,
+    send_15min: Send15Opt = False,
     aroute: Annotated[
         str,
         typer.Option(
@@ -83,6 +85,7 @@ def simulate(
         area=parse_area(area),
         gen2_share=gen2_share,
         sample_5min_share=sample_5min,
+        send_15min=send_15min,
     )
     location = store_location(store, db, postgres)
     opened = open_store(location, StoreMode.CREATE, overwrite=overwrite)
