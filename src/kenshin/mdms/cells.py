@@ -28,16 +28,28 @@ def roster_index(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """Row of each meter key in the sorted roster, and whether it is on the roster at all.
 
-    kenshin's rosters number meters 0 … n-1, so the row is usually the key itself (no search).
+    kenshin's rosters number meters 0 … n-1, so the row is usually the key less the first (no
+    search); a subset of the roster (the meters that send 15-min values) is looked up in a
+    table; only sparse keys are searched.
     """
     wanted = np.asarray(
         meter_keys if isinstance(meter_keys, np.ndarray) else meter_keys.to_numpy(),
         dtype=np.int64,
     )
     n = len(keys)
-    if n and keys[0] == 0 and keys[-1] == n - 1:  # sorted, unique, so exactly 0 … n-1
-        known = (wanted >= 0) & (wanted < n)
-        return np.where(known, wanted, 0), known
+    if n == 0:
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    first, last = int(keys[0]), int(keys[-1])
+    if last - first == n - 1:  # sorted and unique, so exactly first … last: a block of keys
+        known = (wanted >= first) & (wanted <= last)
+        return np.where(known, wanted - first, 0), known
+    if last - first <= 8 * n:  # dense enough for a lookup table (one gather, no search)
+        table = np.full(last - first + 1, -1, np.int64)
+        table[keys - first] = np.arange(n)
+        inside = (wanted >= first) & (wanted <= last)
+        row = np.where(inside, table[np.where(inside, wanted - first, 0)], -1)
+        known = row >= 0
+        return np.where(known, row, 0), known
     index = np.searchsorted(keys, wanted)
     known = index < len(keys)
     known[known] = keys[index[known]] == wanted[known]

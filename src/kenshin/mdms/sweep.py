@@ -29,7 +29,7 @@ from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
-from kenshin.mdms.cells import dense_cells, roster_index
+from kenshin.mdms.cells import roster_index
 from kenshin.mdms.estimate import HistoryStats
 from kenshin.mdms.history import DayPlane, HistoryCache
 from kenshin.mdms.store import SweepStore
@@ -411,37 +411,51 @@ def _sweep_block(
         cfg,
     )
 
-    # what each cell should be, against what the store holds now
+    # what each cell should be, against what the store holds now: compared row by row (one
+    # current row per cell that holds any), not by laying six columns out over every cell
     current = versions.current_cells(rows, resolution.microseconds, several)
-    columns = ("value", "quality", "source", "method", "failed_rule", "tx_time")
-    cur_present, cur = dense_cells(current, keys, start, resolution, columns)
-    cur_value, cur_quality, cur_source = cur["value"], cur["quality"], cur["source"]
-    cur_method, cur_rule, cur_tx = cur["method"], cur["failed_rule"], cur["tx_time"]
+    row_cell, row_kept = _cells_of(current, keys, start, resolution)
+    at = row_cell[row_kept]
+    r_value_col = current.column("value")
+    r_present = r_value_col.is_valid().to_numpy(zero_copy_only=False)[row_kept]
+    r_value = np.asarray(r_value_col.fill_null(0).to_numpy(), np.int64)[row_kept]
+    r_quality = current.column("quality").to_numpy()[row_kept]
+    r_source = current.column("source").to_numpy()[row_kept]
+    r_method = current.column("method").fill_null(0).to_numpy()[row_kept]
+    r_rule = current.column("failed_rule").fill_null(0).to_numpy()[row_kept]
+    r_tx = _us(current.column("tx_time"))[row_kept]
 
     quality = result.quality.ravel()
     method = result.method.ravel()
     flags = result.failed_rule.ravel()
     value = result.value.ravel()
-    estimated = quality == Quality.ESTIMATED
     missing = quality == Quality.MISSING
-    blocked_fill = ((quality == Quality.OUTAGE) | (quality == Quality.DISCONNECTED)) & ~(
+    # estimates, placeholders for what is missing, and outage/disconnect labels where the
+    # meter sent nothing are the MDMS's own rows; the rest keep the source of what was sent
+    filled = (quality == Quality.ESTIMATED) | missing
+    filled |= ((quality == Quality.OUTAGE) | (quality == Quality.DISCONNECTED)) & ~(
         dense.present.ravel()
     )
-    measured_source = np.where(versions.is_measured(cur_source), cur_source, Source.METER_PUSH)
-    source = np.where(estimated | missing | blocked_fill, Source.ESTIMATE, measured_source)
+    source = np.where(filled, np.uint8(Source.ESTIMATE), np.uint8(Source.METER_PUSH))
+    source[at] = np.where(
+        filled[at],
+        Source.ESTIMATE,
+        np.where(versions.is_measured(r_source), r_source, Source.METER_PUSH),
+    )
     target_present = ~missing
     same = (
-        (cur_present == target_present)
-        & (~target_present | (cur_value == value))
-        & (cur_quality == quality)
-        & (cur_source == source)
-        & (cur_method == method)
-        & (cur_rule == flags)
+        (r_present == target_present[at])
+        & (~target_present[at] | (r_value == value[at]))
+        & (r_quality == quality[at])
+        & (r_source == source[at])
+        & (r_method == method[at])
+        & (r_rule == flags[at])
     )
     # a manual edit stands unless the meter sent a newer value after it
     latest_measured = _latest_per_cell(dense, _us(measured.column("tx_time")), n * s)
-    edited = (cur_quality == Quality.EDITED) & (latest_measured <= cur_tx)
-    write = ~same & ~edited
+    edited = (r_quality == Quality.EDITED) & (latest_measured[at] <= r_tx)
+    write = np.ones(n * s, dtype=bool)  # a cell without any row is always written
+    write[at] = ~same & ~edited
     cells = np.flatnonzero(write)
     if cells.size:
         rows = readings_table(
@@ -458,11 +472,23 @@ def _sweep_block(
             now_us,
         )
         store.append(rows, _EMPTY_REGISTERS)
-    plane = DayPlane.of(  # the block as the store now holds it, for the next days' sweeps
+    # the block as the store now holds it, for the next days' sweeps (edits stand)
+    kept_edit = at[edited]
+    plane_value, plane_present, plane_quality = value, target_present, quality
+    if kept_edit.size:
+        plane_value, plane_present, plane_quality = (
+            value.copy(),
+            target_present.copy(),
+            quality.copy(),
+        )
+        plane_value[kept_edit] = r_value[edited]
+        plane_present[kept_edit] = r_present[edited]
+        plane_quality[kept_edit] = r_quality[edited]
+    plane = DayPlane.of(
         keys,
-        np.where(edited, cur_value, value).reshape(n, s),
-        np.where(edited, cur_present, target_present).reshape(n, s),
-        np.where(edited, cur_quality, quality).reshape(n, s),
+        plane_value.reshape(n, s),
+        plane_present.reshape(n, s),
+        plane_quality.reshape(n, s),
         now_us,
     )
     gaps = result.gaps
@@ -484,6 +510,18 @@ _EMPTY_REGISTERS = REGISTER_READS_SCHEMA.empty_table()
 
 def _us(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
     return np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+
+
+def _cells_of(
+    rows: pa.Table, keys: npt.NDArray[np.int64], day_start_us: int, resolution: Resolution
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """The cell (roster row × slot, flattened) of each row, and whether it is one of the day's
+    cells on the roster ``keys``."""
+    s = resolution.slots_per_day
+    slot = (_us(rows.column("interval_end")) - day_start_us - 1) // resolution.microseconds
+    index, known = roster_index(keys, rows.column("meter_key"))
+    kept = known & (slot >= 0) & (slot < s)
+    return index * s + slot, kept
 
 
 def _latest_per_cell(
