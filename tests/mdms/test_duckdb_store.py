@@ -285,3 +285,25 @@ def test_midnight_register_reads_of_the_old_layout_move_to_the_month_they_close(
     rows_ = store.read_register_rows(Channel.ACTIVE_FORWARD, midnight, midnight + US30)
     assert sorted(rows_.column("register").to_pylist()) == [100, 101]
     store.close()
+
+
+def test_duckdb_tables_are_made_from_the_arrow_schemas(tmp_path):
+    """The DDL comes from the core's schemas: every column, in order, with its mapped type."""
+    from kenshin.mdms import versions as v
+    from kenshin.mdms.duckdb_store import duckdb_type
+
+    store = DuckDBStore(tmp_path / "ddl.duckdb")
+    store.append(rows(1, [to_epoch_us(DAY) + US30], [5], to_epoch_us(DAY)), NO_REGISTERS)
+    con = store._cursor()
+    for table, schema in (
+        ("meters", METERS_SCHEMA),
+        ("gaps", v.GAPS_SCHEMA),
+        ("edits", v.EDITS_SCHEMA),
+        ("readings_2026_04", READINGS_SCHEMA),
+    ):
+        described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        wanted = [(f.name, duckdb_type(f.type)) for f in schema]
+        assert described == [
+            (n, t.replace("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE")) for n, t in wanted
+        ]
+    store.close()

@@ -44,17 +44,41 @@ from kenshin.mdms.storebase import StoreBase
 
 log = logging.getLogger(__name__)
 
+# Arrow type → DuckDB column type (DuckDB has unsigned integers, so the schemas map one to one)
+_DUCKDB_TYPES = {
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.string(): "VARCHAR",
+}
+
+
+def duckdb_type(arrow: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow):
+        return "TIMESTAMPTZ" if arrow.tz else "TIMESTAMP"
+    try:
+        return _DUCKDB_TYPES[arrow]
+    except KeyError:
+        raise StoreError(f"no DuckDB column type for Arrow {arrow}") from None
+
+
+def columns_ddl(schema: pa.Schema) -> str:
+    """``name TYPE, …`` of a table holding ``schema``'s columns."""
+    return ", ".join(f"{f.name} {duckdb_type(f.type)}" for f in schema)
+
+
 _READING_COLUMNS = ", ".join(f.name for f in READINGS_SCHEMA)
 _REGISTER_COLUMNS = ", ".join(f.name for f in REGISTER_READS_SCHEMA)
-_READINGS_DDL = (
-    "meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ, "
-    "value INTEGER, quality UTINYINT, source UTINYINT, method UTINYINT, failed_rule USMALLINT, "
-    "tx_time TIMESTAMPTZ"
-)
-_REGISTERS_DDL = (
-    "meter_key INTEGER, channel UTINYINT, read_at TIMESTAMPTZ, register INTEGER, "
-    "source UTINYINT, tx_time TIMESTAMPTZ"
-)
+_READINGS_DDL = columns_ddl(READINGS_SCHEMA)
+_REGISTERS_DDL = columns_ddl(REGISTER_READS_SCHEMA)
 _TIME_COLUMN = {"readings": "interval_end", "register_reads": "read_at"}
 # compaction and export: the first of each repeated version stays, sorted by meter and time
 _KEEP_FIRST = {
@@ -69,37 +93,23 @@ _SORT = {
     "register_reads": "meter_key, channel, read_at, tx_time",
 }
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS meters (
-    meter_key INTEGER, supply_point_id VARCHAR, device_id BIGINT, area UTINYINT,
-    customer_type UTINYINT, meter_class UTINYINT, generation UTINYINT, contract_a SMALLINT,
-    contract_kw FLOAT,
-    pv_kw FLOAT, unit_exponent TINYINT, coefficient INTEGER, substation INTEGER, feeder INTEGER,
-    transformer INTEGER, sampled_5min BOOLEAN, realtime_5min BOOLEAN
-);
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
-CREATE TABLE IF NOT EXISTS frame_counters (
-    meter_key INTEGER PRIMARY KEY, last BIGINT, bitmap UBIGINT
-);
-CREATE TABLE IF NOT EXISTS gaps (
-    meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ,
-    found_at TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS edits (
-    meter_key INTEGER, channel UTINYINT, resolution UTINYINT, interval_end TIMESTAMPTZ,
-    old_value INTEGER, new_value INTEGER, reason VARCHAR, editor VARCHAR, tx_time TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS compacted (kind VARCHAR, month INTEGER, rows BIGINT);
-CREATE TABLE IF NOT EXISTS specified_meters (
-    meter_key INTEGER, parent_key INTEGER, kind UTINYINT, device_id BIGINT
-);
-"""
-
-_METER_COLUMNS = (
-    "meter_key, supply_point_id, device_id, area, customer_type, meter_class, generation, "
-    "contract_a, contract_kw, pv_kw, unit_exponent, coefficient, substation, feeder, transformer, "
-    "sampled_5min, realtime_5min"
+# the tables, from the Arrow schemas of the core (as the PostgreSQL store's): the columns a
+# store holds cannot drift from what the batches carry
+_DDL = ";\n".join(
+    [
+        f"CREATE TABLE IF NOT EXISTS meters ({columns_ddl(METERS_SCHEMA)})",
+        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR)",
+        # the head-end's replay windows (kenshin.aroute.replay), committed with the values
+        "CREATE TABLE IF NOT EXISTS frame_counters "
+        "(meter_key INTEGER PRIMARY KEY, last BIGINT, bitmap UBIGINT)",
+        f"CREATE TABLE IF NOT EXISTS gaps ({columns_ddl(versions.GAPS_SCHEMA)})",
+        f"CREATE TABLE IF NOT EXISTS edits ({columns_ddl(versions.EDITS_SCHEMA)})",
+        "CREATE TABLE IF NOT EXISTS compacted (kind VARCHAR, month INTEGER, rows BIGINT)",
+        f"CREATE TABLE IF NOT EXISTS specified_meters ({columns_ddl(SPECIFIED_SCHEMA)})",
+    ]
 )
+
+_METER_COLUMNS = ", ".join(METERS_SCHEMA.names)
 
 
 class DuckDBStore(StoreBase):
