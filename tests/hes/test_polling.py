@@ -189,3 +189,44 @@ def test_in_flight_never_exceeds_the_limit(ops: list[tuple]):
         if p.state is PollState.PENDING and p.sent_at_us is not None
     )
     assert pending_sent == book.in_flight(0) + book.in_flight(1)
+
+
+def test_finished_batches_are_forgotten_after_keep_finished_and_pending_ones_stay():
+    book = PollBook(np.zeros(10, np.int32), PollPolicy(keep_finished=dt.timedelta(hours=1)))
+    hour = 3_600 * SEC
+    answered = book.request([1], 0)
+    ((_, request),) = book.due(0)
+    assert book.on_response(1, response(request.request_id), 10)
+    book.tick(hour + 9)
+    assert book.summary(answered).answered == 1  # answered at 10 µs: not yet an hour ago
+    book.tick(hour + 10)
+    with pytest.raises(NotFound, match="forgotten"):
+        book.summary(answered)
+    assert book.forgotten == 1
+    # a batch still pending is never forgotten, however old
+    pending = book.request([2], hour)
+    book.tick(10 * hour)
+    assert book.summary(pending).pending == 1
+    book.due(10 * hour)  # sent now: it times out a minute later, and goes an hour after that
+    book.tick(10 * hour + 2 * 60 * SEC)
+    assert book.summary(pending).timed_out == 1
+    book.tick(11 * hour)
+    assert book.summary(pending).timed_out == 1  # finished less than an hour ago
+    book.tick(12 * hour)
+    with pytest.raises(NotFound):
+        book.summary(pending)
+
+
+def test_memory_of_polls_stays_bounded_over_a_long_run():
+    book = PollBook(np.zeros(4, np.int32), PollPolicy(keep_finished=dt.timedelta(hours=2)))
+    minute = 60_000_000
+    held = []
+    for m in range(24 * 60):
+        now = m * minute
+        book.request([m % 4], now)
+        for key, req in book.due(now):
+            book.on_response(key, response(req.request_id), now + 1)
+        book.tick(now + 2)
+        held.append(len(book._batches))
+    assert max(held[-600:]) <= 2 * 60 + 2  # about two hours of batches, not a day's
+    assert book.forgotten > 20 * 60

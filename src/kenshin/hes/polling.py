@@ -42,10 +42,15 @@ class PollState(IntEnum):
 class PollPolicy:
     timeout: dt.timedelta = dt.timedelta(minutes=1)  # from send to response
     max_in_flight_per_collector: int = 4
+    # a batch whose polls have all finished is forgotten this long after its last one did, so
+    # a long-running head-end's memory stays bounded (the API then answers 404 for it)
+    keep_finished: dt.timedelta = dt.timedelta(hours=24)
 
     def __post_init__(self) -> None:
         if self.timeout <= dt.timedelta(0):
             raise InvalidSetting("poll timeout must be positive")
+        if self.keep_finished < self.timeout:
+            raise InvalidSetting("keep_finished must be at least the poll timeout")
         if self.max_in_flight_per_collector < 1:
             raise InvalidSetting("max_in_flight_per_collector must be at least 1")
 
@@ -122,6 +127,7 @@ class _Poll:
 class _Batch:
     requested_at_us: int
     request_ids: builtins.list[int]
+    pending: int = 0  # polls not answered nor timed out yet
 
 
 class PollBook:
@@ -146,6 +152,9 @@ class PollBook:
         self._in_flight: Counter[int] = Counter()
         self._deadlines: builtins.list[tuple[int, int]] = []  # (deadline, request id)
         self.ignored_responses: Counter[str] = Counter()  # unknown / wrong_meter / late
+        self._keep_us = self.policy.keep_finished // dt.timedelta(microseconds=1)
+        self._finished: deque[tuple[int, int]] = deque()  # (finished at, batch id), in order
+        self.forgotten = 0  # finished batches dropped after keep_finished
 
     def request(self, meter_keys: npt.ArrayLike, now_us: int, timeout_us: int | None = None) -> int:
         """Poll each of ``meter_keys``; returns the batch id. ``timeout_us`` counts from the send
@@ -170,7 +179,7 @@ class PollBook:
         for request_id, key, collector in zip(ids, keys.tolist(), collectors, strict=True):
             self._polls[request_id] = _Poll(request_id, batch_id, key, collector, timeout)
             self._waiting.setdefault(collector, deque()).append(request_id)
-        self._batches[batch_id] = _Batch(now_us, ids)
+        self._batches[batch_id] = _Batch(now_us, ids, len(ids))
         logger.info("poll batch %d: %d meters", batch_id, keys.size)
         return batch_id
 
@@ -208,6 +217,7 @@ class PollBook:
             poll.response = response
             poll.answered_at_us = now_us
             self._in_flight[poll.collector] -= 1
+            self._finish(poll, now_us)
             return True
         self.ignored_responses[why] += 1
         logger.warning(
@@ -225,10 +235,28 @@ class PollBook:
                 continue
             poll.state = PollState.TIMED_OUT
             self._in_flight[poll.collector] -= 1
+            self._finish(poll, now_us)
             timed_out += 1
         if timed_out:
             logger.info("%d polls timed out", timed_out)
+        self._forget_finished(now_us)
         return timed_out
+
+    def _finish(self, poll: _Poll, now_us: int) -> None:
+        batch = self._batches.get(poll.batch_id)
+        if batch is not None:
+            batch.pending -= 1
+            if batch.pending == 0:
+                self._finished.append((now_us, poll.batch_id))
+
+    def _forget_finished(self, now_us: int) -> None:
+        """Drop the batches whose last poll finished more than ``keep_finished`` ago."""
+        cutoff = now_us - self._keep_us
+        while self._finished and self._finished[0][0] <= cutoff:
+            _, batch_id = self._finished.popleft()
+            if batch_id in self._batches:  # not forgotten by hand already
+                self.forget(batch_id)
+                self.forgotten += 1
 
     def in_flight(self, collector: int) -> int:
         return self._in_flight[collector]
@@ -237,7 +265,10 @@ class PollBook:
         try:
             return self._batches[batch_id]
         except KeyError:
-            raise NotFound(f"no poll batch {batch_id}") from None
+            raise NotFound(
+                f"no poll batch {batch_id} (finished batches are forgotten "
+                f"{self.policy.keep_finished} after their last poll finished)"
+            ) from None
 
     def summary(self, batch_id: int) -> PollSummary:
         polls = [self._polls[i] for i in self._batch(batch_id).request_ids]
