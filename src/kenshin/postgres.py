@@ -67,7 +67,9 @@ class ThreadConnections:
 
     def __init__(self, dsn: str, *, application_name: str, connect_timeout: int, read_only: bool):
         self._dsn = dsn
-        self._options = (application_name, connect_timeout, read_only)
+        self._application_name = application_name
+        self._connect_timeout = connect_timeout
+        self._read_only = read_only
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[tuple[weakref.ref[threading.Thread], psycopg.Connection[Any]]] = []
@@ -77,12 +79,11 @@ class ThreadConnections:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is not None and not conn.closed and not conn.broken:
             return conn
-        application_name, connect_timeout, read_only = self._options
         conn = connect(
             self._dsn,
-            application_name=application_name,
-            connect_timeout=connect_timeout,
-            read_only=read_only,
+            application_name=self._application_name,
+            connect_timeout=self._connect_timeout,
+            read_only=self._read_only,
         )
         self._local.conn = conn
         with self._lock:

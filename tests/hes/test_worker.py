@@ -19,14 +19,12 @@ from typing import Any
 import pytest
 
 from kenshin.app.services import committed_replay_guard
-from kenshin.app.system import policy_for
+from kenshin.app.system import policy_for, simulated_field
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import EnvelopeLink, MemoryBroker
 from kenshin.aroute.mqtt import MqttLink, shared_up_subscription, up_topic
-from kenshin.aroute.network import Network, NetworkConfig
 from kenshin.core.clock import SteppedClock
 from kenshin.core.timeslots import JST
-from kenshin.fleet.field import build_field
 from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.hes.service import HeadEnd
 from kenshin.hes.worker import HesWorker
@@ -45,16 +43,7 @@ class Killed(Exception):
 @pytest.fixture(scope="module")
 def envelopes() -> list[tuple[str, bytes]]:
     """(collector, envelope) of six hours of the fleet, as its collectors forwarded them."""
-    fleet = Fleet(CONFIG)
-    policy = policy_for(CONFIG)
-    network = Network(fleet.population, NetworkConfig(), CONFIG.seed)
-    field = build_field(
-        fleet,
-        KeyRing(load_master_key(None)),
-        network,
-        send_15min=policy.send_15min,
-        offpeak=(policy.offpeak_start, policy.offpeak_end),
-    )
+    field = simulated_field(Fleet(CONFIG), policy_for(CONFIG), KeyRing(load_master_key(None)))
     out = []
     for _ in range(6 * 12):
         field.step()

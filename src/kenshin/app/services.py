@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from kenshin.app.pacing import Pacer
-from kenshin.app.system import fleet_policy
+from kenshin.app.system import fleet_policy, simulated_field
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import Delivery
 from kenshin.aroute.mqtt import (
@@ -38,12 +38,12 @@ from kenshin.aroute.mqtt import (
     up_subscription,
     up_topic,
 )
-from kenshin.aroute.network import Network, NetworkConfig
+from kenshin.aroute.network import NetworkConfig
 from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
-from kenshin.fleet.field import FieldStats, build_field
+from kenshin.fleet.field import FieldStats
 from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.hes.policy import CollectionPolicy
 from kenshin.hes.service import HeadEnd
@@ -220,15 +220,7 @@ def run_fleet(
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock."""
     policy = fleet_policy(config, policy)
-    fleet = Fleet(config)
-    net = Network(fleet.population, network or NetworkConfig(), config.seed)
-    field = build_field(
-        fleet,
-        KeyRing(load_master_key(master_key)),
-        net,
-        send_15min=config.send_15min,
-        offpeak=(policy.offpeak_start, policy.offpeak_end),
-    )
+    field = simulated_field(Fleet(config), policy, KeyRing(load_master_key(master_key)), network)
     area = config.area.code
     downs: queue.Queue[Delivery] = queue.Queue()
     backlog = Backlog(max_backlog)

@@ -98,6 +98,26 @@ def fleet_policy(config: FleetConfig, policy: CollectionPolicy | None = None) ->
     return policy
 
 
+def simulated_field(
+    fleet: Fleet,
+    policy: CollectionPolicy,
+    keys: KeyRing,
+    network: NetworkConfig | None = None,
+) -> Field:
+    """The fleet's radios on the network model, sending what ``policy`` (the head-end's duties,
+    agreeing with the fleet: :func:`fleet_policy`) asks: one build for the embedded wire path,
+    ``kenshin fleet`` and the tests."""
+    config = fleet.config
+    net = Network(fleet.population, network or NetworkConfig(), config.seed)
+    return build_field(
+        fleet,
+        keys,
+        net,
+        send_15min=config.send_15min,
+        offpeak=(policy.offpeak_start, policy.offpeak_end),
+    )
+
+
 class EmbeddedSystem:
     """The whole system in one process: fleet, A-route, head-end, MDMS and store.
 
@@ -286,14 +306,8 @@ class WireSystem(EmbeddedSystem):
         super().__init__(config, db, **common)
         self.policy = fleet_policy(config, policy)
         keys = KeyRing(load_master_key(master_key))
-        self.network = Network(self.fleet.population, network or NetworkConfig(), config.seed)
-        self.field = build_field(
-            self.fleet,
-            keys,
-            self.network,
-            send_15min=config.send_15min,
-            offpeak=(self.policy.offpeak_start, self.policy.offpeak_end),
-        )
+        self.field = simulated_field(self.fleet, self.policy, keys, network)
+        self.network = self.field.network
         self.hes = HeadEnd(
             self.sink,
             self.clock,

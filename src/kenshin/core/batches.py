@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from kenshin.core.quality import EstimationMethod, Quality
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
 
 Column = npt.ArrayLike | int
@@ -86,6 +87,32 @@ def readings_table(
             timestamps(_column(tx_time_us, n, np.int64)),
         ],
         schema=READINGS_SCHEMA,
+    )
+
+
+def received_readings(
+    meter_key: npt.ArrayLike,
+    channel: Column,
+    resolution: Column,
+    interval_end_us: npt.ArrayLike,
+    value: npt.ArrayLike,
+    source: Column,
+    tx_time_us: int,
+) -> pa.Table:
+    """Reading rows as the head-end receives them: quality RAW, no estimation, no rule raised
+    (VEE labels them on ingest and in the sweep)."""
+    return readings_table(
+        meter_key,
+        channel,
+        resolution,
+        interval_end_us,
+        value,
+        None,
+        int(Quality.RAW),
+        source,
+        int(EstimationMethod.NONE),
+        0,
+        tx_time_us,
     )
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kenshin.aroute.messages import UplinkMessage
-from kenshin.core.batches import ReadingBatch, ReadingSink, readings_table, register_reads_table
+from kenshin.core.batches import ReadingBatch, ReadingSink, received_readings, register_reads_table
 from kenshin.core.clock import Clock
-from kenshin.core.quality import EstimationMethod, Quality, Source
+from kenshin.core.quality import Source
 from kenshin.core.timeslots import to_epoch_us
 
 
@@ -44,17 +44,13 @@ def message_to_batch(message: UplinkMessage, tx_time_us: int) -> ReadingBatch:
     def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
 
-    readings = readings_table(
+    readings = received_readings(
         cat(keys, np.int32),
         cat(channels, np.uint8),
         cat(resolutions, np.uint8),
         cat(ends, np.int64),
         cat(values, np.int32),
-        None,
-        int(Quality.RAW),
         int(Source.METER_PUSH),
-        int(EstimationMethod.NONE),
-        0,
         tx_time_us,
     )
     regs = message.registers

@@ -12,8 +12,8 @@ import numpy.typing as npt
 
 from kenshin.aroute.codec.decoded import DecodedFrames
 from kenshin.aroute.frames import FrameType
-from kenshin.core.batches import ReadingBatch, readings_table, register_reads_table
-from kenshin.core.quality import EstimationMethod, Quality, Source
+from kenshin.core.batches import ReadingBatch, received_readings, register_reads_table
+from kenshin.core.quality import Source
 
 _RESEND = np.uint8(FrameType.RESEND_RESPONSE)
 
@@ -28,17 +28,13 @@ def _sources(frame_type: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | int:
 def decoded_to_batch(decoded: DecodedFrames, tx_time_us: int) -> ReadingBatch:
     """Readings (quality RAW, method NONE) and register reads of the accepted frames."""
     iv = decoded.intervals
-    readings = readings_table(
+    readings = received_readings(
         iv.meter_key,
         iv.channel,
         iv.resolution,
         iv.interval_end_us,
         iv.value,
-        None,
-        int(Quality.RAW),
         _sources(iv.frame_type),
-        int(EstimationMethod.NONE),
-        0,
         tx_time_us,
     )
     rg = decoded.registers

@@ -67,11 +67,11 @@ class HesWorker:
     reports: WorkerReports | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch_limit: int = 256
-    areas: dict[str, str] = field(default_factory=dict)  # collector → area, for the downlink
-    stored: int = 0  # envelopes stored and acknowledged
-    observed: int = 0
-    _pending: list[Delivery] = field(default_factory=list)
-    _last_tick: float = field(default_factory=time.monotonic)
+    areas: dict[str, str] = field(default_factory=dict, init=False)  # collector → area
+    stored: int = field(default=0, init=False)  # envelopes stored and acknowledged
+    observed: int = field(default=0, init=False)
+    _pending: list[Delivery] = field(default_factory=list, init=False)
+    _last_tick: float = field(default_factory=time.monotonic, init=False)
 
     def step(self, wait_s: float = 0.05, *, commit: bool = True) -> int:
         """Take one batch (waiting up to ``wait_s`` for its first envelope), store it and

@@ -56,6 +56,18 @@ def roster_index(
     return np.minimum(index, len(keys) - 1), known
 
 
+def cells_of(
+    rows: pa.Table, keys: npt.NDArray[np.int64], day_start_us: int, resolution: Resolution
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """The cell (roster row × slot, flattened) of each row, and whether it is one of the day's
+    cells on the sorted roster ``keys``."""
+    s = resolution.slots_per_day
+    ends = np.asarray(rows.column("interval_end").cast(pa.int64()).to_numpy(), np.int64)
+    slot = (ends - day_start_us - 1) // resolution.microseconds
+    index, known = roster_index(keys, rows.column("meter_key"))
+    return index * s + slot, known & (slot >= 0) & (slot < s)
+
+
 def dense_cells(
     rows: pa.Table,
     keys: npt.NDArray[np.int64],
@@ -67,11 +79,8 @@ def dense_cells(
     per cell (current versions). ``present``: the row has a value. Rows of other days or of
     meters off the roster are left out."""
     n, s = len(keys), resolution.slots_per_day
-    ends = np.asarray(rows.column("interval_end").cast(pa.int64()).to_numpy(), np.int64)
-    slot = (ends - day_start_us - 1) // resolution.microseconds
-    index, known = roster_index(keys, rows.column("meter_key"))
-    kept = known & (slot >= 0) & (slot < s)
-    cell = index[kept] * s + slot[kept]
+    cell_of_row, kept = cells_of(rows, keys, day_start_us, resolution)
+    cell = cell_of_row[kept]
     value = rows.column("value")
     present = np.zeros(n * s, bool)
     present[cell] = value.is_valid().to_numpy(zero_copy_only=False)[kept]
@@ -86,4 +95,4 @@ def dense_cells(
     return present, out
 
 
-__all__ = ["dense_cells", "roster_index"]
+__all__ = ["cells_of", "dense_cells", "roster_index"]

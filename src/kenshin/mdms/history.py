@@ -202,7 +202,7 @@ class HistoryCache:
         when given (a sweep in blocks: the planes stay whole)."""
         n, s = len(keys), resolution.slots_per_day
         if lookback_days <= 0 or n == 0:
-            return HistoryStats.empty(len(range(n)[rows]) if rows is not None else n, s)
+            return HistoryStats.empty(len(keys[rows]) if rows is not None else n, s)
         days = [day - dt.timedelta(days=i) for i in range(lookback_days, 0, -1)]
         ch, res = int(channel), int(resolution)
         self._evict(ch, res, days[0])

@@ -29,7 +29,7 @@ from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import versions
-from kenshin.mdms.cells import roster_index
+from kenshin.mdms.cells import cells_of, roster_index
 from kenshin.mdms.estimate import HistoryStats
 from kenshin.mdms.history import DayPlane, HistoryCache
 from kenshin.mdms.store import SweepStore
@@ -369,7 +369,6 @@ def _sweep_block(
 ) -> _Block:
     """Sweep the meters ``roster[part]`` (all of them when ``whole``): meters are independent,
     so a big fleet is swept in blocks whose arrays fit in memory."""
-    cfg = config
     keys = roster[part]
     n, s = len(keys), resolution.slots_per_day
     start, end = day_window(day)
@@ -391,7 +390,7 @@ def _sweep_block(
         channel,
         resolution,
         lookback_days=lookback_days,
-        like_count=cfg.like_days,
+        like_count=config.like_days,
         now_us=now_us,
         rows=None if whole else part,
     )
@@ -408,13 +407,13 @@ def _sweep_block(
             clock_offset_s=_offsets(keys, clock_offsets_s),
             stats=stats,
         ),
-        cfg,
+        config,
     )
 
     # what each cell should be, against what the store holds now: compared row by row (one
     # current row per cell that holds any), not by laying six columns out over every cell
     current = versions.current_cells(rows, resolution.microseconds, several)
-    row_cell, row_kept = _cells_of(current, keys, start, resolution)
+    row_cell, row_kept = cells_of(current, keys, start, resolution)
     at = row_cell[row_kept]
     r_value_col = current.column("value")
     r_present = r_value_col.is_valid().to_numpy(zero_copy_only=False)[row_kept]
@@ -510,18 +509,6 @@ _EMPTY_REGISTERS = REGISTER_READS_SCHEMA.empty_table()
 
 def _us(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
     return np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
-
-
-def _cells_of(
-    rows: pa.Table, keys: npt.NDArray[np.int64], day_start_us: int, resolution: Resolution
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """The cell (roster row × slot, flattened) of each row, and whether it is one of the day's
-    cells on the roster ``keys``."""
-    s = resolution.slots_per_day
-    slot = (_us(rows.column("interval_end")) - day_start_us - 1) // resolution.microseconds
-    index, known = roster_index(keys, rows.column("meter_key"))
-    kept = known & (slot >= 0) & (slot < s)
-    return index * s + slot, kept
 
 
 def _latest_per_cell(
