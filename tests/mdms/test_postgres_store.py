@@ -462,3 +462,43 @@ def test_drop_schema_removes_everything(pg_store):
     ).fetchone()
     conn.close()
     assert found == (0,)
+
+
+# ---- a head-end worker's replay windows commit with its values
+
+
+def _stored_rows(store: PostgresStore) -> int:
+    with psycopg.connect(store.dsn) as conn:
+        found = conn.execute(f"SELECT count(*) FROM {store.schema}.readings").fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+def test_a_guard_on_the_store_connection_commits_with_the_values(pg_store):
+    """The guard's admissions and the values they let in are one transaction: a worker that
+    dies after writing the values but before committing leaves neither (the redelivered frame
+    is admitted again and stored once); once committed, both are final."""
+    from kenshin.aroute.replay_postgres import PostgresReplayGuard
+
+    end = us(2026, 4, 1, 0, 30)
+    keys, counters = np.array([3], dtype=np.int32), np.array([7], dtype=np.int64)
+
+    def worker() -> PostgresReplayGuard:
+        return PostgresReplayGuard(
+            pg_store.dsn, pg_store.schema, hold=True, connection=pg_store.connection
+        )
+
+    guard = worker()
+    assert guard.admit(keys, counters).tolist() == [True]
+    pg_store.append(rows(3, [end], [5], end), NO_REGISTERS)
+    assert _stored_rows(pg_store) == 0  # not yet visible: the guard's transaction is open
+    pg_store.connection().close()  # the worker dies here, before its commit
+    assert _stored_rows(pg_store) == 0
+    guard = worker()  # restarted, on a fresh connection
+    assert guard.admit(keys, counters).tolist() == [True]  # redelivered: admitted afresh
+    pg_store.append(rows(3, [end], [5], end), NO_REGISTERS)
+    guard.stored()
+    assert _stored_rows(pg_store) == 1
+    assert guard.admit(keys, counters).tolist() == [False]  # the next redelivery is refused
+    guard.stored()
+    assert _stored_rows(pg_store) == 1

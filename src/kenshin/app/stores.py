@@ -172,11 +172,14 @@ def _open_postgres(dsn: str, mode: StoreMode, *, overwrite: bool, schema: str) -
     return store
 
 
-def open_replay_guard(location: StoreLocation, schema: str = DEFAULT_SCHEMA) -> ReplayGuard | None:
-    """The replay guard head-end workers share through a PostgreSQL store (holding its row locks
-    until the values are stored); ``None`` for DuckDB, whose windows are kept by the store."""
-    if location.dsn is None:
+def open_replay_guard(store: ReadingStore) -> ReplayGuard | None:
+    """The replay guard head-end workers share through a PostgreSQL store: it holds its row
+    locks on the store's own connection until the values are stored, and commits with them;
+    ``None`` for DuckDB, whose windows the store keeps."""
+    from kenshin.mdms.postgres_store import PostgresStore
+
+    if not isinstance(store, PostgresStore):
         return None
     from kenshin.aroute.replay_postgres import PostgresReplayGuard
 
-    return PostgresReplayGuard(location.dsn, schema, hold=True)
+    return PostgresReplayGuard(store.dsn, store.schema, hold=True, connection=store.connection)

@@ -11,6 +11,12 @@ per meter that has sent anything (a missing row means ``last = -1``, nothing see
    :class:`~kenshin.aroute.replay.MemoryReplayGuard`);
 4. write back the rows that changed with one ``UPDATE … FROM unnest(…)`` and commit.
 
+A head-end worker runs the guard in ``hold`` mode on its store's connection (``connection=``): the
+admission transaction stays open while the values are written (the store's own transaction
+becomes a savepoint inside it) and one ``COMMIT`` makes the values and the windows final
+together. Killed before it, neither is; after it, both are, so a redelivered frame is either
+admitted afresh or recognised, never stored twice and never lost.
+
 While one worker holds a meter's row, another worker's frames of that meter wait, so a counter
 that reaches two workers at once is admitted exactly once. ``bitmap`` is a uint64 in numpy and a
 (signed) bigint in PostgreSQL: it crosses over as the same 64 bits (``view``), never by value.
@@ -19,6 +25,7 @@ that reaches two workers at once is admitted exactly once. ``bitmap`` is a uint6
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -62,11 +69,19 @@ class PostgresReplayGuard:
 
     ``dsn``: a libpq connection string or URI (``postgresql://postgres@127.0.0.1:5432/test``);
     the table is created in ``schema`` if missing. One connection, used by one thread at a time
-    (calls from several threads take turns); run one guard per worker process.
+    (calls from several threads take turns); run one guard per worker process. ``connection``:
+    use this (the store's, for the calling thread) instead of opening one, so held admissions
+    commit in the same transaction as the values (see the module docstring).
     """
 
     def __init__(
-        self, dsn: str, schema: str = "kenshin", *, connect_timeout: int = 10, hold: bool = False
+        self,
+        dsn: str,
+        schema: str = "kenshin",
+        *,
+        connect_timeout: int = 10,
+        hold: bool = False,
+        connection: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         self._s = check_schema(schema)
         self.dsn = dsn
@@ -79,17 +94,26 @@ class PostgresReplayGuard:
         # worker commits them only once the values they let in are stored (see commit())
         self.hold = hold
         self._open = False
-        self._conn: psycopg.Connection[Any] = connect(
-            dsn, application_name="kenshin-replay", connect_timeout=connect_timeout
-        )
+        self._own: psycopg.Connection[Any] | None = None
+        if connection is None:
+            self._own = connect(
+                dsn, application_name="kenshin-replay", connect_timeout=connect_timeout
+            )
+            connection = self._own_connection
+        self._connection = connection
         try:
-            with self._conn.transaction():
-                ddl_lock(self._conn, schema)
-                self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._s))
-                self._conn.execute(counters_table_ddl(schema))
+            conn = self._connection()
+            with conn.transaction():
+                ddl_lock(conn, schema)
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._s))
+                conn.execute(counters_table_ddl(schema))
         except psycopg.Error as exc:
-            self._conn.close()
+            self.close()
             raise StoreError(f"cannot set up the replay table in {self.target}: {exc}") from exc
+
+    def _own_connection(self) -> psycopg.Connection[Any]:
+        assert self._own is not None
+        return self._own
 
     def __repr__(self) -> str:
         return f"PostgresReplayGuard({self.target})"
@@ -136,7 +160,7 @@ class PostgresReplayGuard:
             if self._open:
                 self._open = False
                 try:
-                    self._conn.execute("COMMIT")
+                    self._connection().execute("COMMIT")
                 except psycopg.Error as exc:
                     raise StoreError(f"replay commit on {self.target} failed: {exc}") from exc
 
@@ -145,26 +169,30 @@ class PostgresReplayGuard:
         with self._lock:
             if self._open:
                 self._open = False
-                self._conn.execute("ROLLBACK")
+                self._connection().execute("ROLLBACK")
 
     def _admit_once(self, meters: Int64Array, slots: Int64Array, counters: Int64Array) -> BoolArray:
+        conn = self._connection()
         if not self.hold:
-            with self._conn.transaction():
-                return self._admit_in_transaction(meters, slots, counters)
+            with conn.transaction():
+                return self._admit_in_transaction(conn, meters, slots, counters)
         if not self._open:
-            self._conn.execute("BEGIN")
+            conn.execute("BEGIN")
             self._open = True
         try:
-            return self._admit_in_transaction(meters, slots, counters)
+            return self._admit_in_transaction(conn, meters, slots, counters)
         except BaseException:
             self._open = False
-            self._conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
 
     def _admit_in_transaction(
-        self, meters: Int64Array, slots: Int64Array, counters: Int64Array
+        self,
+        conn: psycopg.Connection[Any],
+        meters: Int64Array,
+        slots: Int64Array,
+        counters: Int64Array,
     ) -> BoolArray:
-        conn = self._conn
         with conn.cursor() as cur:
             missing = self._unknown(meters)
             if missing.size:
@@ -230,18 +258,24 @@ class PostgresReplayGuard:
         keys = np.asarray(meter_keys, dtype=np.int64).reshape(-1)
         with self._lock:
             try:
-                rows = self._conn.execute(
-                    sql.SQL(
-                        "SELECT k.meter_key, coalesce(f.last, %s), coalesce(f.bitmap, 0) "
-                        "FROM unnest(%s::integer[]) WITH ORDINALITY AS k(meter_key, i) "
-                        "LEFT JOIN {} AS f USING (meter_key) ORDER BY k.i"
-                    ).format(self._table),
-                    [NOTHING_SEEN, _array(keys)],
-                ).fetchall()
+                rows = (
+                    self._connection()
+                    .execute(
+                        sql.SQL(
+                            "SELECT k.meter_key, coalesce(f.last, %s), coalesce(f.bitmap, 0) "
+                            "FROM unnest(%s::integer[]) WITH ORDINALITY AS k(meter_key, i) "
+                            "LEFT JOIN {} AS f USING (meter_key) ORDER BY k.i"
+                        ).format(self._table),
+                        [NOTHING_SEEN, _array(keys)],
+                    )
+                    .fetchall()
+                )
             except psycopg.Error as exc:
                 raise StoreError(f"reading replay state from {self.target} failed: {exc}") from exc
         state = np.array(rows, dtype=np.int64).reshape(-1, 3)
         return state[:, 1].copy(), state[:, 2].copy().view(np.uint64)
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the guard's own connection (a shared one belongs to the store)."""
+        if self._own is not None:
+            self._own.close()

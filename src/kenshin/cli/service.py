@@ -126,7 +126,7 @@ def hes(
             mqtt,
             opened,
             worker_id=worker_id,
-            replay=open_replay_guard(location),
+            replay=open_replay_guard(opened),
             master_key=master_key,
             duties=duties,
             stop=stop,

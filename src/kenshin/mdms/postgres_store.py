@@ -68,7 +68,7 @@ from kenshin.mdms.postgres_schema import (
     ddl,
     meter_indexes,
 )
-from kenshin.postgres import ThreadConnections, check_schema, ddl_lock, describe_dsn
+from kenshin.postgres import ThreadConnections, check_schema, connect, ddl_lock, describe_dsn
 
 _UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -141,6 +141,12 @@ class PostgresStore(PostgresReads):
             raise StoreError(f"the store {self.target} is closed")
         return self._connections.get()
 
+    def connection(self) -> psycopg.Connection[Any]:
+        """The calling thread's connection. A head-end worker's replay guard shares it, so the
+        windows its admissions changed commit in the same transaction as their values
+        (:class:`kenshin.aroute.replay_postgres.PostgresReplayGuard`)."""
+        return self._conn()
+
     def _ddl_lock(self, conn: psycopg.Connection[Any]) -> None:
         ddl_lock(conn, self.schema)
 
@@ -169,6 +175,18 @@ class PostgresStore(PostgresReads):
 
     def _create_partitions(self, parent: str, wanted: list[int]) -> list[str]:
         conn = self._conn()
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            return self._create_partitions_on(conn, parent, wanted)
+        # inside a head-end worker's held transaction (its replay guard shares this connection):
+        # a new partition locks its parent until commit, which would stall every reader of the
+        # table meanwhile; create it on a connection of its own, committed at once
+        with connect(self.dsn, application_name="kenshin-ddl", connect_timeout=10) as own:
+            own.execute("SET lock_timeout = '30s'")  # never wait forever on this thread's locks
+            return self._create_partitions_on(own, parent, wanted)
+
+    def _create_partitions_on(
+        self, conn: psycopg.Connection[Any], parent: str, wanted: list[int]
+    ) -> list[str]:
         created = []
         with conn.transaction():
             # CREATE TABLE IF NOT EXISTS ... PARTITION OF still fails when two sessions create
