@@ -8,6 +8,7 @@
     │   ├── InvalidPeriod
     │   │   └── PeriodTooLong
     │   ├── InvalidSetting      out-of-range configuration value
+    │   ├── OutOfRange          a request parameter outside the range served (HTTP 422)
     │   ├── InvalidStore        a store option names no usable store (missing, in the way, two)
     │   ├── FrameError          malformed A-route wire data (envelope, frame) or unencodable input
     │   │   └── DownlinkRejected  a meter refuses a downlink frame (kenshin.aroute.codec.decode)
@@ -50,6 +51,11 @@ class PeriodTooLong(InvalidPeriod):
 
 class InvalidSetting(InvalidInput):
     """A configuration value is out of range."""
+
+
+class OutOfRange(InvalidInput):
+    """A request parameter is well-formed but outside the range kenshin serves (a date before
+    1970, an offset past 2**31 − 1...): HTTP 422, like a parameter failing its declared range."""
 
 
 class InvalidStore(InvalidInput):

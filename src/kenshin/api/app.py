@@ -8,6 +8,7 @@ only here (:func:`_install_error_handlers`); routes just raise kenshin's excepti
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ import kenshin
 from kenshin.api.mdms_routes import mdms_router
 from kenshin.api.models import ErrorResponse, Health, MeterDetail, MeterPage, Readings
 from kenshin.api.params import (
+    MAX_OFFSET,
     max_days_table,
     parse_channel,
     parse_instant,
@@ -46,6 +48,7 @@ from kenshin.errors import (
     InvalidSupplyPointId,
     KenshinError,
     NotFound,
+    OutOfRange,
     PeriodTooLong,
     StoreError,
     UnknownMeter,
@@ -60,9 +63,17 @@ if TYPE_CHECKING:
 
 API_PREFIX = "/api/v1"
 
+log = logging.getLogger(__name__)
+
+# what a client is told when the store fails: the store's own message names its file or DSN and
+# may quote SQL, so that goes to the log only
+STORE_FAILED = "the store could not answer this request; retry later (details in the server log)"
+_INTERNAL = "the server failed to handle this request"
+
 # kenshin exception → (HTTP status, error code); the most specific class in an error's MRO wins
 _ERROR_TABLE: dict[type[KenshinError], tuple[int, str]] = {
     InvalidSupplyPointId: (400, "invalid_supply_point_id"),
+    OutOfRange: (422, "validation_error"),
     PeriodTooLong: (400, "period_too_long"),
     InvalidPeriod: (400, "invalid_period"),
     InvalidSetting: (400, "invalid_setting"),
@@ -122,7 +133,7 @@ def create_app(
 
     @router.get("/meters", response_model=MeterPage, tags=["meters"])
     def list_meters(
-        offset: int = Query(0, ge=0, description="Meters to skip."),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET, description="Meters to skip."),
         limit: int = Query(100, ge=1, le=1000, description="Meters per page."),
     ) -> MeterPage:
         """The meter roster, a page at a time, in a stable order."""
@@ -250,6 +261,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def kenshin_error(request: Request, exc: Exception) -> JSONResponse:
         status, code = next(_ERROR_TABLE[c] for c in type(exc).__mro__ if c in _ERROR_TABLE)
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+            message = STORE_FAILED if isinstance(exc, StoreError) else _INTERNAL
+            return _error(status, code, message)
         return _error(status, code, str(exc))
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -272,7 +287,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, f"http_{exc.status_code}", str(exc.detail), exc.headers)
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", "the server failed to handle this request")
+        return _error(500, "internal_error", _INTERNAL)
 
     app.add_exception_handler(KenshinError, kenshin_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -19,7 +19,7 @@ from kenshin.aroute.frames import CommandKind
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidInput, UnknownMeter
-from kenshin.hes.command_rules import CommandState
+from kenshin.hes.command_rules import U32_MAX, CommandState
 from kenshin.hes.commands import CommandRecord
 from kenshin.hes.duties import DELAY_EDGES_S
 from kenshin.hes.service import HeadEnd
@@ -36,6 +36,8 @@ class CommandRequest(BaseModel):
     )
     value: int | None = Field(
         default=None,
+        ge=0,
+        le=U32_MAX,  # command arguments are u32 on the wire (kenshin.hes.command_rules)
         description="Ampere limit [A], soft switch minutes (15 or 30), or 1/0 (real-time on/off).",
     )
     idempotency_key: str | None = Field(
@@ -170,7 +172,7 @@ def hes_router(
         return JSONResponse(view, status_code=202)
 
     @api.get("/hes/commands/{command_id}")
-    def get_command(command_id: int) -> dict[str, Any]:
+    def get_command(command_id: int = Path(ge=1, le=U32_MAX)) -> dict[str, Any]:
         """A command and where it stands (requested → queued → sent → acknowledged | …)."""
         with guard():
             record = hes.commands.get(command_id)  # UnknownCommand → 404
@@ -185,7 +187,7 @@ def hes_router(
         return {"poll_id": batch, "meters": len(keys)}
 
     @api.get("/hes/polls/{poll_id}")
-    def poll_result(poll_id: int) -> dict[str, Any]:
+    def poll_result(poll_id: int = Path(ge=1, le=U32_MAX)) -> dict[str, Any]:
         with guard():
             result = hes.polls.result(poll_id)  # NotFound → 404
         s = result.summary

@@ -20,6 +20,7 @@ from kenshin.api.views import _scale, iso_jst
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.timeslots import Resolution, from_epoch_us, to_epoch_us
+from kenshin.errors import InvalidInput, InvalidPeriod
 from kenshin.mdms.differences import Term, terms_of
 from kenshin.mdms.edits import Edit, edit_readings
 from kenshin.mdms.store import ReadingQuery, ServedStore
@@ -39,7 +40,10 @@ class Gaps(BaseModel):
 
 class EditValue(BaseModel):
     interval_end: str = Field(examples=["2026-04-01T10:30:00+09:00"])
-    raw: int = Field(description="The value in register counts (or 0.1 V).")
+    # the edit's own check (kenshin.mdms.edits): a 32-bit register count
+    raw: int = Field(
+        ge=-(2**31), le=2**31 - 1, description="The value in register counts (or 0.1 V)."
+    )
 
 
 class EditRequest(BaseModel):
@@ -180,6 +184,14 @@ def mdms_router(
             "differences": [],
         }
         if not terms:
+            # nothing to read, but a malformed or out-of-range period is still the caller's error
+            for name, text, error in (
+                ("start", start, InvalidPeriod),
+                ("end", end, InvalidPeriod),
+                ("as_of", as_of, InvalidInput),
+            ):
+                if text is not None:
+                    parse_instant(name, text, error)
             return body
 
         def newest() -> dt.datetime | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, Resolution
-from kenshin.errors import InvalidInput, InvalidPeriod, InvalidSetting, PeriodTooLong
+from kenshin.errors import InvalidInput, InvalidPeriod, InvalidSetting, OutOfRange, PeriodTooLong
 
 # Longest period one readings call serves, by resolution [days]: about 1 440 values a call for
 # 1-min data, and a year of 30-min data (17 568 values).
@@ -22,6 +22,15 @@ DEFAULT_MAX_DAYS: dict[Resolution, int] = {
     Resolution.MIN15: 93,
     Resolution.MIN30: 366,
 }
+
+# Instants a request may name: the stores count months from 1970-01, and a period's arithmetic
+# (± 1 day, the longest period) must stay far from datetime's year-1 and year-9999 edges, where
+# it overflows. Outside this range a time parameter is 422, like an integer past its bound.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=JST)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=JST)
+# Offsets and ids fit a signed 32-bit integer: both stores take them as a bound parameter, and
+# DuckDB rejects one past int64 with an SQL error (a 503 before this bound).
+MAX_OFFSET = 2**31 - 1
 
 # An unencoded '+' in a query string arrives as a space: "…T00:00 09:00" meant "…T00:00+09:00".
 _SPACE_FOR_PLUS = re.compile(r"(.*T[0-9:.]+) ([0-9]{2}(?::?[0-9]{2})?)")
@@ -60,7 +69,9 @@ def parse_resolution(value: str) -> Resolution:
 def parse_instant(name: str, text: str, error: type[InvalidInput] = InvalidInput) -> dt.datetime:
     """ISO-8601 date-time or date → aware JST datetime.
 
-    Naive date-times are JST; a plain date ``YYYY-MM-DD`` is 00:00 JST of that day.
+    Naive date-times are JST; a plain date ``YYYY-MM-DD`` is 00:00 JST of that day. Text that is
+    no date raises ``error``; a date outside [:data:`EARLIEST`, :data:`LATEST`] raises
+    :class:`OutOfRange`.
     """
     cleaned = text.strip()
     if match := _SPACE_FOR_PLUS.fullmatch(cleaned):
@@ -74,7 +85,15 @@ def parse_instant(name: str, text: str, error: type[InvalidInput] = InvalidInput
         ) from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=JST)
-    return ts.astimezone(JST)
+    try:
+        ts = ts.astimezone(JST)
+    except OverflowError:  # 0001-01-01T00:00+14:00 has no JST time
+        ts = EARLIEST - dt.timedelta(days=1) if ts.year == 1 else LATEST + dt.timedelta(days=1)
+    if not EARLIEST <= ts <= LATEST:
+        raise OutOfRange(
+            f"{name} must lie between {EARLIEST.date()} and {LATEST.date()} (JST), got {text!r}"
+        )
+    return ts
 
 
 def parse_period(
