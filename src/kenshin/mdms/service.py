@@ -17,6 +17,7 @@ import pyarrow as pa
 from kenshin.core.batches import CounterState, ReadingBatch
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
+from kenshin.mdms.repeats import drop_repeated_answers
 from kenshin.mdms.store import ReadingStore
 from kenshin.mdms.sweep import label_on_ingest
 
@@ -26,6 +27,7 @@ class IngestStats:
     batches: int = 0
     rows_stored: int = 0
     registers_stored: int = 0
+    repeats_dropped: int = 0  # re-read and poll answers equal to what was stored (repeats.py)
 
 
 class MeterDataService:
@@ -105,6 +107,10 @@ class MeterDataService:
     def _write(
         self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
     ) -> None:
+        # here, not at ingest: the stored versions they are compared with include every
+        # earlier flush, and the writer thread holds the only cursor that writes
+        readings, repeats = drop_repeated_answers(readings, self.store)
+        self.stats.repeats_dropped += repeats
         if counters is None:
             self.store.append(readings, registers)
         else:

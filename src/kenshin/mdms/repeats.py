@@ -1,0 +1,110 @@
+"""Re-read and poll answers that repeat what is stored are not written (SPEC S2, A4).
+
+The head-end re-reads a slot it believes missing (A1/A2 deadlines) and the meter answers from its
+memory; when the push arrived meanwhile, or two re-reads were both answered, the answer carries
+the value already stored. Its source (``reread``) differs from the stored one, so written it would
+be a new version that changes nothing the meter said (a clean wire-mode day stored a few hundred).
+
+:func:`drop_repeated_answers` drops an answer that would change nothing the meter said:
+(a) its content (value, quality, method, failed rule) equals the version before it in its cell
+and that version was measured too (push, re-read, poll), or (b) its whole content, source
+included, equals an earlier version of the cell, which the reading rule ignores anyway
+(:mod:`kenshin.mdms.versions`). "Before it" is the cell's stored history or an earlier row of the
+same batch. An answer with another value, or one that meets an estimate or an edit, is kept and
+becomes a new version as before, so VEE still sees measured data supersede its estimates. Pushes
+are never dropped here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from kenshin.core.channels import Channel
+from kenshin.core.quality import Source
+from kenshin.core.timeslots import Resolution
+from kenshin.mdms import versions
+from kenshin.mdms.store import PointReader, ReadingQuery
+
+ANSWERS = (int(Source.REREAD), int(Source.POLL))
+_CELL = ("meter_key", "channel", "resolution", "interval_end")
+_CONTENT = ("value", "quality", "method", "failed_rule")
+
+
+def drop_repeated_answers(readings: pa.Table, store: PointReader) -> tuple[pa.Table, int]:
+    """(``readings`` without the answers that repeat what their cell holds, how many were
+    dropped). One point read of the versions per (meter, channel, resolution) answered; the
+    comparisons are sorts of the answered meters' rows, no loop over rows."""
+    source = np.asarray(readings.column("source").to_numpy(zero_copy_only=False))
+    answer = np.isin(source, ANSWERS)
+    if not answer.any():
+        return readings, 0
+    meter = np.asarray(readings.column("meter_key").to_numpy(zero_copy_only=False))
+    # rows of the answered meters only: a push of the same batch may precede an answer
+    near = np.flatnonzero(np.isin(meter, np.unique(meter[answer])))
+    incoming = readings.take(pa.array(near))
+    stored = _stored_history(incoming.filter(pa.array(answer[near])), store)
+    columns = [*_CELL, *_CONTENT, "source"]
+    both = pa.concat_tables([stored.select(columns), incoming.select(columns)])
+    cells = [versions._column(both, name)[0] for name in _CELL]
+    content: list[npt.NDArray[Any]] = []
+    for name in _CONTENT:
+        content += list(versions._column(both, name))
+    source_of = versions._column(both, "source")[0]
+    # stored versions first in each cell (by version), then the batch by transaction time
+    rank = np.r_[np.zeros(stored.num_rows, np.int64), np.ones(incoming.num_rows, np.int64)]
+    when = np.r_[versions._column(stored, "version")[0], versions._column(incoming, "tx_time")[0]]
+    position = np.arange(both.num_rows)
+    order = np.lexsort([position, when, rank, *cells[::-1]])
+    # (a) the same as the version just before, both measured
+    repeat = np.zeros(both.num_rows, dtype=bool)
+    repeat[order[1:]] = versions._same_as_previous([*cells, *content], order) & (
+        versions.is_measured(source_of[order[:-1]])
+    )
+    # (b) the same, source included, as any earlier version of the cell
+    order = np.lexsort([position, when, rank, source_of, *content[::-1], *cells[::-1]])
+    repeat[order[1:]] |= versions._same_as_previous([*cells, *content, source_of], order)
+    repeat &= np.isin(source_of, ANSWERS) & (rank == 1)
+    dropped = near[repeat[stored.num_rows :]]
+    if not dropped.size:
+        return readings, 0
+    keep = np.ones(readings.num_rows, dtype=bool)
+    keep[dropped] = False
+    return readings.filter(pa.array(keep)), int(dropped.size)
+
+
+def _stored_history(answers: pa.Table, store: PointReader) -> pa.Table:
+    """Every distinct stored version over the span each (meter, channel, resolution) was
+    answered for, with its cell columns (``_CELL`` + content + source + version)."""
+    meter = versions._column(answers, "meter_key")[0]
+    channel = versions._column(answers, "channel")[0]
+    resolution = versions._column(answers, "resolution")[0]
+    end = versions._column(answers, "interval_end")[0]
+    group = (meter << 16) | (channel << 8) | resolution
+    keys, inverse = np.unique(group, return_inverse=True)
+    low = np.full(keys.size, np.iinfo(np.int64).max)
+    high = np.full(keys.size, np.iinfo(np.int64).min)
+    np.minimum.at(low, inverse, end)
+    np.maximum.at(high, inverse, end)
+    parts = []
+    for key, first, last in zip(keys.tolist(), low.tolist(), high.tolist(), strict=True):
+        m, c, r = key >> 16, (key >> 8) & 0xFF, key & 0xFF
+        current = store.read_versions(ReadingQuery(m, Channel(c), Resolution(r), first - 1, last))
+        n = current.num_rows
+        parts.append(
+            pa.table(
+                {
+                    "meter_key": pa.array(np.full(n, m, np.int32)),
+                    "channel": pa.array(np.full(n, c, np.uint8)),
+                    "resolution": pa.array(np.full(n, r, np.uint8)),
+                    **{
+                        name: current.column(name)
+                        for name in ("interval_end", *_CONTENT, "source", "version")
+                    },
+                }
+            )
+        )
+    return pa.concat_tables(parts)
