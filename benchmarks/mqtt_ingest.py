@@ -145,6 +145,7 @@ def main() -> None:
             [
                 *kenshin,
                 "hes",
+                "--dev-key",  # a simulation: the fleet below uses the public development key
                 "--mqtt",
                 args.mqtt,
                 "--postgres",

@@ -66,7 +66,7 @@ def test_store_values_name_a_duckdb_file_or_a_dsn(tmp_path: Path) -> None:
         ["vee", "--day", "2026-04-01", "--store", "{dsn}", "--db", "{tmp}/a.duckdb"],
         ["serve", "--db", "{tmp}/a.duckdb", "--postgres", "{dsn}"],
         ["up", "--db", "{tmp}/a.duckdb", "--postgres", "{dsn}"],
-        ["hes", "--db", "{tmp}/a.duckdb", "--postgres", "{dsn}"],
+        ["hes", "--dev-key", "--db", "{tmp}/a.duckdb", "--postgres", "{dsn}"],
         ["archive", "--db", "{tmp}/a.duckdb", "--store", "{tmp}/b.duckdb"],
     ],
 )
@@ -84,7 +84,7 @@ def test_two_store_options_are_refused_not_silently_postgres(capsys, tmp_path, a
         ["serve"],
         ["vee", "--day", "2026-04-01"],
         ["archive", "--archive", "{tmp}/archive"],
-        ["hes"],
+        ["hes", "--dev-key"],
     ],
 )
 @pytest.mark.parametrize("option", ["--store", "--db"])
@@ -140,7 +140,7 @@ def schemas(dsn: str) -> set[str]:
 
 def test_postgres_store_create_open_and_read_only(capsys, dsn) -> None:
     # no kenshin store yet: the commands that open one refuse, and create nothing
-    for args in (["vee", "--day", "2026-04-01"], ["archive"], ["hes"]):
+    for args in (["vee", "--day", "2026-04-01"], ["archive"], ["hes", "--dev-key"]):
         code, _, err = run(capsys, *args, "--store", dsn)
         one_line_error(code, err, "(schema kenshin) holds no kenshin store; run `kenshin")
     with pytest.raises(InvalidStore, match="holds no kenshin store"):

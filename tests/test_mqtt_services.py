@@ -137,6 +137,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
         [
             *kenshin,
             "hes",
+            "--dev-key",  # a simulation: run_fleet below uses the public development key
             "--mqtt",
             broker,
             *store_args,
@@ -284,6 +285,7 @@ def test_the_duty_worker_judges_every_workers_frames(broker, tmp_path: Path) -> 
             [
                 *kenshin,
                 "hes",
+                "--dev-key",  # a simulation: run_fleet below uses the public development key
                 "--mqtt",
                 broker,
                 "--postgres",

@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from kenshin.errors import StoreError
+from kenshin.secrecy import MASK, redact
 
 IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 LOCK_CLASS = 0x6B656E  # "ken": advisory lock class of kenshin's DDL
@@ -38,20 +39,24 @@ def connect(
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error as exc:
-        raise StoreError(f"invalid PostgreSQL DSN: {exc}") from exc
+        raise StoreError(f"invalid PostgreSQL DSN: {redact(str(exc).strip())}") from exc
     params.setdefault("connect_timeout", connect_timeout)
     params.setdefault("application_name", application_name)
     params["client_encoding"] = "utf8"  # text columns go on the wire as UTF-8
     try:
         conn = psycopg.connect(make_conninfo("", **params), autocommit=True)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {exc}") from exc
+        raise StoreError(
+            f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {redact(str(exc))}"
+        ) from exc
     if read_only:
         try:
             conn.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
             conn.close()
-            raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {exc}") from exc
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {redact(str(exc))}"
+            ) from exc
     return conn
 
 
@@ -107,12 +112,13 @@ class ThreadConnections:
 
 
 def describe_dsn(dsn: str) -> str:
-    """``postgresql://user@host:port/dbname`` without the password, for messages."""
+    """``postgresql://user:***@host:port/dbname``, the password masked, for messages (X3)."""
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
         return "an unparsable DSN"
-    user = f"{params['user']}@" if params.get("user") else ""
+    password = f":{MASK}" if params.get("password") else ""
+    user = f"{params.get('user', '')}{password}@" if params.get("user") or password else ""
     host = params.get("host") or params.get("hostaddr") or "localhost"
     port = f":{params['port']}" if params.get("port") else ""
     return f"postgresql://{user}{host}{port}/{params.get('dbname', '')}"
@@ -131,6 +137,8 @@ def missing_tables(
                 [schema, list(tables)],
             ).fetchall()
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {exc}") from exc
+        raise StoreError(
+            f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {redact(str(exc))}"
+        ) from exc
     found = {row[0] for row in rows}
     return [name for name in tables if name not in found]

@@ -17,11 +17,12 @@ that cannot be reached or a file that cannot be opened is a :class:`~kenshin.err
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kenshin.errors import InvalidStore
+from kenshin.secrecy import make_private_dir, redact
 
 if TYPE_CHECKING:
     from kenshin.aroute.replay import ReplayGuard
@@ -46,7 +47,7 @@ class StoreLocation:
     """Where a store lives: a DuckDB file or a PostgreSQL database (exactly one)."""
 
     path: Path | None = None
-    dsn: str | None = None
+    dsn: str | None = field(default=None, repr=False)  # may hold a password (X3): describe()
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.dsn is None):
@@ -112,7 +113,8 @@ def _postgres(dsn: str, option: str) -> StoreLocation:
     try:
         conninfo_to_dict(dsn)
     except psycopg.Error as exc:
-        message = " ".join(str(exc).split())  # libpq's message ends in a newline
+        # libpq's message ends in a newline, and may repeat the DSN with its password (X3)
+        message = redact(" ".join(str(exc).split()))
         raise InvalidStore(f"{option}: not a PostgreSQL DSN: {message}") from None
     return StoreLocation(dsn=dsn)
 
@@ -147,8 +149,8 @@ def _open_duckdb(path: Path, mode: StoreMode, *, overwrite: bool) -> ReadingStor
             raise InvalidStore(f"{path} already exists; pass --overwrite to replace it")
         path.unlink()
     Path(f"{path}.wal").unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBStore(path)
+    make_private_dir(path.parent)  # X3: a directory kenshin creates for a store is 0700
+    return DuckDBStore(path)  # the file itself is created 0600 (DuckDBStore)
 
 
 def _open_postgres(dsn: str, mode: StoreMode, *, overwrite: bool, schema: str) -> ReadingStore:

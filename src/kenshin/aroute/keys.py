@@ -23,12 +23,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections import OrderedDict
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kenshin.aroute.frames import Direction
 from kenshin.errors import InvalidSetting
+from kenshin.secrecy import is_private
 
 log = logging.getLogger("kenshin.aroute")
 
@@ -43,11 +45,19 @@ DEV_MASTER_KEY = b"kenshin-aroute-dev-key-PUBLIC!!!"
 DEFAULT_MAX_CACHED = 1 << 15  # ≈ 80 MB of cipher state at most
 
 
-def load_master_key(hex_or_none: str | None) -> bytes:
-    """The master key from a hex string, else ``$KENSHIN_AROUTE_MASTER_KEY``, else the dev key.
+def load_master_key(
+    hex_or_none: str | None = None, *, path: str | os.PathLike[str] | None = None
+) -> bytes:
+    """The master key from a hex string, else the key file ``path``, else
+    ``$KENSHIN_AROUTE_MASTER_KEY``, else the dev key (a hex string and a file together are
+    refused).
 
     Falling back to :data:`DEV_MASTER_KEY` logs a warning: anyone can forge frames under it.
     """
+    if hex_or_none is not None and path is not None:
+        raise InvalidSetting("A-route master key given twice (a key and a key file): give one")
+    if path is not None:
+        return read_master_key_file(path)
     source = "argument"
     if hex_or_none is None:
         hex_or_none = os.environ.get(MASTER_KEY_ENV) or None
@@ -59,9 +69,14 @@ def load_master_key(hex_or_none: str | None) -> bytes:
             MASTER_KEY_ENV,
         )
         return DEV_MASTER_KEY
-    text = hex_or_none.strip()
+    return parse_master_key(hex_or_none, source)
+
+
+def parse_master_key(text: str, source: str) -> bytes:
+    """The 32-byte key written as 64 hex digits (surrounding white space ignored); ``source``
+    names where it came from in the error (never the text itself: X3)."""
     try:
-        key = bytes.fromhex(text)
+        key = bytes.fromhex(text.strip())
     except ValueError:
         raise InvalidSetting(
             f"A-route master key ({source}) must be {MASTER_KEY_BYTES * 2} hex digits; "
@@ -73,6 +88,33 @@ def load_master_key(hex_or_none: str | None) -> bytes:
             f"({MASTER_KEY_BYTES * 2} hex digits), got {len(key)} bytes"
         )
     return key
+
+
+def read_master_key_file(path: str | os.PathLike[str]) -> bytes:
+    """The master key in the file ``path`` (64 hex digits), which must give group and others
+    no permission (``chmod 600``), as ssh demands of a private key (SPEC X3)."""
+    try:
+        # non-blocking: a FIFO in the key file's place is refused below, not waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InvalidSetting(f"A-route master key file {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)  # the file opened, not whatever the name points to by now
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidSetting(f"A-route master key file {path} is not a regular file")
+        if not is_private(st.st_mode):
+            raise InvalidSetting(
+                f"A-route master key file {path} is open to group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}): run chmod 600 {path}"
+            )
+        raw = os.read(fd, 4096)  # a key file is 64 hex digits and a newline
+    finally:
+        os.close(fd)
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        text = "not hex"  # the same one-line error as any other text that is not hex
+    return parse_master_key(text, f"file {path}")
 
 
 def _check_master(master: bytes) -> bytes:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import urlparse
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,11 +31,13 @@ from paho.mqtt.properties import Properties
 
 from kenshin.aroute.link import Delivery
 from kenshin.errors import InvalidSetting, TransportError
+from kenshin.secrecy import MASK, redact
 
 log = logging.getLogger("kenshin.aroute.mqtt")
 
 SHARE_GROUP = "hes"
 TOPIC_ROOT = "kenshin"  # a deployment (or a test) may put its own root in front
+MQTT_PASSWORD_ENV = "KENSHIN_MQTT_PASSWORD"  # the password of mqtt://USER@HOST:PORT
 
 
 def up_topic(area: str, collector: str, root: str = TOPIC_ROOT) -> str:
@@ -152,14 +155,32 @@ def split_topic(topic: str) -> tuple[str, str]:
 class BrokerAddress:
     host: str
     port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # X3: never in a repr or message
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:
-        """``mqtt://HOST:PORT`` (port 1883 by default)."""
+        """``mqtt://[USER[:PASSWORD]@]HOST:PORT`` (port 1883 by default). A user without a
+        password in the URL takes ``$KENSHIN_MQTT_PASSWORD``, which ``ps`` does not show."""
         parsed = urlparse(url if "://" in url else f"mqtt://{url}")
-        if parsed.scheme != "mqtt" or not parsed.hostname:
-            raise InvalidSetting(f"expected an MQTT URL like mqtt://127.0.0.1:1883, got {url!r}")
-        return cls(parsed.hostname, parsed.port or 1883)
+        try:
+            port = parsed.port or 1883
+        except ValueError:  # a port that is not a number, or out of range
+            port = 0
+        if parsed.scheme != "mqtt" or not parsed.hostname or not port:
+            raise InvalidSetting(
+                f"expected an MQTT URL like mqtt://127.0.0.1:1883, got {redact(url)!r}"
+            )
+        username = unquote(parsed.username) if parsed.username else None
+        password = unquote(parsed.password) if parsed.password is not None else None
+        if username is not None and password is None:
+            password = os.environ.get(MQTT_PASSWORD_ENV) or None
+        return cls(parsed.hostname, port, username, password)
+
+    def __str__(self) -> str:
+        """The URL with the password masked (X3), for messages."""
+        user = (self.username or "") + (f":{MASK}" if self.password else "")
+        return f"mqtt://{user + '@' if user else ''}{self.host}:{self.port}"
 
 
 class MqttLink:
@@ -198,6 +219,8 @@ class MqttLink:
             protocol=mqtt.MQTTv5,
             manual_ack=manual_ack,
         )
+        if self.address.username is not None:
+            self._client.username_pw_set(self.address.username, self.address.password)
         self._client.max_inflight_messages_set(max_in_flight)
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._handle_connect
@@ -218,14 +241,12 @@ class MqttLink:
                 properties=props,
             )
         except OSError as exc:
-            raise TransportError(
-                f"cannot reach the MQTT broker at {self.address.host}:{self.address.port}: {exc}"
-            ) from exc
+            raise TransportError(f"cannot reach the MQTT broker at {self.address}: {exc}") from exc
         self._client.loop_start()
         if not self._connected.wait(connect_timeout_s):
             self._client.loop_stop()
             raise TransportError(
-                f"no answer from the MQTT broker at {url} within {connect_timeout_s} s"
+                f"no answer from the MQTT broker at {self.address} within {connect_timeout_s} s"
             )
         if subscriptions and not self._subscribed.wait(connect_timeout_s):
             raise TransportError(f"the broker did not confirm subscriptions {subscriptions}")

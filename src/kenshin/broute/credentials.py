@@ -34,6 +34,7 @@ from pathlib import Path
 
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.errors import InvalidInput, InvalidSetting
+from kenshin.secrecy import make_private_dir
 
 DEFAULT_CREDENTIALS_FILE = "kenshin-broute.json"  # next to the DuckDB store by default
 ROUTE_ID_LENGTH = 32  # B4
@@ -171,7 +172,7 @@ class CredentialRegistry:
         if self._path is None:
             return
         body = json.dumps({"credentials": [c.to_json() for c in self._current.values()]}, indent=2)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self._path.parent)  # X3: a directory made for secrets is 0700
         fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".broute-", suffix=".json")
         try:
             os.fchmod(fd, 0o600)  # X3: the passwords are secrets

@@ -5,6 +5,7 @@ on stderr, results on stdout)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +18,7 @@ from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST
 
 if TYPE_CHECKING:
+    from kenshin.aroute.mqtt import BrokerAddress
     from kenshin.fleet.simulator import FleetConfig
 
 console = Console(stderr=True)
@@ -92,8 +94,23 @@ Send15Opt = Annotated[
 def store_location(
     store: str | None, db: Path | None, postgres: str | None, default: Path = DEFAULT_STORE
 ) -> StoreLocation:
-    """The store named by ``--store``, ``--db`` or ``--postgres`` (one of them), or ``default``."""
-    return choose_store(store=store, db=db, postgres=postgres, default=default)
+    """The store named by ``--store``, ``--db`` or ``--postgres`` (one of them), or ``default``;
+    a warning when the DSN holds a password, which every local user sees in ``ps`` (X3)."""
+    location = choose_store(store=store, db=db, postgres=postgres, default=default)
+    if location.dsn is not None:
+        from psycopg.conninfo import conninfo_to_dict
+
+        if conninfo_to_dict(location.dsn).get("password"):  # choose_store parsed it already
+            warn(
+                "the password in the PostgreSQL DSN is visible to other local users in `ps`; "
+                "put it in ~/.pgpass (mode 0600) or $PGPASSWORD instead"
+            )
+    return location
+
+
+def warn(message: str) -> None:
+    """One line on stderr, as the errors are."""
+    console.print(f"kenshin: warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 # ---- MQTT and the A-route
@@ -106,10 +123,82 @@ MasterKeyOpt = Annotated[
     str | None,
     typer.Option(
         "--master-key",
-        help="A-route master key, 64 hex digits (default: $KENSHIN_AROUTE_MASTER_KEY, "
-        "else the built-in simulation key).",
+        help="A-route master key, 64 hex digits. Other local users see it in `ps`: prefer "
+        "$KENSHIN_AROUTE_MASTER_KEY or --master-key-file.",
     ),
 ]
+MasterKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--master-key-file",
+        help="File holding the A-route master key (64 hex digits); it must give group and "
+        "others no access (chmod 600).",
+    ),
+]
+DevKeyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dev-key",
+        help="A simulation: use the public development A-route key, under which anyone can "
+        "forge frames (without a master key, the command refuses to run unless given this).",
+    ),
+]
+DEV_KEY_NOTE = "the public development A-route key (--dev-key): frames are NOT protected"
+
+
+def broker_url(url: str) -> BrokerAddress:
+    """The broker of ``--mqtt`` (a bad URL is refused before anything else is done); a warning
+    when the URL holds a password, which every local user sees in ``ps`` (X3)."""
+    from urllib.parse import urlparse
+
+    from kenshin.aroute.mqtt import MQTT_PASSWORD_ENV, BrokerAddress
+
+    address = BrokerAddress.parse(url)
+    if urlparse(url if "://" in url else f"mqtt://{url}").password is not None:
+        warn(
+            "the password in the --mqtt URL is visible to other local users in `ps`; "
+            f"give mqtt://USER@HOST:PORT and the password in ${MQTT_PASSWORD_ENV} instead"
+        )
+    return address
+
+
+def master_key_hex(master_key: str | None, master_key_file: Path | None, dev_key: bool) -> str:
+    """The A-route master key of a service-mode command (``kenshin hes``, ``kenshin fleet``), as
+    the hex its service takes: from ``--master-key-file``, ``$KENSHIN_AROUTE_MASTER_KEY`` or (with
+    a warning: X3) ``--master-key``. The public development key only with ``--dev-key``, which
+    says this is a simulation; without a key or that flag, a one-line error (exit code 2)."""
+    from kenshin.aroute.keys import DEV_MASTER_KEY, MASTER_KEY_ENV, load_master_key
+    from kenshin.errors import InvalidSetting
+
+    given = [
+        name
+        for name, value in (
+            ("--master-key", master_key),
+            ("--master-key-file", master_key_file),
+            (f"${MASTER_KEY_ENV}", os.environ.get(MASTER_KEY_ENV) or None),
+        )
+        if value is not None
+    ]
+    if dev_key:
+        if given:
+            raise InvalidSetting(
+                f"--dev-key and {given[0]} both choose the A-route master key: give one"
+            )
+        return DEV_MASTER_KEY.hex()  # the command says so where it reports that it runs
+    if not given:
+        raise InvalidSetting(
+            f"no A-route master key: set ${MASTER_KEY_ENV} or give --master-key-file PATH "
+            "(64 hex digits, chmod 600); for a simulation, --dev-key uses the public "
+            "development key"
+        )
+    key = load_master_key(master_key, path=master_key_file)
+    if master_key is not None:
+        warn(
+            "--master-key is visible to other local users in `ps`; "
+            f"use ${MASTER_KEY_ENV} or --master-key-file instead"
+        )
+    return key.hex()
+
 
 # ---- the HTTP API
 

@@ -3,6 +3,7 @@ which turns bad arguments into a one-line error and exit code 2."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -15,6 +16,7 @@ from kenshin.cli.serve import serve, up
 from kenshin.cli.service import fleet, hes, install
 from kenshin.cli.simulate import simulate
 from kenshin.errors import InvalidInput, KenshinError
+from kenshin.secrecy import PRIVATE_UMASK
 
 app = typer.Typer(
     name="kenshin",
@@ -42,6 +44,18 @@ _UsageError: type[Exception] = next(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors and exit code 2 for bad arguments."""
+    # X3: what the commands create (stores, DuckDB's .wal and spill files, Parquet archives,
+    # credentials, their directories) is the user's alone, also files libraries create
+    # themselves: a process umask, set before any thread starts, as PostgreSQL's server does
+    saved_umask = os.umask(PRIVATE_UMASK)
+    os.umask(saved_umask | PRIVATE_UMASK)
+    try:
+        _main(argv)
+    finally:
+        os.umask(saved_umask)  # for a caller in the same process (the tests)
+
+
+def _main(argv: list[str] | None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="kenshin", standalone_mode=False)

@@ -10,8 +10,11 @@ from rich.table import Table
 
 from kenshin.app.stores import StoreMode, open_store
 from kenshin.cli.options import (
+    DEV_KEY_NOTE,
     AreaOpt,
     DbOpt,
+    DevKeyOpt,
+    MasterKeyFileOpt,
     MasterKeyOpt,
     MetersOpt,
     MqttOpt,
@@ -22,8 +25,10 @@ from kenshin.cli.options import (
     StartOpt,
     StoreOpt,
     TopicRootOpt,
+    broker_url,
     console,
     fleet_config,
+    master_key_hex,
     out,
     progress_bar,
     store_location,
@@ -82,6 +87,8 @@ def hes(
         ),
     ] = True,
     master_key: MasterKeyOpt = None,
+    master_key_file: MasterKeyFileOpt = None,
+    dev_key: DevKeyOpt = False,
     topic_root: TopicRootOpt = "kenshin",
     api_port: Annotated[
         int | None,
@@ -100,10 +107,11 @@ def hes(
     from kenshin.api.app import create_app
     from kenshin.app.services import run_hes_worker
     from kenshin.app.stores import open_replay_guard
-    from kenshin.aroute.mqtt import BrokerAddress
 
-    BrokerAddress.parse(mqtt)  # a bad URL is refused before the store is opened
+    # a bad URL or a missing key is refused before the store is opened
+    broker = broker_url(mqtt)
     location = store_location(store, db, postgres)
+    key = master_key_hex(master_key, master_key_file, dev_key)
     opened = open_store(location, StoreMode.OPEN)
     stop = threading.Event()
     lock = threading.Lock()  # the worker loop and the API's commands share the head-end
@@ -115,10 +123,11 @@ def hes(
         if api_port:
             serve_in_background(create_app(opened, hes=head_end, hes_lock=lock), api_port)
         console.print(
-            f"head-end {worker_id} listening on {mqtt} (shared subscription), storing in "
+            f"head-end {worker_id} listening on {broker} (shared subscription), storing in "
             f"{location.describe()}"
             + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
             + (f", API on http://127.0.0.1:{api_port}/docs" if api_port else "")
+            + (f"; {DEV_KEY_NOTE}" if dev_key else "")
         )
 
     try:
@@ -127,7 +136,7 @@ def hes(
             opened,
             worker_id=worker_id,
             replay=open_replay_guard(opened),
-            master_key=master_key,
+            master_key=key,
             duties=duties,
             stop=stop,
             on_ready=ready,
@@ -166,14 +175,15 @@ def fleet(
     area: AreaOpt = "tokyo",
     start: StartOpt = None,
     master_key: MasterKeyOpt = None,
+    master_key_file: MasterKeyFileOpt = None,
+    dev_key: DevKeyOpt = False,
     topic_root: TopicRootOpt = "kenshin",
     send_15min: Send15Opt = False,
 ) -> None:
     """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`)."""
     from kenshin.app.services import run_fleet
-    from kenshin.aroute.mqtt import BrokerAddress
 
-    BrokerAddress.parse(mqtt)  # before the fleet is built
+    broker = broker_url(mqtt)  # before the fleet is built
     try:
         pace = None if speed == "max" else float(speed)
     except ValueError:
@@ -181,6 +191,9 @@ def fleet(
     if pace is not None and pace <= 0:
         raise typer.BadParameter("must be positive", param_hint="--speed")
     config = fleet_config(meters, seed, area, start, days, send_15min=send_15min)
+    key = master_key_hex(master_key, master_key_file, dev_key)
+    if dev_key:
+        console.print(f"fleet on {DEV_KEY_NOTE}", highlight=False)
     with progress_bar("[bold]fleet[/]", "5-min steps") as progress:
         task = progress.add_task("fleet", total=None)
         result = run_fleet(
@@ -188,11 +201,11 @@ def fleet(
             config,
             days,
             speed=pace,
-            master_key=master_key,
+            master_key=key,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
             topic_root=topic_root,
         )
-    table = Table(title=f"kenshin fleet → {mqtt}", show_header=False)
+    table = Table(title=f"kenshin fleet → {broker}", show_header=False)
     f = result.field
     table.add_row("meters", f"{meters:,}")
     table.add_row("simulated until", result.simulated_until)

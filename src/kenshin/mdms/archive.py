@@ -30,6 +30,7 @@ from kenshin.errors import StoreError
 from kenshin.mdms import versions
 from kenshin.mdms.months import month_name, row_bounds_us, row_date_text
 from kenshin.mdms.store import MeterRange, ReadingQuery, meter_range_sql
+from kenshin.secrecy import private_umask
 
 DEFAULT_BUCKETS = 16
 _TIME = {"readings": "interval_end", "register_reads": "read_at"}
@@ -83,6 +84,13 @@ class ParquetArchive:
 
         Writing a month again replaces its files, so an interrupted archive run can be repeated.
         """
+        # X3: Arrow creates the directories and files itself, with the process umask; meter
+        # data is the user's alone (files 0600, directories 0700)
+        with private_umask():
+            self._write_month(month, readings, registers)
+        return int(readings.num_rows)
+
+    def _write_month(self, month: int, readings: pa.Table, registers: pa.Table) -> None:
         for kind, table in (("readings", readings), ("register_reads", registers)):
             self._remove_month_files(kind, month)
             if not table.num_rows:
@@ -105,7 +113,6 @@ class ParquetArchive:
                 file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
             )
         self._save_months([*self.months(), month])
-        return int(readings.num_rows)
 
     def _remove_month_files(self, kind: str, month: int) -> None:
         base = self.root / kind

@@ -13,7 +13,9 @@ connections are not thread-safe, so each thread works on its own cursor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +43,7 @@ from kenshin.mdms.months import (
 )
 from kenshin.mdms.store import MeterRange, ReadingQuery, meter_range_sql
 from kenshin.mdms.storebase import StoreBase
+from kenshin.secrecy import private_umask
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,15 @@ class DuckDBStore(StoreBase):
     ) -> None:
         self.path = str(path)
         self.archive = archive  # kenshin.mdms.archive.ParquetArchive, read for archived months
+        # X3: DuckDB creates the file, and its .wal at the first tables, with the process umask,
+        # so a new store is created under a private one (0600). DuckDB deletes the .wal at each
+        # checkpoint and makes it again later under the process umask: the `kenshin` command
+        # runs with 0o077 throughout (kenshin.cli.root.main).
+        new_file = self.path != ":memory:" and not os.path.exists(self.path)
+        private = private_umask if new_file else contextlib.nullcontext
         try:
-            self._con = duckdb.connect(self.path, read_only=read_only)
+            with private():
+                self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
         if threads:
@@ -143,7 +153,8 @@ class DuckDBStore(StoreBase):
         self._local = threading.local()
         self._write_lock = threading.Lock()
         if not read_only:
-            self._con.execute(_DDL)
+            with private():
+                self._con.execute(_DDL)
             self._migrate_single_tables()
         self._months: dict[str, set[int]] = {"readings": set(), "register_reads": set()}
         self._refresh_months()
