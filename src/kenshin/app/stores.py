@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kenshin.errors import InvalidStore
+from kenshin.errors import InvalidStore, StoreError
 from kenshin.secrecy import make_private_dir, redact
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def open_store(
 
 
 def _open_duckdb(path: Path, mode: StoreMode, *, overwrite: bool) -> ReadingStore:
-    from kenshin.mdms.duckdb_store import DuckDBStore
+    from kenshin.mdms.duckdb_store import DuckDBStore, io_error
 
     if path.is_dir():
         raise InvalidStore(f"{path} is a directory, not a DuckDB file")
@@ -144,12 +144,15 @@ def _open_duckdb(path: Path, mode: StoreMode, *, overwrite: bool) -> ReadingStor
         if not path.exists():
             raise InvalidStore(f"{path} does not exist; {FIRST_RUN}")
         return DuckDBStore(path, read_only=mode is StoreMode.READ_ONLY)
-    if path.exists():
-        if not overwrite:
-            raise InvalidStore(f"{path} already exists; pass --overwrite to replace it")
-        path.unlink()
-    Path(f"{path}.wal").unlink(missing_ok=True)
-    make_private_dir(path.parent)  # X3: a directory kenshin creates for a store is 0700
+    if path.exists() and not overwrite:
+        raise InvalidStore(f"{path} already exists; pass --overwrite to replace it")
+    try:
+        path.unlink(missing_ok=True)
+        Path(f"{path}.wal").unlink(missing_ok=True)
+        make_private_dir(path.parent)  # X3: a directory kenshin creates for a store is 0700
+    except OSError as exc:  # one line with the cause, as DuckDBStore's own (read-only, full)
+        refused = io_error("creating it", str(path), exc)
+        raise refused or StoreError(f"cannot create DuckDB store {path}: {exc}") from exc
     return DuckDBStore(path)  # the file itself is created 0600 (DuckDBStore)
 
 

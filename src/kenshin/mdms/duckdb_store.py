@@ -114,6 +114,25 @@ _DDL = ";\n".join(
 
 _METER_COLUMNS = ", ".join(METERS_SCHEMA.names)
 
+# the OS's words (strerror) that DuckDB passes on when a write fails, and what the user is told:
+# a failed COMMIT otherwise surfaces as "cannot rollback - no transaction is active" or "Current
+# transaction is aborted", which names neither the cause nor the file (issue 12 item 7)
+_IO_CAUSES = (
+    ("disk full", ("No space left on device", "File too large", "Disk quota exceeded")),
+    ("read-only", ("Read-only file system", "Permission denied")),
+)
+
+
+def io_error(what: str, path: str, exc: BaseException) -> StoreError | None:
+    """A one-line :class:`StoreError` saying "disk full" or "read-only" and the file when
+    ``exc`` is a write that the file system refused; None for any other failure."""
+    text = str(exc)
+    for cause, words in _IO_CAUSES:
+        for word in words:
+            if word in text:
+                return StoreError(f"{cause}: cannot write to DuckDB store {path} ({word}; {what})")
+    return None
+
 
 class DuckDBStore(StoreBase):
     """Readings in a DuckDB file (or ``":memory:"``)."""
@@ -139,7 +158,8 @@ class DuckDBStore(StoreBase):
             with private():
                 self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
-            raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
+            refused = io_error("opening it", self.path, exc)
+            raise refused or StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
         # DuckDB's own default is 80 % of RAM; the sweep's arrays live in the same process
@@ -185,10 +205,15 @@ class DuckDBStore(StoreBase):
                 yield cur
                 cur.execute("COMMIT")
             except BaseException as exc:
-                cur.execute("ROLLBACK")
-                self._refresh_months()  # month tables created in the transaction are gone
+                # a failed COMMIT has ended the transaction already: the ROLLBACK's own error
+                # ("no transaction is active") must not replace the cause
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):
+                    self._refresh_months()  # month tables created in the transaction are gone
                 if isinstance(exc, duckdb.Error | KeyError | pa.ArrowInvalid):
-                    raise StoreError(f"{what} in {self.path} failed: {exc}") from exc
+                    refused = io_error(what, self.path, exc)
+                    raise refused or StoreError(f"{what} in {self.path} failed: {exc}") from exc
                 raise
 
     @staticmethod
@@ -205,8 +230,13 @@ class DuckDBStore(StoreBase):
         cur.register("incoming_rows", table)
         try:
             cur.execute(f"{verb} INTO {target} SELECT {columns} FROM incoming_rows")
-        finally:
-            cur.unregister("incoming_rows")
+        except BaseException:
+            # in the aborted transaction this raises "Current transaction is aborted", which
+            # would hide the INSERT's own error (a full disk, say)
+            with contextlib.suppress(duckdb.Error):
+                cur.unregister("incoming_rows")
+            raise
+        cur.unregister("incoming_rows")
 
     def _arrow(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         try:
@@ -638,10 +668,18 @@ class DuckDBStore(StoreBase):
 
     def checkpoint(self) -> None:
         with self._write_lock:
-            self._cursor().execute("CHECKPOINT")
+            try:
+                self._cursor().execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                refused = io_error("checkpoint", self.path, exc)
+                raise refused or StoreError(f"checkpoint of {self.path} failed: {exc}") from exc
 
     def close(self) -> None:
-        self._con.close()
+        try:
+            self._con.close()  # checkpoints the WAL into the file
+        except duckdb.Error as exc:
+            refused = io_error("closing it", self.path, exc)
+            raise refused or StoreError(f"closing {self.path} failed: {exc}") from exc
 
     # ---- specified sub-meters (SPEC S3)
 
