@@ -14,7 +14,6 @@ envelopes on ``kenshin/<area>/<collector>/down`` (docs/protocols/aroute.md). Dat
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -184,7 +183,16 @@ class BrokerAddress:
 
 
 class MqttLink:
-    """One MQTT 5 client with bounded publishing and optional manual acknowledgements."""
+    """One MQTT 5 client with bounded publishing and optional manual acknowledgements.
+
+    It rides out a broker restart: paho reconnects by itself (every 1 s at first, backing off to
+    ``reconnect_max_s``) and resubscribes on every connect; :meth:`publish` keeps a message paho
+    could not send yet (paho sends it once connected again) and blocks only when
+    ``max_in_flight`` messages await the broker, raising :class:`TransportError` after
+    ``publish_timeout_s``. With ``persistent`` the broker keeps the session (subscriptions and
+    what was not acknowledged) for ``session_expiry_s`` while the client is away -- across a
+    broker restart too, when the broker persists its state.
+    """
 
     def __init__(
         self,
@@ -192,27 +200,42 @@ class MqttLink:
         client_id: str,
         *,
         on_message: Callable[[Delivery], None] | None = None,
+        on_retained: Callable[[Delivery], None] | None = None,
         subscriptions: tuple[str, ...] = (),
         max_in_flight: int = 64,
         receive_maximum: int = 64,
         manual_ack: bool = False,
         persistent: bool = False,
+        session_expiry_s: int = 3600,
         connect_timeout_s: float = 10.0,
+        publish_timeout_s: float = 60.0,
+        reconnect_max_s: int = 5,
     ) -> None:
         self.address = BrokerAddress.parse(url)
         self.client_id = client_id
+        self.publish_timeout_s = publish_timeout_s
         self._on_message = on_message
+        self._on_retained = on_retained  # a status given at subscription (see publish_status)
         self._inbox: queue.Queue[Delivery] = queue.Queue()  # without on_message: receive()
         self._subscriptions = subscriptions
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._max_in_flight = max_in_flight
         self._connected = threading.Event()
         self._subscribed = threading.Event()
-        self._pending_subs = 0
         self._lock = threading.Lock()
-        self._unacked = 0
+        self._status: dict[str, bytes] = {}  # the last status per topic, sent again on connect
+        self._generation = 0  # connections so far; a delivery's tag carries its connection's
+        self._stale_below = 0  # tags of earlier connections whose session the broker dropped
+        self._down_since: float | None = None
+        self._closing = False
+        # message ids of QoS 1 publishes holding a slot, of QoS 0 ones (no slot), and of those
+        # paho reported sent before publish() returned (its network thread may be quicker)
+        self._waiting: set[int] = set()
+        self._quiet: set[int] = set()
+        self._early: set[int] = set()
         self.published = 0
         self.received = 0
+        self.reconnects = 0
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -222,7 +245,8 @@ class MqttLink:
         if self.address.username is not None:
             self._client.username_pw_set(self.address.username, self.address.password)
         self._client.max_inflight_messages_set(max_in_flight)
-        self._client.max_queued_messages_set(0)
+        self._client.max_queued_messages_set(0)  # bounded by our slots instead
+        self._client.reconnect_delay_set(1, reconnect_max_s)
         self._client.on_connect = self._handle_connect
         self._client.on_publish = self._handle_publish
         self._client.on_message = self._handle_message
@@ -231,8 +255,9 @@ class MqttLink:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.ReceiveMaximum = receive_maximum
         if persistent:
-            props.SessionExpiryInterval = 3600
+            props.SessionExpiryInterval = session_expiry_s
         try:
+            # paho reuses clean_start and these properties on every reconnect
             self._client.connect(
                 self.address.host,
                 self.address.port,
@@ -254,15 +279,40 @@ class MqttLink:
     # ---- callbacks (paho's network thread) --------------------------------------------------
 
     def _handle_connect(
-        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: object,
+        props: object,
     ) -> None:
         if getattr(reason, "is_failure", False):
             log.error("MQTT connect refused: %s", reason)
             return
+        with self._lock:
+            self._generation += 1
+            if self._generation > 1:
+                self.reconnects += 1
+                if not flags.session_present:
+                    # a new session: message ids of the old one name other messages now
+                    self._stale_below = self._generation
+            statuses = list(self._status.items())
+            down_since, self._down_since = self._down_since, None
+        if down_since is not None:
+            log.warning(
+                "MQTT client %s reconnected after %.1f s (session %s)",
+                self.client_id,
+                time.monotonic() - down_since,
+                "kept" if flags.session_present else "new",
+            )
+        # subscribe on every connect: a persistent session keeps its subscriptions, but a broker
+        # that lost its state (no persistence, or a clean session) has none
         if self._subscriptions:
             result, _ = client.subscribe([(topic, 1) for topic in self._subscriptions])
             if result != mqtt.MQTT_ERR_SUCCESS:
                 log.error("MQTT subscribe failed: %s", result)
+        for topic, payload in statuses:  # what a report lost in the outage said, and more
+            self._status_publish(topic, payload)
         self._connected.set()
 
     def _handle_subscribe(
@@ -273,14 +323,44 @@ class MqttLink:
     def _handle_publish(
         self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object
     ) -> None:
-        # a QoS 0 publish (paho's own) took no slot: more releases than acquires do nothing
-        with contextlib.suppress(ValueError):
+        with self._lock:
+            if mid in self._waiting:
+                self._waiting.discard(mid)
+                release = True
+            elif mid in self._quiet:
+                self._quiet.discard(mid)
+                release = False
+            else:
+                self._early.add(mid)
+                release = False
+        if release:
             self._slots.release()
+
+    def _sent(self, mid: int, *, qos1: bool) -> None:
+        """Book a publish paho accepted (called without paho's locks held: its network thread
+        calls ``_handle_publish`` holding them)."""
+        with self._lock:
+            if mid in self._early:
+                self._early.discard(mid)
+                done = True
+            else:
+                (self._waiting if qos1 else self._quiet).add(mid)
+                done = False
+        if done and qos1:
+            self._slots.release()
+
+    def _status_publish(self, topic: str, payload: bytes) -> None:
+        info = self._client.publish(topic, payload, qos=0, retain=True)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:  # otherwise paho dropped it and will report nothing
+            self._sent(info.mid, qos1=False)
 
     def _handle_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.received += 1
-        delivery = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup))
-        if self._on_message is not None:
+        tag = self._generation << 16 | msg.mid  # MQTT message ids are 16 bits
+        delivery = Delivery(msg.topic, bytes(msg.payload), tag, msg.qos, bool(msg.dup))
+        if msg.retain and self._on_retained is not None:
+            self._on_retained(delivery)
+        elif self._on_message is not None:
             self._on_message(delivery)
         else:
             self._inbox.put(delivery)
@@ -289,23 +369,48 @@ class MqttLink:
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
         self._connected.clear()
-        log.warning("MQTT client %s disconnected: %s", self.client_id, reason)
+        if self._closing:
+            return
+        with self._lock:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+        log.warning("MQTT client %s disconnected (%s); reconnecting", self.client_id, reason)
 
     # ---- API ------------------------------------------------------------------------------
 
-    def publish(self, topic: str, payload: bytes, timeout_s: float = 60.0) -> None:
-        """Publish at QoS 1; blocks while ``max_in_flight`` messages await the broker's PUBACK."""
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def publish(self, topic: str, payload: bytes, timeout_s: float | None = None) -> None:
+        """Publish at QoS 1; blocks while ``max_in_flight`` messages await the broker's PUBACK
+        (also while the broker is away: paho keeps those and sends them when reconnected)."""
+        timeout_s = self.publish_timeout_s if timeout_s is None else timeout_s
         if not self._slots.acquire(timeout=timeout_s):
-            raise TransportError(f"the broker acknowledged nothing for {timeout_s} s")
+            where = f"{self.address.host}:{self.address.port}"
+            if self._connected.is_set():
+                raise TransportError(
+                    f"the MQTT broker at {where} acknowledged nothing for {timeout_s:g} s"
+                )
+            raise TransportError(
+                f"the MQTT broker at {where} has been unreachable for {timeout_s:g} s or more; "
+                f"{self._max_in_flight} messages wait to be sent"
+            )
         info = self._client.publish(topic, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+        # NO_CONN: paho keeps the message and sends it once connected again
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self._slots.release()
             raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        self._sent(info.mid, qos1=True)
         self.published += 1
 
     def publish_status(self, topic: str, payload: bytes) -> None:
-        """Fire-and-forget (QoS 0) status, e.g. a head-end's progress; never blocks."""
-        self._client.publish(topic, payload, qos=0)
+        """A status, e.g. a head-end's progress count: QoS 0 and retained (the broker gives the
+        last one to whoever subscribes later), kept and sent again after a reconnect, so a
+        status lost while the broker was away is made good; never blocks."""
+        with self._lock:
+            self._status[topic] = payload
+        self._status_publish(topic, payload)
 
     def receive(self, wait_s: float, limit: int = 256) -> list[Delivery]:
         """What arrived together (see :class:`kenshin.aroute.link.EnvelopeLink`)."""
@@ -321,22 +426,36 @@ class MqttLink:
         return batch
 
     def ack(self, message: Delivery) -> None:
-        """Acknowledge a message received with ``manual_ack`` (after its values are stored)."""
-        self._client.ack(message.tag, message.qos)
+        """Acknowledge a message received with ``manual_ack`` (after its values are stored).
 
-    def drain(self, timeout_s: float = 60.0) -> None:
+        Across a reconnect that kept the session, the broker sends what was not acknowledged
+        again under the same message id, so acknowledging the old delivery is right; when the
+        session was lost, the old id may name another message now, so nothing is sent (what
+        the broker still holds comes again)."""
+        generation, mid = message.tag >> 16, message.tag & 0xFFFF
+        with self._lock:
+            if generation < self._stale_below:
+                return
+        self._client.ack(mid, message.qos)
+
+    def drain(self, timeout_s: float | None = None) -> None:
         """Wait until every published message is acknowledged by the broker."""
+        timeout_s = self.publish_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         taken = 0
         try:
             while taken < self._max_in_flight:
                 if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                    raise TransportError("the broker did not acknowledge every message in time")
+                    raise TransportError(
+                        f"the MQTT broker at {self.address.host}:{self.address.port} did not "
+                        f"acknowledge every message within {timeout_s:g} s"
+                    )
                 taken += 1
         finally:
             for _ in range(taken):
                 self._slots.release()
 
     def close(self) -> None:
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
