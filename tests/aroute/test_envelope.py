@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
+from kenshin.aroute.codec.envelope import SENT_AT_MAX_US, decode_envelope, encode_envelope
 from kenshin.aroute.frames import (
     FrameType,
     RejectReason,
@@ -21,18 +22,23 @@ from tests.aroute.codec_support import (
     assert_accounted,
     decoded_rows,
     expected_rows,
-    i64,
     make_decoder,
     slot_blocks,
     slot_frames,
     u32,
 )
 
+COLLECTOR_IDS = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp", "Cf", "Co", "Cn")),
+    min_size=1,
+    max_size=60,
+).filter(lambda s: len(s.encode()) <= 255 and s.isprintable() and not set(s) & set("/+#"))
+
 
 @SETTINGS
 @given(
-    collector=st.text(max_size=60).filter(lambda s: len(s.encode()) <= 255),
-    sent_at=i64,
+    collector=COLLECTOR_IDS,
+    sent_at=st.integers(0, SENT_AT_MAX_US),
     sequence=u32,
     frames=st.lists(st.binary(max_size=300), max_size=30),
 )
@@ -80,6 +86,24 @@ def test_a_collector_flipping_a_byte_in_a_bundled_frame_is_detected() -> None:
 )
 def test_malformed_envelopes_raise_frame_error(payload: bytes) -> None:
     with pytest.raises(FrameError):
+        decode_envelope(payload)
+
+
+@pytest.mark.parametrize("sent_at", [-1, SENT_AT_MAX_US + 1, 2**62, -(2**63)])
+def test_a_send_time_outside_1970_to_2100_is_malformed(sent_at: int) -> None:
+    """Issue 12: an envelope dated 2**62 µs once crashed the head-end (OverflowError)."""
+    payload = b"KSA\x01\x01c" + struct.pack(">qIH", sent_at, 0, 0)
+    with pytest.raises(FrameError, match="outside 1970"):
+        decode_envelope(payload)
+    with pytest.raises(FrameError, match="outside 1970"):
+        encode_envelope("c", sent_at, 0, [])
+
+
+@pytest.mark.parametrize("collector", ["", "a/b", "c+", "#", "c 1", "c\n", "c\x00"])
+def test_a_collector_id_a_topic_level_cannot_hold_is_malformed(collector: str) -> None:
+    name = collector.encode()
+    payload = b"KSA\x01" + bytes([len(name)]) + name + struct.pack(">qIH", 0, 0, 0)
+    with pytest.raises(FrameError, match="collector id"):
         decode_envelope(payload)
 
 

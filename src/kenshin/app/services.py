@@ -83,8 +83,8 @@ def run_hes_worker(
     worker_box: list[HesWorker] = []
 
     def downlink(collector: str, envelope: bytes) -> None:
-        area = worker_box[0].areas.get(collector) if worker_box else None
-        if area is not None and link_box:
+        area = worker_box[0].area_of(collector) if worker_box else None
+        if area and link_box:
             link_box[0].publish(down_topic(area, collector, topic_root), envelope)
 
     hes = HeadEnd(

@@ -12,7 +12,13 @@ up``) and behind MQTT (``kenshin hes``):
   hold it), runs the command and poll books (A4, R3) and sends downlink frames through the
   collector each meter was last heard from.
 
-Time comes from the clock it is given (ARCHITECTURE principle 3).
+Time comes from the clock it is given (ARCHITECTURE principle 3). Behind a simulated fleet that
+is a :class:`~kenshin.core.clock.FollowClock`, and nothing unauthenticated drives it (issue 12):
+an envelope's send time (a header field any collector or broker could set) moves it at most
+:data:`CLOCK_LEAD_US` past the times the accepted frames vouch for (interval ends and register
+reads of pushes, poll and event instants; their median over what arrived together, so one meter
+with a broken clock cannot drag it either). Routes back to a collector are learned likewise only
+from envelopes that carried an accepted frame.
 """
 
 from __future__ import annotations
@@ -30,7 +36,12 @@ import pyarrow as pa
 from kenshin.aroute.codec.decode import FrameDecoder
 from kenshin.aroute.codec.decoded import DecodedFrames
 from kenshin.aroute.codec.encode import encode_frame
-from kenshin.aroute.codec.envelope import Envelope, decode_envelope, encode_envelope
+from kenshin.aroute.codec.envelope import (
+    SENT_AT_MAX_US,
+    Envelope,
+    decode_envelope,
+    encode_envelope,
+)
 from kenshin.aroute.frames import (
     Command,
     CommandAck,
@@ -73,6 +84,14 @@ from kenshin.hes.polling import PollBook, PollPolicy
 
 log = logging.getLogger("kenshin.hes")
 
+# how far an envelope's (unauthenticated) send time may lead the authenticated frame times seen:
+# honest pushes leave within minutes of their slot (send jitter ≤ 2 min, then the mesh)
+CLOCK_LEAD_US = 10 * US_PER_MINUTE
+_PUSHES = np.array(
+    [FrameType.PUSH_SCHEDULED, FrameType.PUSH_5MIN_HISTORICAL, FrameType.PUSH_5MIN_REALTIME],
+    dtype=np.uint8,
+)
+
 Downlink = Callable[[str, bytes], None]  # (collector name, envelope)
 _COUNTER_EPOCH_S = 1_600_000_000
 # A mesh round trip (hops both ways, the collector's forwarding interval, queues behind pushes)
@@ -88,6 +107,29 @@ def _decode(decoder: FrameDecoder, replay: ReplayGuard, frames: Sequence[bytes])
     may do I/O), then parse those (pure); the others are refused as REPLAYED."""
     authentic = decoder.authenticate(frames)
     return decoder.parse(authentic, replay.admit(authentic.meter_key, authentic.counter))
+
+
+def vouched_time_us(decoded: DecodedFrames) -> int | None:
+    """The median of the instants the accepted frames vouch for (authenticated: interval ends
+    and register reads of pushes, poll measurement and event times), clipped to the envelope
+    range; None when they carry none (acknowledgements only, re-sent old values)."""
+    r, g = decoded.intervals, decoded.registers
+    parts = [
+        r.interval_end_us[np.isin(r.frame_type, _PUSHES)],
+        g.read_at_us[np.isin(g.frame_type, _PUSHES)],
+        np.array(
+            [
+                m.measured_at_us if isinstance(m, PollResponse) else m.at_us
+                for _, m in decoded.messages
+                if isinstance(m, PollResponse | MeterEvent)
+            ],
+            dtype=np.int64,
+        ),
+    ]
+    times = np.concatenate(parts)
+    if not times.size:
+        return None
+    return int(np.clip(np.median(times), 0, SENT_AT_MAX_US))
 
 
 @dataclass
@@ -141,6 +183,9 @@ class HeadEnd:
         self.route = np.full(n, -1, dtype=np.int32)  # collector each meter was last heard via
         self.collectors: dict[str, int] = {}
         self.collector_names: list[str] = []
+        # collector → where its envelopes come from (an MQTT area), learned from vouched ones
+        self.origins: dict[str, str] = {}
+        self._vouched_us = -1  # high-water mark of vouched frame times (see vouched_time_us)
         now_us = to_epoch_us(clock.now())
         # downlink counters start from the time, so a restarted HES never reuses one (X2)
         self._down_counter = np.full(
@@ -234,23 +279,29 @@ class HeadEnd:
         return self.receive_envelopes([payload], redelivered=redelivered)
 
     def receive_envelopes(
-        self, payloads: Sequence[bytes], *, redelivered: bool = False, duties: bool = True
+        self,
+        payloads: Sequence[bytes],
+        *,
+        redelivered: bool = False,
+        duties: bool = True,
+        origins: Sequence[str] | None = None,
     ) -> int:
         """Take several envelopes at once: one authentication and replay pass, one batch for the
         MDMS (a worker behind MQTT takes what arrived together). Their arrival time is now.
 
         ``duties=False``: store only; deadlines, routes, acknowledgements and poll answers are
         left to :meth:`observe_envelopes` (several workers: one observes every envelope).
+        ``origins``: where each payload came from (for routes back, see :attr:`origins`).
         """
-        # with an observer keeping the duties, only it moves a following clock: the deadlines
-        # must not run ahead of what it has seen
-        envelopes = self._open_envelopes(payloads, count=True, move_clock=duties)
+        envelopes, where = self._open_envelopes(payloads, origins, count=True)
         if not envelopes:
             return 0
-        now_us = to_epoch_us(self.clock.now())
-        if isinstance(self.clock, FollowClock):
-            now_us = max(now_us, max(e.sent_at_us for e in envelopes))
         decoded = _decode(self.decoder, self.replay, [f for e in envelopes for f in e.frames])
+        # with an observer keeping the duties, only it moves a following clock: the deadlines
+        # must not run ahead of what it has seen; values are stamped at the vouched time
+        now_us = max(
+            to_epoch_us(self.clock.now()), self._arrival_us(envelopes, decoded, move_clock=duties)
+        )
         if redelivered and decoded.rejected.get(RejectReason.REPLAYED):
             again = decoded.rejected.pop(RejectReason.REPLAYED)
             self.stats.frames_redelivered += again
@@ -267,14 +318,16 @@ class HeadEnd:
             self.stats.values_stored += batch.num_rows
             self.metrics.values_stored.inc(batch.num_rows)
         if duties:
-            self._after_decode(envelopes, decoded, now_us)
+            self._after_decode(envelopes, where, decoded, now_us)
         return accepted
 
-    def observe_envelopes(self, payloads: Sequence[bytes]) -> None:
+    def observe_envelopes(
+        self, payloads: Sequence[bytes], *, origins: Sequence[str] | None = None
+    ) -> None:
         """See envelopes another worker stores: keep deadlines, learn routes, take
         acknowledgements and poll answers. Frames are authenticated against a replay window of
         the observer's own, and nothing is stored or counted as accepted."""
-        envelopes = self._open_envelopes(payloads, count=False)
+        envelopes, where = self._open_envelopes(payloads, origins, count=False)
         if not envelopes:
             return
         if self._observer is None:
@@ -283,30 +336,32 @@ class HeadEnd:
                 MemoryReplayGuard(len(self.route)),
             )
         decoder, replay = self._observer
-        now_us = to_epoch_us(self.clock.now())
         if not isinstance(self.clock, FollowClock):
             decoded = _decode(decoder, replay, [f for e in envelopes for f in e.frames])
-            self._after_decode(envelopes, decoded, now_us)
+            self._after_decode(envelopes, where, decoded, to_epoch_us(self.clock.now()))
             self.stats.frames_observed += decoded.accepted
             self.stats.envelopes_observed += len(envelopes)
             return
-        # behind a simulated fleet, an envelope arrived when its collector says it left
-        # (this worker may be behind the fleet's clock): judge each group at its own time
-        by_time: dict[int, list[Envelope]] = collections.defaultdict(list)
-        for envelope in envelopes:
-            by_time[min(envelope.sent_at_us, now_us)].append(envelope)
-        for at_us in sorted(by_time):
-            group = by_time[at_us]
+        # behind a simulated fleet, an envelope arrived when its collector says it left (this
+        # worker may be behind the fleet's clock), within what its frames vouch for: judge each
+        # group at its own time
+        by_time: dict[int, list[int]] = collections.defaultdict(list)
+        for i, envelope in enumerate(envelopes):
+            by_time[envelope.sent_at_us].append(i)
+        for sent_us in sorted(by_time):
+            group = [envelopes[i] for i in by_time[sent_us]]
             decoded = _decode(decoder, replay, [f for e in group for f in e.frames])
-            self._after_decode(group, decoded, at_us)
+            at_us = self._arrival_us(group, decoded, move_clock=True)
+            self._after_decode(group, [where[i] for i in by_time[sent_us]], decoded, at_us)
             self.stats.frames_observed += decoded.accepted
         self.stats.envelopes_observed += len(envelopes)
 
     def _open_envelopes(
-        self, payloads: Sequence[bytes], *, count: bool, move_clock: bool = True
-    ) -> list[Envelope]:
+        self, payloads: Sequence[bytes], origins: Sequence[str] | None, *, count: bool
+    ) -> tuple[list[Envelope], list[str | None]]:
         envelopes: list[Envelope] = []
-        for payload in payloads:
+        where: list[str | None] = []
+        for i, payload in enumerate(payloads):
             try:
                 envelopes.append(decode_envelope(payload))
             except FrameError as exc:
@@ -314,17 +369,47 @@ class HeadEnd:
                     self.stats.malformed_envelopes += 1
                     self.metrics.envelopes_rejected.inc()
                     log.warning("malformed envelope refused: %s", exc)
+                continue
+            where.append(origins[i] if origins is not None else None)
         if count:
             self.stats.envelopes += len(payloads)
-        if move_clock and envelopes and isinstance(self.clock, FollowClock):
-            self.clock.observe(from_epoch_us(max(e.sent_at_us for e in envelopes)))
-        return envelopes
+        return envelopes, where
 
-    def _after_decode(self, envelopes: list[Envelope], decoded: DecodedFrames, now_us: int) -> None:
+    def _arrival_us(
+        self, envelopes: list[Envelope], decoded: DecodedFrames, *, move_clock: bool
+    ) -> int:
+        """When these envelopes left their collector as far as can be trusted: now, or behind
+        a simulated fleet their send time, at most :data:`CLOCK_LEAD_US` past the frame times
+        vouched for so far; a following clock moves there if ``move_clock``."""
+        now_us = to_epoch_us(self.clock.now())
+        if not isinstance(self.clock, FollowClock):
+            return now_us
+        vouched = vouched_time_us(decoded)
+        if vouched is not None:
+            self._vouched_us = max(self._vouched_us, vouched)
+        if self._vouched_us < 0:
+            return now_us  # nothing authentic seen yet: the clock stays where it is
+        at_us = min(max(e.sent_at_us for e in envelopes), self._vouched_us + CLOCK_LEAD_US)
+        if move_clock and at_us > now_us:
+            self.clock.observe(from_epoch_us(at_us))
+        return at_us
+
+    def _after_decode(
+        self,
+        envelopes: list[Envelope],
+        origins: list[str | None],
+        decoded: DecodedFrames,
+        now_us: int,
+    ) -> None:
         owner = np.repeat(np.arange(len(envelopes)), [len(e.frames) for e in envelopes])
         collectors = np.array([self._collector_index(e.collector) for e in envelopes], np.int32)
         # route downlink through the collector each meter was last heard via (authentic only)
-        self.route[decoded.frames.meter_key] = collectors[owner[decoded.frames.index]]
+        heard = owner[decoded.frames.index]
+        self.route[decoded.frames.meter_key] = collectors[heard]
+        for i in np.unique(heard).tolist():
+            origin = origins[i]
+            if origin is not None:
+                self.origins[envelopes[i].collector] = origin
         if self.track_duties:
             for tracker in self.trackers.values():
                 tracker.advance(now_us)  # a slot must be open before its values can count

@@ -34,6 +34,17 @@ from kenshin.hes.service import HeadEnd
 Flush = Callable[[CounterState | None], None]
 
 
+def _areas(deliveries: list[Delivery]) -> list[str]:
+    """The area level of each delivery's topic ("" when the topic is not an A-route one)."""
+    areas = []
+    for message in deliveries:
+        try:
+            areas.append(split_topic(message.topic)[0])
+        except ValueError:
+            areas.append("")
+    return areas
+
+
 @dataclass
 class WorkerReports:
     """Where the worker reports progress for the publishers' flow control (``Backlog``)."""
@@ -67,7 +78,6 @@ class HesWorker:
     reports: WorkerReports | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch_limit: int = 256
-    areas: dict[str, str] = field(default_factory=dict, init=False)  # collector → area
     stored: int = field(default=0, init=False)  # envelopes stored and acknowledged
     observed: int = field(default=0, init=False)
     _pending: list[Delivery] = field(default_factory=list, init=False)
@@ -86,8 +96,7 @@ class HesWorker:
                 if commit:
                     self._commit()
             if seen:
-                self._learn_routes(seen)
-                self.hes.observe_envelopes([m.payload for m in seen])
+                self.hes.observe_envelopes([m.payload for m in seen], origins=_areas(seen))
         if seen:
             self.observed += len(seen)
             if self.reports is not None:
@@ -119,19 +128,19 @@ class HesWorker:
         self._pending.clear()
         self.hes.replay.abandon()
 
-    def _learn_routes(self, deliveries: list[Delivery]) -> None:
-        for message in deliveries:
-            area, collector = split_topic(message.topic)
-            self.areas[collector] = area
+    def area_of(self, collector: str) -> str | None:
+        """The area (topic level) downlink to ``collector`` goes to: where its last envelope
+        holding an accepted frame came from (``HeadEnd.origins``), never a bare topic."""
+        return self.hes.origins.get(collector)
 
     def _admit(self, batch: list[Delivery]) -> None:
-        self._learn_routes(batch)
         # one authentication and replay pass for what arrived together; in a batch holding a
         # redelivered message, replays count as redeliveries
         self.hes.receive_envelopes(
             [m.payload for m in batch],
             redelivered=any(m.redelivered for m in batch),
             duties=self.inline_duties,
+            origins=_areas(batch),
         )
         self._pending.extend(batch)
 

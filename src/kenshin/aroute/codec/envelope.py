@@ -16,6 +16,11 @@ from kenshin.errors import FrameError
 
 ENVELOPE_MAGIC = b"KSA"
 ENVELOPE_VERSION = 1
+# a collector's clock reads between 1970 and 2100: anything else is refused as malformed, so no
+# later date arithmetic can overflow on it (a hostile envelope once crashed the head-end)
+SENT_AT_MAX_US = 4_102_444_800_000_000  # 2100-01-01T00:00Z
+# a collector id becomes an MQTT topic level: printable, no separator or wildcard
+_BAD_ID_CHARS = frozenset("/+#")
 _ENV_TAIL = struct.Struct(">qIH")  # sent_at_us, sequence, n_frames
 _U16 = struct.Struct(">H")
 
@@ -30,12 +35,27 @@ class Envelope:
     frames: list[bytes]
 
 
+def check_collector_id(collector: str) -> None:
+    """Refuse (:class:`FrameError`) an id that is empty, not printable, or holds ``/ + #``."""
+    if not collector:
+        raise FrameError("empty collector id")
+    if not collector.isprintable() or any(c in _BAD_ID_CHARS or c.isspace() for c in collector):
+        raise FrameError(f"collector id {collector!r} has characters a topic level cannot hold")
+
+
+def check_sent_at(sent_at_us: int) -> None:
+    if not 0 <= sent_at_us <= SENT_AT_MAX_US:
+        raise FrameError(f"envelope sent at {sent_at_us} µs, outside 1970 … 2100")
+
+
 def encode_envelope(
     collector: str, sent_at_us: int, sequence: int, frames: Sequence[bytes | memoryview]
 ) -> bytes:
     name = collector.encode("utf-8")
     if len(name) > 0xFF:
         raise FrameError(f"collector id of {len(name)} bytes, at most 255")
+    check_collector_id(collector)
+    check_sent_at(sent_at_us)
     if len(frames) > 0xFFFF:
         raise FrameError(f"{len(frames)} frames in one envelope, at most {0xFFFF}")
     if not 0 <= sequence <= 0xFFFF_FFFF:
@@ -69,7 +89,9 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
         collector = buf[5:pos].decode("utf-8")
     except UnicodeDecodeError:
         raise FrameError("collector id is not UTF-8") from None
+    check_collector_id(collector)
     sent_at_us, sequence, n_frames = _ENV_TAIL.unpack_from(buf, pos)
+    check_sent_at(sent_at_us)
     pos += _ENV_TAIL.size
     frames = []
     for k in range(n_frames):
