@@ -1,13 +1,17 @@
 """A broker restart against a private Mosquitto (its own port, persistence in a tmp dir): the
-MQTT link rides it out."""
+MQTT link rides it out, and ``kenshin fleet`` neither lets the broker drop what no worker took
+nor reports success when the workers did not store everything."""
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,10 +21,12 @@ from pathlib import Path
 import pytest
 
 from kenshin.aroute.link import Delivery
-from kenshin.aroute.mqtt import MqttLink, shared_up_subscription, up_topic
+from kenshin.aroute.mqtt import Backlog, MqttLink, TransportError, shared_up_subscription, up_topic
 from tests.conftest import services_required
 
 pytestmark = pytest.mark.slow
+
+KEY = "11" * 32  # a test master key (the fleet refuses to guess one)
 
 
 class Mosquitto:
@@ -175,3 +181,93 @@ def test_an_offline_persistent_session_keeps_its_messages_over_a_restart(
     finally:
         worker.close()
     assert set(got) == set(sent)
+
+
+def test_the_backlog_waits_for_workers_that_never_reported() -> None:
+    backlog = Backlog(limit=10)
+    stop = threading.Event()
+    backlog.published = 9
+    backlog.wait(stop)  # under the limit: no wait
+    backlog.published = 10
+    t = time.monotonic()
+    with pytest.raises(TransportError, match="10 envelopes published and not stored"):
+        backlog.wait(stop, stall_s=0.3)  # nobody reports: it waits, then gives up
+    assert time.monotonic() - t >= 0.3
+
+
+def test_the_backlog_counts_only_this_runs_envelopes() -> None:
+    backlog = Backlog(limit=10)
+    backlog.on_progress("w1", 5000, retained=True)  # earlier runs: a baseline
+    backlog.on_progress("w2", 700)  # heard before we published: a baseline too
+    backlog.published = 40
+    backlog.on_progress("w1", 5030)
+    backlog.on_progress("w2", 705)
+    assert backlog.stored == 35 and backlog.pending == 5
+    backlog.on_progress("w1", 4000, retained=True)  # a stale retained count: ignored
+    assert backlog.stored == 35
+    backlog.on_progress("w2", 3)  # w2 restarted and counts from 0
+    assert backlog.stored == 38 and backlog.unaccounted == 2
+    backlog.on_report("kenshin/hes/progress/w3", b"garbage")  # ignored, never raised
+    backlog.on_progress("w3", 10_000)  # a newcomer's first count: never more than published
+    assert backlog.stored == 40 and backlog.unaccounted == 0
+    stop = threading.Event()
+    assert backlog.settle(stop, timeout_s=0.1) == 0
+
+
+def _fleet_config(meters: int) -> object:
+    from kenshin.fleet.simulator import FleetConfig
+
+    return FleetConfig(
+        n_meters=meters, start=dt.datetime.fromisoformat("2026-04-01T00:00:00+09:00"), seed=3
+    )
+
+
+def test_a_fleet_without_workers_stops_at_what_the_broker_keeps(mosquitto: Mosquitto) -> None:
+    """The workers' persistent session exists but nobody takes from it: the fleet publishes
+    ``max_backlog`` envelopes, waits, fails, and the broker still holds every one of them."""
+    from kenshin.app.services import run_fleet
+
+    root = f"kt-{uuid.uuid4().hex[:8]}"
+    subscription = shared_up_subscription(root=root)
+    MqttLink(mosquitto.url, f"{root}-w", subscriptions=(subscription,), persistent=True).close()
+    lines: list[str] = []
+    t = time.monotonic()
+    with pytest.raises(TransportError, match="50 envelopes published and not stored"):
+        run_fleet(
+            mosquitto.url,
+            _fleet_config(200),  # type: ignore[arg-type]
+            0.5,
+            master_key=KEY,
+            topic_root=root,
+            client_id=f"{root}-fleet",
+            max_backlog=50,
+            worker_timeout_s=1.5,
+            on_wait=lines.append,
+        )
+    assert time.monotonic() - t < 30
+    assert lines and "waiting for the head-end workers" in lines[0]  # progress was visible
+    worker = MqttLink(mosquitto.url, f"{root}-w", subscriptions=(subscription,), persistent=True)
+    try:
+        got: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 50 and time.monotonic() < deadline:
+            got += [m.payload for m in worker.receive(0.2)]
+        got += [m.payload for m in worker.receive(0.5)]  # nothing beyond the limit
+    finally:
+        worker.close()
+    assert len(set(got)) == 50
+
+
+def test_kenshin_fleet_without_workers_exits_non_zero(mosquitto: Mosquitto) -> None:
+    root = f"kt-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-m", "kenshin", "fleet", "--mqtt", mosquitto.url]
+    command += ["--meters", "20", "--days", "0.05", "--start", "2026-04-01"]
+    command += ["--topic-root", root, "--worker-timeout", "1"]
+    env = {**os.environ, "KENSHIN_AROUTE_MASTER_KEY": KEY, "COLUMNS": "200"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=50)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    error = [line for line in output.splitlines() if "kenshin: error:" in line]
+    assert len(error) == 1 and "envelopes unaccounted for" in error[0], output
+    published = int(error[0].split(" of ")[1].split()[0].replace(",", ""))
+    assert published > 0 and error[0].split("error: ")[1].startswith(f"{published:,} of")

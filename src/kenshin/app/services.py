@@ -200,6 +200,12 @@ class FleetRun:
     downlink_envelopes: int
     seconds: float
     simulated_until: str
+    stored: int = 0  # envelopes the head-end workers reported stored
+    unaccounted: int = 0  # published, and no worker reported them stored in time
+
+    @property
+    def accounted(self) -> bool:
+        return self.unaccounted == 0
 
 
 def run_fleet(
@@ -216,9 +222,20 @@ def run_fleet(
     stop: threading.Event | None = None,
     topic_root: str = TOPIC_ROOT,
     max_backlog: int = 800,
+    worker_timeout_s: float = 120.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> FleetRun:
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
-    possible, otherwise simulated time runs ``speed`` × the wall clock."""
+    possible, otherwise simulated time runs ``speed`` × the wall clock.
+
+    Flow control (:class:`~kenshin.aroute.mqtt.Backlog`): at most ``max_backlog`` envelopes
+    are published and not reported stored by a head-end worker (also before any worker has
+    reported), because the broker keeps only so many for an absent worker (Mosquitto: 1000 per
+    session); when no report moves for ``worker_timeout_s``, :class:`TransportError`. At the
+    end it waits (the same timeout, without progress) until the workers report every envelope
+    stored; ``FleetRun.unaccounted`` says how many they did not. ``on_wait`` gets a line about
+    once a second while the fleet waits for the workers.
+    """
     policy = fleet_policy(config, policy)
     field = simulated_field(Fleet(config), policy, KeyRing(load_master_key(master_key)), network)
     area = config.area.code
@@ -231,11 +248,26 @@ def run_fleet(
         else:
             downs.put(message)
 
+    def on_retained(message: Delivery) -> None:
+        # a worker's last count, given at subscription (or again after a reconnect)
+        if "/hes/" in message.topic:
+            backlog.on_report(message.topic, message.payload, retained=True)
+
+    def waiting(pending: int, waited_s: float) -> None:
+        if on_wait is not None:
+            on_wait(
+                f"waiting for the head-end workers: {pending:,} envelopes not reported stored "
+                f"({waited_s:.0f} s)"
+            )
+
     link = MqttLink(
         mqtt_url,
         client_id or f"fleet-{area}-{config.seed}",
         on_message=on_message,
+        on_retained=on_retained,
         subscriptions=(down_subscription(area, topic_root), progress_subscription(topic_root)),
+        # rides out a broker restart of up to this long without an error
+        publish_timeout_s=worker_timeout_s,
     )
     stop = stop or threading.Event()
     pacer = Pacer(AcceleratedClock(config.start, speed) if speed else None)
@@ -250,7 +282,7 @@ def run_fleet(
                 break
             field.step()
             for envelope in field.due(field.now_us):
-                backlog.wait(stop)
+                backlog.wait(stop, worker_timeout_s, waiting)
                 link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
                 backlog.published += 1
             while True:
@@ -265,10 +297,12 @@ def run_fleet(
                 progress(done, total)
         # answers to the last downlink frames, then everything still on its way
         for envelope in field.due(2**62):
-            backlog.wait(stop)
+            backlog.wait(stop, worker_timeout_s, waiting)
             link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
             backlog.published += 1
         link.drain()
+        # the broker has everything; success only once the workers say they stored it
+        backlog.settle(stop, worker_timeout_s, waiting)
     finally:
         link.close()
     return FleetRun(
@@ -277,4 +311,6 @@ def run_fleet(
         downlink_envelopes=downlinks,
         seconds=time.perf_counter() - started,
         simulated_until=from_epoch_us(field.now_us).isoformat(),
+        stored=backlog.stored,
+        unaccounted=backlog.unaccounted,
     )

@@ -70,71 +70,144 @@ def progress_subscription(root: str = TOPIC_ROOT) -> str:
 
 
 class Backlog:
-    """End-to-end flow control for a publisher of envelopes.
+    """End-to-end flow control and accounting for a publisher of envelopes.
 
     MQTT acknowledges a message when the *broker* has it; a broker keeps only so many messages
-    queued for a slow subscriber (Mosquitto: ``max_queued_messages``, 1000 by default) and drops
-    the rest. So head-end workers report how many envelopes they have stored, and the publisher
-    waits while more than ``limit`` of its envelopes are not stored yet. Counts are cumulative per
-    worker, so a lost report is made good by the next, and a restarted worker counts from 0.
+    queued for a slow or absent subscriber (Mosquitto: ``max_queued_messages``, 1000 per session
+    by default) and drops the rest. So head-end workers report how many envelopes they have
+    stored (retained, see :meth:`MqttLink.publish_status`), and the publisher waits while more
+    than ``limit`` of its envelopes are not stored yet -- also before any worker has reported, so
+    absent workers make it wait and then fail instead of letting the broker drop the surplus.
+
+    Counts are cumulative per worker since it started. A worker's first count heard before we
+    published anything, or given retained at subscription, is its baseline (envelopes of earlier
+    runs); a lower live count is a restarted worker counting from 0; a lower retained count is a
+    stale value (a broker restored from an older snapshot) and is ignored.
     """
 
-    def __init__(self, limit: int = 400) -> None:
+    def __init__(self, limit: int = 800) -> None:
+        if limit < 1:
+            raise InvalidSetting(f"a backlog limit must be at least 1, got {limit}")
         self.limit = limit
         self._lock = threading.Lock()
         self._last: dict[str, int] = {}
-        self.stored = 0  # envelopes the workers have reported stored since we started
+        self._stored = 0  # envelopes the workers have reported stored since we started
         self._observed_last: dict[str, int] = {}
         self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
         self.published = 0
-        self.heard = threading.Event()  # some worker has reported
+        self.reports = 0  # reports that moved a count (the waits restart their clock on them)
 
-    def on_progress(self, worker: str, count: int) -> None:
+    def _advance(self, last: dict[str, int], worker: str, count: int, retained: bool) -> int:
+        previous = last.get(worker)
+        if previous is None:
+            last[worker] = count
+            return 0 if retained or self.published == 0 else count
+        if count >= previous:
+            last[worker] = count
+            return count - previous
+        if retained:
+            return 0
+        last[worker] = count
+        return count
+
+    def on_progress(self, worker: str, count: int, retained: bool = False) -> None:
         with self._lock:
-            previous = self._last.get(worker, 0)
-            self.stored += count - previous if count >= previous else count
-            self._last[worker] = count
-        self.heard.set()
+            added = self._advance(self._last, worker, count, retained)
+            self._stored += added
+            self.reports += added > 0
 
-    def on_observed(self, worker: str, count: int) -> None:
+    def on_observed(self, worker: str, count: int, retained: bool = False) -> None:
         """The duty worker watches every envelope; it must keep up too."""
         with self._lock:
-            previous = self._observed_last.get(worker, 0)
-            seen = self._observed.get(worker, 0)
-            self._observed[worker] = seen + (count - previous if count >= previous else count)
-            self._observed_last[worker] = count
-        self.heard.set()
+            added = self._advance(self._observed_last, worker, count, retained)
+            self._observed[worker] = self._observed.get(worker, 0) + added
+            self.reports += added > 0
 
-    def on_report(self, topic: str, payload: bytes) -> None:
-        """A message on ``<root>/hes/<progress|observed>/<worker>``."""
+    def on_report(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """A message on ``<root>/hes/<progress|observed>/<worker>``; anything else is ignored
+        (this runs on the MQTT network thread, which an exception would end)."""
         kind, worker = topic.split("/")[-2:]
-        count = int(payload or b"0")
+        try:
+            count = int(payload or b"0")
+        except ValueError:
+            log.warning("ignoring a malformed report on %s: %r", topic, payload[:40])
+            return
+        if count < 0:
+            return
         if kind == "observed":
-            self.on_observed(worker, count)
-        else:
-            self.on_progress(worker, count)
+            self.on_observed(worker, count, retained)
+        elif kind == "progress":
+            self.on_progress(worker, count, retained)
+
+    @property
+    def stored(self) -> int:
+        """Envelopes of ours reported stored (never more than we published: a worker's first
+        count may include envelopes of others)."""
+        with self._lock:
+            return min(self._stored, self.published)
+
+    @property
+    def unaccounted(self) -> int:
+        return self.published - self.stored
 
     @property
     def pending(self) -> int:
         with self._lock:
-            behind = self.published - self.stored
+            behind = self.published - min(self._stored, self.published)
             if self._observed:
                 behind = max(behind, self.published - min(self._observed.values()))
             return behind
 
-    def wait(self, stop: threading.Event, stall_s: float = 120.0) -> None:
-        """Block while too much is unstored; raise if the workers stop reporting."""
-        if not self.heard.is_set():
-            return  # no head-end has reported: nothing to pace against
-        waited = 0.0
-        while self.pending > self.limit and not stop.is_set():
-            stop.wait(0.005)
-            waited += 0.005
-            if waited > stall_s:
-                raise TransportError(
-                    f"{self.pending} envelopes not stored after {stall_s:g} s: are the head-end "
-                    "workers running?"
-                )
+    def wait(
+        self,
+        stop: threading.Event,
+        stall_s: float = 120.0,
+        on_wait: Callable[[int, float], None] | None = None,
+    ) -> None:
+        """Block while ``limit`` envelopes or more are unstored (so at most ``limit`` ever are);
+        raise :class:`TransportError` when no report has moved for ``stall_s``.
+        ``on_wait(pending, waited_s)`` about once a second while waiting."""
+        if self.pending < self.limit:
+            return
+        self._until(lambda: self.pending < self.limit, stop, stall_s, on_wait)
+        if self.pending >= self.limit and not stop.is_set():
+            raise TransportError(
+                f"{self.pending:,} envelopes published and not stored by any head-end worker, "
+                f"no progress for {stall_s:g} s (a broker keeps only so many for an absent "
+                "worker): are the head-end workers (kenshin hes) running on this broker and "
+                "topic root?"
+            )
+
+    def settle(
+        self,
+        stop: threading.Event,
+        timeout_s: float = 120.0,
+        on_wait: Callable[[int, float], None] | None = None,
+    ) -> int:
+        """Wait until the workers report every published envelope stored, or until no report
+        has moved for ``timeout_s``; returns how many remain unaccounted for."""
+        self._until(lambda: self.unaccounted == 0, stop, timeout_s, on_wait)
+        return self.unaccounted
+
+    def _until(
+        self,
+        done: Callable[[], bool],
+        stop: threading.Event,
+        stall_s: float,
+        on_wait: Callable[[int, float], None] | None,
+    ) -> None:
+        started = last_move = time.monotonic()
+        reports, said = self.reports, started
+        while not done() and not stop.is_set():
+            now = time.monotonic()
+            if self.reports != reports:  # progress: the stall clock starts again
+                reports, last_move = self.reports, now
+            if now - last_move > stall_s:
+                return
+            if on_wait is not None and now - said >= 1.0:
+                on_wait(self.pending, now - started)
+                said = now
+            stop.wait(0.01)
 
 
 def up_subscription(area: str = "+", root: str = TOPIC_ROOT) -> str:

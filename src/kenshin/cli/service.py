@@ -179,9 +179,20 @@ def fleet(
     dev_key: DevKeyOpt = False,
     topic_root: TopicRootOpt = "kenshin",
     send_15min: Send15Opt = False,
+    worker_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds without progress from the head-end workers (or the broker) before "
+            "the fleet gives up: while it waits for them to store its backlog, and at the end.",
+        ),
+    ] = 120.0,
 ) -> None:
-    """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`)."""
+    """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`).
+    It never has more than 800 envelopes unstored by the workers, and fails (exit 1) unless the
+    workers report every envelope stored."""
     from kenshin.app.services import run_fleet
+    from kenshin.errors import TransportError
 
     broker = broker_url(mqtt)  # before the fleet is built
     try:
@@ -204,6 +215,8 @@ def fleet(
             master_key=key,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
             topic_root=topic_root,
+            worker_timeout_s=worker_timeout,
+            on_wait=lambda line: progress.console.print(line, markup=False, highlight=False),
         )
     table = Table(title=f"kenshin fleet → {broker}", show_header=False)
     f = result.field
@@ -213,7 +226,15 @@ def fleet(
     table.add_row("lost in the network", f"{f.frames_lost:,}")
     table.add_row("forwarded by collectors", f"{f.frames_forwarded:,} in {f.envelopes:,} envelopes")
     table.add_row("downlink frames", f"{f.downlink_frames:,} ({f.downlink_refused:,} refused)")
+    table.add_row("envelopes published", f"{result.published:,}")
+    table.add_row("reported stored by the workers", f"{result.stored:,}")
     table.add_row("time taken", f"{result.seconds:.1f} s")
     rate = f.frames_forwarded / result.seconds if result.seconds else 0.0
     table.add_row("throughput", f"{rate:,.0f} frames/s")
     out.print(table)
+    if not result.accounted:
+        raise TransportError(
+            f"{result.unaccounted:,} of {result.published:,} envelopes unaccounted for: no "
+            f"head-end worker reported them stored within {worker_timeout:g} s of its last "
+            "progress (are the workers running? the broker may have dropped them)"
+        )
