@@ -109,16 +109,23 @@ def test_guard_refuses_meter_keys_it_does_not_hold() -> None:
 
 def reference(frames: list[tuple[int, int]]) -> list[bool]:
     """The rule restated with sets: admit iff unseen and not older than the window."""
+    return reference_with_late(frames)[0]
+
+
+def reference_with_late(frames: list[tuple[int, int]]) -> tuple[list[bool], list[bool]]:
+    """… and which frames were refused for their age alone (older than the window)."""
     seen: dict[int, set[int]] = {}
-    out = []
+    out, late = [], []
     for meter, counter in frames:
         mine = seen.setdefault(meter, set())
         highest = max(mine, default=-1)
-        ok = counter not in mine and counter > highest - WINDOW
+        too_old = counter <= highest - WINDOW
+        ok = counter not in mine and not too_old
         if ok:
             mine.add(counter)
         out.append(ok)
-    return out
+        late.append(too_old)
+    return out, late
 
 
 frames_strategy = st.lists(
@@ -133,13 +140,16 @@ def test_batches_agree_with_the_set_model(frames: list[tuple[int, int]], cuts: l
     """However the frames are cut into batches, the outcome is the frame-by-frame rule."""
     guard = MemoryReplayGuard(5)
     got: list[bool] = []
+    got_late: list[bool] = []
     bounds = sorted({0, len(frames), *(c for c in cuts if c < len(frames))})
     for lo, hi in itertools.pairwise(bounds):
         chunk = frames[lo:hi]
         keys = np.array([m for m, _ in chunk], dtype=np.int32)
         counters = np.array([c for _, c in chunk], dtype=np.int64)
-        got.extend(guard.admit(keys, counters).tolist())
-    assert got == reference(frames)
+        late = np.ones(len(chunk), dtype=bool)  # overwritten: every frame gets an answer
+        got.extend(guard.admit(keys, counters, late=late).tolist())
+        got_late.extend(late.tolist())
+    assert (got, got_late) == reference_with_late(frames)
 
 
 @given(
@@ -151,7 +161,8 @@ def test_large_rounds_match_the_model(counters: list[int], meters: int) -> None:
     frames = [(i % meters, c) for i, c in enumerate(counters * 3)]
     last = np.full(meters, -1, dtype=np.int64)
     bitmap = np.zeros(meters, dtype=np.uint64)
+    late = np.zeros(len(frames), dtype=bool)
     ok = admit_batch(
-        last, bitmap, np.array([m for m, _ in frames]), np.array([c for _, c in frames])
+        last, bitmap, np.array([m for m, _ in frames]), np.array([c for _, c in frames]), late
     )
-    assert ok.tolist() == reference(frames)
+    assert (ok.tolist(), late.tolist()) == reference_with_late(frames)

@@ -92,11 +92,18 @@ def test_window_rule_matches_the_memory_guard(guards):
     cuts = np.sort(rng.choice(np.arange(1, len(keys)), size=120, replace=False))
     bounds = [0, *cuts.tolist(), len(keys)]
     admitted = 0
+    n_late = 0
     for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-        expected = admit(oracle, keys[lo:hi], counters[lo:hi])
-        assert admit(guards[i % 2], keys[lo:hi], counters[lo:hi]) == expected, f"batch {i}"
+        k = np.array(keys[lo:hi], dtype=np.int32)
+        c = np.array(counters[lo:hi], dtype=np.int64)
+        late, oracle_late = np.zeros(len(k), bool), np.zeros(len(k), bool)
+        expected = oracle.admit(k, c, late=oracle_late).tolist()
+        assert guards[i % 2].admit(k, c, late=late).tolist() == expected, f"batch {i}"
+        assert late.tolist() == oracle_late.tolist(), f"batch {i}"
         admitted += sum(expected)
+        n_late += int(late.sum())
     assert 0 < admitted < len(keys)
+    assert n_late > 0
     last, bitmap = guards[0].state(np.arange(meters))
     oracle_last, oracle_bitmap = oracle.state()
     assert last.tolist() == oracle_last.tolist()

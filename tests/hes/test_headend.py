@@ -80,7 +80,7 @@ class ListSink:
     def __init__(self) -> None:
         self.batches: list[ReadingBatch] = []
 
-    def ingest(self, batch: ReadingBatch) -> None:
+    def ingest(self, batch: ReadingBatch, *, late: bool = False) -> None:
         self.batches.append(batch)
 
 

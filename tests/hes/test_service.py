@@ -123,9 +123,11 @@ def test_the_head_end_asks_its_replay_guard_about_authentic_frames_only(system) 
     asked: list[tuple[list[int], list[int]]] = []
     admit = hes.replay.admit
 
-    def spy(meter_keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    def spy(
+        meter_keys: np.ndarray, counters: np.ndarray, *, late: np.ndarray | None = None
+    ) -> np.ndarray:
         asked.append((meter_keys.tolist(), counters.tolist()))
-        return admit(meter_keys, counters)
+        return admit(meter_keys, counters, late=late)
 
     hes.replay.admit = spy
     frames = _fresh_frames(system)

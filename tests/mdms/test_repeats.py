@@ -181,3 +181,46 @@ def test_a_wire_day_stores_no_repeated_answer(tmp_path) -> None:
     assert answers > 0  # the day had re-reads to compare
     assert dropped > 0  # ... and some repeated what was stored (53 at 1,000 meters)
     assert repeats == 0
+
+
+def _registers(read_at: list[int], values: list[int]) -> pa.Table:
+    n = len(values)
+    return pa.table(
+        {
+            "meter_key": pa.array([1] * n, pa.int32()),
+            "channel": pa.array([1] * n, pa.uint8()),
+            "read_at": pa.array(read_at, pa.int64()).cast(REGISTER_READS_SCHEMA.field(2).type),
+            "register": pa.array(values, pa.int32()),
+            "source": pa.array([int(Source.METER_PUSH)] * n, pa.uint8()),
+            "tx_time": pa.array([TX] * n, pa.int64()).cast(REGISTER_READS_SCHEMA.field(5).type),
+        },
+        schema=REGISTER_READS_SCHEMA,
+    )
+
+
+def _register_count(store: ReadingStore) -> int:
+    return store.read_register_rows(Channel.ACTIVE_FORWARD, DAY, ENDS[-1]).num_rows
+
+
+def test_late_frames_store_only_what_the_store_lacks(
+    store: ReadingStore, service: MeterDataService
+) -> None:
+    """Values of frames older than their replay window (issue 12): a push already stored (a
+    replay, or a redelivery) adds no row and no register read; one never stored is kept."""
+    service.ingest(ReadingBatch(_push(PUSHED[:2]), _registers(ENDS[:1], [500])))
+    service.flush()
+    rows_before, registers_before = _stored_rows(store), _register_count(store)
+    # the first two slots again (stored), the last two for the first time, as late frames
+    late = ReadingBatch(_push(PUSHED, TX + SLOT), _registers(ENDS[:2], [500, 510]))
+    service.ingest(late, late=True)
+    service.flush()
+    assert _stored_rows(store) == rows_before + 2
+    assert _register_count(store) == registers_before + 1
+    values = _versions(store).column("value").to_pylist()
+    assert sorted(values) == sorted(PUSHED)  # each slot once
+    assert service.stats.late_dropped == 1
+    # the same late frames once more: nothing at all
+    service.ingest(late, late=True)
+    service.flush()
+    assert _stored_rows(store) == rows_before + 2
+    assert _register_count(store) == registers_before + 1

@@ -12,6 +12,11 @@ anything older than the window, or already seen, is refused. Frames that arrive 
 order (a collector re-sends, two collectors hear the same meter) are admitted exactly once.
 ``last = -1`` means nothing has been seen from the meter yet.
 
+A frame older than the window is not necessarily a replay: when a head-end worker is down, the
+broker keeps its share while another worker takes the meters' newer frames, and a real-time
+meter sends ~290 a day. ``admit(..., late=out)`` marks those frames, refused only for their age,
+so the head-end can store their values where the store holds none yet (issue 12).
+
 The check runs only on frames that authenticated: an attacker cannot advance a meter's window
 with forged counters.
 
@@ -51,8 +56,16 @@ class ReplayGuard(Protocol):
     again exactly when its value was not stored.
     """
 
-    def admit(self, meter_keys: npt.NDArray[np.int32], counters: Int64Array) -> BoolArray:
-        """Admit each frame (in arrival order) at most once; record the admitted ones."""
+    def admit(
+        self,
+        meter_keys: npt.NDArray[np.int32],
+        counters: Int64Array,
+        *,
+        late: BoolArray | None = None,
+    ) -> BoolArray:
+        """Admit each frame (in arrival order) at most once; record the admitted ones. ``late``
+        (an output, like numpy's ``out``): set True for frames refused only because they are
+        older than the window."""
         ...
 
     def staged(self) -> CounterState | None:
@@ -100,14 +113,22 @@ def window_admit(
     return admitted, new_last, new_bitmap
 
 
+def _below(last: Int64Array, counters: Int64Array) -> BoolArray:
+    """Frames older than their meter's window (refused for their age alone)."""
+    return (counters >= 0) & (counters <= last - WINDOW)
+
+
 def _admit_scalar(
     last: Int64Array, bitmap: UInt64Array, slots: list[int], counters: list[int]
-) -> list[bool]:
-    """The same rule frame by frame, in order (for the small tail rounds of a batch)."""
+) -> tuple[list[bool], list[bool]]:
+    """The same rule frame by frame, in order (for the small tail rounds of a batch); also
+    which frames were below the window."""
     out = []
+    below = []
     for slot, counter in zip(slots, counters, strict=True):
         lst = int(last[slot])
         bits = int(bitmap[slot])
+        below.append(0 <= counter <= lst - WINDOW)
         if counter > lst:
             shift = counter - lst
             bits = ((bits << shift) & _MASK64 if shift < WINDOW else 0) | 1
@@ -119,11 +140,15 @@ def _admit_scalar(
             out.append(True)
         else:
             out.append(False)
-    return out
+    return out, below
 
 
 def admit_batch(
-    last: Int64Array, bitmap: UInt64Array, slots: npt.ArrayLike, counters: npt.ArrayLike
+    last: Int64Array,
+    bitmap: UInt64Array,
+    slots: npt.ArrayLike,
+    counters: npt.ArrayLike,
+    late: BoolArray | None = None,
 ) -> BoolArray:
     """Admit frames of any meters, several per meter allowed, in arrival order.
 
@@ -131,6 +156,7 @@ def admit_batch(
     them of frame ``i``'s meter. Frames of one meter are judged in their order in the batch:
     the batch runs in rounds, each taking the next frame of every meter that has one, so an
     exact duplicate later in the batch is refused because the first copy set its bit.
+    ``late`` (output, one per frame): True where a frame was older than its window.
     """
     slots_a = np.asarray(slots, dtype=np.int64).reshape(-1)
     counters_a = np.asarray(counters, dtype=np.int64).reshape(-1)
@@ -138,12 +164,18 @@ def admit_batch(
         raise ValueError(f"{len(slots_a)} slots but {len(counters_a)} counters")
     n = len(slots_a)
     admitted = np.zeros(n, dtype=bool)
+    if late is not None:
+        if late.shape != (n,):
+            raise ValueError(f"late has shape {late.shape}, expected ({n},)")
+        late[:] = False
     if n == 0:
         return admitted
     by_slot = np.argsort(slots_a, kind="stable")
     sorted_slots = slots_a[by_slot]
     starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
     if len(starts) == n:  # one frame per meter: a single round
+        if late is not None:
+            late[:] = _below(last[slots_a], counters_a)
         ok, new_last, new_bitmap = window_admit(last[slots_a], bitmap[slots_a], counters_a)
         last[slots_a] = new_last
         bitmap[slots_a] = new_bitmap
@@ -158,12 +190,17 @@ def admit_batch(
         lo, hi = int(bounds[r]), int(bounds[r + 1])
         if hi - lo < _SCALAR_BELOW:
             rest = by_rank[lo:]
-            admitted[rest] = _admit_scalar(
+            ok_rest, below_rest = _admit_scalar(
                 last, bitmap, slots_a[rest].tolist(), counters_a[rest].tolist()
             )
+            admitted[rest] = ok_rest
+            if late is not None:
+                late[rest] = below_rest
             break
         idx = by_rank[lo:hi]
         s = slots_a[idx]
+        if late is not None:
+            late[idx] = _below(last[s], counters_a[idx])
         ok, new_last, new_bitmap = window_admit(last[s], bitmap[s], counters_a[idx])
         last[s] = new_last
         bitmap[s] = new_bitmap
@@ -193,12 +230,18 @@ class MemoryReplayGuard:
     def abandon(self) -> None:
         pass
 
-    def admit(self, meter_keys: npt.NDArray[np.int32], counters: Int64Array) -> BoolArray:
+    def admit(
+        self,
+        meter_keys: npt.NDArray[np.int32],
+        counters: Int64Array,
+        *,
+        late: BoolArray | None = None,
+    ) -> BoolArray:
         keys = np.asarray(meter_keys, dtype=np.int64).reshape(-1)
         if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= len(self._last)):
             bad = keys[(keys < 0) | (keys >= len(self._last))][0]
             raise UnknownMeter(f"meter key {int(bad)} is outside this replay guard")
-        return admit_batch(self._last, self._bitmap, keys, counters)
+        return admit_batch(self._last, self._bitmap, keys, counters, late)
 
     def state(self) -> tuple[Int64Array, UInt64Array]:
         """Copies of ``(last, bitmap)``, indexed by meter key, for persisting."""
@@ -233,8 +276,14 @@ class StagedReplayGuard(MemoryReplayGuard):
         super().__init__(n_meters)
         self._touched = np.zeros(n_meters, dtype=bool)
 
-    def admit(self, meter_keys: npt.NDArray[np.int32], counters: Int64Array) -> BoolArray:
-        admitted = super().admit(meter_keys, counters)
+    def admit(
+        self,
+        meter_keys: npt.NDArray[np.int32],
+        counters: Int64Array,
+        *,
+        late: BoolArray | None = None,
+    ) -> BoolArray:
+        admitted = super().admit(meter_keys, counters, late=late)
         self._touched[np.asarray(meter_keys, dtype=np.int64)[admitted]] = True
         return admitted
 

@@ -118,12 +118,21 @@ class PostgresReplayGuard:
     def __repr__(self) -> str:
         return f"PostgresReplayGuard({self.target})"
 
-    def admit(self, meter_keys: npt.NDArray[np.int32], counters: Int64Array) -> BoolArray:
-        """Admit each frame (in arrival order) at most once, across every guard on the table."""
+    def admit(
+        self,
+        meter_keys: npt.NDArray[np.int32],
+        counters: Int64Array,
+        *,
+        late: BoolArray | None = None,
+    ) -> BoolArray:
+        """Admit each frame (in arrival order) at most once, across every guard on the table;
+        ``late`` as in :class:`~kenshin.aroute.replay.ReplayGuard`."""
         keys = np.asarray(meter_keys, dtype=np.int64).reshape(-1)
         counts = np.asarray(counters, dtype=np.int64).reshape(-1)
         if keys.shape != counts.shape:
             raise ValueError(f"{len(keys)} meter keys but {len(counts)} counters")
+        if late is not None and late.shape != keys.shape:
+            raise ValueError(f"late has shape {late.shape}, expected {keys.shape}")
         if keys.size == 0:
             return np.zeros(0, dtype=bool)
         if int(keys.min()) < np.iinfo(np.int32).min or int(keys.max()) > np.iinfo(np.int32).max:
@@ -133,7 +142,7 @@ class PostgresReplayGuard:
         with self._lock:
             for attempt in range(_RETRIES):
                 try:
-                    return self._admit_once(meters, slots, counts)
+                    return self._admit_once(meters, slots, counts, late)
                 except _StaleCache:  # rows this guard saw were deleted (a reset): insert again
                     self._known = np.zeros(0, dtype=bool)
                 except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
@@ -171,16 +180,18 @@ class PostgresReplayGuard:
                 self._open = False
                 self._connection().execute("ROLLBACK")
 
-    def _admit_once(self, meters: Int64Array, slots: Int64Array, counters: Int64Array) -> BoolArray:
+    def _admit_once(
+        self, meters: Int64Array, slots: Int64Array, counters: Int64Array, late: BoolArray | None
+    ) -> BoolArray:
         conn = self._connection()
         if not self.hold:
             with conn.transaction():
-                return self._admit_in_transaction(conn, meters, slots, counters)
+                return self._admit_in_transaction(conn, meters, slots, counters, late)
         if not self._open:
             conn.execute("BEGIN")
             self._open = True
         try:
-            return self._admit_in_transaction(conn, meters, slots, counters)
+            return self._admit_in_transaction(conn, meters, slots, counters, late)
         except BaseException:
             self._open = False
             conn.execute("ROLLBACK")
@@ -192,6 +203,7 @@ class PostgresReplayGuard:
         meters: Int64Array,
         slots: Int64Array,
         counters: Int64Array,
+        late: BoolArray | None,
     ) -> BoolArray:
         with conn.cursor() as cur:
             missing = self._unknown(meters)
@@ -220,7 +232,7 @@ class PostgresReplayGuard:
                 raise StoreError(f"replay table in {self.target} returned other meters")
             last: Int64Array = state[:, 1].copy()
             bitmap: UInt64Array = state[:, 2].copy().view(np.uint64)
-            admitted = admit_batch(last, bitmap, slots, counters)
+            admitted = admit_batch(last, bitmap, slots, counters, late)
             signed = bitmap.view(np.int64)
             changed = (last != state[:, 1]) | (signed != state[:, 2])
             if changed.any():

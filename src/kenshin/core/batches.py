@@ -41,7 +41,10 @@ class ReadingBatch:
 class ReadingSink(Protocol):
     """Where the head-end hands its batches (the MDMS ingest service)."""
 
-    def ingest(self, batch: ReadingBatch) -> None: ...
+    def ingest(self, batch: ReadingBatch, *, late: bool = False) -> None:
+        """Take a batch. ``late``: values of frames older than their meter's replay window,
+        to be stored only where the store holds no measured value of the same content yet."""
+        ...
 
 
 def timestamps(epoch_us: npt.ArrayLike) -> pa.Array:

@@ -31,6 +31,12 @@ class HesMetrics:
             "Frames accepted before that came again in a redelivered transport message",
             registry=r,
         )
+        self.frames_late = Counter(
+            "kenshin_hes_frames_late",
+            "Value frames older than their meter's replay window (a worker was down); their "
+            "values are stored where the store had none",
+            registry=r,
+        )
         self.envelopes_rejected = Counter(
             "kenshin_hes_envelopes_rejected",
             "Collector envelopes that could not be parsed",

@@ -91,6 +91,7 @@ _PUSHES = np.array(
     [FrameType.PUSH_SCHEDULED, FrameType.PUSH_5MIN_HISTORICAL, FrameType.PUSH_5MIN_REALTIME],
     dtype=np.uint8,
 )
+_VALUE_FRAMES = np.r_[_PUSHES, np.uint8(FrameType.RESEND_RESPONSE)]
 
 Downlink = Callable[[str, bytes], None]  # (collector name, envelope)
 _COUNTER_EPOCH_S = 1_600_000_000
@@ -107,6 +108,24 @@ def _decode(decoder: FrameDecoder, replay: ReplayGuard, frames: Sequence[bytes])
     may do I/O), then parse those (pure); the others are refused as REPLAYED."""
     authentic = decoder.authenticate(frames)
     return decoder.parse(authentic, replay.admit(authentic.meter_key, authentic.counter))
+
+
+def _decode_keeping_late(
+    decoder: FrameDecoder, replay: ReplayGuard, frames: Sequence[bytes]
+) -> tuple[DecodedFrames, DecodedFrames | None]:
+    """As :func:`_decode`, and the value frames refused only for being older than their
+    meter's window, parsed apart: a worker that was down delivers them after another worker
+    took the meters' newer frames. Their values are stored only where the store holds no
+    measured value yet (``ReadingSink.ingest(late=True)``), so a true replay adds nothing."""
+    authentic = decoder.authenticate(frames)
+    late = np.zeros(len(authentic), dtype=bool)
+    admitted = replay.admit(authentic.meter_key, authentic.counter, late=late)
+    late &= np.isin(authentic.frame_type, _VALUE_FRAMES)
+    if not late.any():
+        return decoder.parse(authentic, admitted), None
+    fresh = decoder.parse(authentic.subset(~late), admitted[~late])
+    old = decoder.parse(authentic.subset(late, refusals=False), np.ones(int(late.sum()), bool))
+    return fresh, old
 
 
 def vouched_time_us(decoded: DecodedFrames) -> int | None:
@@ -138,6 +157,7 @@ class HesStats:
     malformed_envelopes: int = 0
     frames_accepted: int = 0
     frames_redelivered: int = 0  # already accepted; came again after a transport redelivery
+    frames_late: int = 0  # older than their window: values kept where none was stored
     frames_observed: int = 0  # authentic frames seen by the duty observer (stored elsewhere)
     envelopes_observed: int = 0
     largest_batch: int = 0  # transport messages taken at once by a worker
@@ -296,7 +316,9 @@ class HeadEnd:
         envelopes, where = self._open_envelopes(payloads, origins, count=True)
         if not envelopes:
             return 0
-        decoded = _decode(self.decoder, self.replay, [f for e in envelopes for f in e.frames])
+        decoded, late = _decode_keeping_late(
+            self.decoder, self.replay, [f for e in envelopes for f in e.frames]
+        )
         # with an observer keeping the duties, only it moves a following clock: the deadlines
         # must not run ahead of what it has seen; values are stamped at the vouched time
         now_us = max(
@@ -317,6 +339,11 @@ class HeadEnd:
             self.sink.ingest(batch)
             self.stats.values_stored += batch.num_rows
             self.metrics.values_stored.inc(batch.num_rows)
+        if late is not None:
+            self.stats.frames_late += late.accepted
+            self.metrics.frames_late.inc(late.accepted)
+            if len(late.intervals) or len(late.registers):
+                self.sink.ingest(decoded_to_batch(late, now_us), late=True)
         if duties:
             self._after_decode(envelopes, where, decoded, now_us)
         return accepted

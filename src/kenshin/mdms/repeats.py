@@ -34,12 +34,20 @@ _CELL = ("meter_key", "channel", "resolution", "interval_end")
 _CONTENT = ("value", "quality", "method", "failed_rule")
 
 
-def drop_repeated_answers(readings: pa.Table, store: PointReader) -> tuple[pa.Table, int]:
+def drop_repeated_answers(
+    readings: pa.Table, store: PointReader, late: npt.NDArray[np.bool_] | None = None
+) -> tuple[pa.Table, int]:
     """(``readings`` without the answers that repeat what their cell holds, how many were
     dropped). One point read of the versions per (meter, channel, resolution) answered; the
-    comparisons are sorts of the answered meters' rows, no loop over rows."""
+    comparisons are sorts of the answered meters' rows, no loop over rows.
+
+    ``late`` (one per row): pushes of frames older than their meter's replay window (a worker
+    was down while another took the meters' newer frames), judged like answers: a true replay
+    or a redelivery of what was stored repeats its cell and goes, a value never stored stays."""
     source = np.asarray(readings.column("source").to_numpy(zero_copy_only=False))
     answer = np.isin(source, ANSWERS)
+    if late is not None:
+        answer |= late
     if not answer.any():
         return readings, 0
     meter = np.asarray(readings.column("meter_key").to_numpy(zero_copy_only=False))
@@ -67,7 +75,7 @@ def drop_repeated_answers(readings: pa.Table, store: PointReader) -> tuple[pa.Ta
     # (b) the same, source included, as any earlier version of the cell
     order = np.lexsort([position, when, rank, source_of, *content[::-1], *cells[::-1]])
     repeat[order[1:]] |= versions._same_as_previous([*cells, *content, source_of], order)
-    repeat &= np.isin(source_of, ANSWERS) & (rank == 1)
+    repeat &= np.r_[np.zeros(stored.num_rows, dtype=bool), answer[near]]
     dropped = near[repeat[stored.num_rows :]]
     if not dropped.size:
         return readings, 0
@@ -108,3 +116,39 @@ def _stored_history(answers: pa.Table, store: PointReader) -> pa.Table:
             )
         )
     return pa.concat_tables(parts)
+
+
+def drop_stored_register_reads(
+    registers: pa.Table, store: Any, late: npt.NDArray[np.bool_]
+) -> tuple[pa.Table, int]:
+    """``registers`` without the ``late`` rows whose (meter, channel, instant) the store already
+    holds (a redelivered or replayed old frame), and how many went. One scan per channel over
+    the late rows' instants and meters (``read_register_rows``)."""
+    if not late.any():
+        return registers, 0
+    meter = versions._column(registers, "meter_key")[0]
+    channel = versions._column(registers, "channel")[0]
+    read_at = versions._column(registers, "read_at")[0]
+    drop = np.zeros(registers.num_rows, dtype=bool)
+    for c in np.unique(channel[late]).tolist():
+        rows = late & (channel == c)
+        held = store.read_register_rows(
+            Channel(c),
+            int(read_at[rows].min()),
+            int(read_at[rows].max()),
+            (int(meter[rows].min()), int(meter[rows].max())),
+        )
+        if not held.num_rows:
+            continue
+        held_keys = _register_keys(
+            versions._column(held, "meter_key")[0], versions._column(held, "read_at")[0]
+        )
+        drop[rows] = np.isin(_register_keys(meter[rows], read_at[rows]), held_keys)
+    if not drop.any():
+        return registers, 0
+    return registers.filter(pa.array(~drop)), int(drop.sum())
+
+
+def _register_keys(meter: npt.NDArray[Any], read_at_us: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    # register reads are taken on whole minutes (epoch minutes on the wire): 26 bits to 2097
+    return (meter.astype(np.int64) << 26) | (read_at_us.astype(np.int64) // 60_000_000)

@@ -167,11 +167,12 @@ class LossyLink:
         self.lost = 0
         self._rng = np.random.default_rng([seed, 0x1055])
 
-    def ingest(self, batch: ReadingBatch) -> None:
+    def ingest(self, batch: ReadingBatch, *, late: bool = False) -> None:
         n = batch.readings.num_rows
         keep = self._rng.random(n) >= self.loss
         self.lost += int(n - keep.sum())
-        self.sink.ingest(ReadingBatch(batch.readings.filter(pa.array(keep)), batch.registers))
+        kept = ReadingBatch(batch.readings.filter(pa.array(keep)), batch.registers)
+        self.sink.ingest(kept, late=late)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sink, name)

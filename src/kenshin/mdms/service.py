@@ -12,14 +12,32 @@ import queue
 import threading
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.batches import CounterState, ReadingBatch
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
-from kenshin.mdms.repeats import drop_repeated_answers
+from kenshin.mdms.repeats import drop_repeated_answers, drop_stored_register_reads
 from kenshin.mdms.store import ReadingStore
 from kenshin.mdms.sweep import label_on_ingest
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One append for the writer: values, register reads, replay windows, and which rows came
+    from late frames (readings mask, registers mask) when any did."""
+
+    readings: pa.Table
+    registers: pa.Table
+    counters: CounterState | None
+    late: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]] | None
+
+
+def _row_mask(tables: list[pa.Table], flags: list[bool]) -> npt.NDArray[np.bool_]:
+    """One flag per row of the concatenated ``tables`` (each table's flag repeated)."""
+    return np.repeat(np.array(flags, dtype=bool), [t.num_rows for t in tables])
 
 
 @dataclass
@@ -28,6 +46,7 @@ class IngestStats:
     rows_stored: int = 0
     registers_stored: int = 0
     repeats_dropped: int = 0  # re-read and poll answers equal to what was stored (repeats.py)
+    late_dropped: int = 0  # values and register reads of late frames the store already held
 
 
 class MeterDataService:
@@ -43,12 +62,11 @@ class MeterDataService:
         self.stats = IngestStats()
         self._readings: list[pa.Table] = []
         self._registers: list[pa.Table] = []
+        self._late: list[bool] = []  # per buffered batch: values of late frames (ingest)
         self._buffered = 0
         self._lock = threading.Lock()
         self._error: BaseException | None = None
-        self._queue: queue.Queue[tuple[pa.Table, pa.Table, CounterState | None] | None] | None = (
-            None
-        )
+        self._queue: queue.Queue[_Write | None] | None = None
         self._writer: threading.Thread | None = None
         if background:
             self._queue = queue.Queue(maxsize=2)
@@ -57,13 +75,16 @@ class MeterDataService:
             )
             self._writer.start()
 
-    def ingest(self, batch: ReadingBatch) -> None:
+    def ingest(self, batch: ReadingBatch, *, late: bool = False) -> None:
+        """Buffer a batch; ``late``: values of frames older than their meter's replay window,
+        stored only where the store holds no measured value of the same content (issue 12)."""
         self._raise_writer_error()
         with self._lock:
             self.stats.batches += 1
             # labelled on the way in, so a day of good data needs no second version (sweep.py)
             self._readings.append(label_on_ingest(batch.readings))
             self._registers.append(batch.registers)
+            self._late.append(late)
             self._buffered += batch.num_rows
             full = self._buffered >= self.flush_rows
         if full:
@@ -98,19 +119,28 @@ class MeterDataService:
                 if self._registers
                 else REGISTER_READS_SCHEMA.empty_table()
             )
-            self._readings, self._registers, self._buffered = [], [], 0
+            late = (
+                (_row_mask(self._readings, self._late), _row_mask(self._registers, self._late))
+                if any(self._late)
+                else None
+            )
+            self._readings, self._registers, self._late, self._buffered = [], [], [], 0
+        item = _Write(readings, registers, counters, late)
         if self._queue is None:
-            self._write(readings, registers, counters)
+            self._write(item)
         else:
-            self._queue.put((readings, registers, counters))
+            self._queue.put(item)
 
-    def _write(
-        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
-    ) -> None:
+    def _write(self, item: _Write) -> None:
+        readings, registers, counters = item.readings, item.registers, item.counters
         # here, not at ingest: the stored versions they are compared with include every
         # earlier flush, and the writer thread holds the only cursor that writes
-        readings, repeats = drop_repeated_answers(readings, self.store)
+        late_readings = item.late[0] if item.late is not None else None
+        readings, repeats = drop_repeated_answers(readings, self.store, late_readings)
         self.stats.repeats_dropped += repeats
+        if item.late is not None:
+            registers, held = drop_stored_register_reads(registers, self.store, item.late[1])
+            self.stats.late_dropped += held
         if counters is None:
             self.store.append(readings, registers)
         else:
@@ -126,7 +156,7 @@ class MeterDataService:
                 if item is None:
                     return
                 if self._error is None:
-                    self._write(*item)
+                    self._write(item)
             except BaseException as exc:  # surfaced to the caller on its next call
                 self._error = exc
             finally:

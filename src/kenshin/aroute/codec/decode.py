@@ -187,6 +187,24 @@ class AuthenticFrames:
     def __len__(self) -> int:
         return len(self.meter_key)
 
+    def subset(self, keep: npt.NDArray[np.bool_], *, refusals: bool = True) -> AuthenticFrames:
+        """The frames where ``keep``; with ``refusals=False`` without the earlier refusals
+        (a second parse of some frames then counts each refusal once)."""
+        keys, counter, ftype, device, index = _subset(
+            keep, self.meter_key, self.counter, self.frame_type, self.device_id, self.index
+        )
+        return AuthenticFrames(
+            keys,
+            counter,
+            ftype,
+            device,
+            index,
+            [p for p, k in zip(self.plaintexts, keep.tolist(), strict=True) if k],
+            self.rejected.copy() if refusals else Counter(),
+            list(self.rejections) if refusals else [],
+            self.n_input,
+        )
+
 
 class FrameDecoder:
     """Head-end side: authenticates and parses uplink frames in batches, and does no I/O.
