@@ -19,6 +19,7 @@
     │   └── UnknownCommand
     ├── CapabilityError         the meter's specification does not offer this (SPEC M1–M7)
     ├── StoreError              the storage backend failed; library errors are wrapped here
+    │   └── StoreUnavailable    the server cannot be reached now (connection lost, restarting)
     ├── TransportError          the MQTT broker cannot be reached or refused us
     │   └── LinkClosed          an envelope link was closed (or its client killed) while in use
     └── IllegalTransition       a command left its state machine: a bug, never user input
@@ -81,6 +82,11 @@ class CapabilityError(KenshinError):
 
 class StoreError(KenshinError):
     """The storage backend failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached now (a lost connection, a restart): the same unit
+    of work may succeed later, so a head-end worker waits and retries it (issue 12)."""
 
 
 class IllegalTransition(KenshinError):

@@ -12,11 +12,21 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from kenshin.errors import StoreError
+from kenshin.errors import StoreError, StoreUnavailable
 from kenshin.secrecy import MASK, redact
 
 IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 LOCK_CLASS = 0x6B656E  # "ken": advisory lock class of kenshin's DDL
+
+
+def store_error(message: str, exc: psycopg.Error) -> StoreError:
+    """``message: cause`` in one line (libpq's own errors span several), passwords masked; a
+    :class:`StoreUnavailable` when the server could not be reached or the connection was lost
+    (``OperationalError``: refused, reset, shut down by the administrator), so a worker can
+    wait and retry instead of giving up."""
+    cause = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    kind = StoreUnavailable if isinstance(exc, psycopg.OperationalError) else StoreError
+    return kind(f"{message}: {redact(cause)}")
 
 
 def check_schema(schema: str) -> sql.Identifier:
@@ -46,9 +56,7 @@ def connect(
     try:
         conn = psycopg.connect(make_conninfo("", **params), autocommit=True)
     except psycopg.Error as exc:
-        raise StoreError(
-            f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {redact(str(exc))}"
-        ) from exc
+        raise store_error(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}", exc) from exc
     if read_only:
         try:
             conn.execute("SET default_transaction_read_only = on")

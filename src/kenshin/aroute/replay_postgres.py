@@ -36,7 +36,7 @@ from psycopg import sql
 from kenshin.aroute.replay import NOTHING_SEEN, BoolArray, Int64Array, UInt64Array, admit_batch
 from kenshin.core.batches import CounterState
 from kenshin.errors import StoreError
-from kenshin.postgres import check_schema, connect, ddl_lock, describe_dsn
+from kenshin.postgres import check_schema, connect, ddl_lock, describe_dsn, store_error
 
 _RETRIES = 3  # deadlocks cannot happen with key-ordered locks; a retry covers the unexpected
 _KNOWN_KEYS_MAX = 1 << 26  # remember which rows exist for keys below this (a bool per key)
@@ -95,10 +95,8 @@ class PostgresReplayGuard:
         self.hold = hold
         self._open = False
         self._own: psycopg.Connection[Any] | None = None
+        self._connect_timeout = connect_timeout
         if connection is None:
-            self._own = connect(
-                dsn, application_name="kenshin-replay", connect_timeout=connect_timeout
-            )
             connection = self._own_connection
         self._connection = connection
         try:
@@ -109,10 +107,14 @@ class PostgresReplayGuard:
                 conn.execute(counters_table_ddl(schema))
         except psycopg.Error as exc:
             self.close()
-            raise StoreError(f"cannot set up the replay table in {self.target}: {exc}") from exc
+            raise store_error(f"cannot set up the replay table in {self.target}", exc) from exc
 
     def _own_connection(self) -> psycopg.Connection[Any]:
-        assert self._own is not None
+        """The guard's own connection, opened again after it was lost (a server restart)."""
+        if self._own is None or self._own.closed or self._own.broken:
+            self._own = connect(
+                self.dsn, application_name="kenshin-replay", connect_timeout=self._connect_timeout
+            )
         return self._own
 
     def __repr__(self) -> str:
@@ -149,7 +151,7 @@ class PostgresReplayGuard:
                     if attempt == _RETRIES - 1:
                         raise StoreError(f"replay check on {self.target} kept failing") from None
                 except psycopg.Error as exc:
-                    raise StoreError(f"replay check on {self.target} failed: {exc}") from exc
+                    raise store_error(f"replay check on {self.target} failed", exc) from exc
         raise StoreError(f"replay table in {self.target} keeps losing rows")
 
     def staged(self) -> CounterState | None:
@@ -171,14 +173,24 @@ class PostgresReplayGuard:
                 try:
                     self._connection().execute("COMMIT")
                 except psycopg.Error as exc:
-                    raise StoreError(f"replay commit on {self.target} failed: {exc}") from exc
+                    raise store_error(f"replay commit on {self.target} failed", exc) from exc
 
     def rollback(self) -> None:
-        """Forget the held admissions: the frames will be admitted again when redelivered."""
+        """Forget the held admissions: the frames will be admitted again when redelivered.
+        A lost connection has rolled them back already (the server ends its transaction)."""
         with self._lock:
             if self._open:
                 self._open = False
-                self._connection().execute("ROLLBACK")
+                self._quiet_rollback()
+
+    def _quiet_rollback(self) -> None:
+        # never raises: called on the way out of a failure, whose cause must stay the error
+        try:
+            conn = self._connection()
+            if not conn.closed and not conn.broken:
+                conn.execute("ROLLBACK")
+        except (psycopg.Error, StoreError):
+            pass
 
     def _admit_once(
         self, meters: Int64Array, slots: Int64Array, counters: Int64Array, late: BoolArray | None
@@ -194,7 +206,7 @@ class PostgresReplayGuard:
             return self._admit_in_transaction(conn, meters, slots, counters, late)
         except BaseException:
             self._open = False
-            conn.execute("ROLLBACK")
+            self._quiet_rollback()
             raise
 
     def _admit_in_transaction(
@@ -283,7 +295,7 @@ class PostgresReplayGuard:
                     .fetchall()
                 )
             except psycopg.Error as exc:
-                raise StoreError(f"reading replay state from {self.target} failed: {exc}") from exc
+                raise store_error(f"reading replay state from {self.target} failed", exc) from exc
         state = np.array(rows, dtype=np.int64).reshape(-1, 3)
         return state[:, 1].copy(), state[:, 2].copy().view(np.uint64)
 

@@ -21,6 +21,7 @@ workers store some of them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,10 @@ from dataclasses import dataclass, field
 from kenshin.aroute.link import Delivery, EnvelopeLink
 from kenshin.aroute.mqtt import observed_topic, progress_topic, split_topic
 from kenshin.core.batches import CounterState
+from kenshin.errors import StoreUnavailable
 from kenshin.hes.service import HeadEnd
+
+log = logging.getLogger("kenshin.hes.worker")
 
 Flush = Callable[[CounterState | None], None]
 
@@ -78,8 +82,11 @@ class HesWorker:
     reports: WorkerReports | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch_limit: int = 256
+    outage_limit_s: float = 300.0  # how long a worker waits for its store before giving up
+    _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     stored: int = field(default=0, init=False)  # envelopes stored and acknowledged
     observed: int = field(default=0, init=False)
+    store_retries: int = field(default=0, init=False)  # batches tried again after an outage
     _pending: list[Delivery] = field(default_factory=list, init=False)
     _last_tick: float = field(default_factory=time.monotonic, init=False)
 
@@ -91,10 +98,10 @@ class HesWorker:
         seen = self.observer.receive(0.0, 4096) if self.observer is not None else []
         self.hes.stats.largest_batch = max(self.hes.stats.largest_batch, len(batch))
         with self.lock:
-            if batch:
+            if batch and commit:
+                self._store(batch)
+            elif batch:
                 self._admit(batch)
-                if commit:
-                    self._commit()
             if seen:
                 self.hes.observe_envelopes([m.payload for m in seen], origins=_areas(seen))
         if seen:
@@ -132,6 +139,30 @@ class HesWorker:
         """The area (topic level) downlink to ``collector`` goes to: where its last envelope
         holding an accepted frame came from (``HeadEnd.origins``), never a bare topic."""
         return self.hes.origins.get(collector)
+
+    def _store(self, batch: list[Delivery]) -> None:
+        """Admit, store and acknowledge ``batch``; while the store cannot be reached (a
+        database restart), wait and do it all again, for up to ``outage_limit_s``: nothing of
+        the batch was stored or admitted meanwhile (one transaction), and nothing of it is
+        acknowledged, so it is taken exactly once either way."""
+        delay, waited = 0.5, 0.0
+        while True:
+            try:
+                self._admit(batch)
+                self._commit()
+                if waited:
+                    log.warning("the store is back after %.0f s; the batch is stored", waited)
+                return
+            except StoreUnavailable as exc:
+                self.abandon()
+                if waited >= self.outage_limit_s:
+                    raise
+                if not waited:
+                    log.warning("%s; retrying for up to %.0f s", exc, self.outage_limit_s)
+                self._sleep(delay)
+                self.store_retries += 1
+                waited += delay
+                delay = min(2 * delay, 5.0)
 
     def _admit(self, batch: list[Delivery]) -> None:
         # one authentication and replay pass for what arrived together; in a batch holding a

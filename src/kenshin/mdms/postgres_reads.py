@@ -24,12 +24,12 @@ from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
-from kenshin.errors import StoreError
 from kenshin.mdms import versions
 from kenshin.mdms.pgcopy import PG_EPOCH_US
 from kenshin.mdms.postgres_schema import METER_COLUMNS
 from kenshin.mdms.store import MeterRange, ReadingQuery, meter_range_sql
 from kenshin.mdms.storebase import StoreBase
+from kenshin.postgres import store_error
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -90,7 +90,7 @@ class PostgresReads(StoreBase):
                     for block in copy:
                         data += block
         except psycopg.Error as exc:
-            raise StoreError(f"reading meters from {self.target} failed: {exc}") from exc
+            raise store_error(f"reading meters from {self.target} failed", exc) from exc
         if not data:
             return METERS_SCHEMA.empty_table()
         return pacsv.read_csv(
@@ -113,13 +113,13 @@ class PostgresReads(StoreBase):
                 cur.execute(query, params)
                 return cur.fetchall()
         except psycopg.Error as exc:
-            raise StoreError(f"{what} on {self.target} failed: {exc}") from exc
+            raise store_error(f"{what} on {self.target} failed", exc) from exc
 
     def _execute(self, query: Any, params: Sequence[Any], what: str) -> None:
         try:
             self._conn().execute(query, params)
         except psycopg.Error as exc:
-            raise StoreError(f"{what} on {self.target} failed: {exc}") from exc
+            raise store_error(f"{what} on {self.target} failed", exc) from exc
 
     def meter_count(self) -> int:
         rows = self._fetch(

@@ -68,7 +68,14 @@ from kenshin.mdms.postgres_schema import (
     ddl,
     meter_indexes,
 )
-from kenshin.postgres import ThreadConnections, check_schema, connect, ddl_lock, describe_dsn
+from kenshin.postgres import (
+    ThreadConnections,
+    check_schema,
+    connect,
+    ddl_lock,
+    describe_dsn,
+    store_error,
+)
 
 _UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -122,7 +129,7 @@ class PostgresStore(PostgresReads):
                     check_layout(conn, schema, self.target)
         except psycopg.Error as exc:
             self.close()
-            raise StoreError(f"cannot set up the store in {self.target}: {exc}") from exc
+            raise store_error(f"cannot set up the store in {self.target}", exc) from exc
         except BaseException:
             self.close()
             raise
@@ -160,8 +167,8 @@ class PostgresStore(PostgresReads):
         try:
             return self._ensure_partitions(parent, months)
         except psycopg.Error as exc:
-            raise StoreError(
-                f"creating partitions of {parent} in {self.target} failed: {exc}"
+            raise store_error(
+                f"creating partitions of {parent} in {self.target} failed", exc
             ) from exc
 
     def _ensure_partitions(self, parent: str, months: Sequence[int]) -> list[str]:
@@ -243,7 +250,7 @@ class PostgresStore(PostgresReads):
                 for statement in meter_indexes(self.schema):
                     cur.execute(statement)
         except psycopg.Error as exc:
-            raise StoreError(f"writing meters to {self.target} failed: {exc}") from exc
+            raise store_error(f"writing meters to {self.target} failed", exc) from exc
 
     def append(
         self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
@@ -280,7 +287,7 @@ class PostgresStore(PostgresReads):
                     with self._lock:
                         self._partitions.clear()
         except psycopg.Error as exc:
-            raise StoreError(f"append to {self.target} failed: {exc}") from exc
+            raise store_error(f"append to {self.target} failed", exc) from exc
 
     def _save_counters(self, cur: psycopg.Cursor[Any], counters: CounterState) -> None:
         keys, last, bitmap = counters
@@ -352,7 +359,7 @@ class PostgresStore(PostgresReads):
                 self._copy(cur, "readings", readings, READING_COLUMNS)
                 self._copy(cur, "edits", edits, EDIT_COLUMNS)
         except psycopg.Error as exc:
-            raise StoreError(f"recording edits in {self.target} failed: {exc}") from exc
+            raise store_error(f"recording edits in {self.target} failed", exc) from exc
 
     def replace_gaps(
         self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, gaps: pa.Table
@@ -372,7 +379,7 @@ class PostgresStore(PostgresReads):
                 if gaps.num_rows:
                     self._copy(cur, "gaps", gaps, GAP_COLUMNS)
         except psycopg.Error as exc:
-            raise StoreError(f"storing gaps in {self.target} failed: {exc}") from exc
+            raise store_error(f"storing gaps in {self.target} failed", exc) from exc
 
     # ---- housekeeping
 
@@ -428,7 +435,7 @@ class PostgresStore(PostgresReads):
                         )
                     )
         except psycopg.Error as exc:
-            raise StoreError(f"dropping month {month} in {self.target} failed: {exc}") from exc
+            raise store_error(f"dropping month {month} in {self.target} failed", exc) from exc
         with self._lock:
             self._partitions.discard(("readings", month))
             self._partitions.discard(("register_reads", month))
@@ -441,7 +448,7 @@ class PostgresStore(PostgresReads):
                 self._ddl_lock(conn)
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(self._s))
         except psycopg.Error as exc:
-            raise StoreError(f"dropping {self.target} failed: {exc}") from exc
+            raise store_error(f"dropping {self.target} failed", exc) from exc
         with self._lock:
             self._partitions.clear()
 
@@ -461,4 +468,4 @@ class PostgresStore(PostgresReads):
                 if table.num_rows:
                     self._copy(cur, "specified_meters", table, SPECIFIED_COLUMNS)
         except psycopg.Error as exc:
-            raise StoreError(f"writing specified meters to {self.target} failed: {exc}") from exc
+            raise store_error(f"writing specified meters to {self.target} failed", exc) from exc
