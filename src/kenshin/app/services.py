@@ -35,6 +35,7 @@ from kenshin.aroute.mqtt import (
     progress_subscription,
     shared_up_subscription,
     split_topic,
+    stored_subscription,
     up_subscription,
     up_topic,
 )
@@ -108,7 +109,10 @@ def run_hes_worker(
     # the worker keeping the duties also watches every envelope, whichever worker stores it
     observer = (
         MqttLink(
-            mqtt_url, f"{worker_id}-observer", subscriptions=(up_subscription(root=topic_root),)
+            mqtt_url,
+            f"{worker_id}-observer",
+            # every envelope, and every worker's reports of what it stored (kenshin.hes.worker)
+            subscriptions=(up_subscription(root=topic_root), stored_subscription(root=topic_root)),
         )
         if duties
         else None

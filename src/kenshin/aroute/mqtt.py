@@ -14,6 +14,7 @@ envelopes on ``kenshin/<area>/<collector>/down`` (docs/protocols/aroute.md). Dat
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -63,6 +64,25 @@ def progress_topic(worker: str, root: str = TOPIC_ROOT) -> str:
 def observed_topic(worker: str, root: str = TOPIC_ROOT) -> str:
     """Where the worker keeping the duties reports how many envelopes it has observed."""
     return f"{root}/hes/observed/{worker}"
+
+
+def stored_topic(worker: str, root: str = TOPIC_ROOT) -> str:
+    """Where a head-end worker names the envelopes it has just stored (:func:`envelope_digest`
+    of each, concatenated), for the worker keeping the duties: it counts a value as received
+    only once it is stored. Outside ``<root>/hes/+/+``, which carries counts."""
+    return f"{root}/hes-stored/{worker}"
+
+
+def stored_subscription(root: str = TOPIC_ROOT) -> str:
+    return f"{root}/hes-stored/+"
+
+
+def envelope_digest(payload: bytes) -> bytes:
+    """8 bytes that name one envelope (BLAKE2b): how stored reports refer to envelopes."""
+    return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).digest()
+
+
+DIGEST_BYTES = 8
 
 
 def progress_subscription(root: str = TOPIC_ROOT) -> str:
