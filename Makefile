@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/aroute_decode.py --json $(BENCH_JSON)
 	$(BIN)/python benchmarks/aroute_slo.py --json $(BENCH_JSON)
 	$(BIN)/python benchmarks/mqtt_ingest.py --json $(BENCH_JSON)
+	$(BIN)/python benchmarks/hostile_envelopes.py --json $(BENCH_JSON)
 	$(BIN)/python benchmarks/report.py $(BENCH_JSON)
 
 clean:

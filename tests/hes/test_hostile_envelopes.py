@@ -194,3 +194,22 @@ def test_send_times_at_the_edges_are_accepted_or_refused_cleanly(rig: Rig) -> No
     rig.drain()
     assert rig.snapshot() == before
     assert np.all(rig.hes.route >= -1)
+
+
+def test_a_flood_of_malformed_envelopes_costs_a_few_log_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker-side flood must not become a log flood: one line per batch, at most 20 a
+    minute, and the next line that gets through says how many were not logged."""
+    from kenshin.hes.service import MalformedLog
+
+    now = [0.0]
+    flood = MalformedLog(max_lines=20, period_s=60.0, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="kenshin.hes"):
+        for _ in range(1000):
+            flood.report(["not an A-route envelope (bad magic)"] * 3)
+        assert len(caplog.records) == 20
+        now[0] = 61.0
+        flood.report(["envelope truncated in its header"])
+    assert len(caplog.records) == 21
+    assert "and 2940 earlier, not logged" in caplog.records[-1].getMessage()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -151,6 +152,37 @@ def vouched_time_us(decoded: DecodedFrames) -> int | None:
     return int(np.clip(np.median(times), 0, SENT_AT_MAX_US))
 
 
+class MalformedLog:
+    """Malformed envelopes as warnings: one line per batch that had some (its count and first
+    reason), at most ``max_lines`` per ``period_s``; beyond that they are counted and the next
+    line reports them, so a flood costs a few lines, not one per envelope."""
+
+    def __init__(
+        self,
+        max_lines: int = 20,
+        period_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_lines, self.period_s, self._clock = max_lines, period_s, clock
+        self._window_start = -float("inf")
+        self._lines = 0
+        self.suppressed = 0
+
+    def report(self, reasons: Sequence[str]) -> None:
+        now = self._clock()
+        if now - self._window_start >= self.period_s:
+            self._window_start, self._lines = now, 0
+        if self._lines >= self.max_lines:
+            self.suppressed += len(reasons)
+            return
+        self._lines += 1
+        earlier = f" (and {self.suppressed} earlier, not logged)" if self.suppressed else ""
+        log.warning(
+            "%d malformed envelope(s) refused, e.g. %s%s", len(reasons), reasons[0], earlier
+        )
+        self.suppressed = 0
+
+
 @dataclass
 class HesStats:
     envelopes: int = 0
@@ -206,6 +238,7 @@ class HeadEnd:
         # collector → where its envelopes come from (an MQTT area), learned from vouched ones
         self.origins: dict[str, str] = {}
         self._vouched_us = -1  # high-water mark of vouched frame times (see vouched_time_us)
+        self._malformed_log = MalformedLog()
         now_us = to_epoch_us(clock.now())
         # downlink counters start from the time, so a restarted HES never reuses one (X2)
         self._down_counter = np.full(
@@ -391,18 +424,20 @@ class HeadEnd:
     ) -> tuple[list[Envelope], list[str | None]]:
         envelopes: list[Envelope] = []
         where: list[str | None] = []
+        malformed: list[str] = []
         for i, payload in enumerate(payloads):
             try:
                 envelopes.append(decode_envelope(payload))
             except FrameError as exc:
-                if count:
-                    self.stats.malformed_envelopes += 1
-                    self.metrics.envelopes_rejected.inc()
-                    log.warning("malformed envelope refused: %s", exc)
+                malformed.append(str(exc))
                 continue
             where.append(origins[i] if origins is not None else None)
         if count:
             self.stats.envelopes += len(payloads)
+            if malformed:
+                self.stats.malformed_envelopes += len(malformed)
+                self.metrics.envelopes_rejected.inc(len(malformed))
+                self._malformed_log.report(malformed)
         return envelopes, where
 
     def _arrival_us(
