@@ -42,7 +42,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 NOT_DELIVERED = np.iinfo(np.int64).max  # arrival_us of a frame that was lost
 _US = 1_000_000
-_TAG_BUILD, _TAG_SEND = 0xA6, 0xA7
+_TAG_BUILD, _TAG_SEND, _TAG_REQUESTED = 0xA6, 0xA7, 0xA8
 
 
 class Method(IntEnum):
@@ -386,7 +386,11 @@ class Network:
         self.collector_names = [f"c{i:05d}" for i in range(len(self.collector_method))]
         self.collector_capacity = self._table.capacity[self.collector_method]  # [bytes/s]
         self.busy_until_us = np.full(len(self.collector_method), np.iinfo(np.int64).min)
+        # scheduled pushes draw from a stream of their own, downlink frames and the answers to
+        # them from another: which pushes arrive, and when, does not depend on when (or whether)
+        # the head-end asks for anything, so two runs of one seed push the same values
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, _TAG_SEND]))
+        self._rng_requested = np.random.default_rng(np.random.SeedSequence([seed, _TAG_REQUESTED]))
 
     @property
     def n_meters(self) -> int:
@@ -426,11 +430,12 @@ class Network:
         f = self._frames(meter_keys, sizes_bytes)
         sent = np.broadcast_to(np.asarray(sent_us, dtype=np.int64), f.keys.shape).copy()
         on = np.broadcast_to(np.asarray(jitter, dtype=bool), f.keys.shape)
+        rng = self._rng if on.any() else self._rng_requested  # no jitter at all: answers
         spread = self._table.jitter_us[f.method] * on
-        start = sent + (self._rng.random(len(f.keys)) * spread).astype(np.int64)
+        start = sent + (rng.random(len(f.keys)) * spread).astype(np.int64)
         leave = self._through_channel(f, start)
-        arrival = leave + self._path_latency_us(f) + self._table.backhaul_us[f.method]
-        return self._delivery(f, sent, arrival)
+        arrival = leave + self._path_latency_us(f, rng) + self._table.backhaul_us[f.method]
+        return self._delivery(f, sent, arrival, rng)
 
     def send_down(
         self, meter_keys: npt.ArrayLike, sizes_bytes: npt.ArrayLike, sent_us: npt.ArrayLike
@@ -439,7 +444,8 @@ class Network:
         f = self._frames(meter_keys, sizes_bytes)
         sent = np.broadcast_to(np.asarray(sent_us, dtype=np.int64), f.keys.shape).copy()
         leave = self._through_channel(f, sent + self._table.backhaul_us[f.method])
-        return self._delivery(f, sent, leave + self._path_latency_us(f))
+        arrival = leave + self._path_latency_us(f, self._rng_requested)
+        return self._delivery(f, sent, arrival, self._rng_requested)
 
     def _frames(self, meter_keys: npt.ArrayLike, sizes_bytes: npt.ArrayLike) -> _Frames:
         keys = np.asarray(meter_keys, dtype=np.int64).ravel()
@@ -457,13 +463,15 @@ class Network:
         service = np.ceil(f.airtime * (_US / self.collector_capacity[f.collector]))
         return fifo_queue(f.collector, start, service.astype(np.int64), self.busy_until_us)
 
-    def _path_latency_us(self, f: _Frames) -> Int64Array:
+    def _path_latency_us(self, f: _Frames, rng: np.random.Generator) -> Int64Array:
         shape = self._table.latency_shape[f.method]
         scale = self._table.latency_mean_s[f.method] / shape
-        return (self._rng.gamma(shape * f.hops, scale) * _US).astype(np.int64)
+        return (rng.gamma(shape * f.hops, scale) * _US).astype(np.int64)
 
-    def _delivery(self, f: _Frames, sent: Int64Array, arrival: Int64Array) -> Delivery:
-        delivered = self._rng.random(len(f.keys)) >= f.loss
+    def _delivery(
+        self, f: _Frames, sent: Int64Array, arrival: Int64Array, rng: np.random.Generator
+    ) -> Delivery:
+        delivered = rng.random(len(f.keys)) >= f.loss
         return Delivery(
             meter_key=f.keys,
             collector=f.collector,
