@@ -58,7 +58,8 @@ from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality
 from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import JST, Resolution
-from kenshin.mdms.duckdb_store import _READINGS_DDL, DuckDBStore
+from kenshin.mdms.duckdb_schema import READINGS_DDL
+from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.months import (
     month_start_us,
     parse_month,
@@ -143,7 +144,7 @@ def raw_insert(table: pa.Table, path: Path, keep_order: bool) -> float:
     con = duckdb.connect(str(path))
     if not keep_order:
         con.execute("SET preserve_insertion_order = false")
-    con.execute(f"CREATE TABLE t ({_READINGS_DDL})")
+    con.execute(f"CREATE TABLE t ({READINGS_DDL})")
     con.register("arrow_table", table)
     con.execute("BEGIN")
     con.execute("INSERT INTO t SELECT * FROM arrow_table")

@@ -290,7 +290,7 @@ def test_midnight_register_reads_of_the_old_layout_move_to_the_month_they_close(
 def test_duckdb_tables_are_made_from_the_arrow_schemas(tmp_path):
     """The DDL comes from the core's schemas: every column, in order, with its mapped type."""
     from kenshin.mdms import versions as v
-    from kenshin.mdms.duckdb_store import duckdb_type
+    from kenshin.mdms.duckdb_schema import duckdb_type
 
     store = DuckDBStore(tmp_path / "ddl.duckdb")
     store.append(rows(1, [to_epoch_us(DAY) + US30], [5], to_epoch_us(DAY)), NO_REGISTERS)

@@ -136,7 +136,8 @@ def open_store(
 
 
 def _open_duckdb(path: Path, mode: StoreMode, *, overwrite: bool) -> ReadingStore:
-    from kenshin.mdms.duckdb_store import DuckDBStore, io_error
+    from kenshin.mdms.duckdb_schema import io_error
+    from kenshin.mdms.duckdb_store import DuckDBStore
 
     if path.is_dir():
         raise InvalidStore(f"{path} is a directory, not a DuckDB file")

@@ -34,6 +34,18 @@ from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
+from kenshin.mdms.duckdb_schema import (
+    DDL,
+    KEEP_FIRST,
+    METER_COLUMNS,
+    READING_COLUMNS,
+    READINGS_DDL,
+    REGISTER_COLUMNS,
+    REGISTERS_DDL,
+    SORT,
+    TIME_COLUMN,
+    io_error,
+)
 from kenshin.mdms.months import (
     LAYOUT,
     partition_name,
@@ -46,92 +58,6 @@ from kenshin.mdms.storebase import StoreBase
 from kenshin.secrecy import private_umask
 
 log = logging.getLogger(__name__)
-
-# Arrow type → DuckDB column type (DuckDB has unsigned integers, so the schemas map one to one)
-_DUCKDB_TYPES = {
-    pa.int8(): "TINYINT",
-    pa.int16(): "SMALLINT",
-    pa.int32(): "INTEGER",
-    pa.int64(): "BIGINT",
-    pa.uint8(): "UTINYINT",
-    pa.uint16(): "USMALLINT",
-    pa.uint32(): "UINTEGER",
-    pa.uint64(): "UBIGINT",
-    pa.float32(): "FLOAT",
-    pa.float64(): "DOUBLE",
-    pa.bool_(): "BOOLEAN",
-    pa.string(): "VARCHAR",
-}
-
-
-def duckdb_type(arrow: pa.DataType) -> str:
-    if pa.types.is_timestamp(arrow):
-        return "TIMESTAMPTZ" if arrow.tz else "TIMESTAMP"
-    try:
-        return _DUCKDB_TYPES[arrow]
-    except KeyError:
-        raise StoreError(f"no DuckDB column type for Arrow {arrow}") from None
-
-
-def columns_ddl(schema: pa.Schema) -> str:
-    """``name TYPE, …`` of a table holding ``schema``'s columns."""
-    return ", ".join(f"{f.name} {duckdb_type(f.type)}" for f in schema)
-
-
-_READING_COLUMNS = ", ".join(f.name for f in READINGS_SCHEMA)
-_REGISTER_COLUMNS = ", ".join(f.name for f in REGISTER_READS_SCHEMA)
-_READINGS_DDL = columns_ddl(READINGS_SCHEMA)
-_REGISTERS_DDL = columns_ddl(REGISTER_READS_SCHEMA)
-_TIME_COLUMN = {"readings": "interval_end", "register_reads": "read_at"}
-# compaction and export: the first of each repeated version stays, sorted by meter and time
-_KEEP_FIRST = {
-    "readings": versions.dedup_filter("meter_key, channel, resolution, interval_end"),
-    "register_reads": (
-        "row_number() OVER (PARTITION BY meter_key, channel, read_at, register, source "
-        "ORDER BY tx_time) = 1"
-    ),
-}
-_SORT = {
-    "readings": "meter_key, channel, resolution, interval_end, tx_time",
-    "register_reads": "meter_key, channel, read_at, tx_time",
-}
-
-# the tables, from the Arrow schemas of the core (as the PostgreSQL store's): the columns a
-# store holds cannot drift from what the batches carry
-_DDL = ";\n".join(
-    [
-        f"CREATE TABLE IF NOT EXISTS meters ({columns_ddl(METERS_SCHEMA)})",
-        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR)",
-        # the head-end's replay windows (kenshin.aroute.replay), committed with the values
-        "CREATE TABLE IF NOT EXISTS frame_counters "
-        "(meter_key INTEGER PRIMARY KEY, last BIGINT, bitmap UBIGINT)",
-        f"CREATE TABLE IF NOT EXISTS gaps ({columns_ddl(versions.GAPS_SCHEMA)})",
-        f"CREATE TABLE IF NOT EXISTS edits ({columns_ddl(versions.EDITS_SCHEMA)})",
-        "CREATE TABLE IF NOT EXISTS compacted (kind VARCHAR, month INTEGER, rows BIGINT)",
-        f"CREATE TABLE IF NOT EXISTS specified_meters ({columns_ddl(SPECIFIED_SCHEMA)})",
-    ]
-)
-
-_METER_COLUMNS = ", ".join(METERS_SCHEMA.names)
-
-# the OS's words (strerror) that DuckDB passes on when a write fails, and what the user is told:
-# a failed COMMIT otherwise surfaces as "cannot rollback - no transaction is active" or "Current
-# transaction is aborted", which names neither the cause nor the file (issue 12 item 7)
-_IO_CAUSES = (
-    ("disk full", ("No space left on device", "File too large", "Disk quota exceeded")),
-    ("read-only", ("Read-only file system", "Permission denied")),
-)
-
-
-def io_error(what: str, path: str, exc: BaseException) -> StoreError | None:
-    """A one-line :class:`StoreError` saying "disk full" or "read-only" and the file when
-    ``exc`` is a write that the file system refused; None for any other failure."""
-    text = str(exc)
-    for cause, words in _IO_CAUSES:
-        for word in words:
-            if word in text:
-                return StoreError(f"{cause}: cannot write to DuckDB store {path} ({word}; {what})")
-    return None
 
 
 class DuckDBStore(StoreBase):
@@ -174,7 +100,7 @@ class DuckDBStore(StoreBase):
         self._write_lock = threading.Lock()
         if not read_only:
             with private():
-                self._con.execute(_DDL)
+                self._con.execute(DDL)
             self._migrate_single_tables()
         self._months: dict[str, set[int]] = {"readings": set(), "register_reads": set()}
         self._refresh_months()
@@ -260,14 +186,14 @@ class DuckDBStore(StoreBase):
         tables = {
             r[0] for r in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
         }
-        for kind, ddl in (("readings", _READINGS_DDL), ("register_reads", _REGISTERS_DDL)):
+        for kind, ddl in (("readings", READINGS_DDL), ("register_reads", REGISTERS_DDL)):
             if kind not in tables:
                 continue
             columns = [r[0] for r in self._con.execute(f"DESCRIBE {kind}").fetchall()]
-            select = _READING_COLUMNS if kind == "readings" else _REGISTER_COLUMNS
+            select = READING_COLUMNS if kind == "readings" else REGISTER_COLUMNS
             if kind == "readings" and "failed_rule" not in columns:
                 select = select.replace("failed_rule", "0::USMALLINT AS failed_rule")
-            time = _TIME_COLUMN[kind]
+            time = TIME_COLUMN[kind]
             rows = self._con.execute(
                 f"SELECT DISTINCT epoch_us({time}) FROM {kind} WHERE {time} IS NOT NULL"
             ).fetchall()
@@ -313,7 +239,7 @@ class DuckDBStore(StoreBase):
     def _refresh_views(self) -> None:
         """Views ``readings`` and ``register_reads`` over every month table: for ad-hoc SQL
         (the store itself reads the month tables it needs)."""
-        for kind, ddl in (("readings", _READINGS_DDL), ("register_reads", _REGISTERS_DDL)):
+        for kind, ddl in (("readings", READINGS_DDL), ("register_reads", REGISTERS_DDL)):
             source = self._source(kind, self.months(kind))
             if source is None:  # an empty relation with the right columns
                 columns = ", ".join(
@@ -330,7 +256,7 @@ class DuckDBStore(StoreBase):
     def _ensure_month(self, kind: str, month: int) -> str:
         name = partition_name(kind, month)
         if month not in self._months[kind]:
-            ddl = _READINGS_DDL if kind == "readings" else _REGISTERS_DDL
+            ddl = READINGS_DDL if kind == "readings" else REGISTERS_DDL
             self._cursor().execute(f"CREATE TABLE IF NOT EXISTS {name} ({ddl})")
             self._months[kind].add(month)
             self._refresh_views()
@@ -347,7 +273,7 @@ class DuckDBStore(StoreBase):
     def write_meters(self, meters: pa.Table) -> None:
         with self._transaction("writing meters") as cur:
             cur.execute("DELETE FROM meters")
-            self._insert(cur, "meters", meters, _METER_COLUMNS)
+            self._insert(cur, "meters", meters, METER_COLUMNS)
 
     def append(
         self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
@@ -360,15 +286,15 @@ class DuckDBStore(StoreBase):
                     {"meter_key": keys.astype(np.int32), "last": last, "bitmap": bitmap}
                 )
                 self._insert(cur, "frame_counters", windows, replace=True)
-            self._insert_by_month(cur, "readings", readings, _READING_COLUMNS)
-            self._insert_by_month(cur, "register_reads", registers, _REGISTER_COLUMNS)
+            self._insert_by_month(cur, "readings", readings, READING_COLUMNS)
+            self._insert_by_month(cur, "register_reads", registers, REGISTER_COLUMNS)
 
     def _insert_by_month(
         self, cur: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, columns: str
     ) -> None:
         if not table.num_rows:
             return
-        time = _TIME_COLUMN[kind]
+        time = TIME_COLUMN[kind]
         if table.column(time).null_count:
             raise StoreError(f"{kind} with no {time} cannot be stored")
         column = table.column(time).cast(pa.int64())
@@ -386,7 +312,7 @@ class DuckDBStore(StoreBase):
     def record_edits(self, readings: pa.Table, edits: pa.Table) -> None:
         """Append manual-edit versions and their audit rows in one transaction."""
         with self._transaction("recording edits") as cur:
-            self._insert_by_month(cur, "readings", readings, _READING_COLUMNS)
+            self._insert_by_month(cur, "readings", readings, READING_COLUMNS)
             self._insert(cur, "edits", versions.conform_to(edits, versions.EDITS_SCHEMA))
 
     def read_edits(self, meter_key: int) -> pa.Table:
@@ -427,7 +353,7 @@ class DuckDBStore(StoreBase):
     # ---- reads
 
     def read_meters(self) -> pa.Table:
-        return self._arrow(f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key").cast(
+        return self._arrow(f"SELECT {METER_COLUMNS} FROM meters ORDER BY meter_key").cast(
             METERS_SCHEMA
         )
 
@@ -438,14 +364,14 @@ class DuckDBStore(StoreBase):
 
     def list_meters(self, offset: int, limit: int) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._arrow(
-            f"SELECT {_METER_COLUMNS} FROM meters ORDER BY meter_key LIMIT ? OFFSET ?",
+            f"SELECT {METER_COLUMNS} FROM meters ORDER BY meter_key LIMIT ? OFFSET ?",
             [limit, offset],
         ).to_pylist()
         return rows
 
     def find_meter(self, supply_point_id: str) -> dict[str, Any] | None:
         rows = self._arrow(
-            f"SELECT {_METER_COLUMNS} FROM meters WHERE supply_point_id = ?", [supply_point_id]
+            f"SELECT {METER_COLUMNS} FROM meters WHERE supply_point_id = ?", [supply_point_id]
         ).to_pylist()
         return rows[0] if rows else None
 
@@ -459,7 +385,7 @@ class DuckDBStore(StoreBase):
         if source is None:
             return READINGS_SCHEMA.empty_table()
         table = self._arrow(
-            f"SELECT {_READING_COLUMNS} FROM {source} WHERE {self._cell_where(query)}"
+            f"SELECT {READING_COLUMNS} FROM {source} WHERE {self._cell_where(query)}"
         )
         return versions.conform_to(table, READINGS_SCHEMA)
 
@@ -617,7 +543,7 @@ class DuckDBStore(StoreBase):
             with self._transaction(f"compacting {name}") as cur:
                 cur.execute(
                     f"CREATE OR REPLACE TABLE {name}__compact AS SELECT * FROM {name} "
-                    f"QUALIFY {_KEEP_FIRST[kind]} ORDER BY {_SORT[kind]}"
+                    f"QUALIFY {KEEP_FIRST[kind]} ORDER BY {SORT[kind]}"
                 )
                 cur.execute(f"DROP VIEW IF EXISTS {kind}")
                 cur.execute(f"DROP TABLE {name}")
@@ -653,7 +579,7 @@ class DuckDBStore(StoreBase):
             return schema.empty_table()
         name = partition_name(kind, month)
         table = self._arrow(
-            f"SELECT * FROM {name} QUALIFY {_KEEP_FIRST[kind]} ORDER BY {_SORT[kind]}"
+            f"SELECT * FROM {name} QUALIFY {KEEP_FIRST[kind]} ORDER BY {SORT[kind]}"
         )
         return versions.conform_to(table, schema)
 
