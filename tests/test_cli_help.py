@@ -26,6 +26,7 @@ COMMANDS = {
     ("install",),
     ("hes",),
     ("fleet",),
+    ("drill", "faults"),
 }
 STORE_COMMANDS = {"simulate", "serve", "up", "archive", "vee", "install", "hes"}
 

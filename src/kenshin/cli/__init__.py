@@ -7,6 +7,7 @@
 - :mod:`~kenshin.cli.mdms`: ``vee`` and ``archive``;
 - :mod:`~kenshin.cli.broute`: ``broute serve``, ``wisun`` and ``credentials``;
 - :mod:`~kenshin.cli.plan_network`: ``plan-network``;
+- :mod:`~kenshin.cli.drill`: ``drill faults``;
 - :mod:`~kenshin.cli.root`: the app and :func:`main` (the ``kenshin`` entry point).
 
 Stores are opened by :mod:`kenshin.app.stores`. Bad arguments get a one-line error on stderr

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from kenshin.cli.broute import broute_app
+from kenshin.cli.drill import drill_app
 from kenshin.cli.mdms import archive_command, vee_command
 from kenshin.cli.options import console
 from kenshin.cli.plan_network import plan_network_command
@@ -35,6 +36,7 @@ app.command("vee")(vee_command)
 app.command()(install)
 app.command()(hes)
 app.command()(fleet)
+app.add_typer(drill_app, name="drill")
 
 # typer raises click's UsageError (vendored in recent typer); find it through BadParameter
 _UsageError: type[Exception] = next(

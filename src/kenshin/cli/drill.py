@@ -1,0 +1,133 @@
+"""``kenshin drill faults``: the fault drill of :mod:`kenshin.app.drill` (private Mosquitto and
+PostgreSQL, one fault per run, each compared with a clean run of the same seed), as a table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from kenshin.cli.options import SeedOpt, console, meters_option, out
+
+if TYPE_CHECKING:
+    from kenshin.app.drill import Outcome
+
+drill_app = typer.Typer(
+    help="Drills: the service mode under injected faults.", no_args_is_help=True
+)
+
+
+@drill_app.command("faults")
+def faults_command(
+    meters: Annotated[int, meters_option(1_000_000)] = 20_000,
+    days: Annotated[float, typer.Option(min=0.05, max=30, help="Simulated days per run.")] = 1,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="all, or fault names separated by commas: worker0-early, worker0-mid, "
+            "worker0-late (worker0 for all three), the same for worker1, broker, database, "
+            "disk-full."
+        ),
+    ] = "all",
+    seed: SeedOpt = 1,
+    worker_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="The fleet's --worker-timeout: seconds without progress before it gives up.",
+        ),
+    ] = 120.0,
+    logs: Annotated[
+        Path | None, typer.Option(help="Keep every process's output in this directory.")
+    ] = None,
+    start: Annotated[str, typer.Option(help="First simulated day, YYYY-MM-DD (JST).")] = (
+        "2026-04-01"
+    ),
+) -> None:
+    """Run the service mode (Mosquitto, `kenshin hes` workers, PostgreSQL or DuckDB, `kenshin
+    fleet --speed max`) once clean and once per fault: kill -9 of a worker early, mid-stream or
+    near the end; kill -9 of the broker; an immediate stop of the database; a full disk under
+    the DuckDB worker. Each run's stored values are compared with the clean run's. Exit code 1
+    if any fault lost a value, stored one twice, or made a process exit unexpectedly."""
+    from kenshin.app.drill import DrillConfig, parse_faults, run_drill
+    from kenshin.cli.options import parse_day
+
+    parse_day(start, "--start")
+    chosen = parse_faults(faults)
+    config = DrillConfig(
+        meters=meters,
+        days=days,
+        seed=seed,
+        start=start,
+        faults=tuple(chosen),
+        worker_timeout_s=worker_timeout,
+        logs=logs,
+    )
+    runs = len(chosen) + len({f.backend for f in chosen})  # and a clean run per backend
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+    with console.status("[bold]fault drill[/]") as status:
+
+        def report(line: str) -> None:
+            done = len(outcomes)
+            elapsed = time.monotonic() - started
+            status.update(f"[bold]fault drill[/] run {done + 1}/{runs} ({elapsed:.0f} s): {line}")
+
+        def finished(outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            mark = "[green]ok[/]" if outcome.ok else "[red]FAILED[/]"
+            if outcome.clean is None:
+                mark = "[dim]clean[/]"
+            console.print(
+                f"{mark} {outcome.name}: {outcome.stored:,} values stored in "
+                f"{outcome.seconds:.0f} s",
+                highlight=False,
+            )
+
+        run_drill(config, report, finished)
+    out.print(drill_table(outcomes, meters, days, time.monotonic() - started))
+    bad = [o for o in outcomes if o.clean is not None and not o.ok]
+    for o in outcomes:
+        if o.extra:
+            console.print(
+                f"note: {o.name} stored {o.extra:,} pushed values the clean run did not "
+                "(the runs were not alike)",
+                highlight=False,
+            )
+        for line in o.exits:
+            console.print(f"{o.name}: {line}", markup=False, highlight=False)
+    if bad or any(o.exits for o in outcomes):
+        names = ", ".join(o.name for o in bad) or "a clean run"
+        console.print(f"kenshin: error: the drill failed: {names}", markup=False)
+        raise typer.Exit(1)
+
+
+def drill_table(outcomes: list[Outcome], meters: int, days: float, seconds: float) -> Table:
+    """fault | stored distinct | clean | lost | twice | recovery s | exits."""
+    table = Table(
+        title=f"kenshin drill faults: {meters:,} meters × {days:g} day(s), {seconds:.0f} s",
+        caption="lost: values pushed in the clean run and not stored; twice: rows beyond one "
+        "per slot; recovery: restart → first frame accepted (broker) or first batch committed "
+        "(database, the restarted worker)",
+    )
+    for name in ("fault", "stored distinct", "clean", "lost", "twice", "recovery s", "exits"):
+        table.add_column(name, justify="left" if name == "fault" else "right")
+    for o in outcomes:
+        recovery = "—" if o.recovery_s is None else f"{o.recovery_s:.1f}"
+        table.add_row(
+            o.name,
+            f"{o.stored:,}",
+            "—" if o.clean is None else f"{o.clean:,}",
+            "—" if o.clean is None else _count(o.lost),
+            _count(o.twice),
+            recovery,
+            _count(len(o.exits)),
+        )
+    return table
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n == 0 else f"[bold red]{n:,}[/]"
