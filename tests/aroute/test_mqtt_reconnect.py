@@ -274,3 +274,21 @@ def test_kenshin_fleet_without_workers_exits_non_zero(mosquitto: Mosquitto) -> N
     assert len(error) == 1 and "envelopes unaccounted for" in error[0], output
     published = int(error[0].split(" of ")[1].split()[0].replace(",", ""))
     assert published > 0 and error[0].split("error: ")[1].startswith(f"{published:,} of")
+
+
+def test_a_restarted_worker_is_told_apart_by_its_incarnation() -> None:
+    """A worker killed early (its last count 50) whose successor's first report is already 256:
+    counts alone would take the new process for the old one carrying on and lose 50 (the fault
+    drill's fleets reported stored envelopes as missing); the incarnation says it restarted."""
+    backlog = Backlog(limit=10_000)
+    backlog.published = 1_000
+    backlog.on_report("kenshin/hes/progress/w1", b"50 1000")
+    backlog.on_report("kenshin/hes/progress/w1", b"256 2000")  # restarted: counts from 0
+    assert backlog.stored == 306
+    backlog.on_report("kenshin/hes/progress/w1", b"60 1000", retained=True)  # the old one, late
+    backlog.on_report("kenshin/hes/progress/w1", b"200 2000")  # reordered: not below the last
+    assert backlog.stored == 306
+    backlog.on_report("kenshin/hes/progress/w1", b"300 2000")
+    assert backlog.stored == 350
+    backlog.on_report("kenshin/hes/progress/w1", b"1 2 3")  # malformed: ignored, never raised
+    assert backlog.stored == 350

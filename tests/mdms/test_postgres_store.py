@@ -502,3 +502,29 @@ def test_a_guard_on_the_store_connection_commits_with_the_values(pg_store):
     assert guard.admit(keys, counters).tolist() == [False]  # the next redelivery is refused
     guard.stored()
     assert _stored_rows(pg_store) == 1
+
+
+def test_opening_a_complete_store_takes_no_table_lock(pg_store):
+    """A restarted worker opens the store while another writes: no DDL (which takes an
+    exclusive lock even when it changes nothing) may wait on the writer's open transaction."""
+    end = us(2026, 4, 1, 0, 30)
+    pg_store.append(rows(3, [end], [5], end), NO_REGISTERS)  # the partition exists
+    writer = psycopg.connect(pg_store.dsn)  # a transaction left open, holding a write lock
+    writer.execute(
+        f"INSERT INTO {pg_store.schema}.readings (meter_key, channel, resolution, interval_end, "
+        f"value, quality, method, source, tx_time) SELECT meter_key, channel, resolution, "
+        f"interval_end, value, quality, method, source, tx_time FROM {pg_store.schema}.readings"
+    )
+    opened: list[PostgresStore] = []
+    other = threading.Thread(
+        target=lambda: opened.append(PostgresStore(pg_store.dsn, schema=pg_store.schema))
+    )
+    other.start()
+    other.join(timeout=15)
+    blocked = other.is_alive()
+    writer.rollback()
+    writer.close()
+    other.join()
+    for store in opened:
+        store.close()
+    assert not blocked, "opening the store waited on another writer's transaction"

@@ -99,10 +99,15 @@ class Backlog:
     than ``limit`` of its envelopes are not stored yet -- also before any worker has reported, so
     absent workers make it wait and then fail instead of letting the broker drop the surplus.
 
-    Counts are cumulative per worker since it started. A worker's first count heard before we
-    published anything, or given retained at subscription, is its baseline (envelopes of earlier
-    runs); a lower live count is a restarted worker counting from 0; a lower retained count is a
-    stale value (a broker restored from an older snapshot) and is ignored.
+    Counts are cumulative per worker process since it started; a report says ``COUNT
+    INCARNATION``, the incarnation being when that process started (ms since the epoch), so a
+    restart is told apart from a process carrying on even when the new process's first count
+    exceeds the old one's last (that once made the fleet report stored envelopes as missing).
+    A worker's first count heard before we published anything, or given retained at
+    subscription, is its baseline (envelopes of earlier runs); a newer incarnation's counts are
+    all new; an older incarnation's, or a lower count of the same one, are stale (a broker
+    restored from an older snapshot) and ignored. Reports without an incarnation fall back to
+    counts alone: a lower live count is a restarted worker counting from 0.
     """
 
     def __init__(self, limit: int = 800) -> None:
@@ -110,36 +115,54 @@ class Backlog:
             raise InvalidSetting(f"a backlog limit must be at least 1, got {limit}")
         self.limit = limit
         self._lock = threading.Lock()
-        self._last: dict[str, int] = {}
+        self._last: dict[str, tuple[int, int]] = {}  # worker → (incarnation, last count)
         self._stored = 0  # envelopes the workers have reported stored since we started
-        self._observed_last: dict[str, int] = {}
+        self._observed_last: dict[str, tuple[int, int]] = {}
         self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
         self.published = 0
         self.reports = 0  # reports that moved a count (the waits restart their clock on them)
 
-    def _advance(self, last: dict[str, int], worker: str, count: int, retained: bool) -> int:
+    def _advance(
+        self,
+        last: dict[str, tuple[int, int]],
+        worker: str,
+        count: int,
+        retained: bool,
+        incarnation: int,
+    ) -> int:
+        """How many envelopes this report adds to what ``worker`` was known to have done."""
         previous = last.get(worker)
         if previous is None:
-            last[worker] = count
+            last[worker] = (incarnation, count)
             return 0 if retained or self.published == 0 else count
-        if count >= previous:
-            last[worker] = count
-            return count - previous
-        if retained:
+        was, before = previous
+        if incarnation and was and incarnation != was:
+            if incarnation < was:
+                return 0  # an earlier process's count, given late: stale
+            last[worker] = (incarnation, count)
+            return count  # a new process: it counts from 0
+        if count >= before:
+            last[worker] = (incarnation or was, count)
+            return count - before
+        if retained or incarnation:
             return 0
-        last[worker] = count
+        last[worker] = (incarnation, count)
         return count
 
-    def on_progress(self, worker: str, count: int, retained: bool = False) -> None:
+    def on_progress(
+        self, worker: str, count: int, retained: bool = False, incarnation: int = 0
+    ) -> None:
         with self._lock:
-            added = self._advance(self._last, worker, count, retained)
+            added = self._advance(self._last, worker, count, retained, incarnation)
             self._stored += added
             self.reports += added > 0
 
-    def on_observed(self, worker: str, count: int, retained: bool = False) -> None:
+    def on_observed(
+        self, worker: str, count: int, retained: bool = False, incarnation: int = 0
+    ) -> None:
         """The duty worker watches every envelope; it must keep up too."""
         with self._lock:
-            added = self._advance(self._observed_last, worker, count, retained)
+            added = self._advance(self._observed_last, worker, count, retained, incarnation)
             self._observed[worker] = self._observed.get(worker, 0) + added
             self.reports += added > 0
 
@@ -148,16 +171,20 @@ class Backlog:
         (this runs on the MQTT network thread, which an exception would end)."""
         kind, worker = topic.split("/")[-2:]
         try:
-            count = int(payload or b"0")
-        except ValueError:
+            fields = (payload or b"0").split()
+            count = int(fields[0])
+            incarnation = int(fields[1]) if len(fields) > 1 else 0
+            if len(fields) > 2:
+                raise ValueError
+        except (ValueError, IndexError):
             log.warning("ignoring a malformed report on %s: %r", topic, payload[:40])
             return
-        if count < 0:
+        if count < 0 or incarnation < 0:
             return
         if kind == "observed":
-            self.on_observed(worker, count, retained)
+            self.on_observed(worker, count, retained, incarnation)
         elif kind == "progress":
-            self.on_progress(worker, count, retained)
+            self.on_progress(worker, count, retained, incarnation)
 
     @property
     def stored(self) -> int:

@@ -71,6 +71,12 @@ class WorkerReports:
 
     worker_id: str
     topic_root: str
+    # when this process started (ms): reports say it, so a restart is not taken for the old
+    # process carrying on (kenshin.aroute.mqtt.Backlog)
+    incarnation: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+
+    def count(self, value: int) -> bytes:
+        return f"{value} {self.incarnation}".encode()
 
     @property
     def progress(self) -> str:
@@ -138,7 +144,7 @@ class HesWorker:
             if self.reports is not None:
                 self.observer_status()
         if batch and commit and self.reports is not None:
-            self.link.publish_status(self.reports.progress, str(self.stored).encode())
+            self.link.publish_status(self.reports.progress, self.reports.count(self.stored))
         return len(batch)
 
     def _confirmed(self, seen: list[Delivery]) -> tuple[list[Delivery], int]:
@@ -181,7 +187,7 @@ class HesWorker:
 
     def observer_status(self) -> None:
         assert self.reports is not None
-        self.link.publish_status(self.reports.observed, str(self.observed).encode())
+        self.link.publish_status(self.reports.observed, self.reports.count(self.observed))
 
     def commit(self) -> int:
         """Store what was taken with ``commit=False`` and acknowledge it; envelopes committed."""

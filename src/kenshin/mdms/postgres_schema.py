@@ -110,6 +110,60 @@ def ddl(schema: str) -> list[sql.Composed]:
     ]
 
 
+_TABLES = (
+    "meters",
+    "readings",
+    "register_reads",
+    "gaps",
+    "edits",
+    "meta",
+    "frame_counters",
+    "specified_meters",
+)
+_INDEXES = (
+    *(f"meters_{column}" for column in METER_INDEXED),
+    "readings_point",
+    "readings_written",
+    "register_reads_point",
+    "gaps_meter",
+    "edits_meter",
+    "specified_parent",
+)
+
+
+def schema_complete(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether every table, column and index of :func:`ddl` exists already. A worker opening
+    a complete store then runs no DDL: ``ALTER TABLE … ADD COLUMN IF NOT EXISTS`` takes an
+    exclusive lock even when it changes nothing, and a restarted worker's set-up deadlocked
+    once with another worker writing (the fault drill)."""
+    tables = {
+        r[0]
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [schema]
+        ).fetchall()
+    }
+    if not set(_TABLES) <= tables:
+        return False
+    columns = {
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name IN ('meters', 'readings')",
+            [schema],
+        ).fetchall()
+    }
+    wanted = {("meters", c.name) for c in METER_COLUMNS} | {("readings", "failed_rule")}
+    if not wanted <= columns:
+        return False
+    indexes = {
+        r[0]
+        for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s", [schema]
+        ).fetchall()
+    }
+    return set(_INDEXES) <= indexes
+
+
 def check_layout(conn: psycopg.Connection[Any], schema: str, target: str) -> None:
     """Refuse a store whose month partitions follow layout 1 (``[1st, next 1st)``): its
     rows at midnight on the 1st sit in the other month (``kenshin.mdms.months``)."""

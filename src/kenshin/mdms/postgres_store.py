@@ -67,6 +67,7 @@ from kenshin.mdms.postgres_schema import (
     check_layout,
     ddl,
     meter_indexes,
+    schema_complete,
 )
 from kenshin.postgres import (
     ThreadConnections,
@@ -123,9 +124,10 @@ class PostgresStore(PostgresReads):
                     raise StoreError(f"no kenshin store in {self.target}: the schema is missing")
             else:
                 with conn.transaction():
-                    self._ddl_lock(conn)
-                    for statement in ddl(schema):
-                        conn.execute(statement)
+                    if not schema_complete(conn, schema):
+                        self._ddl_lock(conn)
+                        for statement in ddl(schema):
+                            conn.execute(statement)
                     check_layout(conn, schema, self.target)
         except psycopg.Error as exc:
             self.close()
