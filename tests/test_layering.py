@@ -96,3 +96,18 @@ def test_the_blocker_blocks() -> None:
     result = _import_with_blocked(["kenshin.app.system"], "kenshin.fleet")
     assert result.returncode != 0
     assert "layering: kenshin.fleet" in result.stderr
+
+
+def test_no_module_needs_a_table_of_contents() -> None:
+    """A module over 700 lines is two modules (issue 11; the guide's "one house")."""
+    from pathlib import Path
+
+    import kenshin
+
+    root = Path(kenshin.__file__).parent
+    sizes = {
+        str(path.relative_to(root)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in root.rglob("*.py")
+    }
+    assert len(sizes) > 50
+    assert {name: n for name, n in sizes.items() if n > 700} == {}

@@ -22,7 +22,8 @@
     │   └── StoreUnavailable    the server cannot be reached now (connection lost, restarting)
     ├── TransportError          the MQTT broker cannot be reached or refused us
     │   └── LinkClosed          an envelope link was closed (or its client killed) while in use
-    └── IllegalTransition       a command left its state machine: a bug, never user input
+    ├── IllegalTransition       a command left its state machine: a bug, never user input
+    └── DrillError              the fault drill itself could not run (kenshin drill faults)
 
 ``tests/test_errors.py`` checks that this tree names every subclass of :class:`KenshinError`.
 """
@@ -111,3 +112,7 @@ class TransportError(KenshinError):
 
 class LinkClosed(TransportError):
     """An envelope link was closed (or its client killed) while in use."""
+
+
+class DrillError(KenshinError):
+    """The fault drill itself could not run (a server would not start, a run never settled)."""
