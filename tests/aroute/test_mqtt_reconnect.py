@@ -292,3 +292,23 @@ def test_a_restarted_worker_is_told_apart_by_its_incarnation() -> None:
     assert backlog.stored == 350
     backlog.on_report("kenshin/hes/progress/w1", b"1 2 3")  # malformed: ignored, never raised
     assert backlog.stored == 350
+
+
+def test_named_envelopes_are_accounted_exactly() -> None:
+    """Workers name what they stored: each of our envelopes is accounted once, whichever
+    process names it and however often (a redelivery is named again); others' are ignored;
+    one never named stays unaccounted (a killed worker that never reported its count once
+    left a whole batch unaccounted for although it was stored)."""
+    from kenshin.aroute.mqtt import envelope_digest
+
+    backlog = Backlog(limit=10)
+    ours = [f"envelope {i}".encode() for i in range(5)]
+    for payload in ours:
+        backlog.sent(payload)
+    backlog.on_progress("w1", 10_000)  # counts no longer decide once names arrive
+    backlog.on_stored(b"".join(envelope_digest(p) for p in ours[:3]))
+    assert (backlog.stored, backlog.unaccounted, backlog.pending) == (3, 2, 2)
+    backlog.on_stored(envelope_digest(ours[1]) + envelope_digest(b"someone else's"))
+    assert backlog.stored == 3  # named twice, counted once; another publisher's ignored
+    backlog.on_stored(envelope_digest(ours[3]) + b"\x00\x01")  # a torn tail is ignored
+    assert (backlog.stored, backlog.unaccounted) == (4, 1)

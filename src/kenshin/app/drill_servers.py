@@ -315,9 +315,9 @@ class Reports:
         kind, worker = message.topic.split("/")[-2:]
         if kind != "progress":
             return
-        try:
-            count = int(message.payload or b"0")
-        except ValueError:
+        try:  # "COUNT INCARNATION" (kenshin.hes.worker.WorkerReports)
+            count = int((message.payload or b"0").split()[0])
+        except (ValueError, IndexError):
             return
         with self._lock:
             if self._counts.get(worker) != count:

@@ -250,7 +250,9 @@ def run_fleet(
     backlog = Backlog(max_backlog)
 
     def on_message(message: Delivery) -> None:
-        if "/hes/" in message.topic:
+        if "/hes-stored/" in message.topic:
+            backlog.on_stored(message.payload)
+        elif "/hes/" in message.topic:
             backlog.on_report(message.topic, message.payload)
         else:
             downs.put(message)
@@ -272,7 +274,12 @@ def run_fleet(
         client_id or f"fleet-{area}-{config.seed}",
         on_message=on_message,
         on_retained=on_retained,
-        subscriptions=(down_subscription(area, topic_root), progress_subscription(topic_root)),
+        subscriptions=(
+            down_subscription(area, topic_root),
+            progress_subscription(topic_root),
+            # the workers name each envelope they stored: exact accounting across restarts
+            stored_subscription(topic_root),
+        ),
         # rides out a broker restart of up to this long without an error
         publish_timeout_s=worker_timeout_s,
     )
@@ -290,8 +297,8 @@ def run_fleet(
             field.step()
             for envelope in field.due(field.now_us):
                 backlog.wait(stop, worker_timeout_s, waiting)
+                backlog.sent(envelope.payload)
                 link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
-                backlog.published += 1
             while True:
                 try:
                     message = downs.get_nowait()
@@ -305,8 +312,8 @@ def run_fleet(
         # answers to the last downlink frames, then everything still on its way
         for envelope in field.due(2**62):
             backlog.wait(stop, worker_timeout_s, waiting)
+            backlog.sent(envelope.payload)
             link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
-            backlog.published += 1
         link.drain()
         # the broker has everything; success only once the workers say they stored it
         backlog.settle(stop, worker_timeout_s, waiting)

@@ -118,6 +118,10 @@ class Backlog:
         self._last: dict[str, tuple[int, int]] = {}  # worker → (incarnation, last count)
         self._stored = 0  # envelopes the workers have reported stored since we started
         self._observed_last: dict[str, tuple[int, int]] = {}
+        # exact accounting once workers name what they stored (stored_topic): our envelopes'
+        # digests not reported stored yet, with how many copies of each we published
+        self._outstanding: dict[bytes, int] = {}
+        self._named = False  # a stored report has arrived: count by names, not by counts
         self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
         self.published = 0
         self.reports = 0  # reports that moved a count (the waits restart their clock on them)
@@ -148,6 +152,38 @@ class Backlog:
             return 0
         last[worker] = (incarnation, count)
         return count
+
+    def sent(self, payload: bytes) -> None:
+        """We published this envelope (call before publishing: a report may come at once)."""
+        digest = envelope_digest(payload)
+        with self._lock:
+            self._outstanding[digest] = self._outstanding.get(digest, 0) + 1
+            self.published += 1
+
+    def on_stored(self, payload: bytes) -> None:
+        """A worker names the envelopes it stored (8-byte digests): each of ours leaves the
+        outstanding set once, however often it is reported (a redelivered envelope is stored
+        and named again) and whichever worker process names it (a restart changes nothing)."""
+        with self._lock:
+            self._named = True
+            moved = 0
+            for i in range(0, len(payload) - DIGEST_BYTES + 1, DIGEST_BYTES):
+                digest = payload[i : i + DIGEST_BYTES]
+                copies = self._outstanding.get(digest)
+                if copies is None:
+                    continue  # another publisher's, or one of ours named before
+                moved += 1
+                if copies > 1:
+                    self._outstanding[digest] = copies - 1
+                else:
+                    del self._outstanding[digest]
+            self.reports += moved > 0
+
+    def _by_name(self) -> int | None:
+        """Envelopes of ours not named stored, when workers name them (else None)."""
+        if not self._named:
+            return None
+        return sum(self._outstanding.values())
 
     def on_progress(
         self, worker: str, count: int, retained: bool = False, incarnation: int = 0
@@ -188,9 +224,12 @@ class Backlog:
 
     @property
     def stored(self) -> int:
-        """Envelopes of ours reported stored (never more than we published: a worker's first
-        count may include envelopes of others)."""
+        """Envelopes of ours reported stored: named by a worker, or (workers that only count)
+        never more than we published, since a worker's first count may include others'."""
         with self._lock:
+            unnamed = self._by_name()
+            if unnamed is not None:
+                return self.published - unnamed
             return min(self._stored, self.published)
 
     @property
@@ -200,7 +239,12 @@ class Backlog:
     @property
     def pending(self) -> int:
         with self._lock:
-            behind = self.published - min(self._stored, self.published)
+            unnamed = self._by_name()
+            behind = (
+                unnamed
+                if unnamed is not None
+                else self.published - min(self._stored, self.published)
+            )
             if self._observed:
                 behind = max(behind, self.published - min(self._observed.values()))
             return behind

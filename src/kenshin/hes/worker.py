@@ -248,11 +248,14 @@ class HesWorker:
         self.flush(self.hes.replay.staged())
         self.hes.replay.stored()
         done = len(self._pending)
-        for message in self._pending:
-            self.link.ack(message)
-        if self.reports is not None:  # for the duty worker: these are stored now
+        if self.reports is not None:
+            # named before they are acknowledged: killed in between, the broker delivers them
+            # again, they are recognised, and named again; never stored and left unnamed (the
+            # duty worker counts a value once it is named, the fleet accounts by the names)
             digests = b"".join(envelope_digest(m.payload) for m in self._pending)
             self.link.publish(self.reports.stored, digests)
+        for message in self._pending:
+            self.link.ack(message)
         self._pending.clear()
         self.stored += done
         return done
