@@ -111,10 +111,10 @@ def run_hes_worker(
         MqttLink(
             mqtt_url,
             f"{worker_id}-observer",
-            # every envelope, and every worker's reports of what it stored (kenshin.hes.worker);
-            # persistent: what arrives while this worker is down waits for it (the fleet paces
-            # itself by what the observer saw, and stalled when a restart lost that)
-            subscriptions=(up_subscription(root=topic_root), stored_subscription(root=topic_root)),
+            # every envelope; persistent: what arrives while this worker is down waits for it
+            # (the fleet paces itself by what the observer saw, and stalled when a restart
+            # lost that)
+            subscriptions=(up_subscription(root=topic_root),),
             persistent=True,
         )
         if duties

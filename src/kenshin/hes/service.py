@@ -408,13 +408,10 @@ class HeadEnd:
         by_time: dict[int, list[int]] = collections.defaultdict(list)
         for i, envelope in enumerate(envelopes):
             by_time[envelope.sent_at_us].append(i)
-        # an envelope reported stored long after the ones seen so far (its worker was down)
-        # arrived when it was stored, not when it left: at the latest about now
-        stored_by_us = to_epoch_us(self.clock.now()) - CLOCK_LEAD_US
         for sent_us in sorted(by_time):
             group = [envelopes[i] for i in by_time[sent_us]]
             decoded = _decode(decoder, replay, [f for e in group for f in e.frames])
-            at_us = max(self._arrival_us(group, decoded, move_clock=True), stored_by_us)
+            at_us = self._arrival_us(group, decoded, move_clock=True)
             self._after_decode(group, [where[i] for i in by_time[sent_us]], decoded, at_us)
             self.stats.frames_observed += decoded.accepted
         self.stats.envelopes_observed += len(envelopes)

@@ -24,14 +24,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kenshin.aroute.link import Delivery, EnvelopeLink
 from kenshin.aroute.mqtt import (
-    DIGEST_BYTES,
     envelope_digest,
     observed_topic,
     progress_topic,
@@ -45,13 +42,6 @@ from kenshin.hes.service import HeadEnd
 log = logging.getLogger("kenshin.hes.worker")
 
 Flush = Callable[[CounterState | None], None]
-
-
-def _trim(waiting: OrderedDict[bytes, Any], limit: int) -> None:
-    """Forget the oldest entries beyond ``limit`` (an envelope never stored: its slots are
-    re-read when they miss their deadline)."""
-    while len(waiting) > limit:
-        waiting.popitem(last=False)
 
 
 def _areas(deliveries: list[Delivery]) -> list[str]:
@@ -109,17 +99,12 @@ class HesWorker:
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch_limit: int = 256
     outage_limit_s: float = 300.0  # how long a worker waits for its store before giving up
-    keep_unconfirmed: int = 1_000_000  # observed envelopes awaiting a stored report, at most
     _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     stored: int = field(default=0, init=False)  # envelopes stored and acknowledged
     observed: int = field(default=0, init=False)
     store_retries: int = field(default=0, init=False)  # batches tried again after an outage
     _pending: list[Delivery] = field(default_factory=list, init=False)
     _last_tick: float = field(default_factory=time.monotonic, init=False)
-    # the observer's envelopes waiting for a worker to report them stored, and reports that
-    # came before their envelope (two topics, no order between them); oldest first
-    _unconfirmed: OrderedDict[bytes, Delivery] = field(default_factory=OrderedDict, init=False)
-    _confirmed_early: OrderedDict[bytes, None] = field(default_factory=OrderedDict, init=False)
 
     def step(self, wait_s: float = 0.05, *, commit: bool = True) -> int:
         """Take one batch (waiting up to ``wait_s`` for its first envelope), store it and
@@ -133,9 +118,9 @@ class HesWorker:
                 self._store(batch)
             elif batch:
                 self._admit(batch)
-            ready, observed = self._confirmed(seen)
-            if ready:
-                self.hes.observe_envelopes([m.payload for m in ready], origins=_areas(ready))
+            if seen:
+                self.hes.observe_envelopes([m.payload for m in seen], origins=_areas(seen))
+        observed = len(seen)
         if self.observer is not None:
             for message in seen:  # held here now (a no-op on an auto-acknowledging link)
                 self.observer.ack(message)
@@ -146,36 +131,6 @@ class HesWorker:
         if batch and commit and self.reports is not None:
             self.link.publish_status(self.reports.progress, self.reports.count(self.stored))
         return len(batch)
-
-    def _confirmed(self, seen: list[Delivery]) -> tuple[list[Delivery], int]:
-        """(the observed envelopes a worker has reported stored, how many envelopes were
-        observed). A value counts as received for the duties only once it is stored (issue
-        12): an envelope whose worker died before storing it waits here until it is stored
-        (redelivered to that worker when it is back, perhaps hours later: then it arrives
-        late) or its slots miss their deadline and are re-read."""
-        ready: list[Delivery] = []
-        observed = 0
-        for message in seen:
-            if message.topic.rsplit("/", 2)[-2] == "hes-stored":
-                payload = message.payload
-                for i in range(0, len(payload) - DIGEST_BYTES + 1, DIGEST_BYTES):
-                    digest = payload[i : i + DIGEST_BYTES]
-                    envelope = self._unconfirmed.pop(digest, None)
-                    if envelope is not None:
-                        ready.append(envelope)
-                    else:
-                        self._confirmed_early[digest] = None
-                continue
-            observed += 1
-            digest = envelope_digest(message.payload)
-            if digest in self._confirmed_early:
-                del self._confirmed_early[digest]
-                ready.append(message)
-            else:
-                self._unconfirmed[digest] = message
-        _trim(self._unconfirmed, self.keep_unconfirmed)
-        _trim(self._confirmed_early, self.keep_unconfirmed)
-        return ready, observed
 
     def tick(self, busy: bool) -> None:
         """The head-end's timers (deadlines, re-reads, commands, polls): after every busy step,
@@ -251,7 +206,7 @@ class HesWorker:
         if self.reports is not None:
             # named before they are acknowledged: killed in between, the broker delivers them
             # again, they are recognised, and named again; never stored and left unnamed (the
-            # duty worker counts a value once it is named, the fleet accounts by the names)
+            # fleet accounts for its envelopes by these names)
             digests = b"".join(envelope_digest(m.payload) for m in self._pending)
             self.link.publish(self.reports.stored, digests)
         for message in self._pending:
