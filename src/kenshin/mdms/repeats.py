@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Source
+from kenshin.core.schema import TIMESTAMP
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
 from kenshin.mdms.store import PointReader, ReadingQuery
@@ -32,6 +33,21 @@ from kenshin.mdms.store import PointReader, ReadingQuery
 ANSWERS = (int(Source.REREAD), int(Source.POLL))
 _CELL = ("meter_key", "channel", "resolution", "interval_end")
 _CONTENT = ("value", "quality", "method", "failed_rule")
+_WINDOW_CELLS = 2_000_000  # at most this many cells in one window read of stored versions
+_EMPTY_HISTORY = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("channel", pa.uint8()),
+        ("resolution", pa.uint8()),
+        ("interval_end", TIMESTAMP),
+        ("value", pa.int32()),
+        ("quality", pa.uint8()),
+        ("method", pa.uint8()),
+        ("failed_rule", pa.uint16()),
+        ("source", pa.uint8()),
+        ("version", pa.int64()),
+    ]
+).empty_table()
 
 
 def drop_repeated_answers(
@@ -98,7 +114,45 @@ def _stored_history(answers: pa.Table, store: PointReader) -> pa.Table:
     np.minimum.at(low, inverse, end)
     np.maximum.at(high, inverse, end)
     parts = []
-    for key, first, last in zip(keys.tolist(), low.tolist(), high.tolist(), strict=True):
+    window = getattr(store, "read_window_versions", None)
+    loop = np.ones(keys.size, dtype=bool)
+    if window is not None:
+        # one window read per (channel, resolution) instead of a point read per meter: a
+        # head-end flush holds answers of many meters, and per-meter reads tripled a worker's
+        # CPU (the service benchmark stored 12 k messages/s instead of 33 k)
+        pair = keys & 0xFFFF
+        for cr in np.unique(pair).tolist():
+            mine = pair == cr
+            c, r = (cr >> 8) & 0xFF, cr & 0xFF
+            meters = keys[mine] >> 16
+            first, last = int(low[mine].min()), int(high[mine].max())
+            step = Resolution(r).microseconds
+            cells = (int(meters.max()) - int(meters.min()) + 1) * ((last - first) // step + 1)
+            if cells > _WINDOW_CELLS:
+                continue  # answers far apart: the point reads below are cheaper
+            rows = window(
+                Channel(c), Resolution(r), first - 1, last, (int(meters.min()), int(meters.max()))
+            )
+            key_of = versions._column(rows, "meter_key")[0]
+            rows = rows.filter(pa.array(np.isin(key_of, meters)))
+            n = rows.num_rows
+            parts.append(
+                pa.table(
+                    {
+                        "meter_key": rows.column("meter_key"),
+                        "channel": pa.array(np.full(n, c, np.uint8)),
+                        "resolution": pa.array(np.full(n, r, np.uint8)),
+                        **{name: rows.column(name) for name in ("interval_end", *_CONTENT)},
+                        "source": rows.column("source"),
+                        # versions of a cell are ordered by their transaction time
+                        "version": versions._column(rows, "tx_time")[0],
+                    }
+                )
+            )
+            loop[mine] = False
+    for key, first, last in zip(
+        keys[loop].tolist(), low[loop].tolist(), high[loop].tolist(), strict=True
+    ):
         m, c, r = key >> 16, (key >> 8) & 0xFF, key & 0xFF
         current = store.read_versions(ReadingQuery(m, Channel(c), Resolution(r), first - 1, last))
         n = current.num_rows
@@ -109,12 +163,14 @@ def _stored_history(answers: pa.Table, store: PointReader) -> pa.Table:
                     "channel": pa.array(np.full(n, c, np.uint8)),
                     "resolution": pa.array(np.full(n, r, np.uint8)),
                     **{
-                        name: current.column(name)
-                        for name in ("interval_end", *_CONTENT, "source", "version")
+                        name: current.column(name) for name in ("interval_end", *_CONTENT, "source")
                     },
+                    "version": versions._column(current, "tx_time")[0],
                 }
             )
         )
+    if not parts:
+        return _EMPTY_HISTORY
     return pa.concat_tables(parts)
 
 
