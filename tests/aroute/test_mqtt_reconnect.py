@@ -5,11 +5,8 @@ nor reports success when the workers did not store everything."""
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from kenshin.app.drill_servers import Broker, mosquitto_binary
 from kenshin.aroute.link import Delivery
 from kenshin.aroute.mqtt import Backlog, MqttLink, TransportError, shared_up_subscription, up_topic
 from tests.conftest import services_required
@@ -29,74 +27,24 @@ pytestmark = pytest.mark.slow
 KEY = "11" * 32  # a test master key (the fleet refuses to guess one)
 
 
-class Mosquitto:
-    """A private broker that can be killed and started again on the same port."""
-
-    def __init__(self, workdir: Path, binary: str) -> None:
-        self.workdir = workdir
-        self.binary = binary
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.url = f"mqtt://127.0.0.1:{self.port}"
-        self.config = workdir / "mosquitto.conf"
-        # a snapshot after every change (queued message, subscription): a kill -9 loses
-        # nothing the broker acknowledged. With the default time-based snapshots it loses the
-        # last interval's, which made this test flaky on a loaded machine (docs/reliability.md)
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            # as root, mosquitto would drop to a user that cannot write the tmp dir
-            f"user {getpass.getuser()}\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
-            "persistence_file kenshin.db\n"
-            "autosave_interval 1\n"
-            "autosave_on_changes true\n"
-            f"log_dest file {workdir}/mosquitto.log\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with (self.workdir / "mosquitto.stderr").open("ab") as err:
-            self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stderr=err)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                assert self.process.poll() is None, "mosquitto exited: see mosquitto.log"
-                assert time.monotonic() < deadline, "mosquitto did not listen within 10 s"
-                time.sleep(0.05)
-
-    def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        self.process.wait(timeout=10)
-        self.process = None
-
-
 @pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    binary = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
-        None,
-    )
+def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """The fault drill's private broker (kenshin.app.drill_servers.Broker): its own port,
+    persistence in a tmp dir with a snapshot after every change, killable and restartable."""
+    binary = mosquitto_binary()
     if binary is None:
         if services_required():
             pytest.fail("the mosquitto binary is missing; KENSHIN_REQUIRE_SERVICES=1 demands it")
         pytest.skip("the mosquitto binary is missing")
-    broker = Mosquitto(tmp_path, binary)
+    broker = Broker(tmp_path, binary)
     broker.start()
     try:
         yield broker
     finally:
-        if broker.process is not None:
-            broker.stop()
+        broker.kill()
 
 
-def test_a_publisher_and_a_persistent_subscriber_ride_out_kill_9(mosquitto: Mosquitto) -> None:
+def test_a_publisher_and_a_persistent_subscriber_ride_out_kill_9(mosquitto: Broker) -> None:
     root = f"kt-{uuid.uuid4().hex[:8]}"
     topic = up_topic("03", "c00001", root)
     got: list[tuple[float, bytes]] = []
@@ -131,7 +79,7 @@ def test_a_publisher_and_a_persistent_subscriber_ride_out_kill_9(mosquitto: Mosq
         while len(got) < 500:
             assert time.monotonic() < deadline, "nothing arrives before the kill"
             time.sleep(0.01)
-        mosquitto.stop(signal.SIGKILL)  # mid-stream, no goodbye
+        mosquitto.kill(signal.SIGKILL)  # mid-stream, no goodbye
         time.sleep(1.0)
         before = len(got)
         restarted = time.monotonic()
@@ -157,7 +105,7 @@ def test_a_publisher_and_a_persistent_subscriber_ride_out_kill_9(mosquitto: Mosq
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill-9"])
 def test_an_offline_persistent_session_keeps_its_messages_over_a_restart(
-    mosquitto: Mosquitto, how: signal.Signals
+    mosquitto: Broker, how: signal.Signals
 ) -> None:
     """A worker away while the broker restarts gets what was queued for it, when the broker
     persists: on a clean stop always, after kill -9 what its last snapshot held."""
@@ -173,7 +121,7 @@ def test_an_offline_persistent_session_keeps_its_messages_over_a_restart(
     pub.close()
     if how == signal.SIGKILL:
         time.sleep(2.5)  # past the next snapshot (autosave_interval 1)
-    mosquitto.stop(how)
+    mosquitto.kill(how)
     mosquitto.start()
     worker = MqttLink(mosquitto.url, f"{root}-w", subscriptions=(subscription,), persistent=True)
     try:
@@ -225,7 +173,7 @@ def _fleet_config(meters: int) -> object:
     )
 
 
-def test_a_fleet_without_workers_stops_at_what_the_broker_keeps(mosquitto: Mosquitto) -> None:
+def test_a_fleet_without_workers_stops_at_what_the_broker_keeps(mosquitto: Broker) -> None:
     """The workers' persistent session exists but nobody takes from it: the fleet publishes
     ``max_backlog`` envelopes, waits, fails, and the broker still holds every one of them."""
     from kenshin.app.services import run_fleet
@@ -261,7 +209,7 @@ def test_a_fleet_without_workers_stops_at_what_the_broker_keeps(mosquitto: Mosqu
     assert len(set(got)) == 50
 
 
-def test_kenshin_fleet_without_workers_exits_non_zero(mosquitto: Mosquitto) -> None:
+def test_kenshin_fleet_without_workers_exits_non_zero(mosquitto: Broker) -> None:
     root = f"kt-{uuid.uuid4().hex[:8]}"
     command = [sys.executable, "-m", "kenshin", "fleet", "--mqtt", mosquitto.url]
     command += ["--meters", "20", "--days", "0.05", "--start", "2026-04-01"]

@@ -137,9 +137,10 @@ class Broker:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def kill(self) -> None:
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stop it with ``sig``: SIGKILL (a crash, the default) or SIGTERM (a clean stop)."""
         if self.process is not None:
-            _kill_group(self.process)
+            _kill_group(self.process, sig)
             self.process.wait(timeout=30)
             self.process = None
 

@@ -77,12 +77,12 @@ def stored_subscription(root: str = TOPIC_ROOT) -> str:
     return f"{root}/hes-stored/+"
 
 
+DIGEST_BYTES = 8
+
+
 def envelope_digest(payload: bytes) -> bytes:
     """8 bytes that name one envelope (BLAKE2b): how stored reports refer to envelopes."""
     return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).digest()
-
-
-DIGEST_BYTES = 8
 
 
 def progress_subscription(root: str = TOPIC_ROOT) -> str:

@@ -25,37 +25,29 @@ import pyarrow as pa
 
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Source
-from kenshin.core.schema import TIMESTAMP
+from kenshin.core.schema import READINGS_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
-from kenshin.mdms.store import PointReader, ReadingQuery
+from kenshin.mdms.store import AnswerSource, ReadingQuery
 
 ANSWERS = (int(Source.REREAD), int(Source.POLL))
 _CELL = ("meter_key", "channel", "resolution", "interval_end")
 _CONTENT = ("value", "quality", "method", "failed_rule")
 _WINDOW_CELLS = 2_000_000  # at most this many cells in one window read of stored versions
+# stored versions as compared: the cell, its content and source (the readings' types), and the
+# version order (transaction time, µs)
 _EMPTY_HISTORY = pa.schema(
-    [
-        ("meter_key", pa.int32()),
-        ("channel", pa.uint8()),
-        ("resolution", pa.uint8()),
-        ("interval_end", TIMESTAMP),
-        ("value", pa.int32()),
-        ("quality", pa.uint8()),
-        ("method", pa.uint8()),
-        ("failed_rule", pa.uint16()),
-        ("source", pa.uint8()),
-        ("version", pa.int64()),
-    ]
+    [*(READINGS_SCHEMA.field(n) for n in (*_CELL, *_CONTENT, "source")), ("version", pa.int64())]
 ).empty_table()
 
 
 def drop_repeated_answers(
-    readings: pa.Table, store: PointReader, late: npt.NDArray[np.bool_] | None = None
+    readings: pa.Table, store: AnswerSource, late: npt.NDArray[np.bool_] | None = None
 ) -> tuple[pa.Table, int]:
     """(``readings`` without the answers that repeat what their cell holds, how many were
-    dropped). One point read of the versions per (meter, channel, resolution) answered; the
-    comparisons are sorts of the answered meters' rows, no loop over rows.
+    dropped). The stored versions come from one window read per (channel, resolution)
+    answered (point reads per meter when the answers lie too far apart); the comparisons are
+    sorts of the answered meters' rows, no loop over rows.
 
     ``late`` (one per row): pushes of frames older than their meter's replay window (a worker
     was down while another took the meters' newer frames), judged like answers: a true replay
@@ -100,7 +92,7 @@ def drop_repeated_answers(
     return readings.filter(pa.array(keep)), int(dropped.size)
 
 
-def _stored_history(answers: pa.Table, store: PointReader) -> pa.Table:
+def _stored_history(answers: pa.Table, store: AnswerSource) -> pa.Table:
     """Every distinct stored version over the span each (meter, channel, resolution) was
     answered for, with its cell columns (``_CELL`` + content + source + version)."""
     meter = versions._column(answers, "meter_key")[0]
@@ -114,42 +106,40 @@ def _stored_history(answers: pa.Table, store: PointReader) -> pa.Table:
     np.minimum.at(low, inverse, end)
     np.maximum.at(high, inverse, end)
     parts = []
-    window = getattr(store, "read_window_versions", None)
     loop = np.ones(keys.size, dtype=bool)
-    if window is not None:
-        # one window read per (channel, resolution) instead of a point read per meter: a
-        # head-end flush holds answers of many meters, and per-meter reads tripled a worker's
-        # CPU (the service benchmark stored 12 k messages/s instead of 33 k)
-        pair = keys & 0xFFFF
-        for cr in np.unique(pair).tolist():
-            mine = pair == cr
-            c, r = (cr >> 8) & 0xFF, cr & 0xFF
-            meters = keys[mine] >> 16
-            first, last = int(low[mine].min()), int(high[mine].max())
-            step = Resolution(r).microseconds
-            cells = (int(meters.max()) - int(meters.min()) + 1) * ((last - first) // step + 1)
-            if cells > _WINDOW_CELLS:
-                continue  # answers far apart: the point reads below are cheaper
-            rows = window(
-                Channel(c), Resolution(r), first - 1, last, (int(meters.min()), int(meters.max()))
+    # one window read per (channel, resolution) instead of a point read per meter: a
+    # head-end flush holds answers of many meters, and per-meter reads tripled a worker's
+    # CPU (the service benchmark stored 12 k messages/s instead of 33 k)
+    pair = keys & 0xFFFF
+    for cr in np.unique(pair).tolist():
+        mine = pair == cr
+        c, r = (cr >> 8) & 0xFF, cr & 0xFF
+        meters = keys[mine] >> 16
+        first, last = int(low[mine].min()), int(high[mine].max())
+        step = Resolution(r).microseconds
+        cells = (int(meters.max()) - int(meters.min()) + 1) * ((last - first) // step + 1)
+        if cells > _WINDOW_CELLS:
+            continue  # answers far apart: the point reads below are cheaper
+        rows = store.read_window_versions(
+            Channel(c), Resolution(r), first - 1, last, (int(meters.min()), int(meters.max()))
+        )
+        key_of = versions._column(rows, "meter_key")[0]
+        rows = rows.filter(pa.array(np.isin(key_of, meters)))
+        n = rows.num_rows
+        parts.append(
+            pa.table(
+                {
+                    "meter_key": rows.column("meter_key"),
+                    "channel": pa.array(np.full(n, c, np.uint8)),
+                    "resolution": pa.array(np.full(n, r, np.uint8)),
+                    **{name: rows.column(name) for name in ("interval_end", *_CONTENT)},
+                    "source": rows.column("source"),
+                    # versions of a cell are ordered by their transaction time
+                    "version": versions._column(rows, "tx_time")[0],
+                }
             )
-            key_of = versions._column(rows, "meter_key")[0]
-            rows = rows.filter(pa.array(np.isin(key_of, meters)))
-            n = rows.num_rows
-            parts.append(
-                pa.table(
-                    {
-                        "meter_key": rows.column("meter_key"),
-                        "channel": pa.array(np.full(n, c, np.uint8)),
-                        "resolution": pa.array(np.full(n, r, np.uint8)),
-                        **{name: rows.column(name) for name in ("interval_end", *_CONTENT)},
-                        "source": rows.column("source"),
-                        # versions of a cell are ordered by their transaction time
-                        "version": versions._column(rows, "tx_time")[0],
-                    }
-                )
-            )
-            loop[mine] = False
+        )
+        loop[mine] = False
     for key, first, last in zip(
         keys[loop].tolist(), low[loop].tolist(), high[loop].tolist(), strict=True
     ):
@@ -175,7 +165,7 @@ def _stored_history(answers: pa.Table, store: PointReader) -> pa.Table:
 
 
 def drop_stored_register_reads(
-    registers: pa.Table, store: Any, late: npt.NDArray[np.bool_]
+    registers: pa.Table, store: AnswerSource, late: npt.NDArray[np.bool_]
 ) -> tuple[pa.Table, int]:
     """``registers`` without the ``late`` rows whose (meter, channel, instant) the store already
     holds (a redelivered or replayed old frame), and how many went. One scan per channel over

@@ -202,6 +202,10 @@ class Housekeeping(Protocol):
         ...
 
 
+class AnswerSource(PointReader, SweepSource, Protocol):
+    """What the MDMS compares re-read answers and late frames with (``mdms.repeats``)."""
+
+
 class SweepStore(Roster, SweepSource, ReadingWriter, GapBook, Protocol):
     """What the daily VEE sweep and the S3 differences use."""
 
