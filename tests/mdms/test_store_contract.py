@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -33,6 +34,7 @@ ROLES = [
     contract.ReadingWriter,
     contract.PointReader,
     contract.SweepSource,
+    contract.CellReader,
     contract.GapBook,
     contract.EditLog,
     contract.Housekeeping,
@@ -135,6 +137,41 @@ def test_sweep_source_reads_every_version_row_of_a_window(store) -> None:
     assert sorted(window.column("value").to_pylist()) == [5, 6]  # meter 2's slot is the day before
     current = versions.current_cells(window, US30)
     assert current.column("value").to_pylist() == [6]
+
+
+def test_cell_reader_reads_exactly_the_named_cells(store) -> None:
+    """Every version of the cells named and nothing else: not the other meters or slots
+    around them, not another channel; across a JST month boundary (the slot ending at
+    midnight of May 1 belongs to April) and with a cell that holds nothing."""
+    april_end = _day(2026, 5, 1)  # the last 30-min slot of April ends here
+    ends = [april_end - US30, april_end, april_end + US30]
+    for meter in (1, 2, 3):
+        store.append(rows(meter, ends, [meter * 10 + i for i in range(3)], april_end), NO_REGISTERS)
+    store.append(rows(2, [april_end], [99], april_end + US30), NO_REGISTERS)  # a second version
+    store.append(rows(2, [april_end], [7], april_end, channel=2), NO_REGISTERS)
+    got = store.read_cell_versions(
+        F,
+        R30,
+        np.array([2, 2, 3, 9], np.int32),
+        np.array([april_end, april_end + US30, april_end - US30, april_end], np.int64),
+    )
+    assert got.schema.names == versions.VERSION_ROWS_SCHEMA.names
+    cells = sorted(
+        zip(
+            got.column("meter_key").to_pylist(),
+            versions._column(got, "interval_end")[0].tolist(),
+            got.column("value").to_pylist(),
+            strict=True,
+        )
+    )
+    assert cells == [
+        (2, april_end, 21),
+        (2, april_end, 99),
+        (2, april_end + US30, 22),
+        (3, april_end - US30, 30),
+    ]
+    empty = store.read_cell_versions(F, R30, np.array([], np.int32), np.array([], np.int64))
+    assert empty.num_rows == 0
 
 
 def _query(ends: list[int]) -> contract.ReadingQuery:

@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -434,6 +435,47 @@ class DuckDBStore(StoreBase):
             f"AND interval_end > make_timestamptz({int(start_us)}) "
             f"AND interval_end <= make_timestamptz({int(end_us)})" + meter_range_sql(meters)
         )
+        return versions.conform_to(table, versions.VERSION_ROWS_SCHEMA)
+
+    def read_cell_versions(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        meter_keys: npt.NDArray[np.int32],
+        interval_ends_us: npt.NDArray[np.int64],
+    ) -> pa.Table:
+        """Every version row of exactly the cells named (``meter_keys[i]``,
+        ``interval_ends_us[i]``), unordered (``versions.VERSION_ROWS_SCHEMA``): a join with
+        the named cells, the window around them pruning the scan."""
+        if not len(meter_keys):
+            return versions.empty(versions.VERSION_ROWS_SCHEMA)
+        first, last = int(interval_ends_us.min()), int(interval_ends_us.max())
+        source = self._source("readings", row_months_between(first - 1, last))
+        if source is None:
+            return versions.empty(versions.VERSION_ROWS_SCHEMA)
+        cells = pa.table(
+            {
+                "meter_key": pa.array(meter_keys, pa.int32()),
+                "interval_end": pa.array(interval_ends_us, pa.int64()).cast(
+                    READINGS_SCHEMA.field("interval_end").type
+                ),
+            }
+        )
+        columns = ", ".join(f"r.{name}" for name in versions.VERSION_ROWS_SCHEMA.names)
+        cur = self._cursor()
+        cur.register("named_cells", cells)
+        try:
+            table = self._arrow(
+                f"SELECT {columns} FROM {source} r "
+                "JOIN named_cells c "
+                "ON r.meter_key = c.meter_key AND r.interval_end = c.interval_end "
+                f"WHERE r.channel = {int(channel)} AND r.resolution = {int(resolution)} "
+                f"AND r.interval_end >= make_timestamptz({first}) "
+                f"AND r.interval_end <= make_timestamptz({last})"
+                + meter_range_sql((int(meter_keys.min()), int(meter_keys.max())), "r.")
+            )
+        finally:
+            cur.unregister("named_cells")
         return versions.conform_to(table, versions.VERSION_ROWS_SCHEMA)
 
     def written_days(

@@ -308,6 +308,44 @@ class PostgresReads(StoreBase):
             "read window versions",
         )
 
+    def read_cell_versions(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        meter_keys: npt.NDArray[np.int32],
+        interval_ends_us: npt.NDArray[np.int64],
+    ) -> pa.Table:
+        """Every version row of exactly the cells named, unordered (see
+        ``DuckDBStore.read_cell_versions``): the named cells as two arrays, joined through the
+        point index; the window around them prunes the month partitions."""
+        if not len(meter_keys):
+            return versions.empty(versions.VERSION_ROWS_SCHEMA)
+        first, last = int(interval_ends_us.min()), int(interval_ends_us.max())
+        statement = sql.SQL(
+            "SELECT meter_key, "
+            + US_COLUMN.format("interval_end")
+            + ", value, quality, source, method, failed_rule, "
+            + US_COLUMN.format("tx_time")
+            + " FROM {} r JOIN (SELECT m, TIMESTAMPTZ 'epoch' + e * INTERVAL '1 microsecond' AS e"
+            " FROM unnest(%s::int4[], %s::int8[]) AS c(m, e)) c"
+            " ON r.meter_key = c.m AND r.interval_end = c.e"
+            " WHERE r.channel = %s AND r.resolution = %s"
+            " AND r.interval_end >= %s AND r.interval_end <= %s"
+        ).format(self._table("readings"))
+        return self._rows_arrow(
+            statement,
+            [
+                meter_keys.astype(np.int64).tolist(),
+                interval_ends_us.astype(np.int64).tolist(),
+                int(channel),
+                int(resolution),
+                to_datetime(first),
+                to_datetime(last),
+            ],
+            versions.VERSION_ROWS_SCHEMA,
+            "read cell versions",
+        )
+
     def written_days(
         self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, since_us: int
     ) -> dict[int, int]:

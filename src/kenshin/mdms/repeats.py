@@ -28,12 +28,11 @@ from kenshin.core.quality import Source
 from kenshin.core.schema import READINGS_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
-from kenshin.mdms.store import AnswerSource, ReadingQuery
+from kenshin.mdms.store import AnswerSource
 
 ANSWERS = (int(Source.REREAD), int(Source.POLL))
 _CELL = ("meter_key", "channel", "resolution", "interval_end")
 _CONTENT = ("value", "quality", "method", "failed_rule")
-_WINDOW_CELLS = 2_000_000  # at most this many cells in one window read of stored versions
 # stored versions as compared: the cell, its content and source (the readings' types), and the
 # version order (transaction time, µs)
 _EMPTY_HISTORY = pa.schema(
@@ -45,9 +44,9 @@ def drop_repeated_answers(
     readings: pa.Table, store: AnswerSource, late: npt.NDArray[np.bool_] | None = None
 ) -> tuple[pa.Table, int]:
     """(``readings`` without the answers that repeat what their cell holds, how many were
-    dropped). The stored versions come from one window read per (channel, resolution)
-    answered (point reads per meter when the answers lie too far apart); the comparisons are
-    sorts of the answered meters' rows, no loop over rows.
+    dropped). The stored versions come from one read of exactly the answered cells per
+    (channel, resolution); the comparisons are sorts of the answered meters' rows, no loop
+    over rows.
 
     ``late`` (one per row): pushes of frames older than their meter's replay window (a worker
     was down while another took the meters' newer frames), judged like answers: a true replay
@@ -93,38 +92,24 @@ def drop_repeated_answers(
 
 
 def _stored_history(answers: pa.Table, store: AnswerSource) -> pa.Table:
-    """Every distinct stored version over the span each (meter, channel, resolution) was
-    answered for, with its cell columns (``_CELL`` + content + source + version)."""
-    meter = versions._column(answers, "meter_key")[0]
+    """Every stored version of exactly the answered cells (``_CELL`` + content + source +
+    version): one read per (channel, resolution) answered. A window read of the answered
+    meters' span fetched every meter between them (~500 k rows per worker in the 2,000-meter
+    service benchmark for a few thousand answers) and halved the rate a worker stored at."""
     channel = versions._column(answers, "channel")[0]
     resolution = versions._column(answers, "resolution")[0]
+    meter = versions._column(answers, "meter_key")[0]
     end = versions._column(answers, "interval_end")[0]
-    group = (meter << 16) | (channel << 8) | resolution
-    keys, inverse = np.unique(group, return_inverse=True)
-    low = np.full(keys.size, np.iinfo(np.int64).max)
-    high = np.full(keys.size, np.iinfo(np.int64).min)
-    np.minimum.at(low, inverse, end)
-    np.maximum.at(high, inverse, end)
+    pair = (channel.astype(np.int64) << 8) | resolution
     parts = []
-    loop = np.ones(keys.size, dtype=bool)
-    # one window read per (channel, resolution) instead of a point read per meter: a
-    # head-end flush holds answers of many meters, and per-meter reads tripled a worker's
-    # CPU (the service benchmark stored 12 k messages/s instead of 33 k)
-    pair = keys & 0xFFFF
     for cr in np.unique(pair).tolist():
         mine = pair == cr
         c, r = (cr >> 8) & 0xFF, cr & 0xFF
-        meters = keys[mine] >> 16
-        first, last = int(low[mine].min()), int(high[mine].max())
-        step = Resolution(r).microseconds
-        cells = (int(meters.max()) - int(meters.min()) + 1) * ((last - first) // step + 1)
-        if cells > _WINDOW_CELLS:
-            continue  # answers far apart: the point reads below are cheaper
-        rows = store.read_window_versions(
-            Channel(c), Resolution(r), first - 1, last, (int(meters.min()), int(meters.max()))
+        # one cell answered twice in the batch is read once
+        cells = np.unique(np.stack([meter[mine].astype(np.int64), end[mine]], axis=1), axis=0)
+        rows = store.read_cell_versions(
+            Channel(c), Resolution(r), cells[:, 0].astype(np.int32), cells[:, 1]
         )
-        key_of = versions._column(rows, "meter_key")[0]
-        rows = rows.filter(pa.array(np.isin(key_of, meters)))
         n = rows.num_rows
         parts.append(
             pa.table(
@@ -136,26 +121,6 @@ def _stored_history(answers: pa.Table, store: AnswerSource) -> pa.Table:
                     "source": rows.column("source"),
                     # versions of a cell are ordered by their transaction time
                     "version": versions._column(rows, "tx_time")[0],
-                }
-            )
-        )
-        loop[mine] = False
-    for key, first, last in zip(
-        keys[loop].tolist(), low[loop].tolist(), high[loop].tolist(), strict=True
-    ):
-        m, c, r = key >> 16, (key >> 8) & 0xFF, key & 0xFF
-        current = store.read_versions(ReadingQuery(m, Channel(c), Resolution(r), first - 1, last))
-        n = current.num_rows
-        parts.append(
-            pa.table(
-                {
-                    "meter_key": pa.array(np.full(n, m, np.int32)),
-                    "channel": pa.array(np.full(n, c, np.uint8)),
-                    "resolution": pa.array(np.full(n, r, np.uint8)),
-                    **{
-                        name: current.column(name) for name in ("interval_end", *_CONTENT, "source")
-                    },
-                    "version": versions._column(current, "tx_time")[0],
                 }
             )
         )

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.batches import CounterState
@@ -43,9 +45,12 @@ class ReadingQuery:
 MeterRange = tuple[int, int]
 
 
-def meter_range_sql(meters: MeterRange | None) -> str:
-    """`` AND meter_key BETWEEN first AND last`` (integers, so safe to inline), or nothing."""
-    return "" if meters is None else f" AND meter_key BETWEEN {int(meters[0])} AND {int(meters[1])}"
+def meter_range_sql(meters: MeterRange | None, prefix: str = "") -> str:
+    """`` AND meter_key BETWEEN first AND last`` (integers, so safe to inline), or nothing;
+    ``prefix`` qualifies the column (``"r."``)."""
+    if meters is None:
+        return ""
+    return f" AND {prefix}meter_key BETWEEN {int(meters[0])} AND {int(meters[1])}"
 
 
 class Roster(Protocol):
@@ -202,7 +207,23 @@ class Housekeeping(Protocol):
         ...
 
 
-class AnswerSource(PointReader, SweepSource, Protocol):
+class CellReader(Protocol):
+    """Exactly the cells named: what a re-read answer is compared with (``mdms.repeats``)."""
+
+    def read_cell_versions(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        meter_keys: npt.NDArray[np.int32],
+        interval_ends_us: npt.NDArray[np.int64],
+    ) -> pa.Table:
+        """Every version row of the cells (``meter_keys[i]``, ``interval_ends_us[i]``) of one
+        channel and resolution, unordered (``versions.VERSION_ROWS_SCHEMA``); a cell nothing
+        was stored for has no row."""
+        ...
+
+
+class AnswerSource(CellReader, SweepSource, Protocol):
     """What the MDMS compares re-read answers and late frames with (``mdms.repeats``)."""
 
 
@@ -228,6 +249,7 @@ class ReadingStore(
     ReadingWriter,
     PointReader,
     SweepSource,
+    CellReader,
     GapBook,
     EditLog,
     Housekeeping,
