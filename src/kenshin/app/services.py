@@ -44,7 +44,7 @@ from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
-from kenshin.fleet.field import FieldStats
+from kenshin.fleet.field import FieldStats, UplinkEnvelope
 from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.hes.policy import CollectionPolicy
 from kenshin.hes.service import HeadEnd
@@ -53,6 +53,9 @@ from kenshin.mdms.service import MeterDataService
 from kenshin.mdms.store import Meta, ReadingStore
 
 log = logging.getLogger("kenshin.app.services")
+
+# seconds after a reconnect to the broker before what it may have lost is published again
+RESEND_AFTER_S = 10.0
 
 
 def run_hes_worker(
@@ -114,7 +117,8 @@ def run_hes_worker(
             # every envelope; persistent: what arrives while this worker is down waits for it
             # (the fleet paces itself by what the observer saw, and stalled when a restart
             # lost that)
-            subscriptions=(up_subscription(root=topic_root),),
+            # and the workers' stored reports: a value counts once a worker stored it
+            subscriptions=(up_subscription(root=topic_root), stored_subscription(topic_root)),
             persistent=True,
         )
         if duties
@@ -283,6 +287,28 @@ def run_fleet(
         # rides out a broker restart of up to this long without an error
         publish_timeout_s=worker_timeout_s,
     )
+
+    def publish(envelope: UplinkEnvelope) -> None:
+        topic = up_topic(area, envelope.collector, topic_root)
+        backlog.sent(envelope.payload, topic, link.reconnects)
+        link.publish(topic, envelope.payload)
+
+    def resend_lost() -> None:
+        # a broker killed between acknowledging a message and its next snapshot lost it: what
+        # was published before a reconnect and is still not named stored RESEND_AFTER_S later
+        # (the workers are back and have taken what the broker kept) goes out again
+        epoch = link.reconnects
+        if epoch and time.monotonic() - link.connected_at >= RESEND_AFTER_S:
+            again = backlog.resend(epoch)
+            if again:
+                log.warning(
+                    "publishing %d envelopes again: not reported stored since the broker "
+                    "came back (it may have lost them)",
+                    len(again),
+                )
+            for topic, payload in again:
+                link.publish(topic, payload)
+
     stop = stop or threading.Event()
     pacer = Pacer(AcceleratedClock(config.start, speed) if speed else None)
     end_us = to_epoch_us(config.start) + int(days * 86400e6)
@@ -296,9 +322,8 @@ def run_fleet(
                 break
             field.step()
             for envelope in field.due(field.now_us):
-                backlog.wait(stop, worker_timeout_s, waiting)
-                backlog.sent(envelope.payload)
-                link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
+                backlog.wait(stop, worker_timeout_s, waiting, resend_lost)
+                publish(envelope)
             while True:
                 try:
                     message = downs.get_nowait()
@@ -311,12 +336,11 @@ def run_fleet(
                 progress(done, total)
         # answers to the last downlink frames, then everything still on its way
         for envelope in field.due(2**62):
-            backlog.wait(stop, worker_timeout_s, waiting)
-            backlog.sent(envelope.payload)
-            link.publish(up_topic(area, envelope.collector, topic_root), envelope.payload)
+            backlog.wait(stop, worker_timeout_s, waiting, resend_lost)
+            publish(envelope)
         link.drain()
         # the broker has everything; success only once the workers say they stored it
-        backlog.settle(stop, worker_timeout_s, waiting)
+        backlog.settle(stop, worker_timeout_s, waiting, resend_lost)
     finally:
         link.close()
     return FleetRun(

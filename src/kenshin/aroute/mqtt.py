@@ -77,6 +77,12 @@ def stored_subscription(root: str = TOPIC_ROOT) -> str:
     return f"{root}/hes-stored/+"
 
 
+def is_stored_topic(topic: str) -> bool:
+    """True for a worker's stored report (:func:`stored_topic`), whatever the root."""
+    parts = topic.rsplit("/", 2)
+    return len(parts) == 3 and parts[1] == "hes-stored"
+
+
 DIGEST_BYTES = 8
 
 
@@ -121,6 +127,9 @@ class Backlog:
         # exact accounting once workers name what they stored (stored_topic): our envelopes'
         # digests not reported stored yet, with how many copies of each we published
         self._outstanding: dict[bytes, int] = {}
+        # what to publish again if a broker restart lost it: digest → (topic, payload, the
+        # link's connection epoch it was last published in); only for envelopes sent with a topic
+        self._copies: dict[bytes, tuple[str, bytes, int]] = {}
         self._named = False  # a stored report has arrived: count by names, not by counts
         self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
         self.published = 0
@@ -153,12 +162,30 @@ class Backlog:
         last[worker] = (incarnation, count)
         return count
 
-    def sent(self, payload: bytes) -> None:
-        """We published this envelope (call before publishing: a report may come at once)."""
+    def sent(self, payload: bytes, topic: str | None = None, epoch: int = 0) -> None:
+        """We published this envelope (call before publishing: a report may come at once).
+        With its ``topic``, a copy is kept until a worker names it stored, for
+        :meth:`resend`; ``epoch``: the link's reconnect count when it was published."""
         digest = envelope_digest(payload)
         with self._lock:
             self._outstanding[digest] = self._outstanding.get(digest, 0) + 1
             self.published += 1
+            if topic is not None:
+                self._copies[digest] = (topic, payload, epoch)
+
+    def resend(self, epoch: int) -> list[tuple[str, bytes]]:
+        """(topic, payload) of our envelopes published before connection ``epoch`` and still
+        not named stored: a broker restarted in between may have lost them (it acknowledges a
+        message before its snapshot holds it). Each is handed out once per epoch; a copy that
+        was not lost is refused by the head-end as a replay, never stored twice."""
+        with self._lock:
+            out = []
+            for digest, (topic, payload, when) in self._copies.items():
+                if when < epoch and digest in self._outstanding:
+                    out.append((digest, topic, payload))
+            for digest, topic, payload in out:
+                self._copies[digest] = (topic, payload, epoch)
+            return [(topic, payload) for _, topic, payload in out]
 
     def on_stored(self, payload: bytes) -> None:
         """A worker names the envelopes it stored (8-byte digests): each of ours leaves the
@@ -177,6 +204,7 @@ class Backlog:
                     self._outstanding[digest] = copies - 1
                 else:
                     del self._outstanding[digest]
+                    self._copies.pop(digest, None)
             self.reports += moved > 0
 
     def _by_name(self) -> int | None:
@@ -254,13 +282,15 @@ class Backlog:
         stop: threading.Event,
         stall_s: float = 120.0,
         on_wait: Callable[[int, float], None] | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> None:
         """Block while ``limit`` envelopes or more are unstored (so at most ``limit`` ever are);
         raise :class:`TransportError` when no report has moved for ``stall_s``.
-        ``on_wait(pending, waited_s)`` about once a second while waiting."""
+        ``on_wait(pending, waited_s)`` about once a second while waiting; ``tick()`` every
+        pass of the wait (the publisher's own upkeep, such as :meth:`resend`)."""
         if self.pending < self.limit:
             return
-        self._until(lambda: self.pending < self.limit, stop, stall_s, on_wait)
+        self._until(lambda: self.pending < self.limit, stop, stall_s, on_wait, tick)
         if self.pending >= self.limit and not stop.is_set():
             raise TransportError(
                 f"{self.pending:,} envelopes published and not stored by any head-end worker, "
@@ -274,10 +304,11 @@ class Backlog:
         stop: threading.Event,
         timeout_s: float = 120.0,
         on_wait: Callable[[int, float], None] | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> int:
         """Wait until the workers report every published envelope stored, or until no report
         has moved for ``timeout_s``; returns how many remain unaccounted for."""
-        self._until(lambda: self.unaccounted == 0, stop, timeout_s, on_wait)
+        self._until(lambda: self.unaccounted == 0, stop, timeout_s, on_wait, tick)
         return self.unaccounted
 
     def _until(
@@ -286,10 +317,13 @@ class Backlog:
         stop: threading.Event,
         stall_s: float,
         on_wait: Callable[[int, float], None] | None,
+        tick: Callable[[], None] | None = None,
     ) -> None:
         started = last_move = time.monotonic()
         reports, said = self.reports, started
         while not done() and not stop.is_set():
+            if tick is not None:
+                tick()
             now = time.monotonic()
             if self.reports != reports:  # progress: the stall clock starts again
                 reports, last_move = self.reports, now
@@ -400,6 +434,7 @@ class MqttLink:
         self.published = 0
         self.received = 0
         self.reconnects = 0
+        self.connected_at = time.monotonic()  # of the last (re)connection
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -455,6 +490,7 @@ class MqttLink:
             return
         with self._lock:
             self._generation += 1
+            self.connected_at = time.monotonic()
             if self._generation > 1:
                 self.reconnects += 1
                 if not flags.session_present:

@@ -138,6 +138,72 @@ class SlotTracker:
         delay = np.clip((arrival_us - ends) // 1_000_000, 0, int(MISSING) - 1).astype(np.uint32)
         np.minimum.at(self.delay_s, (rows, keys), delay)
 
+    def retract(
+        self,
+        meter_keys: npt.NDArray[np.int32],
+        interval_end_us: npt.NDArray[np.int64],
+        arrival_us: int,
+    ) -> int:
+        """Values :meth:`record` counted at ``arrival_us`` turned out never stored
+        (:mod:`kenshin.hes.confirm`): each cell that this arrival made count is missing again,
+        re-read at the next look, and the figures of a day already judged are corrected.
+        Returns the cells taken back."""
+        ends = np.asarray(interval_end_us, dtype=np.int64)
+        keys = np.asarray(meter_keys, dtype=np.int64)
+        if not len(keys):
+            return 0
+        delay = np.clip((arrival_us - ends) // 1_000_000, 0, int(MISSING) - 1).astype(np.uint32)
+        rows = self._row(ends)
+        on_grid = (ends - self.phase_us) % self.step_us == 0
+        held = on_grid & (self.slot_end_us[rows] == ends)
+        # in the window: taken back where this arrival is what counted (not an earlier one)
+        r, k, d = rows[held], keys[held], delay[held]
+        mine = self.delay_s[r, k] == d
+        r, k, d = r[mine], k[mine], d[mine]
+        cells = np.unique((r << 32) | k)  # one cell in two frames is taken back once
+        r, k = cells >> 32, cells & 0xFFFFFFFF
+        d = self.delay_s[r, k]
+        judged = self.judged[r] & self.row_expected[r, k]
+        for row, key, late in zip(
+            r[judged].tolist(), k[judged].tolist(), d[judged].tolist(), strict=True
+        ):
+            self._uncount(int(self.slot_end_us[row]), key, late, evicted=False)
+        self.delay_s[r, k] = MISSING
+        self.next_check_us[np.unique(r)] = 0  # look at these rows at the next tick
+        taken = len(cells)
+        # left the window since: counted if its slot was in the window when it arrived (the
+        # tracker had opened the slots up to then); a gap the meter may still hold
+        newest_then = arrival_us - (arrival_us - self.phase_us) % self.step_us
+        gone = on_grid & ~held & (ends <= newest_then)
+        gone &= ends > newest_then - self.window * self.step_us
+        gone &= np.isin(keys, np.flatnonzero(self.expected))
+        pairs = {
+            (key, end): late
+            for key, end, late in zip(
+                keys[gone].tolist(), ends[gone].tolist(), delay[gone].tolist(), strict=True
+            )
+        }
+        for (key, end), late in pairs.items():
+            if (key, end) in self.old_gaps:
+                continue  # already missing
+            self._uncount(end, key, late, evicted=True)
+            if self.memory_us:
+                self.old_gaps[(key, end)] = 0
+            taken += 1
+        return taken
+
+    def _uncount(self, end_us: int, key: int, delay_s: int, *, evicted: bool) -> None:
+        """Remove one received value from the figures of the judged day it was counted in."""
+        day = self.days.get(jst_day_of_slot(end_us))
+        if day is None:
+            return
+        on_time = delay_s <= int(self.deadline_s[key])
+        day.on_time -= int(on_time)
+        day.delay_counts[int(np.searchsorted(DELAY_EDGES_S, delay_s, side="left"))] -= 1
+        if evicted:
+            day.received_late -= int(not on_time)
+            day.never_received += 1
+
     def due_rereads(
         self, now_us: int, policy_delays: tuple[dt.timedelta, ...], late_every: dt.timedelta
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -192,6 +192,7 @@ class HesStats:
     frames_late: int = 0  # older than their window: values kept where none was stored
     frames_observed: int = 0  # authentic frames seen by the duty observer (stored elsewhere)
     envelopes_observed: int = 0
+    values_retracted: int = 0  # observed, never reported stored: missing again (hes.confirm)
     largest_batch: int = 0  # transport messages taken at once by a worker
     frames_rejected: collections.Counter[RejectReason] = field(default_factory=collections.Counter)
     values_stored: int = 0
@@ -300,7 +301,10 @@ class HeadEnd:
         first = end + p.a2_reread_after
         return (first, first + dt.timedelta(days=1), first + dt.timedelta(days=2))
 
-    def _record_arrivals(self, decoded: DecodedFrames, now_us: int) -> None:
+    def _duty_cells(
+        self, decoded: DecodedFrames
+    ) -> list[tuple[Duty, npt.NDArray[np.int32], npt.NDArray[np.int64]]]:
+        """(duty, meter keys, slot ends) of the values in ``decoded`` that each duty counts."""
         r = decoded.intervals
         fwd = r.channel == int(Channel.ACTIVE_FORWARD)
         types = r.frame_type
@@ -308,17 +312,52 @@ class HeadEnd:
             types == FrameType.RESEND_RESPONSE
         )
         a1 = fwd & (r.resolution == 30) & scheduled_or_resend
-        self.trackers[Duty.A1].record(r.meter_key[a1], r.interval_end_us[a1], now_us)
         five = fwd & (r.resolution == 5)
         a3 = five & ((types == FrameType.PUSH_5MIN_REALTIME) | (types == FrameType.RESEND_RESPONSE))
-        self.trackers[Duty.A3].record(r.meter_key[a3], r.interval_end_us[a3], now_us)
         # an A2 day counts when its last value (ending at midnight) arrives
         historical = five & (
             (types == FrameType.PUSH_5MIN_HISTORICAL) | (types == FrameType.RESEND_RESPONSE)
         )
         ends = r.interval_end_us[historical]
         midnight = (ends - DAY_PHASE_US) % US_PER_DAY == 0
-        self.trackers[Duty.A2].record(r.meter_key[historical][midnight], ends[midnight], now_us)
+        return [
+            (Duty.A1, r.meter_key[a1], r.interval_end_us[a1]),
+            (Duty.A3, r.meter_key[a3], r.interval_end_us[a3]),
+            (Duty.A2, r.meter_key[historical][midnight], ends[midnight]),
+        ]
+
+    def _record_arrivals(self, decoded: DecodedFrames, now_us: int) -> None:
+        for duty, keys, ends in self._duty_cells(decoded):
+            self.trackers[duty].record(keys, ends, now_us)
+
+    def retract(self, unconfirmed: Sequence[tuple[bytes, int]]) -> int:
+        """Take back the values of observed envelopes (payload, arrival µs) that no worker
+        named stored in time (:mod:`kenshin.hes.confirm`): counted when they went by, they
+        are in no store, so they count as missing again and are re-read. Returns how many
+        values were taken back."""
+        if not self.track_duties or not unconfirmed:
+            return 0
+        decoder = FrameDecoder(self.registry, self.keys)
+        taken = 0
+        for payload, arrival_us in unconfirmed:
+            try:
+                envelope = decode_envelope(payload)
+            except FrameError:
+                continue
+            authentic = decoder.authenticate(envelope.frames)
+            # authentic frames seen before: their replay windows were judged when they came
+            decoded = decoder.parse(authentic, np.ones(len(authentic), dtype=bool))
+            for duty, keys, ends in self._duty_cells(decoded):
+                taken += self.trackers[duty].retract(keys, ends, arrival_us)
+        self.stats.values_retracted += taken
+        if taken:
+            log.warning(
+                "%d values seen in %d envelopes no worker reported stored: counted as missing "
+                "again, to be re-read",
+                taken,
+                len(unconfirmed),
+            )
+        return taken
 
     # ---- uplink ---------------------------------------------------------------------------
 
@@ -346,7 +385,7 @@ class HeadEnd:
         left to :meth:`observe_envelopes` (several workers: one observes every envelope).
         ``origins``: where each payload came from (for routes back, see :attr:`origins`).
         """
-        envelopes, where = self._open_envelopes(payloads, origins, count=True)
+        envelopes, where, _ = self._open_envelopes(payloads, origins, count=True)
         if not envelopes:
             return 0
         decoded, late = _decode_keeping_late(
@@ -383,13 +422,15 @@ class HeadEnd:
 
     def observe_envelopes(
         self, payloads: Sequence[bytes], *, origins: Sequence[str] | None = None
-    ) -> None:
+    ) -> list[int | None]:
         """See envelopes another worker stores: keep deadlines, learn routes, take
         acknowledgements and poll answers. Frames are authenticated against a replay window of
-        the observer's own, and nothing is stored or counted as accepted."""
-        envelopes, where = self._open_envelopes(payloads, origins, count=False)
+        the observer's own, and nothing is stored or counted as accepted. Returns when each
+        payload's values were counted as arrived (epoch µs; None: not an envelope)."""
+        envelopes, where, positions = self._open_envelopes(payloads, origins, count=False)
+        arrivals: list[int | None] = [None] * len(payloads)
         if not envelopes:
-            return
+            return arrivals
         if self._observer is None:
             self._observer = (
                 FrameDecoder(self.registry, self.keys),
@@ -398,10 +439,13 @@ class HeadEnd:
         decoder, replay = self._observer
         if not isinstance(self.clock, FollowClock):
             decoded = _decode(decoder, replay, [f for e in envelopes for f in e.frames])
-            self._after_decode(envelopes, where, decoded, to_epoch_us(self.clock.now()))
+            now_us = to_epoch_us(self.clock.now())
+            self._after_decode(envelopes, where, decoded, now_us)
             self.stats.frames_observed += decoded.accepted
             self.stats.envelopes_observed += len(envelopes)
-            return
+            for i in positions:
+                arrivals[i] = now_us
+            return arrivals
         # behind a simulated fleet, an envelope arrived when its collector says it left (this
         # worker may be behind the fleet's clock), within what its frames vouch for: judge each
         # group at its own time
@@ -414,13 +458,18 @@ class HeadEnd:
             at_us = self._arrival_us(group, decoded, move_clock=True)
             self._after_decode(group, [where[i] for i in by_time[sent_us]], decoded, at_us)
             self.stats.frames_observed += decoded.accepted
+            for i in by_time[sent_us]:
+                arrivals[positions[i]] = at_us
         self.stats.envelopes_observed += len(envelopes)
+        return arrivals
 
     def _open_envelopes(
         self, payloads: Sequence[bytes], origins: Sequence[str] | None, *, count: bool
-    ) -> tuple[list[Envelope], list[str | None]]:
+    ) -> tuple[list[Envelope], list[str | None], list[int]]:
+        """(the envelopes that decode, where each came from, its position in ``payloads``)."""
         envelopes: list[Envelope] = []
         where: list[str | None] = []
+        positions: list[int] = []
         malformed: list[str] = []
         for i, payload in enumerate(payloads):
             try:
@@ -429,13 +478,14 @@ class HeadEnd:
                 malformed.append(str(exc))
                 continue
             where.append(origins[i] if origins is not None else None)
+            positions.append(i)
         if count:
             self.stats.envelopes += len(payloads)
             if malformed:
                 self.stats.malformed_envelopes += len(malformed)
                 self.metrics.envelopes_rejected.inc(len(malformed))
                 self._malformed_log.report(malformed)
-        return envelopes, where
+        return envelopes, where, positions
 
     def _arrival_us(
         self, envelopes: list[Envelope], decoded: DecodedFrames, *, move_clock: bool

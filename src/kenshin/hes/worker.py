@@ -16,7 +16,8 @@ is lost and nothing is stored twice.
 
 Duties (deadlines, re-reads, commands, polls) are kept by one worker: inline when it is the only
 one, or by watching every envelope on a second, unshared subscription (``observer``) when other
-workers store some of them.
+workers store some of them. The observer also takes the workers' stored reports: a value it saw
+that no worker names stored in time is taken back and re-read (:mod:`kenshin.hes.confirm`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from kenshin.aroute.link import Delivery, EnvelopeLink
 from kenshin.aroute.mqtt import (
     envelope_digest,
+    is_stored_topic,
     observed_topic,
     progress_topic,
     split_topic,
@@ -37,6 +39,7 @@ from kenshin.aroute.mqtt import (
 )
 from kenshin.core.batches import CounterState
 from kenshin.errors import StoreUnavailable
+from kenshin.hes.confirm import CONFIRM_WITHIN_S, StoredLedger
 from kenshin.hes.service import HeadEnd
 
 log = logging.getLogger("kenshin.hes.worker")
@@ -87,7 +90,8 @@ class HesWorker:
 
     ``flush(counters)`` stores the buffered values with the replay windows (the MDMS ingest
     service's ``flush``). ``inline_duties``: this worker stores every envelope and keeps the
-    duties itself; otherwise ``observer`` (if given) sees every envelope for them.
+    duties itself; otherwise ``observer`` (if given) sees every envelope for them, and the
+    workers' stored reports (``stored_subscription``) unless ``confirm_within_s`` is None.
     """
 
     hes: HeadEnd
@@ -99,19 +103,30 @@ class HesWorker:
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch_limit: int = 256
     outage_limit_s: float = 300.0  # how long a worker waits for its store before giving up
+    # wall seconds an observed envelope may wait for a stored report before its values are
+    # taken back (longer than outage_limit_s: a database restart sets off no re-reads)
+    confirm_within_s: float | None = CONFIRM_WITHIN_S
     _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    _monotonic: Callable[[], float] = field(default=time.monotonic, repr=False)
     stored: int = field(default=0, init=False)  # envelopes stored and acknowledged
     observed: int = field(default=0, init=False)
     store_retries: int = field(default=0, init=False)  # batches tried again after an outage
     _pending: list[Delivery] = field(default_factory=list, init=False)
     _last_tick: float = field(default_factory=time.monotonic, init=False)
+    ledger: StoredLedger | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.observer is not None and self.confirm_within_s is not None:
+            self.ledger = StoredLedger(self.confirm_within_s)
 
     def step(self, wait_s: float = 0.05, *, commit: bool = True) -> int:
         """Take one batch (waiting up to ``wait_s`` for its first envelope), store it and
         acknowledge it (unless ``commit=False``: then :meth:`commit` does, later); observe for
         the duties. Returns how many envelopes the batch held."""
         batch = self.link.receive(wait_s, self.batch_limit)
-        seen = self.observer.receive(0.0, 4096) if self.observer is not None else []
+        taken = self.observer.receive(0.0, 4096) if self.observer is not None else []
+        seen = [m for m in taken if not is_stored_topic(m.topic)]
+        arrivals: list[int | None] = []
         self.hes.stats.largest_batch = max(self.hes.stats.largest_batch, len(batch))
         with self.lock:
             if batch and commit:
@@ -119,10 +134,14 @@ class HesWorker:
             elif batch:
                 self._admit(batch)
             if seen:
-                self.hes.observe_envelopes([m.payload for m in seen], origins=_areas(seen))
+                arrivals = self.hes.observe_envelopes(
+                    [m.payload for m in seen], origins=_areas(seen)
+                )
+            if self.ledger is not None:
+                self._confirm(seen, arrivals, taken)
         observed = len(seen)
         if self.observer is not None:
-            for message in seen:  # held here now (a no-op on an auto-acknowledging link)
+            for message in taken:  # held here now (a no-op on an auto-acknowledging link)
                 self.observer.ack(message)
         if observed:
             self.observed += observed
@@ -131,6 +150,23 @@ class HesWorker:
         if batch and commit and self.reports is not None:
             self.link.publish_status(self.reports.progress, self.reports.count(self.stored))
         return len(batch)
+
+    def _confirm(
+        self, seen: list[Delivery], arrivals: list[int | None], taken: list[Delivery]
+    ) -> None:
+        """Hold what was observed until a worker names it stored; take back what waited too
+        long (:mod:`kenshin.hes.confirm`)."""
+        assert self.ledger is not None
+        now_s = self._monotonic()
+        for message, arrival_us in zip(seen, arrivals, strict=True):
+            if arrival_us is not None:
+                self.ledger.seen(message.payload, arrival_us, now_s)
+        for message in taken:
+            if is_stored_topic(message.topic):
+                self.ledger.stored(message.payload, now_s)
+        expired = self.ledger.expired(now_s)
+        if expired:
+            self.hes.retract([(e.payload, e.arrival_us) for e in expired])
 
     def tick(self, busy: bool) -> None:
         """The head-end's timers (deadlines, re-reads, commands, polls): after every busy step,
