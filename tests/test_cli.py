@@ -231,3 +231,19 @@ def test_a_head_end_takes_its_duties_from_the_installed_fleet(tmp_path) -> None:
     assert policy.recording_period_5 == dt.timedelta(days=3)
     store.close()
     assert policy_from_store(DuckDBStore(tmp_path / "empty.duckdb")).send_15min is False
+
+
+def test_the_default_store_lives_in_the_data_directory(capsys, tmp_path, monkeypatch):
+    """X3: files kenshin keeps by default go to data/ (0700, files 0600); a store left by an
+    earlier version in the working directory is pointed at, not silently ignored."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kenshin.duckdb").write_bytes(b"")  # the old default's place
+    code, _, err = run(capsys, "vee", "--day", "2026-04-01")
+    assert code == 2
+    assert "data/kenshin.duckdb does not exist" in err
+    assert "pass --db kenshin.duckdb or move it to data/" in err
+    assert not (tmp_path / "data").exists()  # nothing created for a store that is not there
+    code, _, err = run(capsys, "simulate", "--meters", "5", "--days", "1", "--start", "2026-04-01")
+    assert code == 0, err
+    assert (tmp_path / "data" / "kenshin.duckdb").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700

@@ -42,6 +42,11 @@ class StoreMode(enum.Enum):
     READ_ONLY = "read-only"
 
 
+# where kenshin keeps its files unless told otherwise: the default DuckDB store, the B-route
+# credentials, kenshin up's store; made 0700 when kenshin creates it (X3)
+DATA_DIR = Path("data")
+
+
 @dataclass(frozen=True)
 class StoreLocation:
     """Where a store lives: a DuckDB file or a PostgreSQL database (exactly one)."""
@@ -59,9 +64,9 @@ class StoreLocation:
 
     @property
     def directory(self) -> Path:
-        """Where files kept next to the store go: the DuckDB file's directory, or the working
+        """Where files kept next to the store go: the DuckDB file's directory, or the data
         directory for PostgreSQL."""
-        return Path() if self.path is None else self.path.parent
+        return DATA_DIR if self.path is None else self.path.parent
 
     def describe(self, schema: str = DEFAULT_SCHEMA) -> str:
         """The DuckDB path, or the DSN without its password and the ``schema``."""

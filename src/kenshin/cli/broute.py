@@ -8,8 +8,7 @@ multicast to 224.0.23.0 (discovery, B1) unless ``--no-multicast``.
 
 ``kenshin broute wisun --meter ID`` serves one meter behind a virtual Wi-SUN module on a pty;
 ``kenshin broute credentials --meter ID`` issues or shows its B-route ID and password (B4), kept in
-a JSON file (``kenshin-broute.json`` in the working directory, next to the default
-``kenshin.duckdb``).
+a JSON file (``data/kenshin-broute.json``, next to the default store ``data/kenshin.duckdb``).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import typer
 from rich.table import Table
 
 from kenshin.app.pacing import Pacer
+from kenshin.app.stores import DATA_DIR
 from kenshin.broute.credentials import (
     DEFAULT_CREDENTIALS_FILE,
     BrouteCredentials,
@@ -287,7 +287,7 @@ def credentials(
     reissue: Annotated[
         bool, typer.Option("--reissue", help="Issue new ones; the old ones stop working.")
     ] = False,
-    path: CredentialsOpt = Path(DEFAULT_CREDENTIALS_FILE),
+    path: CredentialsOpt = DATA_DIR / DEFAULT_CREDENTIALS_FILE,
 ) -> None:
     """Issue (or show) a meter's B-route ID and password (SPEC B4)."""
     registry = CredentialRegistry(path)
@@ -318,7 +318,7 @@ def wisun(
     lifetime: Annotated[
         float, typer.Option(min=1.0, help="PANA session lifetime [s] (then EVENT 29).")
     ] = 86_400.0,
-    path: CredentialsOpt = Path(DEFAULT_CREDENTIALS_FILE),
+    path: CredentialsOpt = DATA_DIR / DEFAULT_CREDENTIALS_FILE,
 ) -> None:
     """Serve one meter behind a virtual Wi-SUN module (SKSTACK IP) on a pty until Ctrl-C."""
     from kenshin.broute.skstack import DIALECTS

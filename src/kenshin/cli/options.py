@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from kenshin.app.stores import StoreLocation, choose_store
+from kenshin.app.stores import DATA_DIR, StoreLocation, choose_store
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST
 
@@ -61,8 +61,9 @@ SpeedOpt = Annotated[
 
 # ---- the store: --store PATH.duckdb or --store postgresql://…; --db and --postgres are aliases
 
-DEFAULT_STORE = Path("kenshin.duckdb")
-UP_STORE = Path("data/kenshin-up.duckdb")  # kenshin up's, recreated at start
+DEFAULT_STORE = DATA_DIR / "kenshin.duckdb"
+UP_STORE = DATA_DIR / "kenshin-up.duckdb"  # kenshin up's, recreated at start
+OLD_DEFAULT_STORE = Path("kenshin.duckdb")  # the default before the data directory
 
 
 def store_option(default: Path) -> Any:
@@ -97,6 +98,12 @@ def store_location(
     """The store named by ``--store``, ``--db`` or ``--postgres`` (one of them), or ``default``;
     a warning when the DSN holds a password, which every local user sees in ``ps`` (X3)."""
     location = choose_store(store=store, db=db, postgres=postgres, default=default)
+    moved = location.path == DEFAULT_STORE and not DEFAULT_STORE.exists()
+    if moved and OLD_DEFAULT_STORE.exists():
+        warn(
+            f"the default store is {DEFAULT_STORE} now; {OLD_DEFAULT_STORE} here is from "
+            f"an earlier version: pass --db {OLD_DEFAULT_STORE} or move it to {DATA_DIR}/"
+        )
     if location.dsn is not None:
         from psycopg.conninfo import conninfo_to_dict
 
