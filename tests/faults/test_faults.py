@@ -32,19 +32,11 @@ RECOVERY_BOUND_S = 30.0
 # not persistent, a restarted worker's store set-up deadlocking on DDL). None is marked.
 KNOWN: dict[str, pytest.MarkDecorator] = {}
 # at --speed max a worker down for a few wall seconds is hours of simulated time: the duty
-# worker re-reads the slots it holds, the answers are stored, and when the worker is back its
-# pushes (still inside their replay windows, so fresh) are stored too: a second version of
-# the same measured value (seen once: 4 rows in worker1-early). Answers are checked against
-# the store before they are written, pushes are not (kenshin.mdms.repeats)
-PUSH_AFTER_ANSWER = (
-    "a push that arrives after an identical re-read answer was stored adds a second version of "
-    "the same value (pushes are not checked against the store)"
-)
-TWICE: dict[str, pytest.MarkDecorator] = {
-    name: pytest.mark.xfail(strict=False, reason=PUSH_AFTER_ANSWER)
-    for name, fault in FAULTS.items()
-    if fault.kind == "worker"
-}
+# worker re-read what it held and the answers were stored; back, the worker's pushes (still
+# inside their replay windows) made second versions of the same values (seen once: 4 rows in
+# worker1-early). A worker catching up now compares its pushes with the store as answers are
+# (HesWorker.catching_up). Not marked either.
+TWICE: dict[str, pytest.MarkDecorator] = {}
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,24 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from kenshin.app.system import policy_for, simulated_field
+from kenshin.aroute.codec.decode import FrameDecoder
+from kenshin.aroute.codec.envelope import decode_envelope
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import EnvelopeLink, MemoryBroker
 from kenshin.aroute.mqtt import shared_up_subscription, up_topic
 from kenshin.aroute.replay import WINDOW, MemoryReplayGuard
+from kenshin.core.batches import ReadingBatch
 from kenshin.core.clock import SteppedClock
+from kenshin.core.quality import Source
+from kenshin.core.schema import REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import Fleet, FleetConfig
+from kenshin.hes.ingest import decoded_to_batch
 from kenshin.hes.service import HeadEnd
 from kenshin.hes.worker import HesWorker
 from kenshin.mdms.duckdb_store import DuckDBStore
@@ -134,3 +142,43 @@ def test_late_frames_already_stored_add_nothing(envelopes: list[tuple[str, bytes
     _drain(worker)
     assert worker.hes.stats.frames_late > 0
     assert plant.stored() == before
+
+
+def test_pushes_taken_after_their_answers_add_no_version(
+    envelopes: list[tuple[str, bytes]],
+) -> None:
+    """Worker A takes a batch and dies; while it is away the duty worker re-reads those slots
+    and the answers are stored (here: written as the MDMS stores a re-read answer, the same
+    values). When A is back, its pushes are fresh (inside their windows) but repeat what the
+    cells hold: A compares them with the store while it catches up, and stores none twice."""
+    plant = Plant()
+    a_link = plant.link("a")
+    plant.publish(envelopes[:40])
+    taken = a_link.receive(0.0, 16)  # A takes its first batch and dies before storing it
+    assert taken
+    plant.broker.kill(f"{plant.root}-a")
+    decoder = FrameDecoder(
+        plant.worker(plant.link("x")).hes.registry, KeyRing(load_master_key(None))
+    )
+    frames = [f for m in taken for f in decode_envelope(m.payload).frames]
+    authentic = decoder.authenticate(frames)
+    decoded = decoder.parse(authentic, np.ones(len(authentic), dtype=bool))
+    answers = decoded_to_batch(decoded, 0).readings
+    answers = answers.set_column(
+        answers.schema.get_field_index("source"),
+        "source",
+        pa.array(np.full(answers.num_rows, int(Source.REREAD), np.uint8)),
+    )
+    assert answers.num_rows > 0
+    answered = MeterDataService(plant.store, background=False)
+    answered.ingest(ReadingBatch(answers, REGISTER_READS_SCHEMA.empty_table()))
+    answered.flush()
+    before = plant.stored()[0]
+
+    a = plant.worker(plant.link("a"))  # back: the broker gives it its batch again
+    assert a.catching_up
+    _drain(a)
+    assert not a.catching_up  # a short batch: caught up
+    rows, cells, _ = plant.stored()
+    assert rows == len({(m, c, r, t) for m, c, r, t, _ in cells}), "a value stored twice"
+    assert rows > before  # the pushes of cells nobody answered were stored

@@ -377,6 +377,7 @@ class HeadEnd:
         redelivered: bool = False,
         duties: bool = True,
         origins: Sequence[str] | None = None,
+        compare: bool = False,
     ) -> int:
         """Take several envelopes at once: one authentication and replay pass, one batch for the
         MDMS (a worker behind MQTT takes what arrived together). Their arrival time is now.
@@ -384,6 +385,9 @@ class HeadEnd:
         ``duties=False``: store only; deadlines, routes, acknowledgements and poll answers are
         left to :meth:`observe_envelopes` (several workers: one observes every envelope).
         ``origins``: where each payload came from (for routes back, see :attr:`origins`).
+        ``compare``: the pushes too are stored only where they change what their cell holds
+        (a worker taking what queued while it was away: the duty worker may have re-read and
+        stored those values meanwhile; ``ReadingSink.ingest(late=True)``).
         """
         envelopes, where, _ = self._open_envelopes(payloads, origins, count=True)
         if not envelopes:
@@ -408,7 +412,7 @@ class HeadEnd:
         self.metrics.frames_accepted.inc(accepted)
         if len(decoded.intervals) or len(decoded.registers):
             batch = decoded_to_batch(decoded, now_us)
-            self.sink.ingest(batch)
+            self.sink.ingest(batch, late=compare)
             self.stats.values_stored += batch.num_rows
             self.metrics.values_stored.inc(batch.num_rows)
         if late is not None:

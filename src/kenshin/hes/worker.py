@@ -114,6 +114,14 @@ class HesWorker:
     _pending: list[Delivery] = field(default_factory=list, init=False)
     _last_tick: float = field(default_factory=time.monotonic, init=False)
     ledger: StoredLedger | None = field(default=None, init=False)
+    # taking what queued while this worker was away (its start, a store outage): the duty
+    # worker may have re-read some of it and stored the answers, so pushes are compared with
+    # the store as answers are until a batch comes short of the limit (caught up) or this many
+    # messages were taken (a broker keeps at most so many for an absent session: Mosquitto's
+    # max_queued_messages, 1,000 by default; the fleet never lets more wait)
+    catch_up_messages: int = 1000
+    catching_up: bool = field(default=True, init=False)
+    _taken_catching_up: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.observer is not None and self.confirm_within_s is not None:
@@ -149,6 +157,10 @@ class HesWorker:
                 self.observer_status()
         if batch and commit and self.reports is not None:
             self.link.publish_status(self.reports.progress, self.reports.count(self.stored))
+        if self.catching_up:
+            self._taken_catching_up += len(batch)
+            if len(batch) < self.batch_limit or self._taken_catching_up >= self.catch_up_messages:
+                self.catching_up = False
         return len(batch)
 
     def _confirm(
@@ -211,6 +223,8 @@ class HesWorker:
                 return
             except StoreUnavailable as exc:
                 self.abandon()
+                # what queues meanwhile is taken as after a start
+                self.catching_up, self._taken_catching_up = True, 0
                 if waited >= self.outage_limit_s:
                     raise
                 if not waited:
@@ -228,6 +242,7 @@ class HesWorker:
             redelivered=any(m.redelivered for m in batch),
             duties=self.inline_duties,
             origins=_areas(batch),
+            compare=self.catching_up,
         )
         self._pending.extend(batch)
 
