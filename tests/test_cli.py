@@ -247,3 +247,13 @@ def test_the_default_store_lives_in_the_data_directory(capsys, tmp_path, monkeyp
     assert code == 0, err
     assert (tmp_path / "data" / "kenshin.duckdb").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+
+
+def test_version_and_fleet_client_ids(capsys):
+    from importlib.metadata import version
+
+    from kenshin.app.services import fleet_client_id
+
+    code, out, _ = run(capsys, "--version")
+    assert (code, out.strip()) == (0, f"kenshin {version('kenshin')}")
+    assert fleet_client_id("kenshin", "03", 1) != fleet_client_id("drill-a", "03", 1)

@@ -152,6 +152,12 @@ def run_hes_worker(
     return hes
 
 
+def fleet_client_id(topic_root: str, area: str, seed: int) -> str:
+    """The fleet's MQTT client id: two fleets on one broker under different topic roots are two
+    clients (with one id, the broker would disconnect the first when the second connects)."""
+    return f"fleet-{topic_root}-{area}-{seed}"
+
+
 def committed_replay_guard(store: ReadingStore, n_meters: int) -> StagedReplayGuard:
     """A worker's replay windows, loaded from what the store committed with the values."""
     staged = StagedReplayGuard(n_meters)
@@ -275,7 +281,7 @@ def run_fleet(
 
     link = MqttLink(
         mqtt_url,
-        client_id or f"fleet-{area}-{config.seed}",
+        client_id or fleet_client_id(topic_root, area, config.seed),
         on_message=on_message,
         on_retained=on_retained,
         subscriptions=(
