@@ -620,6 +620,22 @@ def test_wrong_method_is_json_405(client: TestClient) -> None:
     assert response.headers["allow"] == "GET"
 
 
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_need_no_network(client: TestClient, page: str) -> None:
+    """Swagger UI and ReDoc come from the package (air-gapped labs): every script, style and
+    image the page loads is served by the API itself, and is there."""
+    import re
+
+    html = client.get(page)
+    assert html.status_code == 200
+    references = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html.text)
+    assert references, "the page loads nothing: the test would prove nothing"
+    external = [r for r in references if "://" in r or r.startswith("//")]
+    assert external == [], f"{page} loads from the network: {external}"
+    for reference in references:
+        assert client.get(reference).status_code == 200, reference
+
+
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]

@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import kenshin
@@ -108,7 +109,9 @@ def create_app(
     ``broute_credentials``: the B-route credential registry or its JSON file (default: memory).
     """
     limits = max_days_table(max_days)
-    app = FastAPI(
+    # the docs pages load Swagger UI and ReDoc from this package, not a CDN: utility labs are
+    # often air-gapped (fastapi-offline ships both; /static-offline-docs)
+    app = FastAPIOffline(
         title="kenshin",
         version=kenshin.__version__,
         description=(
