@@ -181,6 +181,16 @@ def test_vee_sweeps_a_day_by_hand_and_is_idempotent(capsys, tmp_path):
     assert code == 0 and text.count("2026-04-01 active_") == 1 and "S3" not in text
     code, _, err = run(capsys, "vee", "--day", "2026-04-01", "--db", str(db), "--resolutions", "7")
     assert code == 2 and "--resolutions" in err
+    # a day the store holds nothing of (a typo, a day before the fleet) is refused, not swept
+    # into a day of "missing" rows and gaps
+    rows_before = sum(_resolutions(db).values())
+    code, _, err = run(capsys, "vee", "--day", "2026-04-09", "--db", str(db))
+    assert code == 2
+    assert err.strip() == (
+        "kenshin: error: --day 2026-04-09: the store holds no values of that day "
+        "(it holds 2026-04); nothing swept"
+    )
+    assert sum(_resolutions(db).values()) == rows_before
 
 
 def _resolutions(db) -> dict[int, int]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kenshin.app.stores import StoreMode, open_store
 from kenshin.cli.options import DbOpt, PostgresOpt, StoreOpt, console, parse_day, store_location
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
+
+if TYPE_CHECKING:
+    from kenshin.mdms.store import ReadingStore
 
 
 def archive_command(
@@ -88,6 +91,7 @@ def vee_command(
         )
     opened = open_store(store_location(store, db, postgres), StoreMode.OPEN)
     try:
+        _refuse_a_day_without_values(opened, target)
         swept = sweep_day(
             opened,
             target,
@@ -105,3 +109,26 @@ def vee_command(
             console.print(f"  {rule}: {count:,}")
     if swept.differences is not None:
         console.print(f"S3 differences {swept.differences.summary()}")
+
+
+def _refuse_a_day_without_values(store: ReadingStore, day: dt.date) -> None:
+    """A day the store holds no value of is a typo or a day before the fleet: swept, it would
+    write every meter's every slot as missing and as a gap to re-read."""
+    from kenshin.core.channels import Channel
+    from kenshin.errors import InvalidInput
+    from kenshin.mdms.months import month_name
+    from kenshin.mdms.sweep import day_window
+
+    start, end = day_window(day)
+    if store.written_days(Channel.ACTIVE_FORWARD, Resolution.MIN30, start, end, 0):
+        return
+    months = sorted({month_name(m).replace("_", "-") for m in store.months()})
+    if not months:
+        held = "it holds no values yet"
+    elif len(months) == 1:
+        held = f"it holds {months[0]}"
+    else:
+        held = f"it holds {months[0]} … {months[-1]}"
+    raise InvalidInput(
+        f"--day {day}: the store holds no values of that day ({held}); nothing swept"
+    )
