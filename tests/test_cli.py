@@ -267,3 +267,25 @@ def test_version_and_fleet_client_ids(capsys):
     code, out, _ = run(capsys, "--version")
     assert (code, out.strip()) == (0, f"kenshin {version('kenshin')}")
     assert fleet_client_id("kenshin", "03", 1) != fleet_client_id("drill-a", "03", 1)
+
+
+def test_a_fleet_state_of_another_fleet_is_refused(capsys, tmp_path):
+    """The state file holds the meters' counters of one fleet: another fleet (other meters,
+    seed or first day) is refused in one line before anything is sent."""
+    import numpy as np
+
+    from kenshin.fleet.simulator import FleetConfig
+    from kenshin.fleet.state import FleetState
+
+    path = tmp_path / "fleet.npz"
+    FleetState(FleetConfig(n_meters=10, seed=1).describe(), 0, np.zeros(10, np.int64)).save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    args = ["fleet", "--dev-key", "--mqtt", "mqtt://127.0.0.1:1", "--state", str(path)]
+    code, _, err = run(capsys, *args, "--meters", "12", "--start", "2026-04-01")
+    assert code == 2
+    [line] = err.strip().splitlines()[-1:]
+    assert line.startswith("kenshin: error: ") and "holds the state of another fleet" in line
+    assert "10 meters, seed 1" in line
+    path.write_bytes(b"not a state")
+    code, _, err = run(capsys, *args, "--meters", "10")
+    assert code == 2 and "is not a kenshin fleet state" in err.strip().splitlines()[-1]

@@ -334,3 +334,83 @@ def test_the_duty_worker_judges_every_workers_frames(broker, tmp_path: Path) -> 
     on_time = sum(d["on_time"] for d in a1)
     expected = sum(d["expected"] for d in a1)
     assert expected >= 200 * 8 and on_time >= 0.95 * expected
+
+
+def _metric_total(port: int, name: str) -> float:
+    """The sum of a metric over its labels (-1 when the worker does not answer)."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return -1.0
+    lines = [
+        line for line in text.decode().splitlines() if line.startswith((name + " ", name + "{"))
+    ]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def test_the_fleet_runs_again_and_again_against_one_install(broker, tmp_path: Path) -> None:
+    """Issue 13: `kenshin fleet` three times in a row against one install. Each run goes on
+    where the last one stopped (the meters' state file: their frame counters keep rising, as
+    real meters' do), the head-end refuses no frame, and the store holds the three periods one
+    after another (before, the second run's frames were all refused as replays)."""
+    import datetime as dt
+
+    from kenshin.app.services import run_fleet
+    from kenshin.core.timeslots import JST
+    from kenshin.fleet.simulator import FleetConfig
+
+    root = f"kt-{uuid.uuid4().hex[:8]}"
+    db = tmp_path / "k.duckdb"
+    kenshin = [sys.executable, "-m", "kenshin"]
+    install = ["install", "--meters", "50", "--seed", "4", "--start", "2026-04-01", "--db", str(db)]
+    subprocess.run([*kenshin, *install], check=True, capture_output=True)
+    port = _free_port()
+    log = (tmp_path / "hes.log").open("wb")
+    worker = subprocess.Popen(
+        [*kenshin, "hes", "--dev-key", "--mqtt", broker, "--db", str(db), "--worker-id",
+         f"{root}-w", "--topic-root", root, "--metrics-port", str(port)],
+        stderr=log,
+    )  # fmt: skip
+    start = dt.datetime(2026, 4, 1, tzinfo=JST)
+    config = FleetConfig(n_meters=50, start=start, seed=4)
+    state = tmp_path / "fleet.npz"
+    try:
+        deadline = time.monotonic() + 90
+        while _metric(port, "kenshin_hes_frames_accepted_total") < 0:
+            assert time.monotonic() < deadline, "the worker did not come up"
+            time.sleep(0.2)
+        runs = [
+            run_fleet(
+                broker, config, 0.125, topic_root=root, client_id=f"{root}-f", state_path=state
+            )
+            for _ in range(3)
+        ]
+        forwarded = sum(r.field.frames_forwarded for r in runs)
+        deadline = time.monotonic() + 30
+        while _metric(port, "kenshin_hes_frames_accepted_total") < forwarded:
+            assert time.monotonic() < deadline, "the worker did not take every frame"
+            time.sleep(0.2)
+        refused = _metric_total(port, "kenshin_hes_frames_rejected_total")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        log.close()
+    assert [r.resumed_from for r in runs] == [
+        None,
+        (start + dt.timedelta(hours=3)).isoformat(),
+        (start + dt.timedelta(hours=6)).isoformat(),
+    ]
+    assert runs[2].simulated_until == (start + dt.timedelta(hours=9)).isoformat()
+    assert all(r.accounted for r in runs)
+    assert refused == 0, f"the head-end refused {refused:.0f} frames"
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        slots = con.execute(
+            "SELECT count(DISTINCT interval_end), max(interval_end) FROM readings "
+            "WHERE channel = 1 AND resolution = 30 AND source = 1"
+        ).fetchone()
+    finally:
+        con.close()
+    assert slots is not None
+    # three runs of 3 h: the slots ending 00:30 … 09:00, each stored
+    assert slots[0] == 18 and slots[1] == start + dt.timedelta(hours=9)

@@ -209,11 +209,12 @@ def test_a_fleet_without_workers_stops_at_what_the_broker_keeps(mosquitto: Broke
     assert len(set(got)) == 50
 
 
-def test_kenshin_fleet_without_workers_exits_non_zero(mosquitto: Broker) -> None:
+def test_kenshin_fleet_without_workers_exits_non_zero(mosquitto: Broker, tmp_path: Path) -> None:
     root = f"kt-{uuid.uuid4().hex[:8]}"
     command = [sys.executable, "-m", "kenshin", "fleet", "--mqtt", mosquitto.url]
     command += ["--meters", "20", "--days", "0.05", "--start", "2026-04-01"]
     command += ["--topic-root", root, "--worker-timeout", "1"]
+    command += ["--state", str(tmp_path / "fleet.npz")]
     env = {**os.environ, "KENSHIN_AROUTE_MASTER_KEY": KEY, "COLUMNS": "200"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=50)
     output = done.stdout + done.stderr

@@ -317,6 +317,7 @@ class Drill:
                 "--days", str(c.days), "--speed", "max", "--seed", str(c.seed),
                 "--start", c.start, "--topic-root", root,
                 "--worker-timeout", str(c.worker_timeout_s),
+                "--state", str(self.workdir / f"{root}-fleet.npz"),
             ],
             self.env,
             self.workdir / f"{root}-fleet",

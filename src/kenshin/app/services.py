@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -42,10 +43,11 @@ from kenshin.aroute.mqtt import (
 from kenshin.aroute.network import NetworkConfig
 from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
-from kenshin.core.timeslots import from_epoch_us, to_epoch_us
+from kenshin.core.timeslots import from_epoch_us
 from kenshin.errors import InvalidSetting
-from kenshin.fleet.field import FieldStats, UplinkEnvelope
+from kenshin.fleet.field import Field, FieldStats, UplinkEnvelope
 from kenshin.fleet.simulator import Fleet, FleetConfig
+from kenshin.fleet.state import FleetState
 from kenshin.hes.policy import CollectionPolicy
 from kenshin.hes.service import HeadEnd
 from kenshin.hes.worker import HesWorker, WorkerReports
@@ -152,6 +154,40 @@ def run_hes_worker(
     return hes
 
 
+# counters a meter may use after its state was written and before the next write (answers to
+# the head-end's requests within one step): each state on file is this far ahead, so a run that
+# follows a crash never reuses a counter (a run skips at most this many; 32 bits last ~10⁶ runs)
+COUNTER_LEASE = 1024
+
+
+def save_fleet_state(field: Field, path: Path) -> None:
+    FleetState(
+        field.fleet.config.describe(), field.now_us, field.radio.up_counter + COUNTER_LEASE
+    ).save(path)
+
+
+def resume_fleet(field: Field, path: Path | None) -> str | None:
+    """Bring the meters to where the state at ``path`` says the last run of this fleet stopped
+    (simulated without sending: the same registers and recorders as one long run), with its
+    counters; returns that instant (ISO), or None when there is no state to resume."""
+    state = FleetState.load(path) if path is not None else None
+    if state is None:
+        return None
+    config = field.fleet.config
+    if state.fleet != config.describe() or len(state.up_counter) != config.n_meters:
+        theirs = json.loads(state.fleet)
+        raise InvalidSetting(
+            f"{path} holds the state of another fleet ({theirs.get('n_meters')} meters, seed "
+            f"{theirs.get('seed')}, area {theirs.get('area')}, start {theirs.get('start')}): "
+            "give the same settings to go on from where it stopped, or another --state to "
+            "start over (the head-end refuses frames it has taken before)"
+        )
+    while field.now_us < state.until_us:
+        field.fleet.step()
+    field.radio.up_counter[:] = state.up_counter
+    return from_epoch_us(state.until_us).isoformat()
+
+
 def fleet_client_id(topic_root: str, area: str, seed: int) -> str:
     """The fleet's MQTT client id: two fleets on one broker under different topic roots are two
     clients (with one id, the broker would disconnect the first when the second connects)."""
@@ -219,6 +255,7 @@ class FleetRun:
     simulated_until: str
     stored: int = 0  # envelopes the head-end workers reported stored
     unaccounted: int = 0  # published, and no worker reported them stored in time
+    resumed_from: str | None = None  # where a state file said the last run stopped
 
     @property
     def accounted(self) -> bool:
@@ -241,6 +278,7 @@ def run_fleet(
     max_backlog: int = 800,
     worker_timeout_s: float = 120.0,
     on_wait: Callable[[str], None] | None = None,
+    state_path: Path | None = None,
 ) -> FleetRun:
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock.
@@ -252,9 +290,15 @@ def run_fleet(
     end it waits (the same timeout, without progress) until the workers report every envelope
     stored; ``FleetRun.unaccounted`` says how many they did not. ``on_wait`` gets a line about
     once a second while the fleet waits for the workers.
+
+    ``state_path``: the meters' state between runs (:mod:`kenshin.fleet.state`): when the file
+    holds this fleet's state, the run resumes where the last one stopped (frame counters go on
+    rising, so the head-end takes the frames), and it is written before each step's frames
+    leave.
     """
     policy = fleet_policy(config, policy)
     field = simulated_field(Fleet(config), policy, KeyRing(load_master_key(master_key)), network)
+    resumed = resume_fleet(field, state_path)
     area = config.area.code
     downs: queue.Queue[Delivery] = queue.Queue()
     backlog = Backlog(max_backlog)
@@ -316,8 +360,8 @@ def run_fleet(
                 link.publish(topic, payload)
 
     stop = stop or threading.Event()
-    pacer = Pacer(AcceleratedClock(config.start, speed) if speed else None)
-    end_us = to_epoch_us(config.start) + int(days * 86400e6)
+    pacer = Pacer(AcceleratedClock(from_epoch_us(field.now_us), speed) if speed else None)
+    end_us = field.now_us + int(days * 86400e6)
     total = (end_us - field.now_us) // (5 * 60_000_000)
     started = time.perf_counter()
     downlinks = 0
@@ -327,6 +371,8 @@ def run_fleet(
             if not pacer.wait_for(from_epoch_us(field.now_us + 5 * 60_000_000), stop):
                 break
             field.step()
+            if state_path is not None:  # before the step's frames leave (write-ahead)
+                save_fleet_state(field, state_path)
             for envelope in field.due(field.now_us):
                 backlog.wait(stop, worker_timeout_s, waiting, resend_lost)
                 publish(envelope)
@@ -357,4 +403,5 @@ def run_fleet(
         simulated_until=from_epoch_us(field.now_us).isoformat(),
         stored=backlog.stored,
         unaccounted=backlog.unaccounted,
+        resumed_from=resumed,
     )

@@ -3,6 +3,8 @@ MQTT) and ``kenshin fleet`` (simulated meters, network and collectors publishing
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -30,6 +32,7 @@ from kenshin.cli.options import (
     fleet_config,
     master_key_hex,
     out,
+    parse_area,
     progress_bar,
     store_location,
 )
@@ -187,12 +190,23 @@ def fleet(
             "the fleet gives up: while it waits for them to store its backlog, and at the end.",
         ),
     ] = 120.0,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="The meters' state between runs (frame counters, where time stopped): a run "
+            "goes on from where the last one stopped. Default: data/fleet-ROOT-AREA-SEED.npz.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`).
-    It never has more than 800 envelopes unstored by the workers, and fails (exit 1) unless the
-    workers report every envelope stored."""
+    A second run goes on where the first stopped, as real meters do (their frame counters keep
+    rising). It never has more than 800 envelopes unstored by the workers, and fails (exit 1)
+    unless the workers report every envelope stored."""
     from kenshin.app.services import run_fleet
+    from kenshin.app.stores import DATA_DIR
     from kenshin.errors import TransportError
+    from kenshin.fleet.state import FleetState
 
     broker = broker_url(mqtt)  # before the fleet is built
     try:
@@ -201,6 +215,11 @@ def fleet(
         raise typer.BadParameter("expected a number or 'max'", param_hint="--speed") from None
     if pace is not None and pace <= 0:
         raise typer.BadParameter("must be positive", param_hint="--speed")
+    state_path = state or DATA_DIR / f"fleet-{topic_root}-{parse_area(area).code}-{seed}.npz"
+    if start is None:  # a fleet with a state goes on from it: its first day is the state's
+        held = FleetState.load(state_path)
+        if held is not None:
+            start = str(json.loads(held.fleet).get("start", ""))[:10] or None
     config = fleet_config(meters, seed, area, start, days, send_15min=send_15min)
     key = master_key_hex(master_key, master_key_file, dev_key)
     if dev_key:
@@ -217,10 +236,13 @@ def fleet(
             topic_root=topic_root,
             worker_timeout_s=worker_timeout,
             on_wait=lambda line: progress.console.print(line, markup=False, highlight=False),
+            state_path=state_path,
         )
     table = Table(title=f"kenshin fleet → {broker}", show_header=False)
     f = result.field
     table.add_row("meters", f"{meters:,}")
+    if result.resumed_from is not None:
+        table.add_row("went on from", f"{result.resumed_from} ({state_path})")
     table.add_row("simulated until", result.simulated_until)
     table.add_row("frames sent by meters", f"{f.frames_sent:,}")
     table.add_row("lost in the network", f"{f.frames_lost:,}")
