@@ -391,6 +391,9 @@ def test_the_fleet_runs_again_and_again_against_one_install(broker, tmp_path: Pa
             assert time.monotonic() < deadline, "the worker did not take every frame"
             time.sleep(0.2)
         refused = _metric_total(port, "kenshin_hes_frames_rejected_total")
+        # without its state the fleet starts over: the head-end refuses what it took before,
+        # and the fleet hears so from the workers' reports
+        over = run_fleet(broker, config, 0.125, topic_root=root, client_id=f"{root}-f")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
@@ -403,6 +406,9 @@ def test_the_fleet_runs_again_and_again_against_one_install(broker, tmp_path: Pa
     assert runs[2].simulated_until == (start + dt.timedelta(hours=9)).isoformat()
     assert all(r.accounted for r in runs)
     assert refused == 0, f"the head-end refused {refused:.0f} frames"
+    assert [(r.refused, r.held) for r in runs] == [(0, 0)] * 3
+    # refused by the replay windows, or (older than the windows) values the store held already
+    assert over.refused + over.held > over.field.frames_forwarded
     con = duckdb.connect(str(db), read_only=True)
     try:
         slots = con.execute(

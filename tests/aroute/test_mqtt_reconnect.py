@@ -282,3 +282,24 @@ def test_what_a_restarted_broker_may_have_lost_is_handed_out_once_per_reconnect(
     # a copy named stored twice (the resent one refused as a replay is named again)
     backlog.on_stored(envelope_digest(b"before 2") * 2)
     assert (backlog.unaccounted, backlog.resend(3)) == (1, [("t/after", b"after")])
+
+
+def test_workers_tell_the_publisher_what_they_refused() -> None:
+    """A progress report's third field counts the frames a worker refused since it started,
+    the fourth the values of old frames it held already: the publisher adds up what was
+    refused during its run (a baseline given retained before it
+    published counts for nothing; a restarted worker counts from 0)."""
+    backlog = Backlog(limit=10)
+    backlog.on_report("k/hes/progress/w1", b"5 100 40", retained=True)  # before this run
+    backlog.sent(b"one")
+    backlog.on_report("k/hes/progress/w1", b"6 100 52")
+    assert backlog.refused == 12
+    backlog.on_report("k/hes/progress/w1", b"1 200 3")  # w1 restarted: counts from 0
+    backlog.on_report("k/hes/progress/w2", b"2 300")  # a worker that does not say
+    assert backlog.refused == 15
+    backlog.on_report("k/hes/progress/w2", b"2 300 -1")  # malformed: ignored
+    backlog.on_report("k/hes/progress/w2", b"2 300 1 9 9")
+    assert (backlog.refused, backlog.held) == (15, 0)
+    # the fourth field: values of old frames the store held already (a replay past the windows)
+    backlog.on_report("k/hes/progress/w2", b"3 300 1 9")
+    assert (backlog.refused, backlog.held) == (16, 9)

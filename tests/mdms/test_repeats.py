@@ -218,7 +218,7 @@ def test_late_frames_store_only_what_the_store_lacks(
     assert _register_count(store) == registers_before + 1
     values = _versions(store).column("value").to_pylist()
     assert sorted(values) == sorted(PUSHED)  # each slot once
-    assert service.stats.late_dropped == 1
+    assert service.stats.late_dropped == 3  # two values and one register read held already
     # the same late frames once more: nothing at all
     service.ingest(late, late=True)
     service.flush()

@@ -133,6 +133,7 @@ def run_hes_worker(
         observer=observer,
         reports=WorkerReports(worker_id, topic_root),
         lock=lock or threading.Lock(),
+        values_held=lambda: mdms.stats.late_dropped,
     )
     worker_box.append(worker)
     if on_ready is not None:
@@ -256,6 +257,8 @@ class FleetRun:
     stored: int = 0  # envelopes the head-end workers reported stored
     unaccounted: int = 0  # published, and no worker reported them stored in time
     resumed_from: str | None = None  # where a state file said the last run stopped
+    refused: int = 0  # frames the head-end workers refused during the run (replays, forgeries)
+    held: int = 0  # values of late frames the store already held (old frames sent again)
 
     @property
     def accounted(self) -> bool:
@@ -404,4 +407,6 @@ def run_fleet(
         stored=backlog.stored,
         unaccounted=backlog.unaccounted,
         resumed_from=resumed,
+        refused=backlog.refused,
+        held=backlog.held,
     )

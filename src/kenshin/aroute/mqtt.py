@@ -134,6 +134,14 @@ class Backlog:
         self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
         self.published = 0
         self.reports = 0  # reports that moved a count (the waits restart their clock on them)
+        # frames the workers refused since we started (a progress report's third field): a
+        # fleet that sends what the head-end has seen before is told so
+        self.refused = 0
+        self._refused_last: dict[str, tuple[int, int]] = {}
+        # values of late frames (older than their windows) the store already held: a replay
+        # of old frames is not refused by the window but adds nothing
+        self.held = 0
+        self._held_last: dict[str, tuple[int, int]] = {}
 
     def _advance(
         self,
@@ -214,12 +222,24 @@ class Backlog:
         return sum(self._outstanding.values())
 
     def on_progress(
-        self, worker: str, count: int, retained: bool = False, incarnation: int = 0
+        self,
+        worker: str,
+        count: int,
+        retained: bool = False,
+        incarnation: int = 0,
+        refused: int | None = None,
+        held: int | None = None,
     ) -> None:
         with self._lock:
             added = self._advance(self._last, worker, count, retained, incarnation)
             self._stored += added
             self.reports += added > 0
+            if refused is not None:
+                self.refused += self._advance(
+                    self._refused_last, worker, refused, retained, incarnation
+                )
+            if held is not None:
+                self.held += self._advance(self._held_last, worker, held, retained, incarnation)
 
     def on_observed(
         self, worker: str, count: int, retained: bool = False, incarnation: int = 0
@@ -238,7 +258,9 @@ class Backlog:
             fields = (payload or b"0").split()
             count = int(fields[0])
             incarnation = int(fields[1]) if len(fields) > 1 else 0
-            if len(fields) > 2:
+            refused = int(fields[2]) if len(fields) > 2 else None
+            held = int(fields[3]) if len(fields) > 3 else None
+            if len(fields) > 4 or min(refused or 0, held or 0) < 0:
                 raise ValueError
         except (ValueError, IndexError):
             log.warning("ignoring a malformed report on %s: %r", topic, payload[:40])
@@ -248,7 +270,7 @@ class Backlog:
         if kind == "observed":
             self.on_observed(worker, count, retained, incarnation)
         elif kind == "progress":
-            self.on_progress(worker, count, retained, incarnation)
+            self.on_progress(worker, count, retained, incarnation, refused, held)
 
     @property
     def stored(self) -> int:

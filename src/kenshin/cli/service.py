@@ -37,6 +37,10 @@ from kenshin.cli.options import (
     store_location,
 )
 
+# a run whose frames the head-end refuses beyond this share failed (single refusals happen:
+# a frame forged on the way, a replay an attacker tried)
+REFUSED_IN_BULK = 0.01
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -250,10 +254,19 @@ def fleet(
     table.add_row("downlink frames", f"{f.downlink_frames:,} ({f.downlink_refused:,} refused)")
     table.add_row("envelopes published", f"{result.published:,}")
     table.add_row("reported stored by the workers", f"{result.stored:,}")
+    table.add_row("frames refused by the head-end", f"{result.refused:,}")
+    table.add_row("values it held already (old frames)", f"{result.held:,}")
     table.add_row("time taken", f"{result.seconds:.1f} s")
     rate = f.frames_forwarded / result.seconds if result.seconds else 0.0
     table.add_row("throughput", f"{rate:,.0f} frames/s")
     out.print(table)
+    bulk = REFUSED_IN_BULK * max(1, f.frames_forwarded)
+    if result.refused > bulk or result.held > bulk:
+        raise TransportError(
+            f"the head-end refused {result.refused:,} of {f.frames_forwarded:,} frames "
+            f"forwarded and held {result.held:,} of their values already (a fleet that started "
+            "over a period it had sent: keep its --state file; or another master key)"
+        )
     if not result.accounted:
         raise TransportError(
             f"{result.unaccounted:,} of {result.published:,} envelopes unaccounted for: no "

@@ -56,7 +56,7 @@ from kenshin.aroute.frames import (
 from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.aroute.replay import MemoryReplayGuard, ReplayGuard
-from kenshin.core.batches import ReadingSink
+from kenshin.core.batches import ReadingBatch, ReadingSink
 from kenshin.core.channels import Channel
 from kenshin.core.clock import Clock, FollowClock
 from kenshin.core.meterspec import MeterClass
@@ -412,7 +412,12 @@ class HeadEnd:
         self.metrics.frames_accepted.inc(accepted)
         if len(decoded.intervals) or len(decoded.registers):
             batch = decoded_to_batch(decoded, now_us)
-            self.sink.ingest(batch, late=compare)
+            if compare:  # the values only: register reads are facts taken as they come
+                empty = batch.registers.schema.empty_table()
+                self.sink.ingest(ReadingBatch(batch.readings, empty), late=True)
+                self.sink.ingest(ReadingBatch(batch.readings.schema.empty_table(), batch.registers))
+            else:
+                self.sink.ingest(batch)
             self.stats.values_stored += batch.num_rows
             self.metrics.values_stored.inc(batch.num_rows)
         if late is not None:

@@ -68,8 +68,12 @@ class WorkerReports:
     # process carrying on (kenshin.aroute.mqtt.Backlog)
     incarnation: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
-    def count(self, value: int) -> bytes:
-        return f"{value} {self.incarnation}".encode()
+    def count(self, value: int, refused: int | None = None, held: int | None = None) -> bytes:
+        """``COUNT INCARNATION [REFUSED [HELD]]``: envelopes done; since the process started,
+        frames refused and values of late frames the store already held (replays)."""
+        tail = "" if refused is None else f" {refused}"
+        tail += "" if refused is None or held is None else f" {held}"
+        return f"{value} {self.incarnation}{tail}".encode()
 
     @property
     def progress(self) -> str:
@@ -108,6 +112,9 @@ class HesWorker:
     confirm_within_s: float | None = CONFIRM_WITHIN_S
     _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     _monotonic: Callable[[], float] = field(default=time.monotonic, repr=False)
+    # values of late frames the store already held, so far (the MDMS's count): reported with
+    # the progress, so a publisher that sends what was taken before is told
+    values_held: Callable[[], int] | None = None
     stored: int = field(default=0, init=False)  # envelopes stored and acknowledged
     observed: int = field(default=0, init=False)
     store_retries: int = field(default=0, init=False)  # batches tried again after an outage
@@ -155,8 +162,6 @@ class HesWorker:
             self.observed += observed
             if self.reports is not None:
                 self.observer_status()
-        if batch and commit and self.reports is not None:
-            self.link.publish_status(self.reports.progress, self.reports.count(self.stored))
         if self.catching_up:
             self._taken_catching_up += len(batch)
             if len(batch) < self.batch_limit or self._taken_catching_up >= self.catch_up_messages:
@@ -255,6 +260,16 @@ class HesWorker:
         self.hes.replay.stored()
         done = len(self._pending)
         if self.reports is not None:
+            # the count (with the frames refused) before the names: a publisher that has heard
+            # every name has heard what was refused too
+            self.link.publish_status(
+                self.reports.progress,
+                self.reports.count(
+                    self.stored + done,
+                    self.hes.stats.frames_rejected_total,
+                    self.values_held() if self.values_held is not None else None,
+                ),
+            )
             # named before they are acknowledged: killed in between, the broker delivers them
             # again, they are recognised, and named again; never stored and left unnamed (the
             # fleet accounts for its envelopes by these names)

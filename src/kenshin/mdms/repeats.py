@@ -42,11 +42,11 @@ _EMPTY_HISTORY = pa.schema(
 
 def drop_repeated_answers(
     readings: pa.Table, store: AnswerSource, late: npt.NDArray[np.bool_] | None = None
-) -> tuple[pa.Table, int]:
+) -> tuple[pa.Table, int, int]:
     """(``readings`` without the answers that repeat what their cell holds, how many were
-    dropped). The stored versions come from one read of exactly the answered cells per
-    (channel, resolution); the comparisons are sorts of the answered meters' rows, no loop
-    over rows.
+    dropped, how many of those were ``late`` rows: values the store already held). The stored
+    versions come from one read of exactly the answered cells per (channel, resolution); the
+    comparisons are sorts of the answered meters' rows, no loop over rows.
 
     ``late`` (one per row): pushes of frames older than their meter's replay window (a worker
     was down while another took the meters' newer frames), judged like answers: a true replay
@@ -56,7 +56,7 @@ def drop_repeated_answers(
     if late is not None:
         answer |= late
     if not answer.any():
-        return readings, 0
+        return readings, 0, 0
     meter = np.asarray(readings.column("meter_key").to_numpy(zero_copy_only=False))
     # rows of the answered meters only: a push of the same batch may precede an answer
     near = np.flatnonzero(np.isin(meter, np.unique(meter[answer])))
@@ -85,10 +85,11 @@ def drop_repeated_answers(
     repeat &= np.r_[np.zeros(stored.num_rows, dtype=bool), answer[near]]
     dropped = near[repeat[stored.num_rows :]]
     if not dropped.size:
-        return readings, 0
+        return readings, 0, 0
     keep = np.ones(readings.num_rows, dtype=bool)
     keep[dropped] = False
-    return readings.filter(pa.array(keep)), int(dropped.size)
+    held = int(late[dropped].sum()) if late is not None else 0
+    return readings.filter(pa.array(keep)), int(dropped.size), held
 
 
 def _stored_history(answers: pa.Table, store: AnswerSource) -> pa.Table:

@@ -46,7 +46,9 @@ class IngestStats:
     rows_stored: int = 0
     registers_stored: int = 0
     repeats_dropped: int = 0  # re-read and poll answers equal to what was stored (repeats.py)
-    late_dropped: int = 0  # values and register reads of late frames the store already held
+    # values and register reads the store already held, of late frames (older than their
+    # window) and of pushes a catching-up worker compared: replays, or what an answer gave
+    late_dropped: int = 0
 
 
 class MeterDataService:
@@ -136,8 +138,9 @@ class MeterDataService:
         # here, not at ingest: the stored versions they are compared with include every
         # earlier flush, and the writer thread holds the only cursor that writes
         late_readings = item.late[0] if item.late is not None else None
-        readings, repeats = drop_repeated_answers(readings, self.store, late_readings)
-        self.stats.repeats_dropped += repeats
+        readings, repeats, held_values = drop_repeated_answers(readings, self.store, late_readings)
+        self.stats.repeats_dropped += repeats - held_values
+        self.stats.late_dropped += held_values
         if item.late is not None:
             registers, held = drop_stored_register_reads(registers, self.store, item.late[1])
             self.stats.late_dropped += held
