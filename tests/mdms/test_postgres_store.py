@@ -528,3 +528,26 @@ def test_opening_a_complete_store_takes_no_table_lock(pg_store):
     for store in opened:
         store.close()
     assert not blocked, "opening the store waited on another writer's transaction"
+
+
+def test_a_worker_reading_before_writing_a_new_month_does_not_stall(pg_store):
+    """Inside a worker's held transaction (the replay guard's admissions wait for the values)
+    the comparison of answers and late frames with the store reads the readings and register
+    tables, which locks their parents until commit; the append that follows needs a partition
+    for a month not seen yet, created on a connection of its own. It once waited on that lock
+    until its timeout (30 s), batch after batch: the partitions are now made before the read."""
+    from kenshin.aroute.replay_postgres import PostgresReplayGuard
+
+    end = us(2026, 9, 1, 0, 30)  # a month no test has written
+    guard = PostgresReplayGuard(
+        pg_store.dsn, pg_store.schema, hold=True, connection=pg_store.connection
+    )
+    assert guard.admit(np.array([3], np.int32), np.array([9], np.int64)).tolist() == [True]
+    held = pg_store.read_cell_versions(
+        Channel.ACTIVE_FORWARD, Resolution.MIN30, np.array([3], np.int32), np.array([end])
+    )
+    assert held.num_rows == 0
+    assert pg_store.read_register_rows(Channel.ACTIVE_FORWARD, end, end).num_rows == 0
+    pg_store.append(rows(3, [end], [5], end), registers_table([3], [end], [70]))
+    guard.stored()
+    assert _stored_rows(pg_store) == 1

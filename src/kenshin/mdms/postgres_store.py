@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 import pyarrow as pa
 from psycopg import sql
@@ -45,6 +46,8 @@ from kenshin.mdms.months import (
     parse_month,
     partition_name,
     row_bounds_text,
+    row_months,
+    row_months_between,
     table_row_months,
 )
 from kenshin.mdms.pgcopy import (
@@ -69,6 +72,7 @@ from kenshin.mdms.postgres_schema import (
     meter_indexes,
     schema_complete,
 )
+from kenshin.mdms.store import MeterRange
 from kenshin.postgres import (
     ThreadConnections,
     check_schema,
@@ -222,6 +226,32 @@ class PostgresStore(PostgresReads):
                 )
                 created.append(name)
         return created
+
+    def _partitions_before_reading(self, parent: str, months: Sequence[int]) -> None:
+        """Inside a transaction (a head-end worker's, which holds its replay windows until the
+        values are written) a read of ``parent`` locks it until commit, and a partition the
+        same batch needs, created on a connection of its own, would wait for that lock until
+        its timeout, batch after batch. The batch compared is about to be written: its
+        partitions are made before the read."""
+        idle = self._conn().info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if months and not idle and not self.read_only:
+            self.ensure_partitions(parent, months)
+
+    def read_cell_versions(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        meter_keys: npt.NDArray[np.int32],
+        interval_ends_us: npt.NDArray[np.int64],
+    ) -> pa.Table:
+        self._partitions_before_reading("readings", row_months(interval_ends_us))
+        return super().read_cell_versions(channel, resolution, meter_keys, interval_ends_us)
+
+    def read_register_rows(
+        self, channel: Channel, start_us: int, end_us: int, meters: MeterRange | None = None
+    ) -> pa.Table:
+        self._partitions_before_reading("register_reads", row_months_between(start_us - 1, end_us))
+        return super().read_register_rows(channel, start_us, end_us, meters)
 
     def partitions(self, parent: str = "readings") -> list[str]:
         """Names of the partitions of ``parent``, in order."""
