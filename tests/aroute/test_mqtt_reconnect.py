@@ -271,12 +271,13 @@ def test_what_a_restarted_broker_may_have_lost_is_handed_out_once_per_reconnect(
 
     backlog = Backlog(limit=10)
     for i in range(3):
-        backlog.sent(f"before {i}".encode(), f"t/{i}", epoch=0)
+        backlog.sent(f"before {i}".encode(), f"t/{i}", epoch=0, frames=10 + i)
     backlog.on_stored(envelope_digest(b"before 0"))  # stored: no copy needed any more
     backlog.sent(b"after", "t/after", epoch=1)  # published after the reconnect
     assert backlog.resend(0) == []  # no reconnect yet
     assert sorted(backlog.resend(1)) == [("t/1", b"before 1"), ("t/2", b"before 2")]
     assert backlog.resend(1) == []  # once per reconnect
+    assert backlog.resent_frames == 11 + 12
     backlog.on_stored(envelope_digest(b"before 1"))
     assert backlog.resend(2) == [("t/2", b"before 2"), ("t/after", b"after")]
     # a copy named stored twice (the resent one refused as a replay is named again)

@@ -259,6 +259,7 @@ class FleetRun:
     resumed_from: str | None = None  # where a state file said the last run stopped
     refused: int = 0  # frames the head-end workers refused during the run (replays, forgeries)
     held: int = 0  # values of late frames the store already held (old frames sent again)
+    resent_frames: int = 0  # frames published again after a broker restart (see Backlog.resend)
 
     @property
     def accounted(self) -> bool:
@@ -343,7 +344,7 @@ def run_fleet(
 
     def publish(envelope: UplinkEnvelope) -> None:
         topic = up_topic(area, envelope.collector, topic_root)
-        backlog.sent(envelope.payload, topic, link.reconnects)
+        backlog.sent(envelope.payload, topic, link.reconnects, envelope.frames)
         link.publish(topic, envelope.payload)
 
     def resend_lost() -> None:
@@ -409,4 +410,5 @@ def run_fleet(
         resumed_from=resumed,
         refused=backlog.refused,
         held=backlog.held,
+        resent_frames=backlog.resent_frames,
     )

@@ -129,7 +129,8 @@ class Backlog:
         self._outstanding: dict[bytes, int] = {}
         # what to publish again if a broker restart lost it: digest → (topic, payload, the
         # link's connection epoch it was last published in); only for envelopes sent with a topic
-        self._copies: dict[bytes, tuple[str, bytes, int]] = {}
+        self._copies: dict[bytes, tuple[str, bytes, int, int]] = {}  # … and its frames
+        self.resent_frames = 0  # frames in envelopes published again (refused if not lost)
         self._named = False  # a stored report has arrived: count by names, not by counts
         self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
         self.published = 0
@@ -170,16 +171,19 @@ class Backlog:
         last[worker] = (incarnation, count)
         return count
 
-    def sent(self, payload: bytes, topic: str | None = None, epoch: int = 0) -> None:
+    def sent(
+        self, payload: bytes, topic: str | None = None, epoch: int = 0, frames: int = 0
+    ) -> None:
         """We published this envelope (call before publishing: a report may come at once).
         With its ``topic``, a copy is kept until a worker names it stored, for
-        :meth:`resend`; ``epoch``: the link's reconnect count when it was published."""
+        :meth:`resend`; ``epoch``: the link's reconnect count when it was published;
+        ``frames``: how many it carries."""
         digest = envelope_digest(payload)
         with self._lock:
             self._outstanding[digest] = self._outstanding.get(digest, 0) + 1
             self.published += 1
             if topic is not None:
-                self._copies[digest] = (topic, payload, epoch)
+                self._copies[digest] = (topic, payload, epoch, frames)
 
     def resend(self, epoch: int) -> list[tuple[str, bytes]]:
         """(topic, payload) of our envelopes published before connection ``epoch`` and still
@@ -188,12 +192,13 @@ class Backlog:
         was not lost is refused by the head-end as a replay, never stored twice."""
         with self._lock:
             out = []
-            for digest, (topic, payload, when) in self._copies.items():
+            for digest, (topic, payload, when, frames) in self._copies.items():
                 if when < epoch and digest in self._outstanding:
-                    out.append((digest, topic, payload))
-            for digest, topic, payload in out:
-                self._copies[digest] = (topic, payload, epoch)
-            return [(topic, payload) for _, topic, payload in out]
+                    out.append((digest, topic, payload, frames))
+            for digest, topic, payload, frames in out:
+                self._copies[digest] = (topic, payload, epoch, frames)
+                self.resent_frames += frames
+            return [(topic, payload) for _, topic, payload, _ in out]
 
     def on_stored(self, payload: bytes) -> None:
         """A worker names the envelopes it stored (8-byte digests): each of ours leaves the
