@@ -176,9 +176,16 @@ def test_soft_switch_off_by_default_15_min_values_stay_on_the_meters(tmp_path):
 
 
 def test_the_head_end_and_the_fleet_share_one_soft_switch():
+    import threading
+
+    def writers() -> int:
+        return sum(t.name == "mdms-writer" for t in threading.enumerate())
+
     config = FleetConfig(n_meters=20, start=START, seed=5)
+    before = writers()
     with pytest.raises(InvalidSetting, match="soft switch"):
         build_system(config, aroute="wire", policy=CollectionPolicy(send_15min=True))
+    assert writers() == before  # refused before a store or a writer thread was opened
 
 
 def test_same_seed_same_values_other_seed_other_values(tmp_path):

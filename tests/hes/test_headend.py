@@ -110,6 +110,9 @@ def test_writer_failure_surfaces_instead_of_losing_data_silently():
         service.flush()
     with pytest.raises(StoreError):
         service.ingest(batch)
+    with pytest.raises(StoreError):
+        service.close()  # raises again, and stops the writer thread all the same
+    assert service._writer is not None and not service._writer.is_alive()
 
 
 def test_service_buffers_until_flush():

@@ -303,8 +303,9 @@ class WireSystem(EmbeddedSystem):
         master_key: str | None = None,
         **common: Any,
     ) -> None:
+        checked = fleet_policy(config, policy)  # a contradiction is refused before anything opens
         super().__init__(config, db, **common)
-        self.policy = fleet_policy(config, policy)
+        self.policy = checked
         keys = KeyRing(load_master_key(master_key))
         self.field = simulated_field(self.fleet, self.policy, keys, network)
         self.network = self.field.network

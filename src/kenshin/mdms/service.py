@@ -101,11 +101,16 @@ class MeterDataService:
         self._raise_writer_error()
 
     def close(self) -> None:
-        self.flush()
-        if self._queue is not None and self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._queue = None
+        """Store what is buffered and stop the writer thread, even when the store failed (the
+        failure is raised once the thread is gone: a thread left holding a DuckDB cursor
+        aborts the interpreter at exit, duckdb/duckdb#13904)."""
+        try:
+            self.flush()
+        finally:
+            if self._queue is not None and self._writer is not None:
+                self._queue.put(None)
+                self._writer.join()
+                self._queue = None
 
     def _flush_buffer(self, counters: CounterState | None = None) -> None:
         with self._lock:
