@@ -33,6 +33,7 @@ from kenshin.aroute.mqtt import (
     MqttLink,
     down_subscription,
     down_topic,
+    is_stored_topic,
     progress_subscription,
     shared_up_subscription,
     split_topic,
@@ -116,10 +117,9 @@ def run_hes_worker(
         MqttLink(
             mqtt_url,
             f"{worker_id}-observer",
-            # every envelope; persistent: what arrives while this worker is down waits for it
-            # (the fleet paces itself by what the observer saw, and stalled when a restart
-            # lost that)
-            # and the workers' stored reports: a value counts once a worker stored it
+            # every envelope, and the workers' stored reports (a value counts once a worker
+            # stored it); persistent: what arrives while this worker is down waits for it (the
+            # fleet paces itself by what the observer saw, and stalled when a restart lost that)
             subscriptions=(up_subscription(root=topic_root), stored_subscription(topic_root)),
             persistent=True,
         )
@@ -176,7 +176,7 @@ def resume_fleet(field: Field, path: Path | None) -> str | None:
         return None
     config = field.fleet.config
     if state.fleet != config.describe() or len(state.up_counter) != config.n_meters:
-        theirs = json.loads(state.fleet)
+        theirs = state.settings
         raise InvalidSetting(
             f"{path} holds the state of another fleet ({theirs.get('n_meters')} meters, seed "
             f"{theirs.get('seed')}, area {theirs.get('area')}, start {theirs.get('start')}): "
@@ -308,7 +308,7 @@ def run_fleet(
     backlog = Backlog(max_backlog)
 
     def on_message(message: Delivery) -> None:
-        if "/hes-stored/" in message.topic:
+        if is_stored_topic(message.topic):
             backlog.on_stored(message.payload)
         elif "/hes/" in message.topic:
             backlog.on_report(message.topic, message.payload)

@@ -91,6 +91,13 @@ def envelope_digest(payload: bytes) -> bytes:
     return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).digest()
 
 
+def report_digests(report: bytes) -> list[bytes]:
+    """The envelope digests a stored report names (a torn tail is ignored)."""
+    return [
+        report[i : i + DIGEST_BYTES] for i in range(0, len(report) - DIGEST_BYTES + 1, DIGEST_BYTES)
+    ]
+
+
 def progress_subscription(root: str = TOPIC_ROOT) -> str:
     return f"{root}/hes/+/+"
 
@@ -128,8 +135,9 @@ class Backlog:
         # digests not reported stored yet, with how many copies of each we published
         self._outstanding: dict[bytes, int] = {}
         # what to publish again if a broker restart lost it: digest → (topic, payload, the
-        # link's connection epoch it was last published in); only for envelopes sent with a topic
-        self._copies: dict[bytes, tuple[str, bytes, int, int]] = {}  # … and its frames
+        # link's connection epoch it was last published in, frames it carries); only for
+        # envelopes sent with a topic
+        self._copies: dict[bytes, tuple[str, bytes, int, int]] = {}
         self.resent_frames = 0  # frames in envelopes published again (refused if not lost)
         self._named = False  # a stored report has arrived: count by names, not by counts
         self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
@@ -207,8 +215,7 @@ class Backlog:
         with self._lock:
             self._named = True
             moved = 0
-            for i in range(0, len(payload) - DIGEST_BYTES + 1, DIGEST_BYTES):
-                digest = payload[i : i + DIGEST_BYTES]
+            for digest in report_digests(payload):
                 copies = self._outstanding.get(digest)
                 if copies is None:
                     continue  # another publisher's, or one of ours named before

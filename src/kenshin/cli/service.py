@@ -3,7 +3,6 @@ MQTT) and ``kenshin fleet`` (simulated meters, network and collectors publishing
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -223,7 +222,7 @@ def fleet(
     if start is None:  # a fleet with a state goes on from it: its first day is the state's
         held = FleetState.load(state_path)
         if held is not None:
-            start = str(json.loads(held.fleet).get("start", ""))[:10] or None
+            start = str(held.settings.get("start", ""))[:10] or None
     config = fleet_config(meters, seed, area, start, days, send_15min=send_15min)
     key = master_key_hex(master_key, master_key_file, dev_key)
     if dev_key:

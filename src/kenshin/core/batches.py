@@ -42,8 +42,9 @@ class ReadingSink(Protocol):
     """Where the head-end hands its batches (the MDMS ingest service)."""
 
     def ingest(self, batch: ReadingBatch, *, late: bool = False) -> None:
-        """Take a batch. ``late``: values of frames older than their meter's replay window,
-        to be stored only where the store holds no measured value of the same content yet."""
+        """Take a batch. ``late``: values to be stored only where the store holds no measured
+        value of the same content yet (frames older than their meter's replay window, and the
+        pushes a worker takes while catching up)."""
         ...
 
 

@@ -42,6 +42,11 @@ class FleetState:
     until_us: int
     up_counter: npt.NDArray[np.int64]
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """The fleet's settings (``FleetConfig.describe``), parsed."""
+        return dict(json.loads(self.fleet))
+
     @classmethod
     def load(cls, path: Path) -> FleetState | None:
         """The state on file, None when there is none; a file that is not one is an error."""

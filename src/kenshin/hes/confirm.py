@@ -22,11 +22,14 @@ first is kept (as long as an envelope would be) for the envelope it names.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from kenshin.aroute.mqtt import DIGEST_BYTES, envelope_digest
+from kenshin.aroute.mqtt import envelope_digest, report_digests
 
 CONFIRM_WITHIN_S = 360.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,7 @@ class StoredLedger:
 
     def stored(self, report: bytes, now_s: float) -> None:
         """A worker's stored report: the digests of the envelopes it stored, concatenated."""
-        for i in range(0, len(report) - DIGEST_BYTES + 1, DIGEST_BYTES):
-            digest = report[i : i + DIGEST_BYTES]
+        for digest in report_digests(report):
             if self._waiting.pop(digest, None) is not None:
                 self.confirmed += 1
             else:
@@ -75,16 +77,20 @@ class StoredLedger:
         """The envelopes no worker named stored within ``confirm_within_s`` (or beyond the
         limit), oldest first; forgotten here."""
         cutoff = now_s - self.confirm_within_s
-        out: list[Unconfirmed] = []
-        while self._waiting:
-            digest, entry = next(iter(self._waiting.items()))
-            if entry.seen_s > cutoff and len(self._waiting) <= self.limit:
-                break
-            del self._waiting[digest]
-            out.append(entry)
-        while self._named_early:
-            digest, at_s = next(iter(self._named_early.items()))
-            if at_s > cutoff and len(self._named_early) <= self.limit:
-                break
-            del self._named_early[digest]
-        return out
+        _drop_old(self._named_early, lambda at_s: at_s, cutoff, self.limit)
+        return _drop_old(self._waiting, lambda entry: entry.seen_s, cutoff, self.limit)
+
+
+def _drop_old(
+    entries: OrderedDict[bytes, T], seen_at: Callable[[T], float], cutoff: float, limit: int
+) -> list[T]:
+    """Remove and return the oldest entries: those seen at or before ``cutoff``, and any
+    beyond ``limit``."""
+    out: list[T] = []
+    while entries:
+        digest, entry = next(iter(entries.items()))
+        if seen_at(entry) > cutoff and len(entries) <= limit:
+            break
+        del entries[digest]
+        out.append(entry)
+    return out

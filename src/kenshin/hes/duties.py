@@ -30,6 +30,11 @@ DELAY_EDGES_S = np.array(
 )
 
 
+def _delay_s(arrival_us: int, ends_us: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
+    """Seconds from each slot end to an arrival, as the trackers keep them (MISSING excluded)."""
+    return np.clip((arrival_us - ends_us) // 1_000_000, 0, int(MISSING) - 1).astype(np.uint32)
+
+
 def jst_day_of_slot(end_us: int) -> dt.date:
     """The JST day a slot belongs to: the slot ending at 24:00 is the day's last (SPEC facts)."""
     return from_epoch_us(end_us - 1).date()
@@ -102,6 +107,15 @@ class SlotTracker:
     def _row(self, end_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return ((end_us - self.phase_us) // self.step_us) % self.window
 
+    def _place(
+        self, end_us: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """(row of each slot end, whether it is a slot end of this duty at all, whether its
+        slot is in the window now)."""
+        rows = self._row(end_us)
+        on_grid = np.asarray((end_us - self.phase_us) % self.step_us == 0)
+        return rows, on_grid, on_grid & (self.slot_end_us[rows] == end_us)
+
     def advance(self, now_us: int) -> None:
         """Open slots that have ended by ``now_us``; judge those past their deadline."""
         while self.next_end_us <= now_us:
@@ -129,14 +143,12 @@ class SlotTracker:
         """Values of these (meter, slot end) pairs arrived at ``arrival_us``."""
         ends = np.asarray(interval_end_us, dtype=np.int64)
         keys = np.asarray(meter_keys, dtype=np.int64)
-        rows = self._row(ends)
-        held = (self.slot_end_us[rows] == ends) & ((ends - self.phase_us) % self.step_us == 0)
+        rows, _, held = self._place(ends)
         if self.old_gaps and not held.all():
             for key, end in zip(keys[~held].tolist(), ends[~held].tolist(), strict=True):
                 self.old_gaps.pop((key, end), None)
         rows, keys, ends = rows[held], keys[held], ends[held]
-        delay = np.clip((arrival_us - ends) // 1_000_000, 0, int(MISSING) - 1).astype(np.uint32)
-        np.minimum.at(self.delay_s, (rows, keys), delay)
+        np.minimum.at(self.delay_s, (rows, keys), _delay_s(arrival_us, ends))
 
     def retract(
         self,
@@ -152,15 +164,12 @@ class SlotTracker:
         keys = np.asarray(meter_keys, dtype=np.int64)
         if not len(keys):
             return 0
-        delay = np.clip((arrival_us - ends) // 1_000_000, 0, int(MISSING) - 1).astype(np.uint32)
-        rows = self._row(ends)
-        on_grid = (ends - self.phase_us) % self.step_us == 0
-        held = on_grid & (self.slot_end_us[rows] == ends)
+        delay = _delay_s(arrival_us, ends)
+        rows, on_grid, held = self._place(ends)
         # in the window: taken back where this arrival is what counted (not an earlier one)
-        r, k, d = rows[held], keys[held], delay[held]
-        mine = self.delay_s[r, k] == d
-        r, k, d = r[mine], k[mine], d[mine]
-        cells = np.unique((r << 32) | k)  # one cell in two frames is taken back once
+        r, k = rows[held], keys[held]
+        mine = self.delay_s[r, k] == delay[held]
+        cells = np.unique((r[mine] << 32) | k[mine])  # one cell in two frames is taken back once
         r, k = cells >> 32, cells & 0xFFFFFFFF
         d = self.delay_s[r, k]
         judged = self.judged[r] & self.row_expected[r, k]

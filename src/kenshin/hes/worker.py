@@ -141,6 +141,7 @@ class HesWorker:
         batch = self.link.receive(wait_s, self.batch_limit)
         taken = self.observer.receive(0.0, 4096) if self.observer is not None else []
         seen = [m for m in taken if not is_stored_topic(m.topic)]
+        named = [m for m in taken if is_stored_topic(m.topic)]  # the workers' stored reports
         arrivals: list[int | None] = []
         self.hes.stats.largest_batch = max(self.hes.stats.largest_batch, len(batch))
         with self.lock:
@@ -153,7 +154,7 @@ class HesWorker:
                     [m.payload for m in seen], origins=_areas(seen)
                 )
             if self.ledger is not None:
-                self._confirm(seen, arrivals, taken)
+                self._confirm(seen, arrivals, named)
         observed = len(seen)
         if self.observer is not None:
             for message in taken:  # held here now (a no-op on an auto-acknowledging link)
@@ -169,7 +170,7 @@ class HesWorker:
         return len(batch)
 
     def _confirm(
-        self, seen: list[Delivery], arrivals: list[int | None], taken: list[Delivery]
+        self, seen: list[Delivery], arrivals: list[int | None], named: list[Delivery]
     ) -> None:
         """Hold what was observed until a worker names it stored; take back what waited too
         long (:mod:`kenshin.hes.confirm`)."""
@@ -178,9 +179,8 @@ class HesWorker:
         for message, arrival_us in zip(seen, arrivals, strict=True):
             if arrival_us is not None:
                 self.ledger.seen(message.payload, arrival_us, now_s)
-        for message in taken:
-            if is_stored_topic(message.topic):
-                self.ledger.stored(message.payload, now_s)
+        for message in named:
+            self.ledger.stored(message.payload, now_s)
         expired = self.ledger.expired(now_s)
         if expired:
             self.hes.retract([(e.payload, e.arrival_us) for e in expired])

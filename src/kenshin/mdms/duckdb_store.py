@@ -28,7 +28,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kenshin.core.batches import CounterState
+from kenshin.core.batches import CounterState, timestamps
 from kenshin.core.channels import Channel
 from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
@@ -456,9 +456,7 @@ class DuckDBStore(StoreBase):
         cells = pa.table(
             {
                 "meter_key": pa.array(meter_keys, pa.int32()),
-                "interval_end": pa.array(interval_ends_us, pa.int64()).cast(
-                    READINGS_SCHEMA.field("interval_end").type
-                ),
+                "interval_end": timestamps(interval_ends_us),
             }
         )
         columns = ", ".join(f"r.{name}" for name in versions.VERSION_ROWS_SCHEMA.names)

@@ -118,8 +118,7 @@ def _stored_history(answers: pa.Table, store: AnswerSource) -> pa.Table:
                     "meter_key": rows.column("meter_key"),
                     "channel": pa.array(np.full(n, c, np.uint8)),
                     "resolution": pa.array(np.full(n, r, np.uint8)),
-                    **{name: rows.column(name) for name in ("interval_end", *_CONTENT)},
-                    "source": rows.column("source"),
+                    **{name: rows.column(name) for name in ("interval_end", *_CONTENT, "source")},
                     # versions of a cell are ordered by their transaction time
                     "version": versions._column(rows, "tx_time")[0],
                 }

@@ -78,8 +78,9 @@ class MeterDataService:
             self._writer.start()
 
     def ingest(self, batch: ReadingBatch, *, late: bool = False) -> None:
-        """Buffer a batch; ``late``: values of frames older than their meter's replay window,
-        stored only where the store holds no measured value of the same content (issue 12)."""
+        """Buffer a batch; ``late``: values stored only where the store holds no measured value
+        of the same content (frames older than their replay window, a catching-up worker's
+        pushes: issue 12)."""
         self._raise_writer_error()
         with self._lock:
             self.stats.batches += 1
