@@ -7,6 +7,7 @@ The store contract itself (versions, as_of, roster, meta) runs on both backends 
 import datetime as dt
 import struct
 import threading
+import time
 
 import numpy as np
 import psycopg
@@ -398,19 +399,33 @@ def test_closed_store_refuses_use(pg_store):
         other.meter_count()
 
 
-def kenshin_connections(dsn: str, application: str) -> int:
-    conn = psycopg.connect(dsn)
-    row = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [application]
-    ).fetchone()
-    conn.close()
-    assert row is not None
-    return int(row[0])
+def kenshin_connections(dsn: str, application: str, settles_to: int | None = None) -> int:
+    """Backends open for ``application``. A closed connection's backend leaves
+    ``pg_stat_activity`` a moment after the client closed it, so with ``settles_to`` the count
+    is taken again for up to 5 s until it reaches that number (the last count is returned)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [application]
+            ).fetchone()
+        assert row is not None
+        count = int(row[0])
+        if settles_to is None or count == settles_to or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
 
 
 def test_writer_and_reader_threads_share_a_store(pg_store):
     application = unique_schema()
     store = PostgresStore(f"{pg_store.dsn}?application_name={application}", schema=pg_store.schema)
+    try:
+        _threads_share_a_store(store, pg_store.dsn, application)
+    finally:
+        store.close()  # a failed assertion must not leave connections for a later test's GC
+
+
+def _threads_share_a_store(store: PostgresStore, dsn: str, application: str) -> None:
     start = us(2026, 4, 1)
     day = ReadingQuery(1, Channel.ACTIVE_FORWARD, Resolution.MIN30, start, start + 86400 * 10**6)
     errors: list[BaseException] = []
@@ -442,14 +457,14 @@ def test_writer_and_reader_threads_share_a_store(pg_store):
         t.join()
     assert errors == []
     assert store.read(day).num_rows == 40
-    assert kenshin_connections(pg_store.dsn, application) == 5  # the creating thread's + 4
+    assert kenshin_connections(dsn, application) == 5  # the creating thread's + 4
     # those threads have ended: the next thread's connection closes theirs
     late = threading.Thread(target=store.meter_count)
     late.start()
     late.join()
-    assert kenshin_connections(pg_store.dsn, application) == 2
+    assert kenshin_connections(dsn, application, settles_to=2) == 2
     store.close()
-    assert kenshin_connections(pg_store.dsn, application) == 0
+    assert kenshin_connections(dsn, application, settles_to=0) == 0
 
 
 def test_drop_schema_removes_everything(pg_store):
