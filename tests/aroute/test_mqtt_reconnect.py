@@ -304,3 +304,24 @@ def test_workers_tell_the_publisher_what_they_refused() -> None:
     # the fourth field: values of old frames the store held already (a replay past the windows)
     backlog.on_report("k/hes/progress/w2", b"3 300 1 9")
     assert (backlog.refused, backlog.held) == (16, 9)
+
+
+def test_envelopes_passed_by_newer_stored_ones_are_handed_out_again() -> None:
+    """A broker back before the workers drops what is published for them in between (seen in
+    the fault drill: 706 envelopes after the publisher's reconnect, before the workers'): an
+    envelope still unnamed while one published after it was named is handed out again, every
+    ``after_s`` until named; never while the workers have named nothing newer."""
+    from kenshin.aroute.mqtt import envelope_digest
+
+    backlog = Backlog(limit=10)
+    for name in (b"a", b"b", b"c"):
+        backlog.sent(name, f"t/{name.decode()}", epoch=1, frames=5)
+    assert backlog.resend_passed(0.0) == []  # nothing newer named: the workers may be slow
+    backlog.on_stored(envelope_digest(b"c"))
+    assert backlog.resend_passed(0.0) == [("t/a", b"a"), ("t/b", b"b")]
+    assert backlog.resend_passed(60.0) == []  # just handed out: not again before 60 s
+    backlog.on_stored(envelope_digest(b"a"))
+    assert backlog.resend_passed(0.0) == [("t/b", b"b")]
+    assert backlog.resent_frames == 15
+    backlog.on_stored(envelope_digest(b"b"))
+    assert (backlog.unaccounted, backlog.resend_passed(0.0)) == (0, [])

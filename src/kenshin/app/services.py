@@ -347,21 +347,33 @@ def run_fleet(
         backlog.sent(envelope.payload, topic, link.reconnects, envelope.frames)
         link.publish(topic, envelope.payload)
 
+    checked = [0.0]
+
     def resend_lost() -> None:
         # a broker killed between acknowledging a message and its next snapshot lost it: what
         # was published before a reconnect and is still not named stored RESEND_AFTER_S later
-        # (the workers are back and have taken what the broker kept) goes out again
+        # (the workers are back and have taken what the broker kept) goes out again; and a
+        # broker back before the workers dropped what came for them in between: what is
+        # unnamed RESEND_AFTER_S after it was published while newer envelopes were named
+        now = time.monotonic()
+        if now - checked[0] < 1.0:
+            return
+        checked[0] = now
         epoch = link.reconnects
-        if epoch and time.monotonic() - link.connected_at >= RESEND_AFTER_S:
+        again = []
+        if epoch and now - link.connected_at >= RESEND_AFTER_S:
             again = backlog.resend(epoch)
-            if again:
-                log.warning(
-                    "publishing %d envelopes again: not reported stored since the broker "
-                    "came back (it may have lost them)",
-                    len(again),
-                )
-            for topic, payload in again:
-                link.publish(topic, payload)
+        passed = backlog.resend_passed(RESEND_AFTER_S)
+        if again or passed:
+            log.warning(
+                "publishing %d envelopes again: %d not reported stored since the broker came "
+                "back, %d passed by newer ones stored (the broker may have lost them)",
+                len(again) + len(passed),
+                len(again),
+                len(passed),
+            )
+        for topic, payload in again + passed:
+            link.publish(topic, payload)
 
     stop = stop or threading.Event()
     pacer = Pacer(AcceleratedClock(from_epoch_us(field.now_us), speed) if speed else None)
@@ -377,6 +389,7 @@ def run_fleet(
             field.step()
             if state_path is not None:  # before the step's frames leave (write-ahead)
                 save_fleet_state(field, state_path)
+            resend_lost()  # also while the backlog has room (its waits do it when full)
             for envelope in field.due(field.now_us):
                 backlog.wait(stop, worker_timeout_s, waiting, resend_lost)
                 publish(envelope)

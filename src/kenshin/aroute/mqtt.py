@@ -135,9 +135,11 @@ class Backlog:
         # digests not reported stored yet, with how many copies of each we published
         self._outstanding: dict[bytes, int] = {}
         # what to publish again if a broker restart lost it: digest → (topic, payload, the
-        # link's connection epoch it was last published in, frames it carries); only for
-        # envelopes sent with a topic
-        self._copies: dict[bytes, tuple[str, bytes, int, int]] = {}
+        # link's connection epoch it was last published in, frames it carries, its place in
+        # our publishing order, when it was last published [monotonic s]); only for envelopes
+        # sent with a topic
+        self._copies: dict[bytes, tuple[str, bytes, int, int, int, float]] = {}
+        self._newest_named = -1  # the latest place in our order of an envelope named stored
         self.resent_frames = 0  # frames in envelopes published again (refused if not lost)
         self._named = False  # a stored report has arrived: count by names, not by counts
         self._observed: dict[str, int] = {}  # per observer: envelopes seen since we started
@@ -189,24 +191,52 @@ class Backlog:
         digest = envelope_digest(payload)
         with self._lock:
             self._outstanding[digest] = self._outstanding.get(digest, 0) + 1
-            self.published += 1
             if topic is not None:
-                self._copies[digest] = (topic, payload, epoch, frames)
+                self._copies[digest] = (
+                    topic,
+                    payload,
+                    epoch,
+                    frames,
+                    self.published,
+                    time.monotonic(),
+                )
+            self.published += 1
 
     def resend(self, epoch: int) -> list[tuple[str, bytes]]:
         """(topic, payload) of our envelopes published before connection ``epoch`` and still
         not named stored: a broker restarted in between may have lost them (it acknowledges a
         message before its snapshot holds it). Each is handed out once per epoch; a copy that
         was not lost is refused by the head-end as a replay, never stored twice."""
+        return self._hand_out(lambda copy: copy[2] < epoch, epoch)
+
+    def resend_passed(self, after_s: float) -> list[tuple[str, bytes]]:
+        """(topic, payload) of our envelopes not named stored ``after_s`` seconds after they
+        were last published although envelopes published after them were: the workers are
+        taking newer messages and these were dropped on the way -- by a broker that came back
+        before the workers did (what it took for their sessions in between was lost), or
+        restored from a snapshot without them. Handed out again every ``after_s`` until named;
+        a copy that was not lost is refused as a replay (and named), never stored twice."""
+        now = time.monotonic()
+        newest = self._newest_named
+        return self._hand_out(lambda copy: copy[4] < newest and now - copy[5] >= after_s)
+
+    def _hand_out(
+        self,
+        due: Callable[[tuple[str, bytes, int, int, int, float]], bool],
+        epoch: int | None = None,
+    ) -> list[tuple[str, bytes]]:
         with self._lock:
-            out = []
-            for digest, (topic, payload, when, frames) in self._copies.items():
-                if when < epoch and digest in self._outstanding:
-                    out.append((digest, topic, payload, frames))
-            for digest, topic, payload, frames in out:
-                self._copies[digest] = (topic, payload, epoch, frames)
+            out = [
+                (digest, copy)
+                for digest, copy in self._copies.items()
+                if digest in self._outstanding and due(copy)
+            ]
+            now = time.monotonic()
+            for digest, (topic, payload, when, frames, place, _) in out:
+                again = when if epoch is None else epoch
+                self._copies[digest] = (topic, payload, again, frames, place, now)
                 self.resent_frames += frames
-            return [(topic, payload) for _, topic, payload, _ in out]
+            return [(copy[0], copy[1]) for _, copy in out]
 
     def on_stored(self, payload: bytes) -> None:
         """A worker names the envelopes it stored (8-byte digests): each of ours leaves the
@@ -220,6 +250,9 @@ class Backlog:
                 if copies is None:
                     continue  # another publisher's, or one of ours named before
                 moved += 1
+                copy = self._copies.get(digest)
+                if copy is not None:
+                    self._newest_named = max(self._newest_named, copy[4])
                 if copies > 1:
                     self._outstanding[digest] = copies - 1
                 else:
