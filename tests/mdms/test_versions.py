@@ -104,6 +104,33 @@ def test_current_cells_of_many_meters_agree_with_sql(rows: list[tuple[int | None
     got = got.sort_by([(c, "ascending") for c in cells])
     columns = versions.VERSION_ROWS_SCHEMA.names
     assert got.select(columns).to_pylist() == expected.select(columns).to_pylist()
+    picked = raw.take(pa.array(versions.current_indices(raw, 1_800_000_000)))
+    picked = picked.sort_by([(c, "ascending") for c in cells])
+    assert picked.select(columns).to_pylist() == expected.select(columns).to_pylist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(many_meters_row, min_size=1, max_size=40),
+    st.lists(st.booleans(), min_size=40, max_size=40),
+)
+def test_cells_off_the_grid_are_their_own_cells(
+    rows: list[tuple[int | None, ...]], off: list[bool]
+) -> None:
+    """A row 1 min past a slot end shares the grid slot, not the cell, of the rows at the slot
+    end: the two-row shortcut of current_cells must not pair them."""
+    raw = many_meters(rows)
+    ends = np.asarray(raw.column("interval_end").cast(pa.int64()).to_numpy())
+    ends = ends + np.where(off[: len(ends)], 60_000_000, 0)
+    raw = raw.set_column(3, "interval_end", pa.array(ends).cast(TS))
+    cells = ["meter_key", "interval_end"]
+    expected = versions.resolve_current(raw, "meter_key, interval_end").sort_by(
+        [(c, "ascending") for c in cells]
+    )
+    got = versions.current_cells(raw.select(versions.VERSION_ROWS_SCHEMA.names), 1_800_000_000)
+    got = got.sort_by([(c, "ascending") for c in cells])
+    columns = versions.VERSION_ROWS_SCHEMA.names
+    assert got.select(columns).to_pylist() == expected.select(columns).to_pylist()
 
 
 @settings(max_examples=80, deadline=None)
