@@ -23,12 +23,13 @@ COMMANDS = {
     ("broute", "credentials"),
     ("archive",),
     ("vee",),
+    ("report",),
     ("install",),
     ("hes",),
     ("fleet",),
     ("drill", "faults"),
 }
-STORE_COMMANDS = {"simulate", "serve", "up", "archive", "vee", "install", "hes"}
+STORE_COMMANDS = {"simulate", "serve", "up", "archive", "vee", "report", "install", "hes"}
 
 
 def command_paths(command: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

@@ -222,7 +222,8 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
 
 
 def test_backlog_paces_the_publisher_by_what_workers_stored() -> None:
-    from kenshin.aroute.mqtt import Backlog, TransportError
+    from kenshin.aroute.backlog import Backlog
+    from kenshin.errors import TransportError
 
     backlog = Backlog(limit=10)
     stop = threading.Event()

@@ -152,3 +152,12 @@ def test_poll_some_meters(running) -> None:
     assert result["summary"]["answered"] == 4
     for item in result["results"]:
         assert item["state"] == "answered" and item["response"]["forward_register"] >= 0
+
+
+def test_every_head_end_route_is_documented(running: tuple[EmbeddedSystem, TestClient]) -> None:
+    from tests.api.test_api import assert_documented
+
+    _, client = running
+    paths = set(client.get("/openapi.json").json()["paths"]) | {"/metrics"}
+    assert any("/hes/" in p for p in paths)
+    assert_documented(paths)

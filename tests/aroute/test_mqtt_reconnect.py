@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from kenshin.app.drill_servers import Broker, mosquitto_binary
+from kenshin.aroute.backlog import Backlog
 from kenshin.aroute.link import Delivery
-from kenshin.aroute.mqtt import Backlog, MqttLink, TransportError, shared_up_subscription, up_topic
+from kenshin.aroute.mqtt import MqttLink, TransportError, shared_up_subscription, up_topic
 from tests.conftest import services_required
 
 pytestmark = pytest.mark.slow

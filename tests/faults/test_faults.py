@@ -26,7 +26,7 @@ RECOVERY_BOUND_S = 30.0
 
 # kill -9 of the broker mid-stream: Mosquitto acknowledges a message before its next snapshot
 # holds it, and the fleet now publishes again what it published before a reconnect and nobody
-# named stored (kenshin.aroute.mqtt.Backlog.resend). Since then 15 drills of this case at 2,000
+# named stored (kenshin.aroute.backlog.Backlog.resend). Since then 15 drills of this case at 2,000
 # meters lost nothing, and one (in a full `make check`) lost 36,897 values (~740 envelopes) that
 # the fleet never saw named nor published again: cause not established (envelopes published
 # after the reconnect, while the workers were not back, are not sent again). The worker cases

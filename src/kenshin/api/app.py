@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+import pyarrow.compute as pc
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,6 +31,13 @@ from kenshin.api.params import (
     parse_instant,
     parse_period,
     parse_resolution,
+)
+from kenshin.api.report_routes import (
+    deadlines_of,
+    meter_filter,
+    parse_report_day,
+    report_router,
+    report_table,
 )
 from kenshin.api.views import (
     meter_detail_view,
@@ -54,6 +62,7 @@ from kenshin.errors import (
     StoreError,
     UnknownMeter,
 )
+from kenshin.mdms.reports import Deadlines, MeterFilter
 from kenshin.mdms.store import ReadingQuery, ReadingStore
 
 if TYPE_CHECKING:
@@ -134,18 +143,51 @@ def create_app(
             body.update(jsonable_encoder(status()))
         return body
 
+    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    deadlines = Deadlines() if hes is None else deadlines_of(hes.policy)
+
     @router.get("/meters", response_model=MeterPage, tags=["meters"])
     def list_meters(
         offset: int = Query(0, ge=0, le=MAX_OFFSET, description="Meters to skip."),
         limit: int = Query(100, ge=1, le=1000, description="Meters per page."),
+        meters: MeterFilter = Depends(meter_filter),
+        state: str | None = Query(
+            None,
+            description="Only meters with late or missing (late), estimated or suspect "
+            "(estimated) values, or open gaps (gaps) on day.",
+        ),
+        day: str | None = Query(None, description="The JST day state refers to, YYYY-MM-DD."),
     ) -> MeterPage:
-        """The meter roster, a page at a time, in a stable order."""
-        rows = store.list_meters(offset, limit)
+        """The meter roster, a page at a time, in a stable order; filtered by topology,
+        generation, class, samples and data state when asked."""
+        if not meters.any and state is None:
+            if day is not None:
+                raise InvalidInput("day is the day of state; pass state too")
+            rows = store.list_meters(offset, limit)
+            return MeterPage(
+                total=store.meter_count(),
+                offset=offset,
+                limit=limit,
+                items=[meter_view(row) for row in rows],
+            )
+        roster = meters.apply(store.read_meters())
+        if state is not None:
+            if day is None:
+                raise InvalidInput(f"state={state} needs the day it refers to (day=YYYY-MM-DD)")
+            table = report_table(
+                store,
+                state,
+                parse_report_day(day),
+                now_us=to_epoch_us(now()),
+                meters=meters,
+                deadlines=deadlines,
+            )
+            roster = roster.filter(pc.is_in(roster.column("meter_key"), table.column("meter_key")))
         return MeterPage(
-            total=store.meter_count(),
+            total=roster.num_rows,
             offset=offset,
             limit=limit,
-            items=[meter_view(row) for row in rows],
+            items=[meter_view(row) for row in roster.slice(offset, limit).to_pylist()],
         )
 
     def find(supply_point_id: str) -> dict[str, Any]:
@@ -236,9 +278,8 @@ def create_app(
             }
         )
 
-    router.include_router(
-        mdms_router(store, find, clock or (lambda: dt.datetime.now(dt.UTC)), limits)
-    )
+    router.include_router(mdms_router(store, find, now, limits))
+    router.include_router(report_router(store, now, deadlines))
     from kenshin.api.broute_routes import install_broute_routes  # SPEC B4
 
     install_broute_routes(app, router, store, broute_credentials)

@@ -25,11 +25,11 @@ import pyarrow as pa
 
 from kenshin.app.pacing import Pacer
 from kenshin.app.system import fleet_policy, simulated_field
+from kenshin.aroute.backlog import Backlog
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import Delivery
 from kenshin.aroute.mqtt import (
     TOPIC_ROOT,
-    Backlog,
     MqttLink,
     down_subscription,
     down_topic,
@@ -287,7 +287,7 @@ def run_fleet(
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock.
 
-    Flow control (:class:`~kenshin.aroute.mqtt.Backlog`): at most ``max_backlog`` envelopes
+    Flow control (:class:`~kenshin.aroute.backlog.Backlog`): at most ``max_backlog`` envelopes
     are published and not reported stored by a head-end worker (also before any worker has
     reported), because the broker keeps only so many for an absent worker (Mosquitto: 1000 per
     session); when no report moves for ``worker_timeout_s``, :class:`TransportError`. At the

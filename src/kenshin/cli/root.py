@@ -13,6 +13,7 @@ from kenshin.cli.drill import drill_app
 from kenshin.cli.mdms import archive_command, vee_command
 from kenshin.cli.options import console
 from kenshin.cli.plan_network import plan_network_command
+from kenshin.cli.report import report_command
 from kenshin.cli.serve import serve, up
 from kenshin.cli.service import fleet, hes, install
 from kenshin.cli.simulate import simulate
@@ -52,6 +53,7 @@ app.command("plan-network")(plan_network_command)
 app.add_typer(broute_app, name="broute")
 app.command("archive")(archive_command)
 app.command("vee")(vee_command)
+app.command("report")(report_command)
 app.command()(install)
 app.command()(hes)
 app.command()(fleet)

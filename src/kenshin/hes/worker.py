@@ -65,7 +65,7 @@ class WorkerReports:
     worker_id: str
     topic_root: str
     # when this process started (ms): reports say it, so a restart is not taken for the old
-    # process carrying on (kenshin.aroute.mqtt.Backlog)
+    # process carrying on (kenshin.aroute.backlog.Backlog)
     incarnation: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
     def count(self, value: int, refused: int | None = None, held: int | None = None) -> bytes:

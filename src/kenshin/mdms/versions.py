@@ -406,6 +406,22 @@ def current_indices(rows: pa.Table, step_us: int) -> npt.NDArray[np.int64]:
     return np.concatenate(parts).astype(np.int64)
 
 
+def rows_of_cells_with(rows: pa.Table, mask: npt.NDArray[np.bool_], step_us: int) -> pa.Table:
+    """Every row of the cells (meter, slot of the ``step_us`` grid) that hold a row where
+    ``mask`` is set: what the reading rule needs to decide those cells alone (rows off the grid
+    share their grid slot's cells here, which only adds rows)."""
+    if not mask.any():
+        return rows.slice(0, 0)
+    meter, _ = _column(rows, "meter_key")
+    end, _ = _column(rows, "interval_end")
+    key = _grid_key(meter, end, step_us)
+    if int(key.max()) > 4 * len(key) + 1024:  # sparse keys: a set of them
+        return rows.filter(pa.array(np.isin(key, np.unique(key[mask]))))
+    marked = np.zeros(int(key.max()) + 1, bool)
+    marked[key[mask]] = True
+    return rows.filter(pa.array(marked[key]))
+
+
 def _several_current(
     rows: pa.Table, several: npt.NDArray[np.bool_], step_us: int
 ) -> npt.NDArray[np.int64]:
