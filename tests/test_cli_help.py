@@ -24,12 +24,13 @@ COMMANDS = {
     ("archive",),
     ("vee",),
     ("report",),
+    ("export",),
     ("install",),
     ("hes",),
     ("fleet",),
     ("drill", "faults"),
 }
-STORE_COMMANDS = {"simulate", "serve", "up", "archive", "vee", "report", "install", "hes"}
+STORE_COMMANDS = {"simulate", "serve", "up", "archive", "vee", "report", "export", "install", "hes"}
 
 
 def command_paths(command: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

@@ -17,6 +17,7 @@ that cannot be reached or a file that cannot be opened is a :class:`~kenshin.err
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,8 @@ DUCKDB_SUFFIX = ".duckdb"
 # a store holds at least these tables (both backends create them first)
 STORE_TABLES = ("meters", "readings")
 FIRST_RUN = "run `kenshin simulate` or `kenshin install` first"
+
+log = logging.getLogger("kenshin.stores")
 
 
 class StoreMode(enum.Enum):
@@ -124,6 +127,11 @@ def _postgres(dsn: str, option: str) -> StoreLocation:
     return StoreLocation(dsn=dsn)
 
 
+# the store's meta key naming the Parquet archive its old months went to (kenshin archive, the
+# system's monthly housekeeping): every later opening reads those months from there
+ARCHIVE_META = "archive"
+
+
 def open_store(
     location: StoreLocation,
     mode: StoreMode,
@@ -131,13 +139,44 @@ def open_store(
     overwrite: bool = False,
     schema: str = DEFAULT_SCHEMA,
 ) -> ReadingStore:
-    """Open the store at ``location`` in ``mode`` (``schema`` is the PostgreSQL schema)."""
+    """Open the store at ``location`` in ``mode`` (``schema`` is the PostgreSQL schema), with
+    the archive it remembers attached, so reads span archived months in every mode."""
     if overwrite and mode is not StoreMode.CREATE:
         raise ValueError("only a new store (StoreMode.CREATE) can overwrite an old one")
     if location.dsn is not None:
-        return _open_postgres(location.dsn, mode, overwrite=overwrite, schema=schema)
-    assert location.path is not None
-    return _open_duckdb(location.path, mode, overwrite=overwrite)
+        store = _open_postgres(location.dsn, mode, overwrite=overwrite, schema=schema)
+    else:
+        assert location.path is not None
+        store = _open_duckdb(location.path, mode, overwrite=overwrite)
+    if mode is not StoreMode.CREATE:
+        attach_archive(store)
+    return store
+
+
+def remember_archive(store: ReadingStore, root: Path) -> None:
+    """Record where ``store``'s archived months are (an absolute path) and read them from there."""
+    from kenshin.mdms.archive import ParquetArchive
+
+    store.set_meta(ARCHIVE_META, str(root.resolve()))
+    store.archive = ParquetArchive(root)
+
+
+def attach_archive(store: ReadingStore) -> None:
+    """Read archived months from the archive the store remembers; a warning when it is gone
+    (the months it held then read as empty, as a store without them)."""
+    from kenshin.mdms.archive import ParquetArchive
+
+    recorded = store.get_meta(ARCHIVE_META)
+    if recorded is None or store.archive is not None:
+        return
+    if not Path(recorded).is_dir():
+        log.warning(
+            "the archive of %s, %s, is missing: its archived months cannot be read",
+            store.target,
+            recorded,
+        )
+        return
+    store.archive = ParquetArchive(recorded)
 
 
 def _open_duckdb(path: Path, mode: StoreMode, *, overwrite: bool) -> ReadingStore:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kenshin.app.stores import remember_archive
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import MemoryBroker
 from kenshin.aroute.mqtt import shared_up_subscription, up_topic
@@ -162,6 +163,8 @@ class EmbeddedSystem:
         self.link = LossyLink(self.mdms, loss, config.seed) if loss else None
         self.sink: ReadingSink = self.link if self.link is not None else self.mdms
         self.schedule: MdmsSchedule | None = None
+        if archive is not None:
+            remember_archive(self.store, archive.root)
         if sweep:
             self.schedule = MdmsSchedule(
                 self.store,

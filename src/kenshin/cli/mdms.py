@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kenshin.app.stores import StoreMode, open_store
+from kenshin.app.stores import StoreMode, open_store, remember_archive
 from kenshin.cli.options import DbOpt, PostgresOpt, StoreOpt, console, parse_day, store_location
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 
@@ -42,6 +42,8 @@ def archive_command(
     moment = dt.datetime(day.year, day.month, day.day, tzinfo=JST)
     opened = open_store(store_location(store, db, postgres), StoreMode.OPEN)
     try:
+        # recorded first: every later opening of the store reads archived months from there
+        remember_archive(opened, archive)
         report = run_housekeeping(
             opened,
             ParquetArchive(archive),

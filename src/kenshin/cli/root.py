@@ -10,6 +10,7 @@ import typer
 
 from kenshin.cli.broute import broute_app
 from kenshin.cli.drill import drill_app
+from kenshin.cli.export import export_command
 from kenshin.cli.mdms import archive_command, vee_command
 from kenshin.cli.options import console
 from kenshin.cli.plan_network import plan_network_command
@@ -54,6 +55,7 @@ app.add_typer(broute_app, name="broute")
 app.command("archive")(archive_command)
 app.command("vee")(vee_command)
 app.command("report")(report_command)
+app.command("export")(export_command)
 app.command()(install)
 app.command()(hes)
 app.command()(fleet)

@@ -150,6 +150,27 @@ class ParquetArchive:
         files = self._files("readings", months, query.meter_key % self.buckets)
         return self._select(files, READINGS_SCHEMA, versions.duckdb_cell_where(query))
 
+    def read_window_versions(
+        self,
+        channel: int,
+        resolution: int,
+        start_us: int,
+        end_us: int,
+        months: list[int],
+        meters: MeterRange | None = None,
+    ) -> pa.Table:
+        """Every archived version row of every meter's cells of ``channel`` and ``resolution``
+        in ``(start, end]`` (``versions.VERSION_ROWS_SCHEMA``): what a fleet-wide read of an
+        archived month needs (every bucket)."""
+        where = (
+            f"channel = {int(channel)} AND resolution = {int(resolution)} "
+            f"AND interval_end > make_timestamptz({int(start_us)}) "
+            f"AND interval_end <= make_timestamptz({int(end_us)})" + meter_range_sql(meters)
+        )
+        return self._select(
+            self._files("readings", months, None), versions.VERSION_ROWS_SCHEMA, where
+        )
+
     def read_register_rows(
         self,
         channel: int,

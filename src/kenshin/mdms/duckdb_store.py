@@ -414,7 +414,7 @@ class DuckDBStore(StoreBase):
         table = self._arrow(versions.current_sql(source, where, "meter_key, interval_end"))
         return versions.conform_to(table, versions.WINDOW_SCHEMA)
 
-    def read_window_versions(
+    def _hot_window_versions(
         self,
         channel: Channel,
         resolution: Resolution,

@@ -283,7 +283,7 @@ class PostgresReads(StoreBase):
             "read window",
         )
 
-    def read_window_versions(
+    def _hot_window_versions(
         self,
         channel: Channel,
         resolution: Resolution,
@@ -292,7 +292,7 @@ class PostgresReads(StoreBase):
         meters: MeterRange | None = None,
     ) -> pa.Table:
         """Every version row of every meter's cells in ``(start, end]``, unordered (see
-        ``DuckDBStore.read_window_versions``)."""
+        ``StoreBase.read_window_versions``)."""
         statement = sql.SQL(
             "SELECT meter_key, "
             + US_COLUMN.format("interval_end")

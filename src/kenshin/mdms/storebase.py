@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from kenshin.core.channels import Channel
 from kenshin.core.schema import READINGS_SCHEMA
+from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
 from kenshin.mdms.months import row_months_between
 from kenshin.mdms.store import MeterRange, ReadingQuery
@@ -35,6 +36,18 @@ class StoreBase:
     ) -> pa.Table:
         """Every register read of the hot store at instants in ``[start, end]`` (of ``meters``
         when given; ``versions.REGISTER_ROWS_SCHEMA``)."""
+        raise NotImplementedError
+
+    def _hot_window_versions(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        meters: MeterRange | None,
+    ) -> pa.Table:
+        """Every version row of every meter's cells in ``(start, end]`` in the hot store
+        (``versions.VERSION_ROWS_SCHEMA``), unordered."""
         raise NotImplementedError
 
     # ---- shared
@@ -62,6 +75,26 @@ class StoreBase:
         if not raw.num_rows:
             return versions.empty(versions.HISTORY_SCHEMA)
         return versions.history_of(raw)
+
+    def read_window_versions(
+        self,
+        channel: Channel,
+        resolution: Resolution,
+        start_us: int,
+        end_us: int,
+        meters: MeterRange | None = None,
+    ) -> pa.Table:
+        """Every version row of every meter's cells in ``(start, end]`` (of ``meters`` when
+        given), archived months included, unordered (``versions.VERSION_ROWS_SCHEMA``): a plain
+        scan, for callers that apply the reading rule themselves (``versions.current_cells``)."""
+        rows = self._hot_window_versions(channel, resolution, start_us, end_us, meters)
+        archived = self._archived(row_months_between(start_us, end_us))
+        if not archived:
+            return rows
+        old = self.archive.read_window_versions(
+            int(channel), int(resolution), start_us, end_us, archived, meters
+        )
+        return pa.concat_tables([versions.conform_to(old, versions.VERSION_ROWS_SCHEMA), rows])
 
     def read_register_rows(
         self, channel: Channel, start_us: int, end_us: int, meters: MeterRange | None = None
