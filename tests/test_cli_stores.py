@@ -104,6 +104,10 @@ def test_a_missing_duckdb_store_is_an_error_and_nothing_is_created(
 def test_duckdb_store_create_open_and_read_only(capsys, tmp_path) -> None:
     db = tmp_path / "sub" / "k.duckdb"
     code, out, err = run(capsys, "install", *FLEET, "--store", str(db))
+    one_line_error(code, err, "directory")  # a typo must not make directories
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "sub").mkdir()
+    code, out, err = run(capsys, "install", *FLEET, "--store", str(db))
     assert code == 0, err
     assert "installed 30 meters" in err
     code, _, err = run(capsys, "install", *FLEET, "--store", str(db))

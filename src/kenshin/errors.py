@@ -116,3 +116,7 @@ class LinkClosed(TransportError):
 
 class DrillError(KenshinError):
     """The fault drill itself could not run (a server would not start, a run never settled)."""
+
+
+class PortInUse(KenshinError):
+    """A port the command would listen on is taken (a runtime condition, exit code 1)."""

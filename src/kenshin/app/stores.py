@@ -191,6 +191,9 @@ def _open_duckdb(path: Path, mode: StoreMode, *, overwrite: bool) -> ReadingStor
         return DuckDBStore(path, read_only=mode is StoreMode.READ_ONLY)
     if path.exists() and not overwrite:
         raise InvalidStore(f"{path} already exists; pass --overwrite to replace it")
+    if not path.parent.is_dir() and path.parent.resolve() != DATA_DIR.resolve():
+        # a typo in a directory name would make directories; kenshin's data directory is made
+        raise InvalidStore(f"cannot create {path}: directory {path.parent} does not exist")
     try:
         path.unlink(missing_ok=True)
         Path(f"{path}.wal").unlink(missing_ok=True)

@@ -34,7 +34,7 @@ from kenshin.broute.credentials import (
     CredentialRegistry,
     LanAccess,
 )
-from kenshin.cli.options import AreaOpt, SeedOpt, SpeedOpt, console, out, parse_area
+from kenshin.cli.options import AreaOpt, SeedOpt, SpeedOpt, check_parent, console, out, parse_area
 from kenshin.core.clock import AcceleratedClock
 from kenshin.core.ids import Area, validate_supply_point_id
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
@@ -290,6 +290,7 @@ def credentials(
     path: CredentialsOpt = DATA_DIR / DEFAULT_CREDENTIALS_FILE,
 ) -> None:
     """Issue (or show) a meter's B-route ID and password (SPEC B4)."""
+    check_parent(path, "--credentials")
     registry = CredentialRegistry(path)
     try:
         current = None if reissue else registry.current(meter)

@@ -250,3 +250,38 @@ def fleet_config(
     return FleetConfig(
         n_meters=meters, start=begin, seed=seed, area=parse_area(area), send_15min=send_15min
     )
+
+
+def check_parent(path: Path, option: str) -> None:
+    """Refuse a file whose directory does not exist (a typo would otherwise make directories);
+    kenshin's own data directory is made when needed."""
+    from kenshin.errors import InvalidInput
+
+    parent = path.parent
+    if parent.is_dir() or parent.resolve() == DATA_DIR.resolve():
+        return
+    raise InvalidInput(f"{option} {path}: directory {parent} does not exist")
+
+
+def check_port_free(host: str, port: int, option: str = "--port") -> None:
+    """Refuse, before any work or any "serving on" line, a TCP port something listens on."""
+    import errno
+    import socket
+
+    from kenshin.errors import PortInUse
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # an unresolvable host: the server says so itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"{option} {port}: port {port} on {host} is in use (another kenshin "
+                    f"serve or up?); choose another with {option}"
+                ) from None

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kenshin.cli.options import SeedOpt, meters_option
+from kenshin.cli.options import SeedOpt, check_parent, meters_option
 from kenshin.errors import InvalidSetting
 
 if TYPE_CHECKING:
@@ -63,6 +63,9 @@ def plan_network_command(
     from kenshin.aroute.network import NetworkConfig, parse_mix
     from kenshin.hes.policy import CollectionPolicy
     from kenshin.netplan import DEFAULT_COMPARISON, plan_network, write_svg
+
+    if svg is not None:
+        check_parent(svg, "--svg")
 
     try:
         parsed: list[MixSpec] = [NetworkConfig(shares=parse_mix(m)) for m in mix or []]

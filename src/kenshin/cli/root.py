@@ -87,16 +87,21 @@ def _main(argv: list[str] | None) -> None:
     except _UsageError as exc:
         message = exc.format_message()  # type: ignore[attr-defined]
         if message:  # empty when typer has printed the help instead
-            console.print(
-                f"kenshin: error: {message}", markup=False, highlight=False, soft_wrap=True
-            )
+            _error_line(message)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except InvalidInput as exc:
-        console.print(f"kenshin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         sys.exit(2)
     except KenshinError as exc:
-        console.print(f"kenshin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error_line(message: str) -> None:
+    """``kenshin: error: …`` on one line: a library's message (libpq's hint, a traceback's
+    text) may span several, and a script reading stderr wants one."""
+    text = " ".join(message.split())
+    console.print(f"kenshin: error: {text}", markup=False, highlight=False, soft_wrap=True)

@@ -22,6 +22,7 @@ from kenshin.cli.options import (
     SpeedOpt,
     StoreOpt,
     UpStoreOpt,
+    check_port_free,
     console,
     parse_area,
     store_location,
@@ -46,6 +47,7 @@ def serve(
     from kenshin.broute.credentials import DEFAULT_CREDENTIALS_FILE
 
     location = store_location(store, db, postgres)
+    check_port_free(host, port)
     opened = open_store(location, StoreMode.READ_ONLY)
     console.print(
         f"serving {location.describe()} on http://{host}:{port}  "
@@ -79,10 +81,12 @@ def up(
     The store is recreated at start (with PostgreSQL, the schema kenshin_up)."""
     from kenshin.cli.live import run_live
 
+    location = store_location(store, db, postgres, default=UP_STORE)
+    check_port_free(host, port)
     run_live(
         meters=meters,
         speed=speed,
-        store=store_location(store, db, postgres, default=UP_STORE),
+        store=location,
         host=host,
         port=port,
         seed=seed,

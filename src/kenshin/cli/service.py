@@ -27,6 +27,7 @@ from kenshin.cli.options import (
     StoreOpt,
     TopicRootOpt,
     broker_url,
+    check_port_free,
     console,
     fleet_config,
     master_key_hex,
@@ -118,6 +119,9 @@ def hes(
     broker = broker_url(mqtt)
     location = store_location(store, db, postgres)
     key = master_key_hex(master_key, master_key_file, dev_key)
+    for option, port in (("--metrics-port", metrics_port), ("--api-port", api_port)):
+        if port:
+            check_port_free("0.0.0.0" if option == "--metrics-port" else "127.0.0.1", port, option)
     opened = open_store(location, StoreMode.OPEN)
     stop = threading.Event()
     lock = threading.Lock()  # the worker loop and the API's commands share the head-end
@@ -225,9 +229,10 @@ def fleet(
             start = str(held.settings.get("start", ""))[:10] or None
     config = fleet_config(meters, seed, area, start, days, send_15min=send_15min)
     key = master_key_hex(master_key, master_key_file, dev_key)
-    if dev_key:
-        console.print(f"fleet on {DEV_KEY_NOTE}", highlight=False)
-    with progress_bar("[bold]fleet[/]", "5-min steps") as progress:
+    # the development key is said on the progress bar and in the summary, not on a line of its
+    # own before the broker is reached: an error is then the only line
+    title = "[bold]fleet[/] [red](development key: frames NOT protected)[/]" if dev_key else ""
+    with progress_bar(title or "[bold]fleet[/]", "5-min steps") as progress:
         task = progress.add_task("fleet", total=None)
         result = run_fleet(
             mqtt,
@@ -244,6 +249,8 @@ def fleet(
     table = Table(title=f"kenshin fleet → {broker}", show_header=False)
     f = result.field
     table.add_row("meters", f"{meters:,}")
+    if dev_key:
+        table.add_row("A-route key", DEV_KEY_NOTE)
     if result.resumed_from is not None:
         table.add_row("went on from", f"{result.resumed_from} ({state_path})")
     table.add_row("simulated until", result.simulated_until)
