@@ -106,7 +106,7 @@ def simulate(
         def on_slot(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total, now=system.fleet.now.isoformat())
 
-        summary = system.run(end, on_slot)
+        summary = system.run(end, on_slot, last=True)
     stored = system.store.reading_counts()
     sweeps = system.schedule.sweeps if system.schedule is not None else []
     lost = system.link.lost if system.link is not None else 0
@@ -123,6 +123,8 @@ def simulate(
     if aroute == "wire":
         table.add_row("frames sent by meters", f"{summary.frames_sent:,}")
         table.add_row("lost in the network (then re-read)", f"{summary.frames_lost:,}")
+        if summary.frames_in_flight:
+            table.add_row("still on their way at the end", f"{summary.frames_in_flight:,}")
         table.add_row("frames accepted by the HES", f"{summary.frames_accepted:,}")
         table.add_row("frames refused", f"{summary.frames_rejected:,}")
         for duty, share in (summary.on_time or {}).items():

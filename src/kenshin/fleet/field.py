@@ -95,6 +95,11 @@ class Field:
                 heapq.heappush(self._events, (int(at), next(self._seq), _UP, key))
             bundle.append(out.frames[i])
 
+    @property
+    def frames_in_flight(self) -> int:
+        """Frames sent and still on their way to the head-end (in collectors' bundles)."""
+        return sum(len(frames) for frames in self._bundles.values())
+
     def receive_downlink(self, collector: str, payload: bytes, now_us: int) -> None:
         """A downlink envelope reached ``collector`` at ``now_us``: forward each frame to its
         meter."""

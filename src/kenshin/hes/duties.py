@@ -96,6 +96,7 @@ class SlotTracker:
         # earliest time a row can have a re-read due: rows are skipped until then
         self.next_check_us = np.zeros(window, dtype=np.int64)
         self.next_end_us = first_end_us  # the next slot end to open
+        self.open_until_us: int | None = None  # no slot ends after this are owed (a run's end)
         self.days: dict[dt.date, DutyDay] = {}
         self.max_deadline_us = int(deadline_s.max(initial=0)) * 1_000_000
         # gaps older than the window, kept (sparse) while the meters still hold the values:
@@ -117,8 +118,10 @@ class SlotTracker:
         return rows, on_grid, on_grid & (self.slot_end_us[rows] == end_us)
 
     def advance(self, now_us: int) -> None:
-        """Open slots that have ended by ``now_us``; judge those past their deadline."""
-        while self.next_end_us <= now_us:
+        """Open slots that have ended by ``now_us`` (and by :attr:`open_until_us`); judge
+        those past their deadline."""
+        limit = now_us if self.open_until_us is None else min(now_us, self.open_until_us)
+        while self.next_end_us <= limit:
             row = int(self._row(np.array([self.next_end_us]))[0])
             if self.slot_end_us[row] >= 0:
                 self._evict(row)

@@ -655,10 +655,18 @@ class HeadEnd:
                 latest[summary.duty] = summary
         return latest
 
-    def slo_totals(self) -> dict[Duty, tuple[int, int]]:
-        """(on time, expected) per duty over every judged day."""
+    def expect_until(self, end_us: int) -> None:
+        """The meters stop at ``end_us`` (a simulation's end): slots ending later are not owed,
+        while what they sent before still arrives, is judged and re-read."""
+        for tracker in self.trackers.values():
+            tracker.open_until_us = end_us
+
+    def slo_totals(self, through: dt.date | None = None) -> dict[Duty, tuple[int, int]]:
+        """(on time, expected) per duty over every judged day (up to ``through``)."""
         totals: dict[Duty, tuple[int, int]] = {}
         for s in self.slo():
+            if through is not None and s.day > through:
+                continue
             on, exp = totals.get(s.duty, (0, 0))
             totals[s.duty] = (on + s.on_time, exp + s.expected)
         return totals
