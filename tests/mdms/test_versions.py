@@ -206,3 +206,21 @@ def test_shared_keys_are_those_that_occur_more_than_once(small: list[int], sprea
     counts = Counter(key.tolist())
     expected = [counts[k] > 1 for k in key.tolist()]
     assert versions._shared(key).tolist() == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(many_meters_row, min_size=1, max_size=40))
+def test_current_indices_of_meters_far_apart_agree_with_sql(
+    rows: list[tuple[int | None, ...]],
+) -> None:
+    """Meter keys far apart (a report's few cells of a big fleet) number their cells densely
+    instead of counting over the whole key range."""
+    raw = many_meters([(r[0] * 500_000, *r[1:]) for r in rows])  # type: ignore[operator]
+    cells = ["meter_key", "interval_end"]
+    expected = versions.resolve_current(raw, "meter_key, interval_end").sort_by(
+        [(c, "ascending") for c in cells]
+    )
+    picked = raw.take(pa.array(versions.current_indices(raw, 1_800_000_000)))
+    columns = versions.VERSION_ROWS_SCHEMA.names
+    got = picked.sort_by([(c, "ascending") for c in cells]).select(columns)
+    assert got.to_pylist() == expected.select(columns).to_pylist()

@@ -160,6 +160,9 @@ def _positions(keys: npt.NDArray[np.int64], meter: npt.NDArray[np.int64]) -> npt
     if len(keys) == 0 or len(meter) == 0:
         return np.full(len(meter), -1, np.int64)
     low, high = int(keys[0]), int(keys[-1])
+    if high - low == len(keys) - 1:  # keys low … high without a hole: an offset
+        inside = (meter >= low) & (meter <= high)
+        return np.where(inside, meter - low, -1)
     if high - low <= 4 * len(keys) + 1024:
         table = np.full(high - low + 1, -1, np.int64)
         table[keys - low] = np.arange(len(keys))
@@ -201,10 +204,15 @@ def late_report(
         source = np.asarray(rows.column("source").to_numpy(False), np.uint8)
         # the first measured version of each cell: its arrival (of several at that instant,
         # the one stored last says how)
-        measured = np.flatnonzero(ours & versions.is_measured(source))
-        m_cell = cell[measured]
-        np.minimum.at(first_tx, m_cell, tx[measured])
-        at_first = measured[tx[measured] == first_tx[m_cell]]
+        counted = ours & versions.is_measured(source)
+        if counted.all():  # the usual day: every row is ours and from the meters
+            np.minimum.at(first_tx, cell, tx)
+            at_first = np.flatnonzero(tx == first_tx[cell])
+        else:
+            measured = np.flatnonzero(counted)
+            m_cell = cell[measured]
+            np.minimum.at(first_tx, m_cell, tx[measured])
+            at_first = measured[tx[measured] == first_tx[m_cell]]
         first_src[cell[at_first]] = source[at_first]
     slot_end = start + (np.arange(spd, dtype=np.int64) + 1) * step
     cell_end = np.tile(slot_end, len(keys))

@@ -381,9 +381,11 @@ def current_indices(rows: pa.Table, step_us: int) -> npt.NDArray[np.int64]:
         if all_on_grid
         else _grid_key(meter[index], end[index], step_us)
     )
-    if len(key) == 0 or int(key.max()) > 4 * len(key) + 1024:  # sparse: sort them all
+    if len(key) == 0:
         order, _, _ = _current_order(rows, ("meter_key", "interval_end"))
         return order
+    if int(key.max()) > 4 * len(key) + 1024:  # sparse (a few cells of many): numbered densely
+        key = np.unique(key, return_inverse=True)[1].astype(np.int64)
     counts = np.bincount(key)
     per_row = counts[key]
     parts = [index[per_row == 1]]
