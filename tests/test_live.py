@@ -36,3 +36,22 @@ def test_a_day_closing_while_live_is_swept() -> None:
     assert first.cells == 60 * 48
     assert status["vee_days_swept"] >= 1
     system.close()
+
+
+def test_the_status_says_how_far_a_slow_machine_is_behind() -> None:
+    """A clock far ahead of the simulation (a machine too slow for --speed) shows as lag."""
+    from kenshin.cli.live import _status_text
+
+    start = dt.datetime(2026, 4, 1, 0, 0, tzinfo=JST)
+    system = build_system(
+        FleetConfig(n_meters=20, start=start, seed=2), aroute="wire", background_writer=False
+    )
+    try:
+        system.run(start + dt.timedelta(hours=1))
+        ahead = AcceleratedClock(system.now + dt.timedelta(hours=2), speed=600.0)
+        status = LiveRunner(system, ahead).status()  # not started: the simulation stands still
+    finally:
+        system.close()
+    assert 7200 <= status["simulation_lag_s"] < 7300
+    text = _status_text(status)
+    assert "120 simulated min behind 600×" in text and "VEE days 0, gaps 0" in text

@@ -120,3 +120,11 @@ class DrillError(KenshinError):
 
 class PortInUse(KenshinError):
     """A port the command would listen on is taken (a runtime condition, exit code 1)."""
+
+
+class AlreadyExists(KenshinError):
+    """What a request would create exists already and replacing it was not asked for (409)."""
+
+
+class ReadOnly(KenshinError):
+    """A write asked of something opened read-only (``kenshin serve``)."""

@@ -604,6 +604,11 @@ def test_channel_not_recorded(
     message = _error(response, 400, "not_recorded")
     assert fragment in message
     assert "it records 30-min: active_forward" in message
+    # without a period the answer is the same, not "no values are stored yet"
+    bare = client.get(
+        f"{V1}/meters/{spid}/readings", params={"channel": channel, "resolution": resolution}
+    )
+    assert fragment in _error(bare, 400, "not_recorded")
 
 
 # --- the rest of the HTTP surface --------------------------------------------------------------

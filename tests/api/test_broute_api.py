@@ -80,9 +80,13 @@ def test_issue_returns_the_pair_once_and_get_hides_the_password(client: TestClie
     assert abs(issued - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
 
 
-def test_reissue_revokes_the_old_pair(client: TestClient) -> None:
+def test_reissue_revokes_the_old_pair_only_when_asked(client: TestClient) -> None:
     old = client.post(url(HV)).json()
-    new = client.post(url(HV))
+    again = client.post(url(HV))  # a repeated click must not cut off the customer's HEMS
+    assert error_code(again, 409) == "already_exists"
+    assert "reissue=true" in again.json()["error"]["message"]
+    assert registry_of(client).verify(HV, old["route_id"], old["password"])
+    new = client.post(url(HV), params={"reissue": "true"})
     assert new.status_code == 201 and new.json()["reissued"] is True
     fresh = new.json()
     assert fresh["route_id"] != old["route_id"]
@@ -118,7 +122,7 @@ def test_each_issue_is_logged_without_the_password(
 ) -> None:
     caplog.set_level(logging.INFO, logger="kenshin.broute.access")
     first = client.post(url(LV2)).json()
-    second = client.post(url(LV2)).json()
+    second = client.post(url(LV2), params={"reissue": "true"}).json()
     api_lines = [r.getMessage() for r in caplog.records if "via the API" in r.getMessage()]
     assert len(api_lines) == 2
     assert api_lines[0].startswith(f"B-route credentials issued for {LV2}")
@@ -127,3 +131,13 @@ def test_each_issue_is_logged_without_the_password(
     for record in caplog.records:
         assert first["password"] not in record.getMessage()
         assert second["password"] not in record.getMessage()
+
+
+def test_issued_at_is_the_systems_time_in_jst(store: DuckDBStore) -> None:
+    """In kenshin up the API's clock is simulated: credentials are dated by it, in JST."""
+    import datetime as dt
+
+    simulated = dt.datetime(2026, 4, 3, 15, 30, tzinfo=dt.UTC)
+    with TestClient(create_app(store, clock=lambda: simulated)) as client:
+        issued = client.post(url(LV1)).json()["issued_at"]
+    assert issued == "2026-04-04T00:30:00+09:00"

@@ -154,6 +154,21 @@ def test_poll_some_meters(running) -> None:
         assert item["state"] == "answered" and item["response"]["forward_register"] >= 0
 
 
+def test_a_polled_hv_meter_reports_no_voltage(running) -> None:
+    """An HV meter measures no supply voltage (IT switches do): null, not 0 V; an LV one does."""
+    system, client = running
+    population = system.fleet.population
+    hv = int(np.flatnonzero(population.meter_class >= MeterClass.HV)[0])
+    lv = int(np.flatnonzero(population.meter_class < MeterClass.HV)[0])
+    spids = [str(population.supply_point_id[k]) for k in (hv, lv)]
+    poll = client.post(f"{V1}/hes/polls", json={"supply_point_ids": spids}).json()
+    system.run(system.now + dt.timedelta(minutes=15))
+    result = client.get(f"{V1}/hes/polls/{poll['poll_id']}").json()
+    by_spid = {item["supply_point_id"]: item["response"] for item in result["results"]}
+    assert by_spid[spids[0]]["voltage_v"] is None
+    assert by_spid[spids[1]]["voltage_v"] > 80  # about 100 V or 200 V
+
+
 def test_every_head_end_route_is_documented(running: tuple[EmbeddedSystem, TestClient]) -> None:
     from tests.api.test_api import assert_documented
 

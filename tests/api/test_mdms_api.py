@@ -133,3 +133,16 @@ def test_gaps_written_by_a_sweep_are_listed() -> None:
         }
     ]
     store.close()
+
+
+def test_a_read_only_server_refuses_edits_clearly() -> None:
+    """kenshin serve opens its store read-only: an edit is refused with a reason, not a 503."""
+    store = DuckDBStore(":memory:")
+    store.write_meters(pa.Table.from_pylist(METERS, schema=METERS_SCHEMA))
+    with TestClient(create_app(store, read_only=True)) as client:
+        response = _edit(client)
+        assert response.status_code == 405
+        assert response.json()["error"]["code"] == "read_only"
+        assert "kenshin up" in response.json()["error"]["message"]
+        assert client.get(f"{V1}/meters/{LV2}/readings/edits").json()["edits"] == []
+    store.close()

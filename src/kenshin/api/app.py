@@ -11,18 +11,20 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import kenshin
 from kenshin.api.mdms_routes import mdms_router
+from kenshin.api.metrics import ApiMetrics, Figures
 from kenshin.api.models import ErrorResponse, Health, MeterDetail, MeterPage, Readings
 from kenshin.api.params import (
     MAX_OFFSET,
@@ -49,6 +51,7 @@ from kenshin.api.views import (
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import (
+    AlreadyExists,
     CapabilityError,
     IdempotencyConflict,
     InvalidInput,
@@ -59,6 +62,7 @@ from kenshin.errors import (
     NotFound,
     OutOfRange,
     PeriodTooLong,
+    ReadOnly,
     StoreError,
     UnknownMeter,
 )
@@ -88,6 +92,8 @@ _ERROR_TABLE: dict[type[KenshinError], tuple[int, str]] = {
     InvalidPeriod: (400, "invalid_period"),
     InvalidSetting: (400, "invalid_setting"),
     IdempotencyConflict: (409, "idempotency_conflict"),
+    AlreadyExists: (409, "already_exists"),
+    ReadOnly: (405, "read_only"),
     InvalidInput: (400, "invalid_input"),
     UnknownMeter: (404, "unknown_meter"),
     NotFound: (404, "not_found"),
@@ -97,7 +103,7 @@ _ERROR_TABLE: dict[type[KenshinError], tuple[int, str]] = {
 }
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 422, 503)
+    status: {"model": ErrorResponse} for status in (400, 404, 409, 422, 503)
 }
 
 
@@ -110,12 +116,17 @@ def create_app(
     hes_lock: threading.Lock | None = None,
     clock: Callable[[], dt.datetime] | None = None,
     broute_credentials: CredentialRegistry | str | PathLike[str] | None = None,
+    read_only: bool = False,
+    figures: Figures | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
     ``status`` adds live information (simulated time, readings stored...) to the health response;
     ``max_days`` overrides the longest period one readings request serves, by resolution [min].
-    ``broute_credentials``: the B-route credential registry or its JSON file (default: memory).
+    ``broute_credentials``: the B-route credential registry or its JSON file (default: memory);
+    ``read_only``: the store was opened read-only (``kenshin serve``): edits are refused;
+    ``figures``: what the running MDMS reports, served at ``/metrics`` with the head-end's, the
+    API's latency and the process's.
     """
     limits = max_days_table(max_days)
     # the docs pages load Swagger UI and ReDoc from this package, not a CDN: utility labs are
@@ -129,6 +140,8 @@ def create_app(
         ),
     )
     _install_error_handlers(app)
+    metrics = ApiMetrics(figures)
+    app.middleware("http")(metrics.middleware)
     router = APIRouter(prefix=API_PREFIX, responses=_ERROR_RESPONSES)
 
     @router.get("/health", response_model=Health, tags=["system"])
@@ -244,15 +257,15 @@ def create_app(
             us = store.latest_interval_end(int(row["meter_key"]), chan, res)
             return None if us is None else from_epoch_us(us)
 
-        start_ts, end_ts = parse_period(start, end, res, limits, newest)
-        as_of_ts = None if as_of is None else parse_instant("as_of", as_of)
         spec = spec_of(row)
-        if not spec.records(chan, res):
+        if not spec.records(chan, res):  # before the period: "no values yet" would mislead
             raise CapabilityError(
                 f"a generation-{int(spec.generation)} {spec.meter_class.label} meter does not "
                 f"record {chan.label} at {int(res)}-min resolution; it records "
                 f"{recorded_summary(spec)}"
             )
+        start_ts, end_ts = parse_period(start, end, res, limits, newest)
+        as_of_ts = None if as_of is None else parse_instant("as_of", as_of)
         table = store.read(
             ReadingQuery(
                 meter_key=int(row["meter_key"]),
@@ -278,17 +291,25 @@ def create_app(
             }
         )
 
-    router.include_router(mdms_router(store, find, now, limits))
+    router.include_router(mdms_router(store, find, now, limits, read_only))
     router.include_router(report_router(store, now, deadlines))
     from kenshin.api.broute_routes import install_broute_routes  # SPEC B4
 
-    install_broute_routes(app, router, store, broute_credentials)
+    install_broute_routes(app, router, store, broute_credentials, clock)
     if hes is not None:
         from kenshin.api.hes_routes import hes_router
 
-        hes_api, hes_root = hes_router(hes, store, hes_lock)
-        router.include_router(hes_api)
-        app.include_router(hes_root)
+        router.include_router(hes_router(hes, store, hes_lock))
+
+    @app.get("/metrics", include_in_schema=False)
+    def get_metrics() -> Response:
+        """Prometheus text: the API and the process, the MDMS figures, the head-end's (X5)."""
+        body = metrics.exposition()
+        if hes is not None:
+            with hes_lock or nullcontext():
+                body += hes.metrics.exposition()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
     app.include_router(router)
     return app
 

@@ -1,7 +1,9 @@
 """HTTP routes for B-route credentials (SPEC B4, X5): the utility issues a customer's ID/password.
 
 ``POST /api/v1/meters/{id}/broute-credentials`` issues a new B-route ID (32 characters) and
-password (12 characters) and returns them this once (201); issuing again revokes the old pair.
+password (12 characters) and returns them this once (201); a meter that has a pair already is
+refused (409) unless ``?reissue=true`` asks to revoke it: the customer's HEMS stops working with
+the old pair, which must not happen by a repeated click.
 ``GET`` shows the route ID and when it was issued, never the password. The registry is the app's
 ``app.state.broute_credentials`` (a :class:`~kenshin.broute.credentials.CredentialRegistry`,
 saved to its JSON file when it has one). Every issue is logged to ``kenshin.broute.access`` (X5).
@@ -12,14 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Path, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from kenshin.broute.credentials import BrouteCredentials, CredentialRegistry
 from kenshin.core.ids import validate_supply_point_id
-from kenshin.errors import NotFound, UnknownMeter
+from kenshin.errors import AlreadyExists, NotFound, UnknownMeter
 from kenshin.mdms.store import ReadingStore
 
 access_log = logging.getLogger("kenshin.broute.access")
@@ -68,11 +71,22 @@ def broute_router(store: ReadingStore) -> APIRouter:
         request: Request,
         response: Response,
         supply_point_id: str = Path(description="供給地点特定番号, 22 digits."),
+        reissue: bool = Query(
+            False, description="Revoke the meter's pair in use and issue a new one."
+        ),
     ) -> dict[str, Any]:
-        """Issue the meter's B-route ID and password (revoking any earlier pair); shown once."""
+        """Issue the meter's B-route ID and password; shown once. A meter with a pair in use
+        gets a new one only with ``reissue=true`` (the old one stops working)."""
         check_meter(supply_point_id)
         reg = registry(request)
-        reissued = reg.current(supply_point_id) is not None
+        current = reg.current(supply_point_id)
+        if current is not None and not reissue:
+            raise AlreadyExists(
+                f"B-route credentials for {supply_point_id} were issued at "
+                f"{current.issued_at.isoformat()} and are in use; pass reissue=true to revoke "
+                "them and issue new ones"
+            )
+        reissued = current is not None
         creds = reg.issue(supply_point_id)
         client = request.client.host if request.client else "?"
         access_log.info(  # X5: who asked, for which meter; never the password
@@ -108,14 +122,17 @@ def install_broute_routes(
     router: APIRouter,
     store: ReadingStore,
     credentials: CredentialRegistry | str | os.PathLike[str] | None = None,
+    now: Callable[[], dt.datetime] | None = None,
 ) -> CredentialRegistry:
     """Put the registry (or one kept in the file ``credentials``, or in memory) on ``app.state``
-    and add the routes to ``router``."""
-    registry = (
-        credentials
-        if isinstance(credentials, CredentialRegistry)
-        else CredentialRegistry(credentials)
-    )
+    and add the routes to ``router``. ``now``: the system's clock (simulated in ``kenshin up``),
+    which dates what the API issues."""
+    if isinstance(credentials, CredentialRegistry):
+        registry = credentials
+    elif now is not None:
+        registry = CredentialRegistry(credentials, clock=lambda: now().timestamp())
+    else:
+        registry = CredentialRegistry(credentials)
     app.state.broute_credentials = registry
     router.include_router(broute_router(store))
     return registry

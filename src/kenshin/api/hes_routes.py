@@ -12,11 +12,12 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from fastapi import APIRouter, Body, Path
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from kenshin.aroute.frames import CommandKind
 from kenshin.core.ids import validate_supply_point_id
+from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidInput, UnknownMeter
 from kenshin.hes.command_rules import U32_MAX, CommandState
@@ -71,12 +72,9 @@ def command_view(record: CommandRecord, spid: str) -> dict[str, Any]:
     }
 
 
-def hes_router(
-    hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = None
-) -> tuple[APIRouter, APIRouter]:
-    """(``/api/v1`` routes, root routes such as ``/metrics``)."""
+def hes_router(hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = None) -> APIRouter:
+    """The head-end's ``/api/v1`` routes (its metrics are served by the app's ``/metrics``)."""
     api = APIRouter(tags=["head-end"])
-    root = APIRouter()
 
     def guard() -> AbstractContextManager[Any]:
         return lock if lock is not None else nullcontext()
@@ -220,7 +218,10 @@ def hes_router(
                         "power_w": p.response.power_w,
                         "current_r_a": p.response.current_r_da / 10,
                         "current_t_a": p.response.current_t_da / 10,
-                        "voltage_v": p.response.voltage_dv / 10,
+                        # an HV meter measures no supply voltage (IT switches do, SPEC A2 ※2)
+                        "voltage_v": None
+                        if hes.meter_class[p.meter_key] >= MeterClass.HV
+                        else p.response.voltage_dv / 10,
                         "forward_register": p.response.forward_register,
                         "reverse_register": p.response.reverse_register,
                     },
@@ -229,11 +230,4 @@ def hes_router(
             ],
         }
 
-    @root.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        """Prometheus metrics of the head-end."""
-        with guard():
-            body = hes.metrics.exposition()
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return api, root
+    return api

@@ -20,7 +20,7 @@ from kenshin.api.views import _scale, iso_jst
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.timeslots import Resolution, from_epoch_us, to_epoch_us
-from kenshin.errors import InvalidInput, InvalidPeriod
+from kenshin.errors import InvalidInput, InvalidPeriod, ReadOnly
 from kenshin.mdms.differences import Term, terms_of
 from kenshin.mdms.edits import Edit, edit_readings
 from kenshin.mdms.store import ReadingQuery, ServedStore
@@ -73,6 +73,7 @@ def mdms_router(
     find: Callable[[str], dict[str, Any]],
     now: Callable[[], dt.datetime],
     limits: dict[Resolution, int],
+    read_only: bool = False,
 ) -> APIRouter:
     router = APIRouter()
 
@@ -126,7 +127,13 @@ def mdms_router(
 
     @router.post("/meters/{supply_point_id}/readings/edits", status_code=201, tags=["mdms"])
     def post_edits(supply_point_id: str, request: EditRequest) -> dict[str, Any]:
-        """Manual values, stored as new versions (quality edited) with an audit row each."""
+        """Manual values, stored as new versions (quality edited) with an audit row each.
+        Refused (405 ``read_only``) by a server over a read-only store (``kenshin serve``)."""
+        if read_only:
+            raise ReadOnly(
+                "this server serves its store read-only (kenshin serve); edits are made where "
+                "the system runs: kenshin up, or kenshin hes --api-port"
+            )
         row = find(supply_point_id)
         chan, res = parse_channel(request.channel), parse_resolution(request.resolution)
         edits = []

@@ -56,9 +56,13 @@ class LiveRunner:
             duty.label: (s.on_time_share if s.on_time_share is not None else None)
             for duty, s in hes.latest_slo().items()
         }
+        wanted = self.clock.now()
+        # how far the simulation is behind the paced clock: a machine too slow for --speed
+        lag_s = max(0.0, (wanted - self.system.fleet.now).total_seconds())
         return {
-            "simulated_time": self.clock.now().isoformat(timespec="seconds"),
+            "simulated_time": wanted.isoformat(timespec="seconds"),
             "speed": self.clock.speed,
+            "simulation_lag_s": lag_s,
             "frames_accepted": hes.stats.frames_accepted,
             "frames_rejected": hes.stats.frames_rejected_total,
             "readings_stored": self.system.mdms.stats.rows_stored,

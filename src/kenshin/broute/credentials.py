@@ -28,11 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
 from kenshin.core.ids import validate_supply_point_id
+from kenshin.core.timeslots import JST
 from kenshin.errors import InvalidInput, InvalidSetting
 from kenshin.secrecy import make_private_dir
 
@@ -126,7 +127,7 @@ class CredentialRegistry:
             supply_point_id,
             "".join(secrets.choice(ROUTE_ID_ALPHABET) for _ in range(ROUTE_ID_LENGTH)),
             "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH)),
-            datetime.fromtimestamp(self._clock(), UTC),
+            datetime.fromtimestamp(self._clock(), JST),  # JST, as every time kenshin shows
         )
         with self._lock:
             reissue = supply_point_id in self._current

@@ -39,6 +39,7 @@ def run_live(
     import uvicorn
 
     from kenshin.api.app import create_app
+    from kenshin.app.figures import mdms_figures
 
     step = Resolution.MIN30.microseconds
     now_us = to_epoch_us(dt.datetime.now(JST)) // step * step
@@ -66,6 +67,7 @@ def run_live(
         hes=system.hes,
         hes_lock=runner.lock,
         clock=system.clock.now,  # manual edits carry the simulated time
+        figures=lambda: mdms_figures(system.mdms, system.schedule),
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     reporter = threading.Thread(
@@ -93,8 +95,15 @@ def _status_text(status: dict[str, Any]) -> str:
     text = (
         f"simulated {status['simulated_time']}  ·  frames {status['frames_accepted']:,}"
         f" ({status['frames_rejected']:,} refused)  ·  readings stored "
-        f"{status['readings_stored']:,}  ·  on time {shares or '—'}"
+        f"{status['readings_stored']:,}  ·  on time {shares or '—'}  ·  VEE days "
+        f"{status['vee_days_swept']}, gaps {status['gaps_to_reread']:,}"
     )
+    # a step is 5 simulated minutes: behind by more is a machine too slow for --speed
+    if status["simulation_lag_s"] > 600:
+        text += (
+            f"  ·  [yellow]{status['simulation_lag_s'] / 60:,.0f} simulated min behind "
+            f"{status['speed']:g}× (lower --speed)[/]"
+        )
     if status["simulation_error"]:
         text += f"  ·  [red]error: {status['simulation_error']}[/]"
     return text

@@ -56,7 +56,7 @@ def serve(
     try:
         # SPEC B4: the credentials issued over the API are kept next to the store
         credentials = broute_credentials or location.directory / DEFAULT_CREDENTIALS_FILE
-        app_ = create_app(opened, broute_credentials=credentials)
+        app_ = create_app(opened, broute_credentials=credentials, read_only=True)
         uvicorn.run(app_, host=host, port=port, log_level="warning")
     finally:
         opened.close()

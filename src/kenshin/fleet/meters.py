@@ -123,6 +123,9 @@ class MeterFleet:
         self.initial_count[:] = rng.integers(0, MODULUS // 10, (3, n))
         near = rng.random(n) < 0.01
         self.initial_count[0, near] = MODULUS - rng.integers(1, 2000, int(near.sum()))
+        # a customer without generation has never sent energy back: its reverse register
+        # reads what the meter was installed with, 0 (a household without PV showed 34,639 kWh)
+        self.initial_count[1, population.pv_kw <= 0] = 0
         self.mwh_per_count = np.rint(population.kwh_per_count * 1e6).astype(np.int64)
         # registers as the meter shows them, and energy not yet worth a whole count [mWh]
         self._registers = self.initial_count.copy()

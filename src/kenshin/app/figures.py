@@ -1,0 +1,57 @@
+"""What the running MDMS reports to ``/metrics`` (issue 13 item 8): what was stored, what VEE
+found in the latest swept day, the gaps open. Read from the live objects at each scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from kenshin.api.metrics import Figure
+from kenshin.mdms.scheduler import MdmsSchedule
+from kenshin.mdms.service import MeterDataService
+
+
+def mdms_figures(mdms: MeterDataService, schedule: MdmsSchedule | None) -> Mapping[str, Figure]:
+    stats = mdms.stats
+    figures = {
+        "kenshin_mdms_values_stored": Figure(
+            "counter", "Interval values stored (new versions)", {(): stats.rows_stored}
+        ),
+        "kenshin_mdms_register_reads_stored": Figure(
+            "counter", "Register reads stored", {(): stats.registers_stored}
+        ),
+        "kenshin_mdms_repeats_dropped": Figure(
+            "counter",
+            "Re-read and poll answers equal to what was stored (no new version)",
+            {(): stats.repeats_dropped},
+        ),
+        "kenshin_mdms_late_values_held": Figure(
+            "counter",
+            "Values of late frames the store held already",
+            {(): stats.late_dropped},
+        ),
+    }
+    if schedule is None:
+        return figures
+    figures["kenshin_mdms_vee_days_swept"] = Figure(
+        "counter",
+        "Day sweeps run (every channel and resolution)",
+        {(): len(schedule.sweeps) + len(schedule.other_sweeps)},
+    )
+    if schedule.sweeps:
+        latest = schedule.sweeps[-1]  # forward 30-min values of the latest swept day
+        figures["kenshin_mdms_vee_latest_values"] = Figure(
+            "gauge",
+            "Forward 30-min values of the latest swept day, by quality",
+            {(quality,): count for quality, count in latest.quality.items()},
+            ("quality",),
+        )
+        figures["kenshin_mdms_vee_latest_rules"] = Figure(
+            "gauge",
+            "VEE rules raised in the latest swept day (forward 30-min), by rule",
+            {(rule,): count for rule, count in latest.rules.items()},
+            ("rule",),
+        )
+        figures["kenshin_mdms_gaps_open"] = Figure(
+            "gauge", "Slots of the latest swept day still to re-read", {(): latest.gaps}
+        )
+    return figures
