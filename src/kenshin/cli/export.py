@@ -12,8 +12,14 @@ import typer
 
 from kenshin.app.stores import StoreMode, open_store
 from kenshin.cli.options import (
+    ChannelOpt,
     DbOpt,
+    OnlyAreaOpt,
+    OnlyFeederOpt,
+    OnlyGenerationOpt,
+    OnlyTransformerOpt,
     PostgresOpt,
+    ResolutionOpt,
     StoreOpt,
     console,
     progress_bar,
@@ -41,20 +47,16 @@ def export_command(
     store: StoreOpt = None,
     db: DbOpt = None,
     postgres: PostgresOpt = None,
-    channel: Annotated[
-        str, typer.Option(help="active_forward, active_reverse, reactive or voltage.")
-    ] = "active_forward",
-    resolution: Annotated[str, typer.Option(help="30, 15, 5 or 1 [min].")] = "30",
+    channel: ChannelOpt = "active_forward",
+    resolution: ResolutionOpt = "30",
     meters: Annotated[
         str | None,
         typer.Option(help="Supply point ids, comma-separated, or @FILE with one per line."),
     ] = None,
-    area: Annotated[str | None, typer.Option(help="Only this area (code or name).")] = None,
-    feeder: Annotated[int | None, typer.Option(min=0, help="Only this feeder.")] = None,
-    transformer: Annotated[
-        int | None, typer.Option(min=0, help="Only this pole transformer.")
-    ] = None,
-    generation: Annotated[int | None, typer.Option(min=1, max=2, help="Only generation.")] = None,
+    area: OnlyAreaOpt = None,
+    feeder: OnlyFeederOpt = None,
+    transformer: OnlyTransformerOpt = None,
+    generation: OnlyGenerationOpt = None,
     as_of: Annotated[
         str | None, typer.Option(help="What was known at this time (SPEC S2); default now.")
     ] = None,

@@ -285,3 +285,19 @@ def check_port_free(host: str, port: int, option: str = "--port") -> None:
                     f"{option} {port}: port {port} on {host} is in use (another kenshin "
                     f"serve or up?); choose another with {option}"
                 ) from None
+
+
+# ---- the fleet-wide commands' choices (kenshin report, kenshin export)
+
+ChannelOpt = Annotated[
+    str, typer.Option(help="active_forward, active_reverse, reactive or voltage.")
+]
+ResolutionOpt = Annotated[str, typer.Option(help="30, 15, 5 or 1 [min].")]
+OnlyAreaOpt = Annotated[str | None, typer.Option("--area", help="Only this area (code or name).")]
+OnlyFeederOpt = Annotated[int | None, typer.Option("--feeder", min=0, help="Only this feeder.")]
+OnlyTransformerOpt = Annotated[
+    int | None, typer.Option("--transformer", min=0, help="Only this pole transformer.")
+]
+OnlyGenerationOpt = Annotated[
+    int | None, typer.Option("--generation", min=1, max=2, help="Only this meter generation.")
+]

@@ -15,8 +15,14 @@ from rich.table import Table
 
 from kenshin.app.stores import StoreMode, open_store
 from kenshin.cli.options import (
+    ChannelOpt,
     DbOpt,
+    OnlyAreaOpt,
+    OnlyFeederOpt,
+    OnlyGenerationOpt,
+    OnlyTransformerOpt,
     PostgresOpt,
+    ResolutionOpt,
     StoreOpt,
     console,
     out,
@@ -35,16 +41,12 @@ def report_command(
     store: StoreOpt = None,
     db: DbOpt = None,
     postgres: PostgresOpt = None,
-    channel: Annotated[str, typer.Option(help="active_forward, active_reverse, …")] = (
-        "active_forward"
-    ),
-    resolution: Annotated[str, typer.Option(help="30, 15, 5 or 1 [min].")] = "30",
-    area: Annotated[str | None, typer.Option(help="Only this area (code or name).")] = None,
-    feeder: Annotated[int | None, typer.Option(min=0, help="Only this feeder.")] = None,
-    transformer: Annotated[
-        int | None, typer.Option(min=0, help="Only this pole transformer.")
-    ] = None,
-    generation: Annotated[int | None, typer.Option(min=1, max=2, help="Only generation.")] = None,
+    channel: ChannelOpt = "active_forward",
+    resolution: ResolutionOpt = "30",
+    area: OnlyAreaOpt = None,
+    feeder: OnlyFeederOpt = None,
+    transformer: OnlyTransformerOpt = None,
+    generation: OnlyGenerationOpt = None,
     output_format: Annotated[
         str, typer.Option("--format", help="table (summary and first rows), csv or json.")
     ] = "table",
