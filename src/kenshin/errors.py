@@ -23,7 +23,10 @@
     ├── TransportError          the MQTT broker cannot be reached or refused us
     │   └── LinkClosed          an envelope link was closed (or its client killed) while in use
     ├── IllegalTransition       a command left its state machine: a bug, never user input
-    └── DrillError              the fault drill itself could not run (kenshin drill faults)
+    ├── DrillError              the fault drill itself could not run (kenshin drill faults)
+    ├── PortInUse               a port a command would listen on is taken (CLI exit 1)
+    ├── AlreadyExists           what a request creates exists and replacing it was not asked (409)
+    └── ReadOnly                a write asked of what is opened read-only (HTTP 405)
 
 ``tests/test_errors.py`` checks that this tree names every subclass of :class:`KenshinError`.
 """

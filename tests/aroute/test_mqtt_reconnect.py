@@ -326,3 +326,40 @@ def test_envelopes_passed_by_newer_stored_ones_are_handed_out_again() -> None:
     assert backlog.resent_frames == 15
     backlog.on_stored(envelope_digest(b"b"))
     assert (backlog.unaccounted, backlog.resend_passed(0.0)) == (0, [])
+
+
+def test_a_copy_sent_again_is_marked_on_both_links(mosquitto: Broker) -> None:
+    """``publish(..., again=True)`` reaches a subscriber as ``Delivery.again`` (an MQTT 5 user
+    property through Mosquitto; a flag in the memory twin); ordinary messages are not marked."""
+    from kenshin.aroute.link import MemoryBroker
+
+    root = f"ka-{uuid.uuid4().hex[:8]}"
+    topic = up_topic("03", "c00001", root)
+    got: list[Delivery] = []
+    arrived = threading.Event()
+
+    def on(message: Delivery) -> None:
+        got.append(message)
+        if len(got) == 2:
+            arrived.set()
+
+    sub = MqttLink(mosquitto.url, f"{root}-sub", on_message=on, subscriptions=(topic,))
+    pub = MqttLink(mosquitto.url, f"{root}-pub")
+    try:
+        pub.publish(topic, b"first")
+        pub.publish(topic, b"copy", again=True)
+        assert arrived.wait(10)
+    finally:
+        pub.close()
+        sub.close()
+    assert [(m.payload, m.again) for m in got] == [(b"first", False), (b"copy", True)]
+
+    twin = MemoryBroker()
+    reader = twin.connect("r", (topic,))
+    writer = twin.connect("w")
+    writer.publish(topic, b"first")
+    writer.publish(topic, b"copy", again=True)
+    assert [(m.payload, m.again) for m in reader.receive(0.0)] == [
+        (b"first", False),
+        (b"copy", True),
+    ]

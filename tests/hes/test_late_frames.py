@@ -182,3 +182,39 @@ def test_pushes_taken_after_their_answers_add_no_version(
     rows, cells, _ = plant.stored()
     assert rows == len({(m, c, r, t) for m, c, r, t, _ in cells}), "a value stored twice"
     assert rows > before  # the pushes of cells nobody answered were stored
+
+
+def test_a_copy_sent_again_after_its_answers_adds_no_version(
+    envelopes: list[tuple[str, bytes]],
+) -> None:
+    """The fleet publishes again what a broker may have lost (Backlog.resend_passed), marked
+    ``again``; by then the duty worker may have re-read those slots and stored the answers. A
+    worker that has long caught up compares such a copy with the store and stores nothing
+    twice (the broker drill once stored 6 rows twice without this)."""
+    plant = Plant()
+    worker = plant.worker(plant.link("w"))
+    plant.publish(envelopes[200:240])  # the worker's ordinary traffic: it has caught up
+    _drain(worker)
+    assert not worker.catching_up
+    later = envelopes[240:260]
+    decoder = FrameDecoder(worker.hes.registry, KeyRing(load_master_key(None)))
+    frames = [f for _, p in later for f in decode_envelope(p).frames]
+    authentic = decoder.authenticate(frames)
+    decoded = decoder.parse(authentic, np.ones(len(authentic), dtype=bool))
+    answers = decoded_to_batch(decoded, 0).readings  # the re-read answers, stored first
+    answers = answers.set_column(
+        answers.schema.get_field_index("source"),
+        "source",
+        pa.array(np.full(answers.num_rows, int(Source.REREAD), np.uint8)),
+    )
+    answered = MeterDataService(plant.store, background=False)
+    answered.ingest(ReadingBatch(answers, REGISTER_READS_SCHEMA.empty_table()))
+    answered.flush()
+    before = plant.stored()[0]
+    publisher = plant.broker.connect(f"{plant.root}-fleet")
+    for collector, payload in later:  # the copies, sent again
+        publisher.publish(up_topic(CONFIG.area.code, collector, plant.root), payload, again=True)
+    _drain(worker)
+    rows, cells, _ = plant.stored()
+    assert rows == before, "a copy sent again stored values the answers had stored"
+    assert rows == len({(m, c, r, t) for m, c, r, t, _ in cells})

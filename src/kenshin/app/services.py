@@ -373,7 +373,7 @@ def run_fleet(
                 len(passed),
             )
         for topic, payload in again + passed:
-            link.publish(topic, payload)
+            link.publish(topic, payload, again=True)  # the workers compare it with the store
 
     stop = stop or threading.Event()
     pacer = Pacer(AcceleratedClock(from_epoch_us(field.now_us), speed) if speed else None)

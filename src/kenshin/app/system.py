@@ -43,7 +43,8 @@ from kenshin.hes.worker import HesWorker
 from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.housekeeping import RetentionPolicy
-from kenshin.mdms.scheduler import LossyLink, MdmsSchedule
+from kenshin.mdms.loss import LossyLink
+from kenshin.mdms.scheduler import MdmsSchedule
 from kenshin.mdms.service import MeterDataService
 from kenshin.mdms.store import ReadingStore
 from kenshin.mdms.vee import VeeConfig
@@ -142,6 +143,7 @@ class EmbeddedSystem:
         flush_rows: int = 2_000_000,
         background_writer: bool = True,
         loss: float = 0.0,
+        loss_burst: float = 1.0,
         vee: VeeConfig | None = None,
         sweep: bool = True,
         archive: ParquetArchive | None = None,
@@ -162,7 +164,7 @@ class EmbeddedSystem:
         self.hes: HeadEnd | None = None
         self.worker: HesWorker | None = None
         self.field: Field | None = None
-        self.link = LossyLink(self.mdms, loss, config.seed) if loss else None
+        self.link = LossyLink(self.mdms, loss, config.seed, loss_burst) if loss else None
         self.sink: ReadingSink = self.link if self.link is not None else self.mdms
         self.schedule: MdmsSchedule | None = None
         if archive is not None:

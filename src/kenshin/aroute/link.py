@@ -43,11 +43,15 @@ class Delivery:
     tag: int
     qos: int = 1
     redelivered: bool = False
+    # the publisher sent this again, not knowing whether the first copy arrived (a broker that
+    # may have lost it): its values are compared with the store before they are stored
+    again: bool = False
 
 
 class EnvelopeLink(Protocol):
-    def publish(self, topic: str, payload: bytes) -> None:
-        """Send at QoS 1: delivered at least once to every matching subscription."""
+    def publish(self, topic: str, payload: bytes, again: bool = False) -> None:
+        """Send at QoS 1: delivered at least once to every matching subscription. ``again``:
+        a copy of what may have arrived before (:attr:`Delivery.again`)."""
         ...
 
     def publish_status(self, topic: str, payload: bytes) -> None:
@@ -152,18 +156,18 @@ class MemoryBroker:
                 session.link._detach()
             self._disconnect(client_id)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 1, again: bool = False) -> None:
         with self._lock:
             self.published += 1
             for client_id, filters in self._plain.items():
                 if any(topic_matches(f, topic) for f in filters):
-                    self._enqueue(client_id, topic, payload, qos)
+                    self._enqueue(client_id, topic, payload, qos, again)
             for key, members in self._groups.items():
                 if not members or not topic_matches(key[1], topic):
                     continue
                 turn = self._turn.get(key, 0)
                 self._turn[key] = turn + 1
-                self._enqueue(members[turn % len(members)], topic, payload, qos)
+                self._enqueue(members[turn % len(members)], topic, payload, qos, again)
             self._lock.notify_all()
 
     def pending(self, client_id: str) -> int:
@@ -174,11 +178,13 @@ class MemoryBroker:
 
     # ---- under the lock
 
-    def _enqueue(self, client_id: str, topic: str, payload: bytes, qos: int) -> None:
+    def _enqueue(
+        self, client_id: str, topic: str, payload: bytes, qos: int, again: bool = False
+    ) -> None:
         session = self._sessions[client_id]
         if qos == 0 and session.link is None:
             return  # QoS 0 is not queued for an absent client
-        session.queue.append(Delivery(topic, payload, next(self._tags), qos))
+        session.queue.append(Delivery(topic, payload, next(self._tags), qos, again=again))
 
     def _take(self, client_id: str, limit: int) -> list[Delivery]:
         session = self._sessions.get(client_id)
@@ -237,9 +243,9 @@ class MemoryLink:
         if not self._attached:
             raise LinkClosed(f"link {self.client_id} is closed")
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes, again: bool = False) -> None:
         self._check()
-        self._broker.publish(topic, payload, qos=1)
+        self._broker.publish(topic, payload, qos=1, again=again)
         self.published += 1
 
     def publish_status(self, topic: str, payload: bytes) -> None:

@@ -102,6 +102,17 @@ def progress_subscription(root: str = TOPIC_ROOT) -> str:
     return f"{root}/hes/+/+"
 
 
+AGAIN_PROPERTY = ("kenshin-again", "1")
+AGAIN = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+AGAIN.UserProperty = [AGAIN_PROPERTY]
+
+
+def _is_again(msg: mqtt.MQTTMessage) -> bool:
+    properties = getattr(msg, "properties", None)
+    pairs = getattr(properties, "UserProperty", None) or []
+    return AGAIN_PROPERTY in [tuple(p) for p in pairs]
+
+
 def up_subscription(area: str = "+", root: str = TOPIC_ROOT) -> str:
     """Every uplink message (no sharing): what the worker keeping the duties observes."""
     return f"{root}/{area}/+/up"
@@ -324,7 +335,9 @@ class MqttLink:
     def _handle_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.received += 1
         tag = self._generation << 16 | msg.mid  # MQTT message ids are 16 bits
-        delivery = Delivery(msg.topic, bytes(msg.payload), tag, msg.qos, bool(msg.dup))
+        delivery = Delivery(
+            msg.topic, bytes(msg.payload), tag, msg.qos, bool(msg.dup), again=_is_again(msg)
+        )
         if msg.retain and self._on_retained is not None:
             self._on_retained(delivery)
         elif self._on_message is not None:
@@ -349,9 +362,13 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def publish(self, topic: str, payload: bytes, timeout_s: float | None = None) -> None:
+    def publish(
+        self, topic: str, payload: bytes, again: bool = False, timeout_s: float | None = None
+    ) -> None:
         """Publish at QoS 1; blocks while ``max_in_flight`` messages await the broker's PUBACK
-        (also while the broker is away: paho keeps those and sends them when reconnected)."""
+        (also while the broker is away: paho keeps those and sends them when reconnected).
+        ``again``: a copy of what may have arrived before, said in an MQTT 5 user property
+        (``kenshin-again``) that subscribers see as :attr:`Delivery.again`."""
         timeout_s = self.publish_timeout_s if timeout_s is None else timeout_s
         if not self._slots.acquire(timeout=timeout_s):
             where = f"{self.address.host}:{self.address.port}"
@@ -363,7 +380,7 @@ class MqttLink:
                 f"the MQTT broker at {where} has been unreachable for {timeout_s:g} s or more; "
                 f"{self._max_in_flight} messages wait to be sent"
             )
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._client.publish(topic, payload, qos=1, properties=AGAIN if again else None)
         # NO_CONN: paho keeps the message and sends it once connected again
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self._slots.release()

@@ -59,10 +59,20 @@ def simulate(
         typer.Option(
             min=0.0,
             max=0.5,
-            help="Share of interval values lost on the way (register reads still arrive); "
-            "the daily VEE sweep estimates them.",
+            help="Share of meter messages lost on the way to the MDMS: a lost message takes "
+            "a meter's values of a 30-min slot and the register reads at its end; the daily "
+            "VEE sweep estimates them.",
         ),
     ] = 0.0,
+    loss_burst: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            max=10_000.0,
+            help="Mean length of a run of lost messages, in 30-min slots (1: each lost on its "
+            "own; 96: meters silent two days at a time).",
+        ),
+    ] = 1.0,
     archive: Annotated[
         Path | None,
         typer.Option(help="Parquet archive directory for closed months (monthly housekeeping)."),
@@ -97,6 +107,7 @@ def simulate(
         store=opened,
         aroute=aroute,
         loss=loss,
+        loss_burst=loss_burst,
         archive=None if archive is None else ParquetArchive(archive),
     )
     end = begin + dt.timedelta(days=days)
@@ -129,8 +140,12 @@ def simulate(
         table.add_row("frames refused", f"{summary.frames_rejected:,}")
         for duty, share in (summary.on_time or {}).items():
             table.add_row(f"on time {duty}", f"{share:.3%}")
-    if lost:
-        table.add_row("values lost on the way", f"{lost:,}")
+    if lost and system.link is not None:
+        table.add_row(
+            "lost on the way to the MDMS",
+            f"{system.link.lost_slots:,} meter messages ({lost:,} values; bursts of "
+            f"{system.link.burst:g} slots on average)",
+        )
     if sweeps:
         totals: dict[str, int] = {}
         for report in sweeps:

@@ -247,7 +247,9 @@ class HesWorker:
             redelivered=any(m.redelivered for m in batch),
             duties=self.inline_duties,
             origins=_areas(batch),
-            compare=self.catching_up,
+            # a copy the fleet sent again may come after the duty worker's re-read of its
+            # values: compared with the store, as a catching-up worker's pushes are
+            compare=self.catching_up or any(m.again for m in batch),
         )
         self._pending.extend(batch)
 

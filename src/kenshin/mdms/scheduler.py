@@ -13,12 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
-import pyarrow as pa
-
-from kenshin.core.batches import ReadingBatch
 from kenshin.core.channels import Channel
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us
 from kenshin.mdms.archive import ParquetArchive
@@ -155,24 +150,3 @@ class MdmsSchedule:
                 run_housekeeping(self.store, self.archive, now_us, self.retention)
             )
             self._next_month += 1
-
-
-class LossyLink:
-    """Loses a share of interval values on the way to the MDMS (``kenshin simulate --loss``):
-    register reads still arrive, so the sweep can estimate what was lost (SPEC M5)."""
-
-    def __init__(self, sink: Any, loss: float, seed: int) -> None:
-        self.sink = sink
-        self.loss = loss
-        self.lost = 0
-        self._rng = np.random.default_rng([seed, 0x1055])
-
-    def ingest(self, batch: ReadingBatch, *, late: bool = False) -> None:
-        n = batch.readings.num_rows
-        keep = self._rng.random(n) >= self.loss
-        self.lost += int(n - keep.sum())
-        kept = ReadingBatch(batch.readings.filter(pa.array(keep)), batch.registers)
-        self.sink.ingest(kept, late=late)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sink, name)
