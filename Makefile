@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/mqtt_ingest.py --json $(BENCH_JSON)
 	$(BIN)/python benchmarks/hostile_envelopes.py --json $(BENCH_JSON)
 	$(BIN)/python benchmarks/fleet_reports.py --json $(BENCH_JSON)
+	$(BIN)/python benchmarks/estimation.py --json $(BENCH_JSON)
 	$(BIN)/python benchmarks/report.py $(BENCH_JSON)
 
 clean:
