@@ -79,10 +79,11 @@ def test_the_guide_runs_as_written(name: str, tmp_path: Path) -> None:
         for process in background:
             assert process.poll() is None, "a server of the guide stopped by itself"
     finally:
-        for process in background:
+        for process in background:  # Ctrl-C, as a user stops them; then for sure
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGINT)
                 try:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=20)
