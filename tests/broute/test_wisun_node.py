@@ -218,9 +218,17 @@ def test_start_wisun_follows_the_stepping_fleet(registry: CredentialRegistry) ->
         server.close()
 
 
+def _default_fleet_spid(key: int) -> str:
+    """A supply point of the fleet the B-route commands simulate by default."""
+    from kenshin.fleet.simulator import Fleet, FleetConfig
+
+    fleet = Fleet(FleetConfig(n_meters=2000, start=dt.datetime(2026, 4, 1, tzinfo=JST), seed=1))
+    return str(fleet.population.supply_point_id[key])
+
+
 def test_credentials_command_issues_shows_and_reissues(tmp_path: Path) -> None:
     path = tmp_path / "creds.json"
-    spid = "0300000000000000000042"
+    spid = _default_fleet_spid(42)
     args = ["credentials", "--meter", spid, "--credentials", str(path)]
     runner = CliRunner()
     first = runner.invoke(broute_app, args)
@@ -238,3 +246,26 @@ def test_credentials_command_issues_shows_and_reissues(tmp_path: Path) -> None:
     assert reissued.route_id in new.output and creds.route_id not in new.output
     bad = runner.invoke(broute_app, ["credentials", "--meter", "12", "--credentials", str(path)])
     assert bad.exit_code == 2
+
+
+def test_credentials_only_for_installed_meters(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A typo must not hand a customer a pair that opens nothing: a supply point that is no
+    meter of the simulated fleet, or of the --store named, is refused and nothing is written."""
+    from kenshin.mdms.duckdb_store import DuckDBStore
+    from tests.mdms.test_reports import fill
+    from tests.test_cli import run
+
+    path = tmp_path / "creds.json"
+    common = ["broute", "credentials", "--credentials", str(path)]
+    code, _, err = run(capsys, *common, "--meter", "0399999999999999999999")
+    assert code == 2 and "no such meter in the simulated fleet" in err
+    store = tmp_path / "s.duckdb"
+    filled = DuckDBStore(store)
+    fill(filled)  # meters 03000…0 to 03000…3
+    filled.close()
+    code, _, err = run(capsys, *common, "--store", str(store), "--meter", f"03{2:020d}")
+    assert code == 0, err
+    code, _, err = run(capsys, *common, "--store", str(store), "--meter", f"03{9:020d}")
+    assert code == 2 and "no such meter in" in err
+    assert CredentialRegistry(path).current(f"03{9:020d}") is None
+    assert CredentialRegistry(path).current(f"03{2:020d}") is not None

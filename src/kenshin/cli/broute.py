@@ -288,9 +288,23 @@ def credentials(
         bool, typer.Option("--reissue", help="Issue new ones; the old ones stop working.")
     ] = False,
     path: CredentialsOpt = DATA_DIR / DEFAULT_CREDENTIALS_FILE,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Issue only for a meter installed in this store (PATH.duckdb or DSN)."),
+    ] = None,
+    fleet_meters: FleetMetersOpt = 2000,
+    seed: SeedOpt = 1,
+    area: AreaOpt = "tokyo",
 ) -> None:
-    """Issue (or show) a meter's B-route ID and password (SPEC B4)."""
+    """Issue (or show) a meter's B-route ID and password (SPEC B4), only for an installed
+    meter: one of ``--store``'s roster, or else of the fleet ``broute serve`` and ``wisun``
+    simulate with the same ``--fleet-meters/--seed/--area``."""
     check_parent(path, "--credentials")
+    try:
+        validate_supply_point_id(meter)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--meter") from None
+    _check_installed(meter, store, fleet_meters, seed, parse_area(area))
     registry = CredentialRegistry(path)
     try:
         current = None if reissue else registry.current(meter)
@@ -303,6 +317,41 @@ def credentials(
         title = "B-route credentials (new: give them to the customer)"
     out.print(credentials_table(creds, title))
     console.print(f"kept in {path}", highlight=False)
+
+
+def _check_installed(
+    meter: str, store: str | None, fleet_meters: int, seed: int, area: Area
+) -> None:
+    """Refuse credentials for a supply point that is no installed meter (a typo would hand a
+    customer a pair that opens nothing)."""
+    if store is not None:
+        from kenshin.app.stores import StoreMode, choose_store, open_store
+
+        location = choose_store(store=store, db=None, postgres=None, default=Path(store))
+        opened = open_store(location, StoreMode.READ_ONLY)
+        try:
+            known = opened.find_meter(meter) is not None
+        finally:
+            opened.close()
+        if not known:
+            raise InvalidInput(
+                f"--meter {meter}: no such meter in {location.describe()}; credentials are "
+                "issued for installed meters only"
+            )
+        return
+    from kenshin.fleet.simulator import Fleet, FleetConfig
+
+    fleet = Fleet(
+        FleetConfig(
+            n_meters=fleet_meters, start=dt.datetime(2026, 4, 1, tzinfo=JST), seed=seed, area=area
+        )
+    )
+    if fleet.population.keys_of([meter])[0] is None:
+        raise InvalidInput(
+            f"--meter {meter}: no such meter in the simulated fleet ({fleet_meters:,} meters, "
+            f"seed {seed}, {area.name.lower()}); credentials are issued for installed meters "
+            "only (--store names a store's)"
+        )
 
 
 @broute_app.command()
