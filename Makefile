@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/kenshin up
+	$(BIN)/kenshin up --broute-meters 3
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

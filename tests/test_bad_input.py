@@ -59,6 +59,7 @@ CASES: list[tuple[list[str], int, str]] = [
     (["serve", "--db", STORE, "--port", "BUSY"], 1, "in use"),
     (["up", "--port", "BUSY", "--store", "u.duckdb"], 1, "in use"),
     (["up", "--speed", "0"], 2, "--speed"),
+    (["up", "--broute-meters", "2", "--broute-port", "70000"], 2, "--broute-port"),
     # the MDMS by hand
     (["vee", "--day", "2026-04-30", "--db", "missing.duckdb"], 2, "does not exist"),
     (["vee", "--day", "2026-13-01", "--db", STORE], 2, "YYYY-MM-DD"),

@@ -35,6 +35,9 @@ def run_live(
     area: Area,
     console: Console,
     send_15min: bool = False,
+    broute_meters: int = 0,
+    broute_bind: str = "127.0.0.1",
+    broute_port: int = 3610,
 ) -> None:
     import uvicorn
 
@@ -59,6 +62,7 @@ def run_live(
         system.run(origin)
     clock = AcceleratedClock(origin, speed)
     runner = LiveRunner(system, clock)
+    broute = _start_broute(system, clock, runner, broute_meters, broute_bind, broute_port, console)
     runner.start()
 
     app = create_app(
@@ -84,8 +88,42 @@ def run_live(
         pass  # Ctrl-C is how the live system is meant to stop
     finally:
         runner.stop()
+        if broute is not None:
+            broute.stop()
         system.close()
         console.print(f"stopped; the store is in {store.describe(UP_SCHEMA)}")
+
+
+def _start_broute(
+    system: Any,
+    clock: AcceleratedClock,
+    runner: LiveRunner,
+    count: int,
+    bind: str,
+    port: int,
+    console: Console,
+) -> Any:
+    """ECHONET Lite nodes for the first ``count`` meters of the live fleet (an HV one among
+    them when there is one), or None; a bind that fails is one line."""
+    if not count:
+        return None
+    from kenshin.app.live_broute import LiveBRoute
+    from kenshin.broute.udp import plan_endpoints
+    from kenshin.cli.broute import choose_keys, node_table
+    from kenshin.errors import InvalidSetting
+
+    try:
+        endpoints = plan_endpoints(bind, port, count)
+    except ValueError as exc:
+        raise InvalidSetting(f"--broute-bind/--broute-port: {exc}") from None
+    keys = choose_keys(system.fleet, None, count)
+    broute = LiveBRoute(system.fleet, keys, endpoints, clock, runner.lock)
+    try:
+        served = broute.start()
+    except OSError as exc:
+        raise InvalidSetting(f"cannot serve the B-route on {bind}:{port}: {exc}") from None
+    console.print(node_table(broute.nodes, served))
+    return broute
 
 
 def _status_text(status: dict[str, Any]) -> str:

@@ -76,9 +76,25 @@ def up(
     area: AreaOpt = "tokyo",
     postgres: PostgresOpt = None,
     send_15min: Send15Opt = False,
+    broute_meters: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=1000,
+            help="Also serve the first N meters of the same fleet over the B-route (ECHONET "
+            "Lite on UDP): a HEMS reads the registers the A-route delivers.",
+        ),
+    ] = 0,
+    broute_bind: Annotated[
+        str, typer.Option(help="Address of the first B-route node (loopback: one per node).")
+    ] = "127.0.0.1",
+    broute_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="UDP port of the B-route nodes (ECHONET: 3610).")
+    ] = 3610,
 ) -> None:
-    """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API.
-    The store is recreated at start (with PostgreSQL, the schema kenshin_up)."""
+    """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API,
+    and with --broute-meters the B-route of the same meters. The store is recreated at start
+    (with PostgreSQL, the schema kenshin_up)."""
     from kenshin.cli.live import run_live
 
     location = store_location(store, db, postgres, default=UP_STORE)
@@ -94,4 +110,7 @@ def up(
         area=parse_area(area),
         send_15min=send_15min,
         console=console,
+        broute_meters=broute_meters,
+        broute_bind=broute_bind,
+        broute_port=broute_port,
     )

@@ -1,0 +1,64 @@
+"""The B-route inside the running system (issue 13 item 1): ECHONET Lite nodes for meters of the
+live fleet answer with the very registers the A-route delivered to the store (SPEC B1, B3, M5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+
+from kenshin.app.live_broute import LiveBRoute
+from kenshin.app.system import build_system
+from kenshin.broute.echonet import ESV, decode
+from kenshin.broute.udp import Endpoint
+from kenshin.core.channels import Channel
+from kenshin.core.clock import AcceleratedClock
+from kenshin.core.timeslots import JST, to_epoch_us
+from kenshin.fleet.simulator import FleetConfig
+from tests.broute.fleetdata import request
+
+START = dt.datetime(2026, 4, 1, tzinfo=JST)
+
+
+def ask(endpoint: Endpoint, deoj, epcs: list[int]) -> dict[int, bytes]:  # type: ignore[no-untyped-def]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+        client.sendto(request(deoj, ESV.GET, epcs), (endpoint.host, endpoint.port))
+        frame = decode(client.recv(2048))
+    assert frame.esv is ESV.GET_RES
+    return {p.epc: p.edt for p in frame.properties}
+
+
+def test_the_b_route_shows_the_registers_the_a_route_stored(tmp_path) -> None:
+    system = build_system(FleetConfig(n_meters=50, start=START, seed=9), tmp_path / "b.duckdb")
+    lock = threading.Lock()
+    keys = [0, 1, 2]
+    broute = LiveBRoute(
+        system.fleet,
+        keys,
+        [Endpoint("127.0.0.1", 0) for _ in keys],  # free ports
+        AcceleratedClock(START, 60.0),
+        lock,
+    )
+    try:
+        system.run(START + dt.timedelta(hours=2))
+        system.commit()
+        served = broute.start()
+        at = to_epoch_us(START + dt.timedelta(hours=2))
+        reads = system.store.read_register_rows(Channel.ACTIVE_FORWARD, at, at)
+        stored = dict(
+            zip(
+                reads.column("meter_key").to_pylist(),
+                reads.column("register").to_pylist(),
+                strict=True,
+            )
+        )
+        for key, node, endpoint in zip(keys, broute.nodes, served, strict=True):
+            got = ask(endpoint, node.meter.eoj, [0xE0, 0xD3, 0xE1])
+            register = int.from_bytes(got[0xE0], "big")
+            assert register == stored[key]  # the A-route's register read at 02:00, this meter
+            assert register == int(system.fleet.meters.registers()[0][key])
+            assert int.from_bytes(got[0xD3], "big") == int(system.fleet.population.coefficient[key])
+    finally:
+        broute.stop()
+        system.close()
