@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -201,6 +202,12 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
         slo = json.load(urllib.request.urlopen(url, timeout=5))
         a1 = [d for d in slo["days"] if d["duty"] == "A1" and d["expected"] > 0]
         assert a1 and sum(d["on_time"] for d in a1) > 0
+        # its /metrics carries the head-end's figures and its MDMS writer's
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5)
+        text = metrics.read().decode()
+        assert "kenshin_hes_frames_accepted_total" in text
+        stored = re.search(r"^kenshin_mdms_values_stored_total (\S+)$", text, re.M)
+        assert stored is not None and float(stored[1]) > 0
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

@@ -131,7 +131,15 @@ def hes(
         if metrics_port:
             start_http_server(metrics_port, registry=head_end.metrics.registry)
         if api_port:
-            serve_in_background(create_app(opened, hes=head_end, hes_lock=lock), api_port)
+            from kenshin.app.figures import mdms_figures
+            from kenshin.mdms.service import MeterDataService
+
+            sink = head_end.sink  # the worker's MDMS writer: its figures on /metrics too
+            figures = (
+                (lambda: mdms_figures(sink, None)) if isinstance(sink, MeterDataService) else None
+            )
+            app = create_app(opened, hes=head_end, hes_lock=lock, figures=figures)
+            serve_in_background(app, api_port)
         console.print(
             f"head-end {worker_id} listening on {broker} (shared subscription), storing in "
             f"{location.describe()}"
