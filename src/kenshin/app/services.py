@@ -162,8 +162,17 @@ COUNTER_LEASE = 1024
 
 
 def save_fleet_state(field: Field, path: Path) -> None:
+    meters, radio = field.fleet.meters, field.radio
     FleetState(
-        field.fleet.config.describe(), field.now_us, field.radio.up_counter + COUNTER_LEASE
+        field.fleet.config.describe(),
+        field.now_us,
+        radio.up_counter + COUNTER_LEASE,
+        {
+            "switch_closed": meters.switch_closed,
+            "ampere_limit_a": meters.ampere_limit_a,
+            "soft_switch_15": radio.soft_switch_15,
+            "realtime": radio.realtime,
+        },
     ).save(path)
 
 
@@ -186,6 +195,19 @@ def resume_fleet(field: Field, path: Path | None) -> str | None:
     while field.now_us < state.until_us:
         field.fleet.step()
     field.radio.up_counter[:] = state.up_counter
+    # the settings commands gave, from where the last run stopped on; the catch-up above
+    # cannot know when each command came and simulates without them (a meter opened mid-run
+    # shows the energy of the rest of that run in its register: a known limit, docs)
+    kept = state.settings_of_meters or {}
+    meters, radio = field.fleet.meters, field.radio
+    if "switch_closed" in kept:
+        meters.switch_closed[:] = kept["switch_closed"]
+    if "ampere_limit_a" in kept:
+        meters.ampere_limit_a[:] = kept["ampere_limit_a"]
+    if "soft_switch_15" in kept:
+        radio.soft_switch_15[:] = kept["soft_switch_15"]
+    if "realtime" in kept:
+        radio.realtime[:] = kept["realtime"]
     return from_epoch_us(state.until_us).isoformat()
 
 

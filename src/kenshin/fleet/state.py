@@ -23,6 +23,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,8 @@ from kenshin.errors import InvalidSetting, KenshinError
 from kenshin.secrecy import private_umask
 
 FORMAT = 1
+# the commanded settings a state keeps, by array name (kenshin.app.services.save_fleet_state)
+METER_SETTINGS = ("switch_closed", "ampere_limit_a", "soft_switch_15", "realtime")
 
 
 @dataclass
@@ -41,6 +44,9 @@ class FleetState:
     fleet: str
     until_us: int
     up_counter: npt.NDArray[np.int64]
+    # what commands changed, kept as a meter keeps its settings: the switch, the ampere limit,
+    # the A5 soft switch and A3 real-time sending (None in a state written before they were)
+    settings_of_meters: dict[str, npt.NDArray[np.generic]] | None = None
 
     @property
     def settings(self) -> dict[str, object]:
@@ -56,9 +62,10 @@ class FleetState:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 counters = np.asarray(data["up_counter"], dtype=np.int64)
+                kept = {n: np.asarray(data[n]) for n in METER_SETTINGS if n in data.files}
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
-            return cls(str(meta["fleet"]), int(meta["until_us"]), counters)
+            return cls(str(meta["fleet"]), int(meta["until_us"]), counters, kept or None)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise InvalidSetting(
                 f"{path} is not a kenshin fleet state ({exc}); remove it to start over"
@@ -72,7 +79,9 @@ class FleetState:
             with private_umask():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(temporary, "wb") as out:
-                    np.savez(out, meta=np.array(meta), up_counter=self.up_counter)
+                    arrays: dict[str, Any] = {"meta": np.array(meta), "up_counter": self.up_counter}
+                    arrays.update(self.settings_of_meters or {})
+                    np.savez(out, **arrays)
             os.replace(temporary, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
