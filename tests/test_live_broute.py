@@ -15,6 +15,7 @@ from kenshin.core.channels import Channel
 from kenshin.core.clock import AcceleratedClock
 from kenshin.core.timeslots import JST, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
+from kenshin.mdms.duckdb_store import DuckDBStore
 from tests.broute.fleetdata import request
 
 START = dt.datetime(2026, 4, 1, tzinfo=JST)
@@ -62,3 +63,31 @@ def test_the_b_route_shows_the_registers_the_a_route_stored(tmp_path) -> None:
     finally:
         broute.stop()
         system.close()
+
+
+def test_broute_serve_on_a_store_shows_its_registers(tmp_path) -> None:
+    """``kenshin broute serve|wisun --store S``: the fleet S was made for, brought to its newest
+    slot, so the B-route's registers are those the A-route stored there."""
+    from kenshin.cli.broute import attached_fleet
+
+    path = tmp_path / "s.duckdb"
+    config = FleetConfig(n_meters=40, start=START, seed=6)
+    system = build_system(config, path)
+    system.run(START + dt.timedelta(hours=5))
+    system.close()
+    fleet = attached_fleet(str(path))
+    end = to_epoch_us(START + dt.timedelta(hours=5))
+    assert fleet.meters.now_us == end
+    store = DuckDBStore(path, read_only=True)
+    try:
+        reads = store.read_register_rows(Channel.ACTIVE_FORWARD, end, end)
+    finally:
+        store.close()
+    stored = dict(
+        zip(
+            reads.column("meter_key").to_pylist(), reads.column("register").to_pylist(), strict=True
+        )
+    )
+    registers = fleet.meters.registers()[0]
+    assert len(stored) >= 40
+    assert all(int(registers[key]) == value for key, value in stored.items() if key < 40)

@@ -43,8 +43,9 @@ from kenshin.aroute.mqtt import (
 )
 from kenshin.aroute.network import NetworkConfig
 from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
+from kenshin.core.channels import Channel
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
-from kenshin.core.timeslots import from_epoch_us
+from kenshin.core.timeslots import Resolution, from_epoch_us
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.field import Field, FieldStats, UplinkEnvelope
 from kenshin.fleet.simulator import Fleet, FleetConfig
@@ -231,6 +232,48 @@ def fleet_settings(store: Meta) -> dict[str, Any]:
     """The settings of the fleet a store was made for (``FleetConfig.describe``), or {}."""
     meta = store.get_meta("fleet")
     return dict(json.loads(meta)) if meta else {}
+
+
+def fleet_of_store(store: ReadingStore) -> Fleet:
+    """The simulated fleet a store was made for (its ``fleet`` settings), brought to the newest
+    30-min slot the store holds: the registers it shows are the ones the A-route stored there
+    (the simulation is deterministic by seed; commands given since are not replayed)."""
+    from kenshin.core.ids import Area
+
+    settings = fleet_settings(store)
+    if not settings:
+        raise InvalidSetting(f"{store.target} says nothing of the fleet it was made for")
+    config = FleetConfig(
+        n_meters=int(settings["n_meters"]),
+        start=dt.datetime.fromisoformat(str(settings["start"])),
+        seed=int(settings["seed"]),
+        area=Area.parse(str(settings["area"])),
+        gen2_share=float(settings.get("gen2_share", 0.7)),
+        sample_5min_share_lv=float(settings.get("sample_5min_share_lv", 0.1)),
+        sample_5min_share_hv=float(settings.get("sample_5min_share_hv", 0.1)),
+        realtime_5min_share=float(settings.get("realtime_5min_share", 0.03)),
+        send_15min=bool(settings.get("send_15min", False)),
+        **_optional_settings(settings),
+    )
+    fleet = Fleet(config)
+    newest = store.latest_interval_end(0, Channel.ACTIVE_FORWARD, Resolution.MIN30)
+    if newest is None:
+        raise InvalidSetting(f"{store.target} holds no values yet: nothing to attach to")
+    while fleet.meters.now_us < newest:
+        fleet.step()
+    return fleet
+
+
+def _optional_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings newer stores keep (older ones use the defaults)."""
+    out: dict[str, Any] = {}
+    for name in ("specified_share", "specified_pv_share"):
+        if name in settings:
+            out[name] = float(settings[name])
+    for name in ("recording_period_30_15", "recording_period_5"):
+        if f"{name}_days" in settings:
+            out[name] = dt.timedelta(days=float(settings[f"{name}_days"]))
+    return out
 
 
 def _roster_start(store: Meta) -> dt.datetime:

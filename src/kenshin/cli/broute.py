@@ -77,6 +77,33 @@ def build_fleet(
     return fleet
 
 
+AttachStoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Serve the fleet this store (PATH.duckdb or DSN) was made for, brought to the "
+        "newest slot it holds: the registers the A-route stored there (instead of a fleet of "
+        "its own from --fleet-meters/--seed/--area).",
+    ),
+]
+
+
+def attached_fleet(store: str) -> Fleet:
+    """The fleet of the store named, at the newest slot it holds (SPEC B3: the same registers
+    on both routes)."""
+    from kenshin.app.services import fleet_of_store
+    from kenshin.app.stores import StoreMode, choose_store, open_store
+
+    location = choose_store(store=store, db=None, postgres=None, default=Path(store))
+    opened = open_store(location, StoreMode.READ_ONLY)
+    try:
+        console.print(
+            f"attaching to {location.describe()}: simulating its fleet to its newest slot…"
+        )
+        return fleet_of_store(opened)
+    finally:
+        opened.close()
+
+
 def choose_keys(fleet: Fleet, meter: list[str] | None, count: int) -> list[int]:
     """Keys of the meters to serve: the named supply points, or the first ``count``, with at
     least one HV meter among them when the fleet has one and more than one is served."""
@@ -204,6 +231,7 @@ def serve(
     fleet_meters: FleetMetersOpt = 2000,
     area: AreaOpt = "tokyo",
     backfill_hours: BackfillOpt = 26,
+    store: AttachStoreOpt = None,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -234,8 +262,13 @@ def serve(
         except ValueError:
             message = f"not an IP address: {address!r}"
             raise typer.BadParameter(message, param_hint="--allow") from None
-    console.print(f"building a fleet of {fleet_meters:,} meters, simulating {backfill_hours} h…")
-    fleet = build_fleet(max(fleet_meters, count), seed, the_area, backfill_hours)
+    if store is not None:
+        fleet = attached_fleet(store)
+    else:
+        console.print(
+            f"building a fleet of {fleet_meters:,} meters, simulating {backfill_hours} h…"
+        )
+        fleet = build_fleet(max(fleet_meters, count), seed, the_area, backfill_hours)
     keys = choose_keys(fleet, meter, count)
     access = None
     if allow:
@@ -365,6 +398,7 @@ def wisun(
     fleet_meters: FleetMetersOpt = 2000,
     area: AreaOpt = "tokyo",
     backfill_hours: BackfillOpt = 26,
+    store: AttachStoreOpt = None,
     lifetime: Annotated[
         float, typer.Option(min=1.0, help="PANA session lifetime [s] (then EVENT 29).")
     ] = 86_400.0,
@@ -380,8 +414,13 @@ def wisun(
     except InvalidInput as exc:
         raise typer.BadParameter(str(exc), param_hint="--meter") from None
     the_area = parse_area(area)
-    console.print(f"building a fleet of {fleet_meters:,} meters, simulating {backfill_hours} h…")
-    fleet = build_fleet(fleet_meters, seed, the_area, backfill_hours)
+    if store is not None:
+        fleet = attached_fleet(store)
+    else:
+        console.print(
+            f"building a fleet of {fleet_meters:,} meters, simulating {backfill_hours} h…"
+        )
+        fleet = build_fleet(fleet_meters, seed, the_area, backfill_hours)
     (key,) = choose_keys(fleet, [meter], 1)
     server, clock = start_wisun(fleet, key, CredentialRegistry(path), dialect, speed, lifetime)
     with server:
