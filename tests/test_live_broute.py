@@ -91,3 +91,41 @@ def test_broute_serve_on_a_store_shows_its_registers(tmp_path) -> None:
     registers = fleet.meters.registers()[0]
     assert len(stored) >= 40
     assert all(int(registers[key]) == value for key, value in stored.items() if key < 40)
+
+
+def test_credentials_issued_by_the_api_open_the_live_wisun_module_at_once(tmp_path) -> None:
+    """``kenshin up --wisun SPID``: the module checks joins against the registry the API issues
+    into, so a pair issued (here: reissued) through the API joins at once and the old pair is
+    refused (SPEC B2, B4)."""
+    from fastapi.testclient import TestClient
+
+    from kenshin.api.app import create_app
+    from kenshin.app.live_broute import live_wisun
+    from kenshin.broute.credentials import BrouteCredentials, CredentialRegistry
+    from tests.broute.test_wisun import Client, scan_and_join
+
+    system = build_system(FleetConfig(n_meters=30, start=START, seed=3), tmp_path / "w.duckdb")
+    registry = CredentialRegistry(tmp_path / "kenshin-broute.json")
+    lock = threading.Lock()
+    module = None
+    try:
+        system.run(START + dt.timedelta(hours=1))
+        spid = str(system.fleet.population.supply_point_id[0])
+        module = live_wisun(system.fleet, 0, registry, AcceleratedClock(START, 60.0), lock)
+        old = module.credentials  # issued when the module started
+        with TestClient(create_app(system.store, broute_credentials=registry)) as api:
+            issued = api.post(
+                f"/api/v1/meters/{spid}/broute-credentials", params={"reissue": "true"}
+            ).json()
+        new = BrouteCredentials(spid, issued["route_id"], issued["password"], old.issued_at)
+        client = Client(module.device_path, "bp35a1")
+        try:
+            _, last = scan_and_join(client, "bp35a1", new)
+            assert last.split()[:2] == ["EVENT", "25"]  # joined with the API's pair
+        finally:
+            client.close()
+        assert not registry.verify(spid, old.route_id, old.password)
+    finally:
+        if module is not None:
+            module.close()
+        system.close()

@@ -97,3 +97,20 @@ class LiveBRoute:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+
+
+def live_wisun(
+    fleet: Fleet,
+    key: int,
+    registry: Any,
+    clock: Clock,
+    lock: AbstractContextManager[Any],
+    dialect: str = "bp35a1",
+) -> Any:
+    """A virtual Wi-SUN module (SKSTACK on a pty) in front of meter ``key`` of the live fleet,
+    checking B-route credentials against ``registry`` at each join: the registry the API issues
+    into, so credentials issued through the API work at once (SPEC B2, B4)."""
+    from kenshin.broute.wisun import serve_wisun
+
+    node = MeterNode(LockedFleetState(fleet, clock, lock), key)
+    return serve_wisun(node, registry, node.supply_point_id, dialect)

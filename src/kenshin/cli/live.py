@@ -38,6 +38,7 @@ def run_live(
     broute_meters: int = 0,
     broute_bind: str = "127.0.0.1",
     broute_port: int = 3610,
+    wisun: str | None = None,
 ) -> None:
     import uvicorn
 
@@ -62,7 +63,21 @@ def run_live(
         system.run(origin)
     clock = AcceleratedClock(origin, speed)
     runner = LiveRunner(system, clock)
-    broute = _start_broute(system, clock, runner, broute_meters, broute_bind, broute_port, console)
+    # one credential registry for the API and the Wi-SUN module: what the API issues works at once
+    from kenshin.broute.credentials import DEFAULT_CREDENTIALS_FILE, CredentialRegistry
+
+    registry = CredentialRegistry(store.directory / DEFAULT_CREDENTIALS_FILE)
+    broute = module = None
+    try:
+        broute = _start_broute(
+            system, clock, runner, broute_meters, broute_bind, broute_port, console
+        )
+        module = _start_wisun(system, clock, runner, wisun, registry, console)
+    except BaseException:
+        if broute is not None:
+            broute.stop()
+        system.close()
+        raise
     runner.start()
 
     app = create_app(
@@ -71,6 +86,7 @@ def run_live(
         hes=system.hes,
         hes_lock=runner.lock,
         clock=system.clock.now,  # manual edits carry the simulated time
+        broute_credentials=registry,
         figures=lambda: mdms_figures(system.mdms, system.schedule),
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
@@ -90,6 +106,8 @@ def run_live(
         runner.stop()
         if broute is not None:
             broute.stop()
+        if module is not None:
+            module.close()
         system.close()
         console.print(f"stopped; the store is in {store.describe(UP_SCHEMA)}")
 
@@ -124,6 +142,34 @@ def _start_broute(
         raise InvalidSetting(f"cannot serve the B-route on {bind}:{port}: {exc}") from None
     console.print(node_table(broute.nodes, served))
     return broute
+
+
+def _start_wisun(
+    system: Any,
+    clock: AcceleratedClock,
+    runner: LiveRunner,
+    meter: str | None,
+    registry: Any,
+    console: Console,
+) -> Any:
+    """The virtual Wi-SUN module in front of ``meter`` of the live fleet, or None."""
+    if meter is None:
+        return None
+    from kenshin.app.live_broute import live_wisun
+    from kenshin.cli.broute import choose_keys, credentials_table
+    from kenshin.errors import InvalidInput, UnknownMeter
+
+    try:
+        (key,) = choose_keys(system.fleet, [meter], 1)
+    except UnknownMeter:
+        raise InvalidInput(
+            f"--wisun {meter}: no such meter in the live fleet ({len(system.fleet.population):,} "
+            "meters; GET /api/v1/meters lists them)"
+        ) from None
+    module = live_wisun(system.fleet, key, registry, clock, runner.lock)
+    console.print(credentials_table(module.credentials, "B-route credentials (SPEC B4)"))
+    console.print(f"virtual Wi-SUN module (BP35A1) for {meter} on {module.device_path}")
+    return module
 
 
 def _status_text(status: dict[str, Any]) -> str:

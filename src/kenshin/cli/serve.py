@@ -91,6 +91,13 @@ def up(
     broute_port: Annotated[
         int, typer.Option(min=0, max=65535, help="UDP port of the B-route nodes (ECHONET: 3610).")
     ] = 3610,
+    wisun: Annotated[
+        str | None,
+        typer.Option(
+            help="Also a virtual Wi-SUN module (SKSTACK on a pty) in front of this meter; it "
+            "takes the B-route credentials the API issues at once."
+        ),
+    ] = None,
 ) -> None:
     """Run the live system in one process: fleet in accelerated time, HES, MDMS and the API,
     and with --broute-meters the B-route of the same meters. The store is recreated at start
@@ -113,4 +120,5 @@ def up(
         broute_meters=broute_meters,
         broute_bind=broute_bind,
         broute_port=broute_port,
+        wisun=wisun,
     )
