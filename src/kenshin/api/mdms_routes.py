@@ -16,10 +16,10 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from kenshin.api.params import parse_channel, parse_instant, parse_period, parse_resolution
-from kenshin.api.views import _scale, iso_jst
+from kenshin.api.views import _scale
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Quality, Rule, Source
-from kenshin.core.timeslots import Resolution, from_epoch_us, to_epoch_us
+from kenshin.core.timeslots import Resolution, from_epoch_us, iso_jst, to_epoch_us
 from kenshin.errors import InvalidInput, InvalidPeriod, ReadOnly
 from kenshin.mdms.differences import Term, terms_of
 from kenshin.mdms.edits import Edit, edit_readings

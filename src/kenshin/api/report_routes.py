@@ -21,12 +21,11 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 
 from kenshin.api.params import MAX_OFFSET, parse_channel, parse_instant, parse_resolution
-from kenshin.api.views import iso_jst
 from kenshin.core.codes import parse_code
 from kenshin.core.customers import CustomerType
 from kenshin.core.ids import Area
 from kenshin.core.meterspec import MeterClass
-from kenshin.core.timeslots import to_epoch_us
+from kenshin.core.timeslots import iso_jst, to_epoch_us
 from kenshin.errors import InvalidInput
 from kenshin.hes.policy import CollectionPolicy
 from kenshin.mdms.reports import (

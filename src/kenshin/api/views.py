@@ -19,7 +19,7 @@ from kenshin.core.customers import CustomerType
 from kenshin.core.ids import Area
 from kenshin.core.meterspec import Generation, MeterClass, MeterSpec, meter_spec
 from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
-from kenshin.core.timeslots import JST_OFFSET_US, Resolution, slot_numbers
+from kenshin.core.timeslots import Resolution, iso_jst, slot_numbers
 
 _UNIX_DAY_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _QUALITY = {int(q): q.label for q in Quality}
@@ -111,16 +111,6 @@ def _scale(raw: npt.NDArray[np.int64], channel: Channel, row: dict[str, Any]) ->
 
 def _epoch_us(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
     return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)
-
-
-def iso_jst(epoch_us: npt.NDArray[np.int64]) -> list[str]:
-    """Epoch µs → ISO-8601 in JST (``2026-04-01T00:30:00+09:00``), µs shown only when present."""
-    local = (epoch_us + JST_OFFSET_US).astype("datetime64[us]")
-    text = np.datetime_as_string(local, unit="s").astype(object)
-    fractional = epoch_us % 1_000_000 != 0
-    if fractional.any():
-        text[fractional] = np.datetime_as_string(local[fractional], unit="us")
-    return [f"{t}+09:00" for t in text]
 
 
 def _rule_lists(table: pa.Table) -> list[list[str]]:

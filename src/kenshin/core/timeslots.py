@@ -127,3 +127,13 @@ def day_slot_ends(day: dt.date, resolution: Resolution) -> Int64Array:
 
 
 _UNIX_DAY_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
+def iso_jst(epoch_us: npt.NDArray[np.int64]) -> list[str]:
+    """Epoch µs → ISO-8601 in JST (``2026-04-01T00:30:00+09:00``), µs shown only when present."""
+    local = (epoch_us + JST_OFFSET_US).astype("datetime64[us]")
+    text = np.datetime_as_string(local, unit="s").astype(object)
+    fractional = epoch_us % 1_000_000 != 0
+    if fractional.any():
+        text[fractional] = np.datetime_as_string(local[fractional], unit="us")
+    return [f"{t}+09:00" for t in text]

@@ -25,10 +25,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kenshin.core.channels import VOLTAGE_SCALE, Channel
-from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
+from kenshin.core.quality import EstimationMethod
 from kenshin.core.schema import TIMESTAMP
-from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
+from kenshin.core.timeslots import JST, Resolution, from_epoch_us, iso_jst, to_epoch_us
 from kenshin.mdms import versions
+from kenshin.mdms.labels import METHOD_NAMES, QUALITY_NAMES, SOURCE_NAMES, rule_text
 from kenshin.mdms.store import Roster, SweepSource
 
 EXPORT_SCHEMA = pa.schema(
@@ -74,32 +75,6 @@ class ExportRequest:
             day += dt.timedelta(days=1)
         cuts.append(self.end_us)
         return list(itertools.pairwise(cuts))
-
-
-def _names(enum: type[Quality] | type[Source] | type[EstimationMethod]) -> pa.Array:
-    size = max(int(m) for m in enum) + 1
-    return pa.array(
-        [enum(i).label if i in enum._value2member_map_ else str(i) for i in range(size)]
-    )
-
-
-_QUALITY = _names(Quality)
-_SOURCE = _names(Source)
-_METHOD = _names(EstimationMethod)
-_RULES = [r for r in Rule if r is not Rule.NONE]
-
-
-def rule_text(flags: npt.NDArray[np.int64]) -> pa.Array:
-    """Space-separated rule names of each row's flags, null where none: one text per distinct
-    combination (a day has a handful), dictionary-encoded."""
-    flagged = np.flatnonzero(flags)
-    distinct, inverse = np.unique(flags[flagged], return_inverse=True)
-    index = np.zeros(len(flags), np.int16)
-    index[flagged] = inverse
-    dictionary = pa.array([" ".join(r.label for r in _RULES if int(f) & r) for f in distinct])
-    return pa.DictionaryArray.from_arrays(
-        pa.array(index, pa.int16(), mask=flags == 0), dictionary.cast(pa.string())
-    )
 
 
 def _dictionary(indices: npt.NDArray[np.int64], names: pa.Array, kind: pa.DataType) -> pa.Array:
@@ -174,9 +149,9 @@ def _export_window(
         value,
         _dictionary(np.zeros(n, np.int64), pa.array([request.channel.unit]), pa.int8()),
         raw.combine_chunks().cast(pa.int32()),
-        _dictionary(quality, _QUALITY, pa.int8()),
-        _dictionary(source, _SOURCE, pa.int8()),
-        pa.DictionaryArray.from_arrays(pa.array(method, pa.int8(), mask=method_mask), _METHOD),
+        _dictionary(quality, QUALITY_NAMES, pa.int8()),
+        _dictionary(source, SOURCE_NAMES, pa.int8()),
+        pa.DictionaryArray.from_arrays(pa.array(method, pa.int8(), mask=method_mask), METHOD_NAMES),
         rule_text(rules),
         current.column("tx_time").combine_chunks().cast(TIMESTAMP),
     ]
@@ -244,10 +219,8 @@ def _plain(kind: pa.DataType) -> pa.DataType:
 
 def _iso(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Times as ISO-8601 with the +09:00 offset: what a spreadsheet or pandas reads back."""
-    local = pc.cast(column, pa.int64())
-    us = np.asarray(local.to_numpy(False), np.int64) + 9 * 3_600_000_000
-    text = np.datetime_as_string(us.astype("datetime64[us]"), unit="s")
-    return pa.array(np.char.add(text, "+09:00"), pa.string())
+    us = np.asarray(pc.cast(column, pa.int64()).to_numpy(False), np.int64)
+    return pa.array(iso_jst(us), pa.string())
 
 
 def _csv_table(table: pa.Table) -> pa.Table:

@@ -28,10 +28,18 @@ import pyarrow.compute as pc
 
 from kenshin.core.channels import Channel
 from kenshin.core.meterspec import MeterClass
-from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
+from kenshin.core.quality import Quality
 from kenshin.core.schema import TIMESTAMP
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
+from kenshin.mdms.labels import (
+    METHOD_NAMES,
+    QUALITY_NAMES,
+    SOURCE_NAMES,
+    method_codes,
+    named,
+    rule_text,
+)
 from kenshin.mdms.store import GapBook, Roster, SweepSource
 from kenshin.mdms.sweep import day_window
 
@@ -316,35 +324,22 @@ def _with_spid(table: pa.Table, roster: pa.Table, schema: pa.Schema) -> pa.Table
 # ---- labels: what the API and the CLI show
 
 
-def _labels(codes: pa.ChunkedArray, names: dict[int, str | None]) -> list[str | None]:
-    return [None if c is None else names.get(c) for c in codes.to_pylist()]
-
-
-_QUALITY: dict[int, str | None] = {int(q): q.label for q in Quality}
-_SOURCE: dict[int, str | None] = {int(s): s.label for s in Source}
-_METHOD: dict[int, str | None] = {int(m): m.label for m in EstimationMethod}
-_METHOD[int(EstimationMethod.NONE)] = None
-
-
-def rule_labels(flags: int | None) -> str | None:
-    if not flags:
-        return None
-    return " ".join(r.label for r in Rule if r is not Rule.NONE and flags & r)
-
-
 def labelled(kind: str, table: pa.Table) -> pa.Table:
     """The report with names for codes and without the internal meter key: what users see."""
     out = table.drop_columns(["meter_key"])
-    for column, names in (("quality", _QUALITY), ("source", _SOURCE), ("method", _METHOD)):
+    for column, names in (("quality", QUALITY_NAMES), ("source", SOURCE_NAMES)):
         if column in out.column_names:
             index = out.column_names.index(column)
-            out = out.set_column(
-                index, column, pa.array(_labels(out.column(column), names), pa.string())
-            )
+            text = named(out.column(column), names).cast(pa.string())
+            out = out.set_column(index, column, text)
+    if "method" in out.column_names:
+        index = out.column_names.index("method")
+        text = named(method_codes(out.column("method")), METHOD_NAMES).cast(pa.string())
+        out = out.set_column(index, "method", text)
     if "failed_rule" in out.column_names:
         index = out.column_names.index("failed_rule")
-        rules = [rule_labels(f) for f in out.column("failed_rule").to_pylist()]
-        out = out.set_column(index, "rules", pa.array(rules, pa.string()))
+        flags = np.asarray(out.column("failed_rule").fill_null(0).to_numpy(False), np.int64)
+        out = out.set_column(index, "rules", rule_text(flags).cast(pa.string()))
     if kind == "late":
         state = pc.if_else(out.column("late"), "late", "missing")
         out = out.set_column(out.column_names.index("late"), "state", state)
@@ -362,5 +357,5 @@ def summary(kind: str, table: pa.Table) -> dict[str, Any]:
         body.update(late=late, missing=table.num_rows - late)
     elif kind == "estimated":
         counts = pc.value_counts(table.column("quality")).to_pylist()
-        body["by_quality"] = {_QUALITY[c["values"]]: c["counts"] for c in counts}
+        body["by_quality"] = {QUALITY_NAMES[c["values"]].as_py(): c["counts"] for c in counts}
     return body
