@@ -9,7 +9,12 @@ import json
 
 import pytest
 
+from kenshin.core.batches import events_table
+from kenshin.core.events import EventCode
+from kenshin.core.schema import READINGS_SCHEMA
 from kenshin.mdms.duckdb_store import DuckDBStore
+from kenshin.mdms.sweep import day_window
+from tests.mdms.test_duckdb_store import NO_REGISTERS
 from tests.mdms.test_reports import DAY, fill
 from tests.test_cli import run
 
@@ -93,3 +98,41 @@ def test_a_report_from_a_missing_store_creates_none(capsys, tmp_path):
     code, _, err = run(capsys, "report", "late", "--day", "2026-04-30", "--db", str(missing))
     assert code == 2 and "does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_events_and_the_capability_filter(capsys, tmp_path):
+    path = tmp_path / "e.duckdb"
+    store = DuckDBStore(path)
+    fill(store)
+    start, _ = day_window(DAY)
+    trip = events_table(
+        [0, 2], [int(EventCode.SWITCH_TRIPPED)] * 2, [start + 60_000_000] * 2, [40, 30], 0
+    )
+    store.append(READINGS_SCHEMA.empty_table(), NO_REGISTERS, None, trip)
+    store.close()
+    code, out, _ = run(capsys, "report", "events", "--day", str(DAY), "--db", str(path))
+    assert code == 0
+    assert out.splitlines()[0] == (
+        "events 2026-04-30: 2 events of 2 meters (by_event {'switch_tripped': 2})"
+    )
+    code, out, _ = run(
+        capsys,
+        "report",
+        "events",
+        "--day",
+        str(DAY),
+        "--db",
+        str(path),
+        "--format",
+        "csv",
+        "--feeder",
+        "2",
+    )
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["event"], r["detail"], r["occurred"]) for r in rows] == [
+        ("switch_tripped", "30", "2026-04-30T00:01:00+09:00")
+    ]
+    code, _, err = run(
+        capsys, "report", "events", "--day", str(DAY), "--db", str(path), "--capability", "x"
+    )
+    assert code == 2 and err.count("\n") == 1 and "unknown capability 'x'" in err

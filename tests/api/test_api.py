@@ -653,6 +653,7 @@ def test_openapi_docs(client: TestClient) -> None:
         f"{V1}/meters/{{supply_point_id}}/differences",
         f"{V1}/meters/{{supply_point_id}}/readings/edits",
         f"{V1}/meters/{{supply_point_id}}/gaps",
+        f"{V1}/meters/{{supply_point_id}}/events",
         f"{V1}/meters/{{supply_point_id}}/broute-credentials",
         f"{V1}/reports/{{kind}}",
     }
@@ -667,7 +668,7 @@ def assert_documented(paths: object) -> None:
     text = (Path(__file__).parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
     missing = []
     for path in paths:  # type: ignore[attr-defined]
-        shown = str(path).replace("{kind}", "{late|estimated|gaps}")
+        shown = str(path).replace("{kind}", "{late|estimated|gaps|events}")
         if f"`{shown}" not in text and f" {shown}`" not in text and f" {shown}?" not in text:
             missing.append(path)
     assert missing == []

@@ -11,8 +11,12 @@ import pytest
 
 from kenshin.api import create_app
 from kenshin.app.system import EmbeddedSystem, build_system
+from kenshin.aroute.codec.encode import encode_frame
+from kenshin.aroute.codec.envelope import encode_envelope
+from kenshin.aroute.frames import FrameType, MeterEvent
+from kenshin.core.events import EventCode
 from kenshin.core.meterspec import Generation, MeterClass
-from kenshin.core.timeslots import JST
+from kenshin.core.timeslots import JST, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
 
 with warnings.catch_warnings():
@@ -176,3 +180,96 @@ def test_every_head_end_route_is_documented(running: tuple[EmbeddedSystem, TestC
     paths = set(client.get("/openapi.json").json()["paths"]) | {"/metrics"}
     assert any("/hes/" in p for p in paths)
     assert_documented(paths)
+
+
+def test_a_meter_event_is_stored_once_and_served_fleet_wide_and_per_meter(running) -> None:
+    """An event frame a meter sends (SPEC R1) goes the values' way: authenticated, stored with
+    them, a copy delivered again kept once; the API lists it per meter and in the day's report."""
+    system, client = running
+    field = system.field
+    assert field is not None
+    key = 7
+    spid = str(system.fleet.population.supply_point_id[key])
+    at_us = to_epoch_us(START + dt.timedelta(hours=2, minutes=17))
+    device = int(field.radio.device_ids[key])
+
+    def send(counter: int) -> int:
+        frame = encode_frame(
+            FrameType.EVENT,
+            device,
+            counter,
+            MeterEvent(EventCode.POWER_FAIL, at_us, 3),
+            system.hes.keys,
+        )
+        accepted = system.hes.receive_envelope(
+            encode_envelope("test-collector", at_us, counter, [frame])
+        )
+        system.mdms.flush()
+        return accepted
+
+    assert send(2**31) == 1
+    assert send(2**31) == 0  # the same frame again: a replay, refused
+    assert send(2**31 + 1) == 1  # the meter's copy sent again with a new counter: kept once
+    body = client.get(
+        f"{V1}/meters/{spid}/events", params={"start": "2026-06-01", "end": "2026-06-02"}
+    ).json()
+    assert body["events"] == [
+        {
+            "occurred": "2026-06-01T02:17:00+09:00",
+            "event": "power_fail",
+            "detail": 3,
+            "stored": body["events"][0]["stored"],
+        }
+    ]
+    report = client.get(f"{V1}/reports/events", params={"day": "2026-06-01"}).json()
+    assert report["summary"]["by_event"] == {"power_fail": 1}
+    assert report["items"][0]["supply_point_id"] == spid
+    assert report["items"][0]["event"] == "power_fail"
+    assert client.get(f"{V1}/reports/events", params={"day": "2026-06-02"}).json()["total"] == 0
+    # refused: a period the wrong way round, and one longer than a year
+    wrong = client.get(
+        f"{V1}/meters/{spid}/events", params={"start": "2026-06-02", "end": "2026-06-01"}
+    )
+    assert wrong.status_code == 400 and "must be after start" in wrong.json()["error"]["message"]
+    long = client.get(
+        f"{V1}/meters/{spid}/events", params={"start": "2024-01-01", "end": "2026-06-01"}
+    )
+    assert long.status_code == 400 and "at most 366 days" in long.json()["error"]["message"]
+
+
+def test_the_fleets_commands_are_listed_newest_first_with_filters(running) -> None:
+    system, client = running
+    lv = _spid(system, Generation.GEN2, (MeterClass.LV_1P2W, MeterClass.LV_1P3W))
+    hv = _spid(system, Generation.GEN2, (MeterClass.HV,))
+    ok = client.post(f"{V1}/meters/{lv}/commands", json={"kind": "set_realtime_5min", "value": 1})
+    refused = client.post(f"{V1}/meters/{hv}/commands", json={"kind": "switch_open"})
+    assert ok.status_code == 202 and refused.status_code == 409
+    listed = client.get(f"{V1}/hes/commands").json()["items"]
+    ids = [c["command_id"] for c in listed]
+    assert ids == sorted(ids, reverse=True) and ids[0] == refused.json()["command"]["command_id"]
+    only = client.get(f"{V1}/hes/commands", params={"state": "rejected"}).json()["items"]
+    assert only and {c["state"] for c in only} == {"rejected"}
+    assert hv in {c["supply_point_id"] for c in only}
+    mine = client.get(
+        f"{V1}/hes/commands", params={"supply_point_id": lv, "kind": "set_realtime_5min"}
+    )
+    assert [c["command_id"] for c in mine.json()["items"]] == [ok.json()["command_id"]]
+    csv = client.get(f"{V1}/hes/commands", params={"format": "csv", "limit": 1})
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert lines[0].replace('"', "").startswith("command_id,supply_point_id,kind")
+    assert len(lines) == 2
+    bad = client.get(f"{V1}/hes/commands", params={"state": "pending"})
+    assert bad.status_code == 400 and "unknown command state 'pending'" in bad.text
+
+
+def test_meters_filter_by_capability(running) -> None:
+    system, client = running
+    pop = system.fleet.population
+    # a switch in single-phase LV meters only: not three-phase LV, HV or EHV (SPEC M6, R5)
+    single_phase = np.isin(pop.meter_class, [int(MeterClass.LV_1P2W), int(MeterClass.LV_1P3W)])
+    assert 0 < single_phase.sum() < len(single_phase)
+    body = client.get(f"{V1}/meters", params={"capability": "switch", "limit": 1000}).json()
+    assert body["total"] == int(single_phase.sum())
+    bad = client.get(f"{V1}/meters", params={"capability": "teleport"})
+    assert bad.status_code == 400 and "unknown capability" in bad.text

@@ -22,12 +22,12 @@ from kenshin.aroute.frames import (
     CommandAck,
     CommandKind,
     Direction,
-    EventCode,
     FrameType,
     MeterEvent,
     PollRequest,
     RejectReason,
 )
+from kenshin.core.events import EventCode
 from kenshin.core.timeslots import US_PER_MINUTE
 from kenshin.hes.ingest import decoded_to_batch
 from tests.aroute.codec_support import (

@@ -19,7 +19,6 @@ from kenshin.aroute.frames import (
     CommandAck,
     CommandKind,
     Direction,
-    EventCode,
     FrameType,
     MeterEvent,
     OperatingState,
@@ -30,6 +29,7 @@ from kenshin.aroute.messages import IntervalBlock, RegisterBlock
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.aroute.replay import MemoryReplayGuard
 from kenshin.core.channels import METERED_CHANNELS
+from kenshin.core.events import EventCode
 from kenshin.core.quality import EstimationMethod, Quality, Source
 from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution

@@ -72,7 +72,7 @@ def test_block_shape_is_checked():
 
 
 class FailingStore:
-    def append(self, readings, registers):
+    def append(self, readings, registers, counters=None, events=None):
         raise StoreError("disk full")
 
 
@@ -121,7 +121,7 @@ def test_service_buffers_until_flush():
             self.calls = 0
             self.rows = 0
 
-        def append(self, readings, registers):
+        def append(self, readings, registers, counters=None, events=None):
             self.calls += 1
             self.rows += readings.num_rows
 

@@ -10,16 +10,21 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
+from kenshin.core.batches import events_table
+from kenshin.core.events import EventCode
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
-from kenshin.core.schema import METERS_SCHEMA
+from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA
 from kenshin.core.timeslots import Resolution
+from kenshin.errors import InvalidInput
 from kenshin.mdms import versions
 from kenshin.mdms.reports import (
     Deadlines,
     MeterFilter,
     estimated_report,
+    events_report,
     gaps_report,
     labelled,
     late_report,
@@ -192,3 +197,64 @@ def test_labels_say_late_or_missing(store):
     states = pc.value_counts(shown.column("state")).to_pylist()
     assert {s["values"]: s["counts"] for s in states} == {"late": 3, "missing": 48}
     assert set(shown.column("source").to_pylist()) == {None, "meter_push", "reread"}
+
+
+def events(meter: list[int], code: list[EventCode], at: list[int], tx: int) -> pa.Table:
+    return events_table(meter, [int(c) for c in code], at, [0] * len(meter), tx)
+
+
+def test_events_are_stored_once_and_reported_by_the_day_they_occurred(store):
+    fill(store)
+    empty = READINGS_SCHEMA.empty_table()
+    first = events(
+        [0, 0, HV_METER, 2],
+        [EventCode.POWER_FAIL, EventCode.POWER_RESTORE, EventCode.TAMPER, EventCode.CLOCK_ADJUSTED],
+        [START + 10 * MIN, START + 40 * MIN, END, START],  # END is the day's; START the day before
+        END + MIN,
+    )
+    store.append(empty, NO_REGISTERS, None, first)
+    # the same power fail delivered again (a copy sent after a reconnect) and a new trip
+    again = events(
+        [0, 2],
+        [EventCode.POWER_FAIL, EventCode.SWITCH_TRIPPED],
+        [START + 10 * MIN, END],
+        END + 9 * MIN,
+    )
+    store.append(empty, NO_REGISTERS, None, again)
+    report = events_report(store, DAY)
+    got = [(r["meter_key"], EventCode(r["code"]).label) for r in report.to_pylist()]
+    assert got == [(0, "power_fail"), (0, "power_restore"), (2, "switch_tripped"), (3, "tamper")]
+    kept = report.to_pylist()[0]
+    assert kept["tx_time"].timestamp() * 1e6 == END + MIN  # the first copy stays as it was
+    before = events_report(store, DAY - dt.timedelta(days=1))
+    assert before.column("meter_key").to_pylist() == [2]  # an event at 00:00 is the day before
+    assert events_report(store, DAY, meters=MeterFilter(feeder=0)).num_rows == 2
+    one = store.read_events(START, END, meter_key=0)
+    assert one.column("code").to_pylist() == [
+        int(EventCode.POWER_FAIL),
+        int(EventCode.POWER_RESTORE),
+    ]
+    shown = labelled("events", report).to_pylist()
+    assert shown[3]["event"] == "tamper" and shown[3]["supply_point_id"] == f"03{3:020d}"
+    assert "code" not in shown[0] and "meter_key" not in shown[0]
+    counts = summary("events", report)
+    assert counts["events"] == 4 and counts["meters"] == 3
+    assert counts["by_event"] == {
+        "power_fail": 1,
+        "power_restore": 1,
+        "switch_tripped": 1,
+        "tamper": 1,
+    }
+
+
+def test_capability_filter_follows_the_meter_spec(store):
+    fill(store)
+    roster_table = store.read_meters()
+    # HV meters have no switch and no remote ampere limit (SPEC M6, R5); gen-2 LV meters do
+    with_switch = MeterFilter(capability="switch").apply(roster_table)
+    assert with_switch.column("meter_key").to_pylist() == [0, 1, 2]
+    assert MeterFilter(capability="ampere_limit").apply(roster_table).num_rows == 3
+    hv_switch = MeterFilter(capability="switch", meter_class=int(MeterClass.HV))
+    assert hv_switch.apply(roster_table).num_rows == 0
+    with pytest.raises(InvalidInput, match="unknown capability 'teleport'; one of switch"):
+        MeterFilter(capability="teleport")

@@ -37,6 +37,7 @@ ROLES = [
     contract.CellReader,
     contract.GapBook,
     contract.EditLog,
+    contract.EventLog,
     contract.Housekeeping,
     contract.ReadingStore,
 ]

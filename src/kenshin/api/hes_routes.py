@@ -11,10 +11,12 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from fastapi import APIRouter, Body, Path
-from fastapi.responses import JSONResponse
+import pyarrow as pa
+from fastapi import APIRouter, Body, Path, Query
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from kenshin.api.report_routes import csv_bytes
 from kenshin.aroute.frames import CommandKind
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.meterspec import MeterClass
@@ -27,6 +29,8 @@ from kenshin.hes.service import HeadEnd
 from kenshin.mdms.store import ReadingStore
 
 _KINDS = {kind.name.lower(): kind for kind in CommandKind if kind is not CommandKind.RESEND}
+_STATES = {state.label: state for state in CommandState}
+MAX_COMMANDS_PAGE = 10_000
 
 
 class CommandRequest(BaseModel):
@@ -168,6 +172,37 @@ def hes_router(hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = 
                 status_code=409,
             )
         return JSONResponse(view, status_code=202)
+
+    @api.get("/hes/commands")
+    def list_commands(
+        state: str | None = Query(
+            None, description="requested, queued, sent, acknowledged, rejected, failed, expired."
+        ),
+        kind: str | None = Query(None, description="set_ampere_limit, switch_open, …"),
+        supply_point_id: str | None = Query(None, description="Only this meter's commands."),
+        limit: int = Query(100, ge=1, le=MAX_COMMANDS_PAGE),
+        format: str = Query("json", description="json or csv."),
+    ) -> Response:
+        """The fleet's commands, newest first, as the head-end holds them (a finished command is
+        kept for the command policy's ``keep_finished``, 24 h by default)."""
+        if format not in ("json", "csv"):
+            raise InvalidInput(f"format must be json or csv, got {format!r}")
+        wanted_state = None if state is None else _STATES.get(state.lower())
+        if state is not None and wanted_state is None:
+            raise InvalidInput(f"unknown command state {state!r}; one of {sorted(_STATES)}")
+        wanted_kind = None if kind is None else _KINDS.get(kind.lower())
+        if kind is not None and wanted_kind is None:
+            raise InvalidInput(f"unknown command kind {kind!r}; one of {sorted(_KINDS)}")
+        key = None if supply_point_id is None else meter_key(supply_point_id)
+        with guard():
+            records = hes.commands.list(key, wanted_state, limit, wanted_kind)
+        items = [command_view(r, spid_of(r.meter_key)) for r in records]
+        if format == "csv":
+            for item in items:
+                item["args"] = " ".join(str(a) for a in item["args"])
+            table = pa.Table.from_pylist(items) if items else pa.table({"command_id": []})
+            return Response(csv_bytes(table), media_type="text/csv")
+        return JSONResponse({"total": len(items), "limit": limit, "items": items})
 
     @api.get("/hes/commands/{command_id}")
     def get_command(command_id: int = Path(ge=1, le=U32_MAX)) -> dict[str, Any]:

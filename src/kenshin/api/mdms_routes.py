@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field
 from kenshin.api.params import parse_channel, parse_instant, parse_period, parse_resolution
 from kenshin.api.views import _scale
 from kenshin.core.channels import Channel
+from kenshin.core.events import EventCode
 from kenshin.core.quality import Quality, Rule, Source
 from kenshin.core.timeslots import Resolution, from_epoch_us, iso_jst, to_epoch_us
-from kenshin.errors import InvalidInput, InvalidPeriod, ReadOnly
+from kenshin.errors import InvalidInput, InvalidPeriod, PeriodTooLong, ReadOnly
 from kenshin.mdms.differences import Term, terms_of
 from kenshin.mdms.edits import Edit, edit_readings
 from kenshin.mdms.store import ReadingQuery, ServedStore
@@ -52,6 +53,17 @@ class EditRequest(BaseModel):
     reason: str = Field(min_length=1, description="Why; kept in the audit (SPEC X4).")
     editor: str = Field(min_length=1, description="Who made the edit.")
     values: list[EditValue] = Field(min_length=1, max_length=17_568)
+
+
+EVENT_DAYS_DEFAULT = 31  # a meter's events: the last month unless asked
+EVENT_DAYS_MAX = 366
+
+
+def check_period(start: dt.datetime, end: dt.datetime, max_days: int) -> None:
+    if end <= start:
+        raise InvalidPeriod(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+    if end - start > dt.timedelta(days=max_days):
+        raise PeriodTooLong(f"a period of events is at most {max_days} days")
 
 
 def rule_names(flags: int) -> list[str]:
@@ -92,6 +104,39 @@ def mdms_router(
             for g in _rows(table)
         ]
         return {"supply_point_id": supply_point_id, "gaps": gaps}
+
+    @router.get("/meters/{supply_point_id}/events", tags=["mdms"])
+    def get_events(
+        supply_point_id: str = Path(description="供給地点特定番号"),
+        start: str | None = Query(None, description="Exclusive start; default end − 31 days."),
+        end: str | None = Query(None, description="Inclusive end; default now."),
+    ) -> dict[str, Any]:
+        """What the meter reported happened at it (power fail and restore, switch trips and
+        lockouts, tamper, clock steps: SPEC R1–R3), oldest first, by the meter's clock."""
+        row = find(supply_point_id)
+        end_ts = now() if end is None else parse_instant("end", end, InvalidPeriod)
+        start_ts = (
+            end_ts - dt.timedelta(days=EVENT_DAYS_DEFAULT)
+            if start is None
+            else parse_instant("start", start, InvalidPeriod)
+        )
+        check_period(start_ts, end_ts, EVENT_DAYS_MAX)
+        table = store.read_events(to_epoch_us(start_ts), to_epoch_us(end_ts), int(row["meter_key"]))
+        events = [
+            {
+                "occurred": e["occurred"],
+                "event": EventCode(e["code"]).label,
+                "detail": e["detail"],
+                "stored": e["tx_time"],
+            }
+            for e in _rows(table)
+        ]
+        return {
+            "supply_point_id": supply_point_id,
+            "start": start_ts.isoformat(),
+            "end": end_ts.isoformat(),
+            "events": events,
+        }
 
     @router.get("/meters/{supply_point_id}/readings/versions", tags=["mdms"])
     def get_versions(

@@ -1,5 +1,6 @@
 """Fleet-wide report routes: a day's late and missing values, estimated and suspect values, open
-gaps (``/api/v1/reports/{kind}``), and the filters the roster listing shares with them.
+gaps, meter events (``/api/v1/reports/{kind}``), and the filters the roster listing shares with
+them.
 
 The answers come from :mod:`kenshin.mdms.reports`, over the store contract; JSON is paged, CSV is
 the whole report (a download).
@@ -34,6 +35,7 @@ from kenshin.mdms.reports import (
     MeterFilter,
     ReportStore,
     estimated_report,
+    events_report,
     gaps_report,
     labelled,
     late_report,
@@ -74,6 +76,13 @@ def meter_filter(
     meter_class: Annotated[str | None, Query(description="lv_1p3w, hv, … or code 1–5.")] = None,
     sampled_5min: Annotated[bool | None, Query(description="In the A2 5-min sample.")] = None,
     realtime_5min: Annotated[bool | None, Query(description="In the A3 real-time sample.")] = None,
+    capability: Annotated[
+        str | None,
+        Query(
+            description="Meters whose generation and class can: switch, ampere_limit, min15, "
+            "min5, min1, reactive, voltage, wisun, wifi, ethernet."
+        ),
+    ] = None,
 ) -> MeterFilter:
     """The meter filters every fleet-wide route takes (FastAPI dependency)."""
     return MeterFilter(
@@ -86,6 +95,7 @@ def meter_filter(
         meter_class=_code(MeterClass, "meter_class", meter_class),
         sampled_5min=sampled_5min,
         realtime_5min=realtime_5min,
+        capability=capability,
     )
 
 
@@ -120,6 +130,8 @@ def report_table(
         return estimated_report(store, day, channel=chan, resolution=res, meters=meters)
     if kind == "gaps":
         return gaps_report(store, day, channel=chan, resolution=res, meters=meters)
+    if kind == "events":
+        return events_report(store, day, meters=meters)
     raise InvalidInput(f"no report {kind!r}; reports: {', '.join(REPORT_KINDS)}")
 
 
@@ -150,7 +162,7 @@ def report_router(
 
     @router.get("/reports/{kind}", tags=["reports"])
     def get_report(
-        kind: str = Path(description="late, estimated or gaps."),
+        kind: str = Path(description="late, estimated, gaps or events."),
         day: str = Query(description="JST day, YYYY-MM-DD.", examples=["2026-04-01"]),
         channel: str = "active_forward",
         resolution: str = "30",
@@ -163,7 +175,9 @@ def report_router(
         their deadline (A1: LV 60 min, HV 30 min; A3 10 min; A2 3 days) and, once the deadline
         has passed, values that never arrived (``state`` missing). **estimated**: current values
         that are estimated (with the method), suspect (with the rules), missing placeholders or
-        manual edits. **gaps**: slots VEE could not fill, still to re-read."""
+        manual edits. **gaps**: slots VEE could not fill, still to re-read. **events**: what
+        meters reported happened that day (power fail and restore, switch trips and lockouts,
+        tamper, clock steps), by meter and time; channel and resolution do not apply."""
         if format not in ("json", "csv"):
             raise InvalidInput(f"format must be json or csv, got {format!r}")
         when = parse_report_day(day)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from kenshin.core.events import EventCode
+
 WIRE_VERSION = 1
 
 
@@ -68,15 +70,6 @@ class AckStatus(IntEnum):
     REJECTED_OUT_OF_RANGE = 2  # argument outside what the meter accepts
     REJECTED_NOT_HELD = 3  # RESEND of values the meter no longer keeps
     FAILED = 4  # accepted but could not be carried out
-
-
-class EventCode(IntEnum):
-    POWER_FAIL = 1  # last gasp (R1)
-    POWER_RESTORE = 2  # (R2)
-    SWITCH_TRIPPED = 3  # over the ampere limit (R3)
-    SWITCH_LOCKED_OUT = 4  # repeated trips
-    TAMPER = 5
-    CLOCK_ADJUSTED = 6
 
 
 class RejectReason(IntEnum):

@@ -15,6 +15,7 @@ from kenshin.cli.options import (
     ChannelOpt,
     DbOpt,
     OnlyAreaOpt,
+    OnlyCapabilityOpt,
     OnlyFeederOpt,
     OnlyGenerationOpt,
     OnlyTransformerOpt,
@@ -57,6 +58,7 @@ def export_command(
     feeder: OnlyFeederOpt = None,
     transformer: OnlyTransformerOpt = None,
     generation: OnlyGenerationOpt = None,
+    capability: OnlyCapabilityOpt = None,
     as_of: Annotated[
         str | None, typer.Option(help="What was known at this time (SPEC S2); default now.")
     ] = None,
@@ -89,7 +91,13 @@ def export_command(
     if output.exists() and not overwrite:
         raise InvalidInput(f"--output {output} exists; pass --overwrite to replace it")
     wanted = _read_ids(meters)
-    choose = meter_filter(area=area, feeder=feeder, transformer=transformer, generation=generation)
+    choose = meter_filter(
+        area=area,
+        feeder=feeder,
+        transformer=transformer,
+        generation=generation,
+        capability=capability,
+    )
     opened = open_store(store_location(store, db, postgres), StoreMode.READ_ONLY)
     try:
         roster = choose.apply(opened.read_meters())

@@ -301,3 +301,11 @@ OnlyTransformerOpt = Annotated[
 OnlyGenerationOpt = Annotated[
     int | None, typer.Option("--generation", min=1, max=2, help="Only this meter generation.")
 ]
+OnlyCapabilityOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--capability",
+        help="Only meters that can: switch, ampere_limit, min15, min5, min1, reactive, voltage, "
+        "wisun, wifi, ethernet.",
+    ),
+]

@@ -1,4 +1,4 @@
-"""``kenshin report late|estimated|gaps --day D``: the API's fleet-wide answers from a store,
+"""``kenshin report late|estimated|gaps|events --day D``: the API's fleet-wide answers from a store,
 as a table, CSV or JSON (``kenshin.mdms.reports``)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from kenshin.cli.options import (
     ChannelOpt,
     DbOpt,
     OnlyAreaOpt,
+    OnlyCapabilityOpt,
     OnlyFeederOpt,
     OnlyGenerationOpt,
     OnlyTransformerOpt,
@@ -36,7 +37,7 @@ TABLE_ROWS = 20  # a terminal shows the summary and the first rows; --format csv
 
 
 def report_command(
-    kind: Annotated[str, typer.Argument(help="late, estimated or gaps.")],
+    kind: Annotated[str, typer.Argument(help="late, estimated, gaps or events.")],
     day: Annotated[str, typer.Option(help="JST day, YYYY-MM-DD.")],
     store: StoreOpt = None,
     db: DbOpt = None,
@@ -47,6 +48,7 @@ def report_command(
     feeder: OnlyFeederOpt = None,
     transformer: OnlyTransformerOpt = None,
     generation: OnlyGenerationOpt = None,
+    capability: OnlyCapabilityOpt = None,
     output_format: Annotated[
         str, typer.Option("--format", help="table (summary and first rows), csv or json.")
     ] = "table",
@@ -54,8 +56,8 @@ def report_command(
         Path | None, typer.Option(help="Write to this file instead of the terminal.")
     ] = None,
 ) -> None:
-    """A day's late and missing values, estimated and suspect values, or open gaps, for the
-    whole fleet or the meters chosen, by meter and slot (as GET /api/v1/reports/KIND)."""
+    """A day's late and missing values, estimated and suspect values, open gaps or meter events,
+    for the whole fleet or the meters chosen, by meter and slot (as GET /api/v1/reports/KIND)."""
     from kenshin.api.report_routes import csv_bytes, meter_filter, plain, report_table
     from kenshin.errors import InvalidInput
     from kenshin.mdms.reports import REPORT_KINDS, labelled, summary
@@ -70,7 +72,13 @@ def report_command(
         raise InvalidInput(f"--output {output}: directory {output.parent} does not exist")
     target = parse_day(day, "--day")
     assert target is not None
-    meters = meter_filter(area=area, feeder=feeder, transformer=transformer, generation=generation)
+    meters = meter_filter(
+        area=area,
+        feeder=feeder,
+        transformer=transformer,
+        generation=generation,
+        capability=capability,
+    )
     opened = open_store(store_location(store, db, postgres), StoreMode.READ_ONLY)
     try:
         table = report_table(
@@ -100,17 +108,18 @@ def report_command(
         sys.stdout.flush()
     else:
         output.write_bytes(data)
-        console.print(f"{kind} {target}: {counts['cells']:,} rows → {output}", soft_wrap=True)
+        console.print(f"{kind} {target}: {table.num_rows:,} rows → {output}", soft_wrap=True)
 
 
 def _print_table(kind: str, day: dt.date, counts: dict[str, Any], shown: pa.Table) -> None:
     extra = ", ".join(
         f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
         for k, v in counts.items()
-        if k not in ("cells", "meters")
+        if k not in ("cells", "events", "meters")
     )
+    what = "events" if kind == "events" else "values"
     out.print(
-        f"{kind} {day}: {counts['cells']:,} values of {counts['meters']:,} meters"
+        f"{kind} {day}: {shown.num_rows:,} {what} of {counts['meters']:,} meters"
         + (f" ({extra})" if extra else "")
     )
     if shown.num_rows == 0:

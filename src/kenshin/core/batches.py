@@ -8,7 +8,7 @@ edits, the S3 differences — builds its rows with :func:`readings_table` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.quality import EstimationMethod, Quality
-from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
+from kenshin.core.schema import EVENTS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAMP
 
 Column = npt.ArrayLike | int
 
@@ -28,10 +28,11 @@ CounterState = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[n
 
 @dataclass(frozen=True, slots=True)
 class ReadingBatch:
-    """Readings and register reads of one delivery, as Arrow tables."""
+    """Readings, register reads and meter events of one delivery, as Arrow tables."""
 
     readings: pa.Table
     registers: pa.Table
+    events: pa.Table = field(default_factory=EVENTS_SCHEMA.empty_table)
 
     @property
     def num_rows(self) -> int:
@@ -117,6 +118,27 @@ def received_readings(
         int(EstimationMethod.NONE),
         0,
         tx_time_us,
+    )
+
+
+def events_table(
+    meter_key: npt.ArrayLike,
+    code: npt.ArrayLike,
+    occurred_us: npt.ArrayLike,
+    detail: npt.ArrayLike,
+    tx_time_us: Column,
+) -> pa.Table:
+    """Meter-event rows (``EVENTS_SCHEMA``) from columns."""
+    keys = np.asarray(meter_key, dtype=np.int32)
+    return pa.Table.from_arrays(
+        [
+            pa.array(keys),
+            pa.array(np.asarray(code, dtype=np.uint8)),
+            timestamps(np.asarray(occurred_us, dtype=np.int64)),
+            pa.array(np.asarray(detail, dtype=np.int32)),
+            timestamps(_column(tx_time_us, len(keys), np.int64)),
+        ],
+        schema=EVENTS_SCHEMA,
     )
 
 

@@ -40,6 +40,20 @@ REGISTER_READS_SCHEMA = pa.schema(
     ]
 )
 
+# Meter events (power fail and restore, switch trips, tamper, clock steps: SPEC R1–R3) as the
+# head-end received them. ``occurred`` is the meter's clock; ``tx_time`` when the system stored
+# the event. A meter reports an event once; a copy delivered again is the same row (the key is
+# meter, code and ``occurred``), so the stores keep the first and ignore repeats.
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("code", pa.uint8()),  # kenshin.aroute.frames.EventCode
+        ("occurred", TIMESTAMP),
+        ("detail", pa.int32()),
+        ("tx_time", TIMESTAMP),
+    ]
+)
+
 METERS_SCHEMA = pa.schema(
     [
         ("meter_key", pa.int32()),

@@ -650,8 +650,9 @@ class CommandBook:
         meter_key: int | None = None,
         state: CommandState | None = None,
         limit: int = 100,
+        kind: CommandKind | None = None,
     ) -> builtins.list[CommandRecord]:
-        """Newest first."""
+        """Newest first: of one meter, in one state, of one kind when given."""
         ids: Iterable[int] = (
             reversed(self._records)
             if meter_key is None
@@ -662,6 +663,6 @@ class CommandBook:
             if len(out) >= limit:
                 break
             record = self._records[command_id]
-            if state is None or record.state is state:
+            if (state is None or record.state is state) and (kind is None or record.kind is kind):
                 out.append(record)
         return out

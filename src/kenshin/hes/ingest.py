@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from kenshin.aroute.codec.decoded import DecodedFrames
-from kenshin.aroute.frames import FrameType
-from kenshin.core.batches import ReadingBatch, received_readings, register_reads_table
+from kenshin.aroute.frames import FrameType, MeterEvent
+from kenshin.core.batches import (
+    ReadingBatch,
+    events_table,
+    received_readings,
+    register_reads_table,
+)
 from kenshin.core.quality import Source
 
 _RESEND = np.uint8(FrameType.RESEND_RESPONSE)
@@ -41,4 +47,18 @@ def decoded_to_batch(decoded: DecodedFrames, tx_time_us: int) -> ReadingBatch:
     registers = register_reads_table(
         rg.meter_key, rg.channel, rg.read_at_us, rg.register, _sources(rg.frame_type), tx_time_us
     )
-    return ReadingBatch(readings=readings, registers=registers)
+    return ReadingBatch(
+        readings=readings, registers=registers, events=events_of(decoded, tx_time_us)
+    )
+
+
+def events_of(decoded: DecodedFrames, tx_time_us: int) -> pa.Table:
+    """The meter events among the accepted frames (SPEC R1–R3), stored with the values."""
+    events = [(key, m) for key, m in decoded.messages if isinstance(m, MeterEvent)]
+    return events_table(
+        [key for key, _ in events],
+        [int(m.code) for _, m in events],
+        [m.at_us for _, m in events],
+        [m.detail for _, m in events],
+        tx_time_us,
+    )

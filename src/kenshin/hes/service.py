@@ -410,12 +410,14 @@ class HeadEnd:
         accepted = decoded.accepted
         self.stats.frames_accepted += accepted
         self.metrics.frames_accepted.inc(accepted)
-        if len(decoded.intervals) or len(decoded.registers):
+        if len(decoded.intervals) or len(decoded.registers) or decoded.messages:
             batch = decoded_to_batch(decoded, now_us)
-            if compare:  # the values only: register reads are facts taken as they come
+            if compare:  # the values only: register reads and events are facts taken as they come
                 empty = batch.registers.schema.empty_table()
                 self.sink.ingest(ReadingBatch(batch.readings, empty), late=True)
-                self.sink.ingest(ReadingBatch(batch.readings.schema.empty_table(), batch.registers))
+                self.sink.ingest(
+                    ReadingBatch(batch.readings.schema.empty_table(), batch.registers, batch.events)
+                )
             else:
                 self.sink.ingest(batch)
             self.stats.values_stored += batch.num_rows
@@ -423,7 +425,7 @@ class HeadEnd:
         if late is not None:
             self.stats.frames_late += late.accepted
             self.metrics.frames_late.inc(late.accepted)
-            if len(late.intervals) or len(late.registers):
+            if len(late.intervals) or len(late.registers) or late.messages:
                 self.sink.ingest(decoded_to_batch(late, now_us), late=True)
         if duties:
             self._after_decode(envelopes, where, decoded, now_us)

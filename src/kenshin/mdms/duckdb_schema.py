@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.schema import (
+    EVENTS_SCHEMA,
+    METERS_SCHEMA,
+    READINGS_SCHEMA,
+    REGISTER_READS_SCHEMA,
+)
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
@@ -76,6 +81,9 @@ DDL = ";\n".join(
         f"CREATE TABLE IF NOT EXISTS edits ({columns_ddl(versions.EDITS_SCHEMA)})",
         "CREATE TABLE IF NOT EXISTS compacted (kind VARCHAR, month INTEGER, rows BIGINT)",
         f"CREATE TABLE IF NOT EXISTS specified_meters ({columns_ddl(SPECIFIED_SCHEMA)})",
+        # a copy of an event delivered again is the same row: the key keeps the first
+        f"CREATE TABLE IF NOT EXISTS meter_events ({columns_ddl(EVENTS_SCHEMA)}, "
+        "PRIMARY KEY (meter_key, code, occurred))",
     ]
 )
 

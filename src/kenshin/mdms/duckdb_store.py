@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from kenshin.core.batches import CounterState, timestamps
 from kenshin.core.channels import Channel
-from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.schema import EVENTS_SCHEMA, METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
@@ -151,9 +151,11 @@ class DuckDBStore(StoreBase):
         columns: str = "*",
         *,
         replace: bool = False,
+        ignore: bool = False,
     ) -> None:
-        """INSERT (OR REPLACE) the rows of an Arrow table, ``columns`` of them, into ``target``."""
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        """INSERT (OR REPLACE, OR IGNORE) the rows of an Arrow table, ``columns`` of them, into
+        ``target``."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE" if ignore else "INSERT"
         cur.register("incoming_rows", table)
         try:
             cur.execute(f"{verb} INTO {target} SELECT {columns} FROM incoming_rows")
@@ -170,6 +172,14 @@ class DuckDBStore(StoreBase):
             return self._cursor().sql(sql, params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"query on {self.path} failed: {exc}") from exc
+
+    def _has_table(self, name: str) -> bool:
+        found = (
+            self._cursor()
+            .execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name])
+            .fetchall()
+        )
+        return bool(found and found[0][0])
 
     def _refresh_months(self) -> None:
         names = self._cursor().execute("SELECT table_name FROM duckdb_tables()").fetchall()
@@ -277,10 +287,16 @@ class DuckDBStore(StoreBase):
             self._insert(cur, "meters", meters, METER_COLUMNS)
 
     def append(
-        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
+        self,
+        readings: pa.Table,
+        registers: pa.Table,
+        counters: CounterState | None = None,
+        events: pa.Table | None = None,
     ) -> None:
         """Append values, and the head-end's replay windows that let them in, atomically."""
         with self._transaction("append") as cur:
+            if events is not None and events.num_rows:
+                self._insert(cur, "meter_events", events.cast(EVENTS_SCHEMA), ignore=True)
             if counters is not None and len(counters[0]):
                 keys, last, bitmap = counters
                 windows = pa.table(
@@ -321,6 +337,20 @@ class DuckDBStore(StoreBase):
             "SELECT * FROM edits WHERE meter_key = ? ORDER BY tx_time, interval_end", [meter_key]
         )
         return versions.conform_to(table, versions.EDITS_SCHEMA)
+
+    def read_events(self, start_us: int, end_us: int, meter_key: int | None = None) -> pa.Table:
+        params: list[Any] = [start_us, end_us]
+        where = ""
+        if meter_key is not None:
+            where, params = "AND meter_key = ? ", [*params, meter_key]
+        if not self._has_table("meter_events"):  # a read-only store made before events
+            return EVENTS_SCHEMA.empty_table()
+        table = self._arrow(
+            "SELECT * FROM meter_events WHERE epoch_us(occurred) > ? AND epoch_us(occurred) <= ? "
+            f"{where}ORDER BY meter_key, occurred, code",
+            params,
+        )
+        return table.cast(EVENTS_SCHEMA)
 
     def replace_gaps(
         self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, gaps: pa.Table
@@ -657,12 +687,7 @@ class DuckDBStore(StoreBase):
 
     def read_specified(self, parent_key: int | None = None) -> pa.Table:
         """The specified sub-meters (of one parent meter), by parent and meter key."""
-        found = (
-            self._cursor()
-            .execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'specified_meters'")
-            .fetchall()
-        )
-        if not found or not found[0][0]:  # a read-only store from before SPEC S3
+        if not self._has_table("specified_meters"):  # a read-only store from before SPEC S3
             return SPECIFIED_SCHEMA.empty_table()
         where = "" if parent_key is None else f"WHERE parent_key = {int(parent_key)}"
         table = self._arrow(

@@ -11,6 +11,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kenshin.core.events import EventCode
 from kenshin.core.quality import EstimationMethod, Quality, Rule, Source
 
 
@@ -27,6 +28,7 @@ def code_names(enum: type[IntEnum]) -> pa.Array:
 QUALITY_NAMES = code_names(Quality)
 SOURCE_NAMES = code_names(Source)
 METHOD_NAMES = code_names(EstimationMethod)
+EVENT_NAMES = code_names(EventCode)
 _RULES = [r for r in Rule if r is not Rule.NONE]
 
 

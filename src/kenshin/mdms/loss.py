@@ -99,7 +99,7 @@ class LossyLink:
             )
             registers = registers.filter(pa.array(regs))
             self.lost_slots = before + int(len(regs) - regs.sum())
-        self.sink.ingest(ReadingBatch(readings, registers), late=late)
+        self.sink.ingest(ReadingBatch(readings, registers, batch.events), late=late)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sink, name)

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from kenshin.core.channels import Channel
-from kenshin.core.schema import METERS_SCHEMA, READINGS_SCHEMA
+from kenshin.core.schema import EVENTS_SCHEMA, METERS_SCHEMA, READINGS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
@@ -422,6 +422,22 @@ class PostgresReads(StoreBase):
             "SELECT " + select + " FROM {} WHERE meter_key = %s ORDER BY tx_time, interval_end"
         ).format(self._table("edits"))
         return self._rows_arrow(statement, [meter_key], versions.EDITS_SCHEMA, "read edits")
+
+    def read_events(self, start_us: int, end_us: int, meter_key: int | None = None) -> pa.Table:
+        params: list[Any] = [to_datetime(start_us), to_datetime(end_us)]
+        where = ""
+        if meter_key is not None:
+            where, params = "AND meter_key = %s ", [*params, meter_key]
+        statement = sql.SQL(
+            "SELECT meter_key, code, "
+            + US_COLUMN.format("occurred")
+            + ", detail, "
+            + US_COLUMN.format("tx_time")
+            + " FROM {} WHERE occurred > %s AND occurred <= %s "
+            + where
+            + "ORDER BY meter_key, occurred, code"
+        ).format(self._table("meter_events"))
+        return self._rows_arrow(statement, params, EVENTS_SCHEMA, "read events")
 
     def read_gaps(self, meter_key: int | None = None) -> pa.Table:
         where = "" if meter_key is None else "WHERE meter_key = %s"

@@ -107,6 +107,16 @@ def ddl(schema: str) -> list[sql.Composed]:
         sql.SQL(
             "CREATE INDEX IF NOT EXISTS specified_parent ON {}.specified_meters (parent_key)"
         ).format(s),
+        # meter events (SPEC R1–R3); a copy delivered again is the same row: the key keeps the
+        # first
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.meter_events (meter_key integer, code smallint, "
+            "occurred timestamptz, detail integer, tx_time timestamptz, "
+            "PRIMARY KEY (meter_key, code, occurred))"
+        ).format(s),
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS meter_events_occurred ON {}.meter_events (occurred)"
+        ).format(s),
     ]
 
 
@@ -119,6 +129,7 @@ _TABLES = (
     "meta",
     "frame_counters",
     "specified_meters",
+    "meter_events",
 )
 _INDEXES = (
     *(f"meters_{column}" for column in METER_INDEXED),
@@ -128,6 +139,7 @@ _INDEXES = (
     "gaps_meter",
     "edits_meter",
     "specified_parent",
+    "meter_events_occurred",
 )
 
 

@@ -285,13 +285,19 @@ class PostgresStore(PostgresReads):
             raise store_error(f"writing meters to {self.target} failed", exc) from exc
 
     def append(
-        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
+        self,
+        readings: pa.Table,
+        registers: pa.Table,
+        counters: CounterState | None = None,
+        events: pa.Table | None = None,
     ) -> None:
-        """Append values and, in the same transaction, the replay windows ``counters``."""
+        """Append values and, in the same transaction, the replay windows ``counters`` and the
+        meter ``events``."""
         readings = conform(readings, READING_COLUMNS, "readings")
         registers = conform(registers, REGISTER_COLUMNS, "register reads")
         has_counters = counters is not None and len(counters[0]) > 0
-        if not readings.num_rows and not registers.num_rows and not has_counters:
+        has_events = events is not None and events.num_rows > 0
+        if not (readings.num_rows or registers.num_rows or has_counters or has_events):
             return
         readings = cluster(readings, READINGS_INDEX)
         registers = cluster(registers, REGISTERS_INDEX)
@@ -310,6 +316,8 @@ class PostgresStore(PostgresReads):
                             self._copy(cur, "register_reads", registers, REGISTER_COLUMNS)
                         if counters is not None and has_counters:
                             self._save_counters(cur, counters)
+                        if events is not None and has_events:
+                            self._save_events(cur, events)
                     return
                 except psycopg.errors.CheckViolation:  # "no partition of relation ... for row"
                     if attempt:
@@ -320,6 +328,25 @@ class PostgresStore(PostgresReads):
                         self._partitions.clear()
         except psycopg.Error as exc:
             raise store_error(f"append to {self.target} failed", exc) from exc
+
+    def _save_events(self, cur: psycopg.Cursor[Any], events: pa.Table) -> None:
+        # few rows (events are rare): one statement that keeps the first copy of each event
+        us = {n: events.column(n).cast(pa.int64()).to_pylist() for n in ("occurred", "tx_time")}
+        rows = zip(
+            events.column("meter_key").to_pylist(),
+            events.column("code").to_pylist(),
+            [to_datetime(v) for v in us["occurred"]],
+            events.column("detail").to_pylist(),
+            [to_datetime(v) for v in us["tx_time"]],
+            strict=True,
+        )
+        cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} (meter_key, code, occurred, detail, tx_time) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            ).format(self._table("meter_events")),
+            list(rows),
+        )
 
     def _save_counters(self, cur: psycopg.Cursor[Any], counters: CounterState) -> None:
         keys, last, bitmap = counters

@@ -1,5 +1,5 @@
 """Fleet-wide answers for one JST day: late and missing values, estimated and suspect values,
-open gaps (issue 13; SPEC A1–A3 deadlines, M5 estimates, S2 versions).
+open gaps, meter events (issue 13; SPEC A1–A3 deadlines, M5 estimates, S2 versions, R1–R3).
 
 Written once over the store contract (:class:`~kenshin.mdms.store.SweepSource`,
 :class:`~kenshin.mdms.store.GapBook`, :class:`~kenshin.mdms.store.Roster`), so every backend
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,12 +28,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kenshin.core.channels import Channel
-from kenshin.core.meterspec import MeterClass
+from kenshin.core.meterspec import BRouteMedium, Generation, MeterClass, MeterSpec, meter_spec
 from kenshin.core.quality import Quality
 from kenshin.core.schema import TIMESTAMP
 from kenshin.core.timeslots import Resolution
+from kenshin.errors import InvalidInput
 from kenshin.mdms import versions
 from kenshin.mdms.labels import (
+    EVENT_NAMES,
     METHOD_NAMES,
     QUALITY_NAMES,
     SOURCE_NAMES,
@@ -40,14 +43,14 @@ from kenshin.mdms.labels import (
     named,
     rule_text,
 )
-from kenshin.mdms.store import GapBook, Roster, SweepSource
+from kenshin.mdms.store import EventLog, GapBook, Roster, SweepSource
 from kenshin.mdms.sweep import day_window
 
-REPORT_KINDS = ("late", "estimated", "gaps")
+REPORT_KINDS = ("late", "estimated", "gaps", "events")
 NO_TIME = np.iinfo(np.int64).max
 
 
-class ReportStore(Roster, SweepSource, GapBook, Protocol):
+class ReportStore(Roster, SweepSource, GapBook, EventLog, Protocol):
     """What the reports read."""
 
 
@@ -71,6 +74,32 @@ class Deadlines:
         return np.where(hv, self.a1_hv_s, self.a1_lv_s).astype(np.int64)
 
 
+# what a meter can do, from its generation and class (SPEC M1–M7): the roster filter's names
+CAPABILITIES: dict[str, Callable[[MeterSpec], bool]] = {
+    "switch": lambda s: s.has_switch,  # remote open/close (M6)
+    "ampere_limit": lambda s: s.max_ampere_limit_a is not None,  # remote ampere limit (R3)
+    "min15": lambda s: Resolution.MIN15 in s.channels,  # 15-min values (A5)
+    "min5": lambda s: Resolution.MIN5 in s.channels,  # 5-min values (A2, A3)
+    "min1": lambda s: Resolution.MIN1 in s.channels,
+    "reactive": lambda s: s.records(Channel.REACTIVE, Resolution.MIN5),
+    "voltage": lambda s: s.records(Channel.VOLTAGE, Resolution.MIN5),
+    "wisun": lambda s: BRouteMedium.WISUN in s.broute_media,  # B-route media (B1, B2)
+    "wifi": lambda s: BRouteMedium.WIFI in s.broute_media,
+    "ethernet": lambda s: BRouteMedium.ETHERNET in s.broute_media,
+}
+
+
+def _capable(roster: pa.Table, test: Callable[[MeterSpec], bool]) -> pa.ChunkedArray:
+    """Each roster row's answer to ``test`` of its (generation, class) spec: one spec per
+    pair, then a lookup by code."""
+    codes = pc.add(
+        pc.multiply(roster.column("generation").cast(pa.int16()), 8),
+        roster.column("meter_class").cast(pa.int16()),
+    )
+    able = [int(g) * 8 + int(c) for g in Generation for c in MeterClass if test(meter_spec(g, c))]
+    return pc.is_in(codes, pa.array(able, pa.int16()))
+
+
 @dataclass(frozen=True, slots=True)
 class MeterFilter:
     """Which meters a report (or the roster listing) covers; None is "any"."""
@@ -84,6 +113,13 @@ class MeterFilter:
     meter_class: int | None = None
     sampled_5min: bool | None = None  # A2 sample
     realtime_5min: bool | None = None  # A3 sample
+    capability: str | None = None  # one of CAPABILITIES: what the meter's spec can do
+
+    def __post_init__(self) -> None:
+        if self.capability is not None and self.capability not in CAPABILITIES:
+            raise InvalidInput(
+                f"unknown capability {self.capability!r}; one of {', '.join(CAPABILITIES)}"
+            )
 
     def apply(self, roster: pa.Table) -> pa.Table:
         mask = None
@@ -91,7 +127,10 @@ class MeterFilter:
             wanted = getattr(self, field.name)
             if wanted is None:
                 continue
-            test = pc.equal(roster.column(field.name), pa.scalar(wanted))
+            if field.name == "capability":
+                test = _capable(roster, CAPABILITIES[wanted])
+            else:
+                test = pc.equal(roster.column(field.name), pa.scalar(wanted))
             mask = test if mask is None else pc.and_(mask, test)
         return roster if mask is None else roster.filter(mask)
 
@@ -146,6 +185,17 @@ GAPS_REPORT_SCHEMA = pa.schema(
         ("supply_point_id", pa.string()),
         ("interval_end", TIMESTAMP),
         ("found_at", TIMESTAMP),
+    ]
+)
+
+EVENTS_REPORT_SCHEMA = pa.schema(
+    [
+        ("meter_key", pa.int32()),
+        ("supply_point_id", pa.string()),
+        ("occurred", TIMESTAMP),  # the meter's clock
+        ("code", pa.uint8()),
+        ("detail", pa.int32()),
+        ("tx_time", TIMESTAMP),  # when the system stored it
     ]
 )
 
@@ -305,14 +355,26 @@ def gaps_report(
     return _with_spid(gaps.filter(pa.array(keep)), roster, GAPS_REPORT_SCHEMA)
 
 
-def _with_spid(table: pa.Table, roster: pa.Table, schema: pa.Schema) -> pa.Table:
+def events_report(
+    store: ReportStore, day: dt.date, *, meters: MeterFilter | None = None
+) -> pa.Table:
+    """Meter events that occurred on ``day`` (power fail and restore, trips, tamper, clock
+    steps: SPEC R1–R3), by meter and time."""
+    start, end = day_window(day)
+    roster = (meters or MeterFilter()).apply(store.read_meters())
+    return _with_spid(store.read_events(start, end), roster, EVENTS_REPORT_SCHEMA, "occurred")
+
+
+def _with_spid(
+    table: pa.Table, roster: pa.Table, schema: pa.Schema, time: str = "interval_end"
+) -> pa.Table:
     """``table``'s rows of the ``roster`` meters, with their supply point ids, by meter and
-    interval end."""
+    ``time``."""
     keys = np.asarray(roster.column("meter_key").to_numpy(False), np.int64)
     place = _positions(keys, np.asarray(table.column("meter_key").to_numpy(False), np.int64))
     ours = place >= 0
     table, place = table.filter(pa.array(ours)), place[ours]
-    order = np.lexsort((_us(table, "interval_end"), place))
+    order = np.lexsort((_us(table, time), place))
     table = table.take(pa.array(order))
     spid = roster.column("supply_point_id").take(pa.array(place[order]))
     columns = {
@@ -340,6 +402,9 @@ def labelled(kind: str, table: pa.Table) -> pa.Table:
         index = out.column_names.index("failed_rule")
         flags = np.asarray(out.column("failed_rule").fill_null(0).to_numpy(False), np.int64)
         out = out.set_column(index, "rules", rule_text(flags).cast(pa.string()))
+    if "code" in out.column_names:
+        index = out.column_names.index("code")
+        out = out.set_column(index, "event", named(out.column("code"), EVENT_NAMES))
     if kind == "late":
         state = pc.if_else(out.column("late"), "late", "missing")
         out = out.set_column(out.column_names.index("late"), "state", state)
@@ -358,4 +423,8 @@ def summary(kind: str, table: pa.Table) -> dict[str, Any]:
     elif kind == "estimated":
         counts = pc.value_counts(table.column("quality")).to_pylist()
         body["by_quality"] = {QUALITY_NAMES[c["values"]].as_py(): c["counts"] for c in counts}
+    elif kind == "events":
+        body["events"] = body.pop("cells")
+        counts = pc.value_counts(table.column("code")).to_pylist()
+        body["by_event"] = {EVENT_NAMES[c["values"]].as_py(): c["counts"] for c in counts}
     return body

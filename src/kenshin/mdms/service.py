@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.batches import CounterState, ReadingBatch
-from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.schema import EVENTS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
 from kenshin.mdms.repeats import drop_repeated_answers, drop_stored_register_reads
 from kenshin.mdms.store import ReadingStore
@@ -27,12 +27,13 @@ from kenshin.mdms.sweep import label_on_ingest
 @dataclass(frozen=True, slots=True)
 class _Write:
     """One append for the writer: values, register reads, replay windows, and which rows came
-    from late frames (readings mask, registers mask) when any did."""
+    from late frames (readings mask, registers mask) when any did; meter events."""
 
     readings: pa.Table
     registers: pa.Table
     counters: CounterState | None
     late: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]] | None
+    events: pa.Table
 
 
 def _row_mask(tables: list[pa.Table], flags: list[bool]) -> npt.NDArray[np.bool_]:
@@ -45,6 +46,7 @@ class IngestStats:
     batches: int = 0
     rows_stored: int = 0
     registers_stored: int = 0
+    events_stored: int = 0  # meter events handed to the store (a repeat is kept once)
     repeats_dropped: int = 0  # re-read and poll answers equal to what was stored (repeats.py)
     # values and register reads the store already held, of late frames (older than their
     # window) and of pushes a catching-up worker compared: replays, or what an answer gave
@@ -64,6 +66,7 @@ class MeterDataService:
         self.stats = IngestStats()
         self._readings: list[pa.Table] = []
         self._registers: list[pa.Table] = []
+        self._events: list[pa.Table] = []
         self._late: list[bool] = []  # per buffered batch: values of late frames (ingest)
         self._buffered = 0
         self._lock = threading.Lock()
@@ -87,6 +90,8 @@ class MeterDataService:
             # labelled on the way in, so a day of good data needs no second version (sweep.py)
             self._readings.append(label_on_ingest(batch.readings))
             self._registers.append(batch.registers)
+            if batch.events.num_rows:
+                self._events.append(batch.events)
             self._late.append(late)
             self._buffered += batch.num_rows
             full = self._buffered >= self.flush_rows
@@ -115,7 +120,7 @@ class MeterDataService:
 
     def _flush_buffer(self, counters: CounterState | None = None) -> None:
         with self._lock:
-            if not self._readings and not self._registers and counters is None:
+            if not (self._readings or self._registers or self._events) and counters is None:
                 return
             readings = (
                 pa.concat_tables(self._readings)
@@ -132,8 +137,10 @@ class MeterDataService:
                 if any(self._late)
                 else None
             )
+            events = pa.concat_tables(self._events) if self._events else EVENTS_SCHEMA.empty_table()
             self._readings, self._registers, self._late, self._buffered = [], [], [], 0
-        item = _Write(readings, registers, counters, late)
+            self._events = []
+        item = _Write(readings, registers, counters, late, events)
         if self._queue is None:
             self._write(item)
         else:
@@ -150,11 +157,9 @@ class MeterDataService:
         if item.late is not None:
             registers, held = drop_stored_register_reads(registers, self.store, item.late[1])
             self.stats.late_dropped += held
-        if counters is None:
-            self.store.append(readings, registers)
-        else:
-            self.store.append(readings, registers, counters)
+        self.store.append(readings, registers, counters, item.events)
         self.stats.rows_stored += readings.num_rows
+        self.stats.events_stored += item.events.num_rows
         self.stats.registers_stored += registers.num_rows
 
     def _write_loop(self) -> None:

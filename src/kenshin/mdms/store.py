@@ -93,10 +93,15 @@ class ReadingWriter(Protocol):
     """Appends versions; the head-end's replay windows are committed with the values."""
 
     def append(
-        self, readings: pa.Table, registers: pa.Table, counters: CounterState | None = None
+        self,
+        readings: pa.Table,
+        registers: pa.Table,
+        counters: CounterState | None = None,
+        events: pa.Table | None = None,
     ) -> None:
         """Append new versions (never updates a row in place), and with them, in the same
-        transaction, the head-end's replay windows ``counters`` when given."""
+        transaction, the head-end's replay windows ``counters`` and the meter ``events``
+        (``EVENTS_SCHEMA``; an event already stored is kept as it was) when given."""
         ...
 
     def load_counters(self) -> CounterState:
@@ -155,6 +160,15 @@ class SweepSource(Protocol):
     ) -> dict[int, int]:
         """Days of ``(start, end]`` (numbered from ``start``) that received rows after
         ``since``, with the newest transaction time of each."""
+        ...
+
+
+class EventLog(Protocol):
+    """Meter events as received (SPEC R1–R3), appended by :meth:`ReadingWriter.append`."""
+
+    def read_events(self, start_us: int, end_us: int, meter_key: int | None = None) -> pa.Table:
+        """Events that occurred in ``(start, end]`` (of one meter when given), by meter and
+        time (``EVENTS_SCHEMA``)."""
         ...
 
 
@@ -239,7 +253,7 @@ class EditStore(PointReader, EditLog, Protocol):
     """What manual edits use: the current versions they replace, and the edit log."""
 
 
-class ServedStore(Roster, PointReader, GapBook, EditLog, Protocol):
+class ServedStore(Roster, PointReader, GapBook, EditLog, EventLog, Protocol):
     """What the HTTP API reads (and edits)."""
 
 
@@ -252,6 +266,7 @@ class ReadingStore(
     CellReader,
     GapBook,
     EditLog,
+    EventLog,
     Housekeeping,
     Protocol,
 ):

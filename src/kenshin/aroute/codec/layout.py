@@ -21,7 +21,6 @@ from kenshin.aroute.frames import (
     CommandAck,
     CommandKind,
     Direction,
-    EventCode,
     FrameType,
     MeterEvent,
     OperatingState,
@@ -29,6 +28,7 @@ from kenshin.aroute.frames import (
     PollResponse,
 )
 from kenshin.core.channels import METERED_CHANNELS, Channel
+from kenshin.core.events import EventCode
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import FrameError
 
