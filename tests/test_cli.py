@@ -5,12 +5,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import duckdb
 import pytest
 
 from kenshin.cli import main
+from tests import live_api
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -144,12 +146,14 @@ def test_up_serves_health_and_stops_cleanly(tmp_path):
         assert later["frames_accepted"] > first
         assert later["readings_stored"] > 0
         # the head-end's SLOs and metrics are served by the same process
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/hes/slo", timeout=5) as r:
-            slo = json.load(r)
+        base = f"http://127.0.0.1:{port}"
+        # only health answers without a token (issue 14); the local admin's is in the data dir
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(f"{base}/api/v1/hes/slo", timeout=5)
+        slo = live_api.get_json(base, "/api/v1/hes/slo", tmp_path)
         a1 = [d for d in slo["days"] if d["duty"] == "A1" and d["expected"]]
         assert a1 and all(0.9 < d["on_time_share"] <= 1.0 for d in a1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            metrics = r.read().decode()
+        metrics = live_api.get(base, "/metrics", tmp_path).decode()
         assert "kenshin_hes_frames_accepted_total" in metrics
     finally:
         proc.send_signal(signal.SIGINT)

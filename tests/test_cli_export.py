@@ -14,6 +14,7 @@ from kenshin.api.app import create_app
 from kenshin.app.stores import StoreLocation, StoreMode, open_store
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.export import ExportRequest, export_days
+from tests.api.auth import authorized
 from tests.mdms.test_export import END, METERS, START, fill
 from tests.test_cli import run
 
@@ -71,7 +72,7 @@ def test_export_before_and_after_archiving_and_serve_reads_the_archive(capsys, d
     assert pq.read_table(out / "b.parquet").to_pylist() == want
     served = open_store(StoreLocation(path=db), StoreMode.READ_ONLY)  # as kenshin serve does
     try:
-        with TestClient(create_app(served)) as client:
+        with authorized(TestClient(create_app(served, read_only=True))) as client:
             body = client.get(
                 f"/api/v1/meters/03{1:020d}/readings", params={"start": "2026-04-30"}
             ).json()

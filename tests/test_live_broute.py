@@ -16,6 +16,7 @@ from kenshin.core.clock import AcceleratedClock
 from kenshin.core.timeslots import JST, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.mdms.duckdb_store import DuckDBStore
+from tests.api.auth import authorized
 from tests.broute.fleetdata import request
 
 START = dt.datetime(2026, 4, 1, tzinfo=JST)
@@ -113,7 +114,7 @@ def test_credentials_issued_by_the_api_open_the_live_wisun_module_at_once(tmp_pa
         spid = str(system.fleet.population.supply_point_id[0])
         module = live_wisun(system.fleet, 0, registry, AcceleratedClock(START, 60.0), lock)
         old = module.credentials  # issued when the module started
-        with TestClient(create_app(system.store, broute_credentials=registry)) as api:
+        with authorized(TestClient(create_app(system.store, broute_credentials=registry))) as api:
             issued = api.post(
                 f"/api/v1/meters/{spid}/broute-credentials", params={"reissue": "true"}
             ).json()

@@ -3,7 +3,6 @@ mid-stream that loses nothing and stores nothing twice."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -18,9 +17,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from kenshin.app.stores import DATA_DIR
 from kenshin.aroute.frames import FrameType
 from kenshin.aroute.link import Delivery
 from kenshin.aroute.mqtt import MqttLink, shared_up_subscription, up_topic
+from tests import live_api
 from tests.conftest import require_service
 
 pytestmark = pytest.mark.slow
@@ -129,6 +130,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
             conn.execute(f"CREATE DATABASE {name}")
         dsn = f"postgresql://postgres@{host}:{port}/{name}"
         store_args, n_workers = ["--postgres", dsn], 2
+    admin_dir = tmp_path if backend == "duckdb" else DATA_DIR  # where the API keeps its admin
     kenshin = [sys.executable, "-m", "kenshin"]
     common = ["--meters", "300", "--seed", "4", "--start", "2026-04-01"]
     subprocess.run([*kenshin, "install", *common, *store_args], check=True, capture_output=True)
@@ -198,13 +200,12 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
             last = now
             time.sleep(0.5)
         # the duty worker judged deadlines over every worker's frames
-        url = f"http://127.0.0.1:{api_port}/api/v1/hes/slo"
-        slo = json.load(urllib.request.urlopen(url, timeout=5))
+        base = f"http://127.0.0.1:{api_port}"
+        slo = live_api.get_json(base, "/api/v1/hes/slo", admin_dir)
         a1 = [d for d in slo["days"] if d["duty"] == "A1" and d["expected"] > 0]
         assert a1 and sum(d["on_time"] for d in a1) > 0
         # its /metrics carries the head-end's figures and its MDMS writer's
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5)
-        text = metrics.read().decode()
+        text = live_api.get(base, "/metrics", admin_dir).decode()
         assert "kenshin_hes_frames_accepted_total" in text
         stored = re.search(r"^kenshin_mdms_values_stored_total (\S+)$", text, re.M)
         assert stored is not None and float(stored[1]) > 0
@@ -328,8 +329,7 @@ def test_the_duty_worker_judges_every_workers_frames(broker, tmp_path: Path) -> 
         shares = [_metric(p, "kenshin_hes_frames_accepted_total") for p in ports]
         assert min(shares) > 0.2 * forwarded  # both workers stored a share
         time.sleep(1.5)  # the observer's last batch
-        url = f"http://127.0.0.1:{api_port}/api/v1/hes/slo"
-        slo = json.load(urllib.request.urlopen(url, timeout=5))
+        slo = live_api.get_json(f"http://127.0.0.1:{api_port}", "/api/v1/hes/slo", DATA_DIR)
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

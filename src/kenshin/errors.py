@@ -26,7 +26,11 @@
     ├── DrillError              the fault drill itself could not run (kenshin drill faults)
     ├── PortInUse               a port a command would listen on is taken (CLI exit 1)
     ├── AlreadyExists           what a request creates exists and replacing it was not asked (409)
-    └── ReadOnly                a write asked of what is opened read-only (HTTP 405)
+    ├── ReadOnly                a write asked of what is opened read-only (HTTP 405)
+    ├── Unauthenticated         no, or no valid, credentials (HTTP 401)
+    │   └── InvalidToken        a token malformed, forged, expired or of a dropped key
+    ├── Forbidden               valid credentials, not allowed this (HTTP 403)
+    └── RateLimited             too many requests of one client (HTTP 429, Retry-After)
 
 ``tests/test_errors.py`` checks that this tree names every subclass of :class:`KenshinError`.
 """
@@ -131,3 +135,19 @@ class AlreadyExists(KenshinError):
 
 class ReadOnly(KenshinError):
     """A write asked of something opened read-only (``kenshin serve``)."""
+
+
+class Unauthenticated(KenshinError):
+    """No credentials, or credentials that prove nothing (HTTP 401)."""
+
+
+class Forbidden(KenshinError):
+    """The caller is known and may not do this (HTTP 403)."""
+
+
+class RateLimited(KenshinError):
+    """A client asked more often than its rate allows (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -30,6 +30,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
+from tests.api.auth import authorized
+
 LV2 = "0300000000000000000001"  # gen-2 household, Tokyo
 LV1 = "0600000000000000000002"  # gen-1 apartment, Kansai (minimum-charge: no ampere contract)
 HV = "0300000000000000000003"  # gen-2 HV factory, coefficient 10
@@ -181,7 +183,7 @@ def store() -> Iterator[DuckDBStore]:
 
 @pytest.fixture(scope="module")
 def client(store: DuckDBStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store)) as c:
+    with authorized(TestClient(create_app(store))) as c:
         yield c
 
 
@@ -219,7 +221,7 @@ def test_health_includes_live_status(store: DuckDBStore) -> None:
     def status() -> dict[str, Any]:
         return {"simulated_time": dt.datetime(2026, 4, 1, 12, 0, tzinfo=JST), "readings": 42}
 
-    with TestClient(create_app(store, status=status)) as c:
+    with authorized(TestClient(create_app(store, status=status))) as c:
         body = c.get(f"{V1}/health").json()
     assert body == {
         "status": "ok",
@@ -569,7 +571,7 @@ def test_longest_period_is_allowed(client: TestClient) -> None:
 
 
 def test_max_days_override(store: DuckDBStore) -> None:
-    with TestClient(create_app(store, max_days={30: 2})) as c:
+    with authorized(TestClient(create_app(store, max_days={30: 2}))) as c:
         params = {"start": "2026-04-01", "end": "2026-04-04"}
         message = _error(
             c.get(f"{V1}/meters/{LV2}/readings", params=params), 400, "period_too_long"
@@ -656,6 +658,16 @@ def test_openapi_docs(client: TestClient) -> None:
         f"{V1}/meters/{{supply_point_id}}/events",
         f"{V1}/meters/{{supply_point_id}}/broute-credentials",
         f"{V1}/reports/{{kind}}",
+        "/oauth/token",
+        "/.well-known/jwks.json",
+        f"{V1}/login",
+        f"{V1}/whoami",
+        f"{V1}/audit",
+        f"{V1}/principals",
+        f"{V1}/principals/{{name}}/disconnect",
+        f"{V1}/principals/{{name}}/reconnect",
+        f"{V1}/principals/{{name}}/secret",
+        f"{V1}/security/keys/rotate",
     }
     assert_documented(paths)
 
@@ -686,7 +698,7 @@ def test_store_failure_is_503_and_bugs_are_json_500(caplog: pytest.LogCaptureFix
     broken = _BrokenStore(":memory:")
     try:
         app: FastAPI = create_app(broken)
-        with TestClient(app, raise_server_exceptions=False) as c:
+        with authorized(TestClient(app, raise_server_exceptions=False)) as c:
             message = _error(c.get(f"{V1}/health"), 503, "store_unavailable")
             # the store's own words (a file, a DSN, SQL) go to the log, not to the client (X3)
             assert message == STORE_FAILED

@@ -23,6 +23,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
+from tests.api.auth import authorized
+
 V1 = "/api/v1"
 HEX = set("0123456789ABCDEF")
 
@@ -41,7 +43,7 @@ def store() -> Iterator[DuckDBStore]:
 
 @pytest.fixture
 def client(store: DuckDBStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store)) as c:  # a fresh in-memory registry per test
+    with authorized(TestClient(create_app(store))) as c:  # a fresh in-memory registry per test
         yield c
 
 
@@ -108,11 +110,11 @@ def test_unknown_meters_and_bad_ids(client: TestClient) -> None:
 
 def test_credentials_persist_in_the_configured_file(store: DuckDBStore, tmp_path: Path) -> None:
     path = tmp_path / "kenshin-broute.json"
-    with TestClient(create_app(store, broute_credentials=path)) as first:
+    with authorized(TestClient(create_app(store, broute_credentials=path))) as first:
         issued = first.post(url(LV1)).json()
     saved = json.loads(path.read_text())["credentials"]
     assert [(c["supply_point_id"], c["route_id"]) for c in saved] == [(LV1, issued["route_id"])]
-    with TestClient(create_app(store, broute_credentials=path)) as second:  # a restart
+    with authorized(TestClient(create_app(store, broute_credentials=path))) as second:  # a restart
         assert second.get(url(LV1)).json()["route_id"] == issued["route_id"]
         assert registry_of(second).verify(LV1, issued["route_id"], issued["password"])
 
@@ -138,6 +140,6 @@ def test_issued_at_is_the_systems_time_in_jst(store: DuckDBStore) -> None:
     import datetime as dt
 
     simulated = dt.datetime(2026, 4, 3, 15, 30, tzinfo=dt.UTC)
-    with TestClient(create_app(store, clock=lambda: simulated)) as client:
+    with authorized(TestClient(create_app(store, clock=lambda: simulated))) as client:
         issued = client.post(url(LV1)).json()["issued_at"]
     assert issued == "2026-04-04T00:30:00+09:00"

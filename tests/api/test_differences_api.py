@@ -17,6 +17,7 @@ from kenshin.core.specified import SPECIFIED_SCHEMA, SpecifiedKind
 from kenshin.core.timeslots import JST, to_epoch_us
 from kenshin.mdms.differences import run_differences
 from kenshin.mdms.duckdb_store import DuckDBStore
+from tests.api.auth import authorized
 from tests.api.test_api import DAY, LV1, LV2, METERS, NOWHERE, V1, _reading, _readings, _slot_end
 
 RUN_AT = dt.datetime(2026, 4, 4, 2, 0, tzinfo=JST)  # after the correction of slot 10
@@ -56,7 +57,7 @@ def client() -> Iterator[TestClient]:
     table = pa.Table.from_pylist([dict(r, failed_rule=0) for r in rows], schema=READINGS_SCHEMA)
     store.append(table, REGISTER_READS_SCHEMA.empty_table())
     run_differences(store, DAY, now_us=to_epoch_us(RUN_AT))
-    with TestClient(create_app(store)) as c:
+    with authorized(TestClient(create_app(store))) as c:
         yield c
     store.close()
 

@@ -23,6 +23,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
+from tests.api.auth import authorized
+
 START = dt.datetime(2026, 6, 1, tzinfo=JST)
 V1 = "/api/v1"
 
@@ -35,7 +37,7 @@ def running() -> tuple[EmbeddedSystem, TestClient]:
     system.run(START + dt.timedelta(hours=3))
     system.mdms.flush()
     app = create_app(system.store, hes=system.hes, hes_lock=threading.Lock())
-    return system, TestClient(app)
+    return system, authorized(TestClient(app))
 
 
 def _spid(system: EmbeddedSystem, generation: Generation, classes: tuple[MeterClass, ...]) -> str:

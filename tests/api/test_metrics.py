@@ -15,6 +15,7 @@ from kenshin.app.figures import mdms_figures
 from kenshin.app.system import build_system
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import FleetConfig
+from tests.api.auth import authorized
 
 START = dt.datetime(2026, 4, 6, tzinfo=JST)
 
@@ -32,7 +33,7 @@ def test_a_running_system_reports_its_mdms_the_api_and_the_process(tmp_path) -> 
     try:
         system.run(START + dt.timedelta(days=2))
         app = create_app(system.store, figures=lambda: mdms_figures(system.mdms, system.schedule))
-        with TestClient(app) as client:
+        with authorized(TestClient(app)) as client:
             spid = client.get("/api/v1/meters", params={"limit": 1}).json()["items"][0][
                 "supply_point_id"
             ]

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from kenshin.api.app import create_app
 from kenshin.core.timeslots import from_epoch_us
 from kenshin.mdms.duckdb_store import DuckDBStore
+from tests.api.auth import authorized
 from tests.mdms.test_reports import DAY, HV_METER, NOW, fill
 
 V1 = "/api/v1"
@@ -23,7 +24,7 @@ V1 = "/api/v1"
 def client() -> Iterator[TestClient]:
     store = DuckDBStore(":memory:")
     fill(store)
-    with TestClient(create_app(store, clock=lambda: from_epoch_us(NOW))) as c:
+    with authorized(TestClient(create_app(store, clock=lambda: from_epoch_us(NOW)))) as c:
         yield c
     store.close()
 

@@ -38,6 +38,8 @@ ROLES = [
     contract.GapBook,
     contract.EditLog,
     contract.EventLog,
+    contract.PrincipalBook,
+    contract.AuditLog,
     contract.Housekeeping,
     contract.ReadingStore,
 ]

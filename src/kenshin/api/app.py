@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -23,6 +24,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import kenshin
+from kenshin.api.guard import AuditMiddleware, guard_dependency
 from kenshin.api.mdms_routes import mdms_router
 from kenshin.api.metrics import ApiMetrics, Figures
 from kenshin.api.models import ErrorResponse, Health, MeterDetail, MeterPage, Readings
@@ -53,6 +55,7 @@ from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import (
     AlreadyExists,
     CapabilityError,
+    Forbidden,
     IdempotencyConflict,
     InvalidInput,
     InvalidPeriod,
@@ -62,12 +65,17 @@ from kenshin.errors import (
     NotFound,
     OutOfRange,
     PeriodTooLong,
+    RateLimited,
     ReadOnly,
     StoreError,
+    Unauthenticated,
     UnknownMeter,
 )
 from kenshin.mdms.reports import Deadlines, MeterFilter
 from kenshin.mdms.store import ReadingQuery, ReadingStore
+from kenshin.security.audit import MemoryAuditSink
+from kenshin.security.principals import Kind, Principal
+from kenshin.security.service import MemoryPrincipals, Security
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -86,6 +94,9 @@ _INTERNAL = "the server failed to handle this request"
 
 # kenshin exception → (HTTP status, error code); the most specific class in an error's MRO wins
 _ERROR_TABLE: dict[type[KenshinError], tuple[int, str]] = {
+    Unauthenticated: (401, "unauthenticated"),
+    RateLimited: (429, "rate_limited"),
+    Forbidden: (403, "forbidden"),
     InvalidSupplyPointId: (400, "invalid_supply_point_id"),
     OutOfRange: (422, "validation_error"),
     PeriodTooLong: (400, "period_too_long"),
@@ -118,6 +129,7 @@ def create_app(
     broute_credentials: CredentialRegistry | str | PathLike[str] | None = None,
     read_only: bool = False,
     figures: Figures | None = None,
+    security: Security | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -126,8 +138,15 @@ def create_app(
     ``broute_credentials``: the B-route credential registry or its JSON file (default: memory);
     ``read_only``: the store was opened read-only (``kenshin serve``): edits are refused;
     ``figures``: what the running MDMS reports, served at ``/metrics`` with the head-end's, the
-    API's latency and the process's.
+    API's latency and the process's; ``security``: principals, tokens, the audit trail (default:
+    those the store holds, and an audit trail in the store, or in memory when it is read-only).
+    Every route but health, the token endpoints and the docs needs a bearer token (issue 14).
     """
+    if security is None:  # a read-only store's principals are read once and kept in memory
+        if read_only:
+            security = Security(MemoryPrincipals(store.read_principals()), MemoryAuditSink())
+        else:
+            security = Security(store, store)
     limits = max_days_table(max_days)
     # the docs pages load Swagger UI and ReDoc from this package, not a CDN: utility labs are
     # often air-gapped (fastapi-offline ships both; /static-offline-docs)
@@ -138,10 +157,15 @@ def create_app(
             "Meter data of kenshin, Japan's next-generation smart meter system (SPEC S4). "
             "Times are JST; see docs/api.md."
         ),
+        # every route's gate: authentication, rate limit, the access policy (issue 14)
+        dependencies=[Depends(guard_dependency(security))],
     )
     _install_error_handlers(app)
     metrics = ApiMetrics(figures)
     app.middleware("http")(metrics.middleware)
+    # outermost: every request is audited with the status it got (issue 14 item 4)
+    app.add_middleware(AuditMiddleware, security=security)
+    app.state.security = security
     router = APIRouter(prefix=API_PREFIX, responses=_ERROR_RESPONSES)
 
     @router.get("/health", response_model=Health, tags=["system"])
@@ -161,6 +185,7 @@ def create_app(
 
     @router.get("/meters", response_model=MeterPage, tags=["meters"])
     def list_meters(
+        request: Request,
         offset: int = Query(0, ge=0, le=MAX_OFFSET, description="Meters to skip."),
         limit: int = Query(100, ge=1, le=1000, description="Meters per page."),
         meters: MeterFilter = Depends(meter_filter),
@@ -172,8 +197,11 @@ def create_app(
         day: str | None = Query(None, description="The JST day state refers to, YYYY-MM-DD."),
     ) -> MeterPage:
         """The meter roster, a page at a time, in a stable order; filtered by topology,
-        generation, class, samples and data state when asked."""
-        if not meters.any and state is None:
+        generation, class, samples and data state when asked. An organisation sees the supply
+        points it serves only."""
+        principal: Principal = request.state.principal
+        own = None if principal.kind is Kind.STAFF else principal.supply_points
+        if not meters.any and state is None and own is None:
             if day is not None:
                 raise InvalidInput("day is the day of state; pass state too")
             rows = store.list_meters(offset, limit)
@@ -184,6 +212,9 @@ def create_app(
                 items=[meter_view(row) for row in rows],
             )
         roster = meters.apply(store.read_meters())
+        if own is not None:
+            mine = pa.array(sorted(own), pa.string())
+            roster = roster.filter(pc.is_in(roster.column("supply_point_id"), mine))
         if state is not None:
             if day is None:
                 raise InvalidInput(f"state={state} needs the day it refers to (day=YYYY-MM-DD)")
@@ -310,6 +341,11 @@ def create_app(
                 body += hes.metrics.exposition()
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    from kenshin.api.security_routes import security_router
+
+    root_routes, api_routes = security_router(security)
+    router.include_router(api_routes)
+    app.include_router(root_routes)
     app.include_router(router)
     return app
 
@@ -326,6 +362,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def kenshin_error(request: Request, exc: Exception) -> JSONResponse:
         status, code = next(_ERROR_TABLE[c] for c in type(exc).__mro__ if c in _ERROR_TABLE)
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+            return _error(429, "rate_limited", str(exc), headers)
+        if isinstance(exc, Unauthenticated):
+            challenge = 'Bearer realm="kenshin"'
+            return _error(401, "unauthenticated", str(exc), {"WWW-Authenticate": challenge})
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
             message = STORE_FAILED if isinstance(exc, StoreError) else _INTERNAL

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pyarrow as pa
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -142,6 +142,7 @@ def hes_router(hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = 
 
     @api.post("/meters/{supply_point_id}/commands", status_code=202)
     def command(
+        caller: Request,
         supply_point_id: str = Path(description="22-digit supply point id."),
         request: CommandRequest = Body(),
     ) -> JSONResponse:
@@ -163,7 +164,12 @@ def hes_router(hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = 
         with guard():
             now_us = to_epoch_us(hes.clock.now())
             record = hes.commands.request(
-                key, kind, args, now_us, idempotency_key=request.idempotency_key
+                key,
+                kind,
+                args,
+                now_us,
+                requested_by=caller.state.principal.name,
+                idempotency_key=request.idempotency_key,
             )
         view = command_view(record, validate_supply_point_id(supply_point_id))
         if record.state is CommandState.REJECTED:

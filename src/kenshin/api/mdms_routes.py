@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from kenshin.api.params import parse_channel, parse_instant, parse_period, parse_resolution
@@ -51,7 +51,11 @@ class EditRequest(BaseModel):
     channel: str = "active_forward"
     resolution: str = "30"
     reason: str = Field(min_length=1, description="Why; kept in the audit (SPEC X4).")
-    editor: str = Field(min_length=1, description="Who made the edit.")
+    editor: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Ignored: the edit is recorded as the authenticated caller's (issue 14).",
+    )
     values: list[EditValue] = Field(min_length=1, max_length=17_568)
 
 
@@ -171,7 +175,7 @@ def mdms_router(
         return {"supply_point_id": supply_point_id, "versions": versions}
 
     @router.post("/meters/{supply_point_id}/readings/edits", status_code=201, tags=["mdms"])
-    def post_edits(supply_point_id: str, request: EditRequest) -> dict[str, Any]:
+    def post_edits(supply_point_id: str, request: EditRequest, caller: Request) -> dict[str, Any]:
         """Manual values, stored as new versions (quality edited) with an audit row each.
         Refused (405 ``read_only``) by a server over a read-only store (``kenshin serve``)."""
         if read_only:
@@ -192,7 +196,7 @@ def mdms_router(
             res,
             edits,
             reason=request.reason,
-            editor=request.editor,
+            editor=caller.state.principal.name,
             now_us=to_epoch_us(now()),
         )
         return {"supply_point_id": supply_point_id, "edits": _rows(audit)}

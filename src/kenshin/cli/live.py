@@ -43,7 +43,9 @@ def run_live(
     import uvicorn
 
     from kenshin.api.app import create_app
+    from kenshin.app.access import ensure_local_admin, token_hint
     from kenshin.app.figures import mdms_figures
+    from kenshin.security.service import Security
 
     step = Resolution.MIN30.microseconds
     now_us = to_epoch_us(dt.datetime.now(JST)) // step * step
@@ -80,8 +82,11 @@ def run_live(
         raise
     runner.start()
 
+    security = Security(system.store, system.store)
+    admin = ensure_local_admin(security, store.directory)
     app = create_app(
         system.store,
+        security=security,
         status=runner.status,
         hes=system.hes,
         hes_lock=runner.lock,
@@ -97,6 +102,7 @@ def run_live(
         f"kenshin is up: http://{host}:{port}/api/v1/health  ·  API docs http://{host}:{port}/docs"
         f"  ·  {speed:g}× time  ·  Ctrl-C stops"
     )
+    console.print(token_hint(admin, f"http://{host}:{port}"), soft_wrap=True, highlight=False)
     reporter.start()
     try:
         server.run()

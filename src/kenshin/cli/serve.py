@@ -44,7 +44,10 @@ def serve(
     import uvicorn
 
     from kenshin.api.app import create_app
+    from kenshin.app.access import ensure_local_admin, token_hint
     from kenshin.broute.credentials import DEFAULT_CREDENTIALS_FILE
+    from kenshin.security.audit import MemoryAuditSink
+    from kenshin.security.service import MemoryPrincipals, Security
 
     location = store_location(store, db, postgres)
     check_port_free(host, port)
@@ -56,7 +59,13 @@ def serve(
     try:
         # SPEC B4: the credentials issued over the API are kept next to the store
         credentials = broute_credentials or location.directory / DEFAULT_CREDENTIALS_FILE
-        app_ = create_app(opened, broute_credentials=credentials, read_only=True)
+        # a read-only store: its principals are read once and kept in memory with the local
+        # admin (secret kept next to the store), and the audit trail is kept in memory
+        security = Security(MemoryPrincipals(opened.read_principals()), MemoryAuditSink())
+        admin = ensure_local_admin(security, location.directory)
+        if admin.registered:
+            console.print(token_hint(admin, f"http://{host}:{port}"), soft_wrap=True)
+        app_ = create_app(opened, broute_credentials=credentials, read_only=True, security=security)
         uvicorn.run(app_, host=host, port=port, log_level="warning")
     finally:
         opened.close()

@@ -131,15 +131,23 @@ def hes(
         if metrics_port:
             start_http_server(metrics_port, registry=head_end.metrics.registry)
         if api_port:
+            from kenshin.app.access import ensure_local_admin, token_hint
             from kenshin.app.figures import mdms_figures
             from kenshin.mdms.service import MeterDataService
+            from kenshin.security.service import Security
 
             sink = head_end.sink  # the worker's MDMS writer: its figures on /metrics too
             figures = (
                 (lambda: mdms_figures(sink, None)) if isinstance(sink, MeterDataService) else None
             )
-            app = create_app(opened, hes=head_end, hes_lock=lock, figures=figures)
+            security = Security(opened, opened)
+            admin = ensure_local_admin(security, location.directory)
+            app = create_app(
+                opened, hes=head_end, hes_lock=lock, figures=figures, security=security
+            )
             serve_in_background(app, api_port)
+            if admin.registered:
+                console.print(token_hint(admin, f"http://127.0.0.1:{api_port}"), soft_wrap=True)
         console.print(
             f"head-end {worker_id} listening on {broker} (shared subscription), storing in "
             f"{location.describe()}"

@@ -54,6 +54,21 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 
+# The audit trail of the API (SPEC X3, X5, X6): one row per request or refusal, never updated.
+AUDIT_SCHEMA = pa.schema(
+    [
+        ("logged_at", TIMESTAMP),
+        ("principal", pa.string()),  # who ("-": no valid credentials)
+        ("method", pa.string()),
+        ("route", pa.string()),  # the route template, e.g. /api/v1/meters/{supply_point_id}
+        ("path", pa.string()),  # what was asked (query strings are not kept: they may hold ids)
+        ("meters", pa.string()),  # the supply point ids named, space-separated, or empty
+        ("status", pa.int16()),
+        ("reason", pa.string()),  # why it was refused, empty when it was served
+        ("remote", pa.string()),  # the client address
+    ]
+)
+
 METERS_SCHEMA = pa.schema(
     [
         ("meter_key", pa.int32()),

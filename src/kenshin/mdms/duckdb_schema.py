@@ -10,6 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from kenshin.core.schema import (
+    AUDIT_SCHEMA,
     EVENTS_SCHEMA,
     METERS_SCHEMA,
     READINGS_SCHEMA,
@@ -84,6 +85,9 @@ DDL = ";\n".join(
         # a copy of an event delivered again is the same row: the key keeps the first
         f"CREATE TABLE IF NOT EXISTS meter_events ({columns_ddl(EVENTS_SCHEMA)}, "
         "PRIMARY KEY (meter_key, code, occurred))",
+        # who may use the system, and what they did (kenshin.security)
+        "CREATE TABLE IF NOT EXISTS principals (name VARCHAR PRIMARY KEY, document VARCHAR)",
+        f"CREATE TABLE IF NOT EXISTS audit ({columns_ddl(AUDIT_SCHEMA)})",
     ]
 )
 

@@ -30,8 +30,12 @@ import pyarrow.compute as pc
 
 from kenshin.core.batches import CounterState, timestamps
 from kenshin.core.channels import Channel
-from kenshin.core.schema import EVENTS_SCHEMA, METERS_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
-from kenshin.core.specified import SPECIFIED_SCHEMA
+from kenshin.core.schema import (
+    EVENTS_SCHEMA,
+    METERS_SCHEMA,
+    READINGS_SCHEMA,
+    REGISTER_READS_SCHEMA,
+)
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
@@ -47,6 +51,7 @@ from kenshin.mdms.duckdb_schema import (
     TIME_COLUMN,
     io_error,
 )
+from kenshin.mdms.duckdb_tables import DuckDBTables
 from kenshin.mdms.months import (
     LAYOUT,
     partition_name,
@@ -61,7 +66,7 @@ from kenshin.secrecy import private_umask
 log = logging.getLogger(__name__)
 
 
-class DuckDBStore(StoreBase):
+class DuckDBStore(DuckDBTables, StoreBase):
     """Readings in a DuckDB file (or ``":memory:"``)."""
 
     def __init__(
@@ -332,46 +337,6 @@ class DuckDBStore(StoreBase):
             self._insert_by_month(cur, "readings", readings, READING_COLUMNS)
             self._insert(cur, "edits", versions.conform_to(edits, versions.EDITS_SCHEMA))
 
-    def read_edits(self, meter_key: int) -> pa.Table:
-        table = self._arrow(
-            "SELECT * FROM edits WHERE meter_key = ? ORDER BY tx_time, interval_end", [meter_key]
-        )
-        return versions.conform_to(table, versions.EDITS_SCHEMA)
-
-    def read_events(self, start_us: int, end_us: int, meter_key: int | None = None) -> pa.Table:
-        params: list[Any] = [start_us, end_us]
-        where = ""
-        if meter_key is not None:
-            where, params = "AND meter_key = ? ", [*params, meter_key]
-        if not self._has_table("meter_events"):  # a read-only store made before events
-            return EVENTS_SCHEMA.empty_table()
-        table = self._arrow(
-            "SELECT * FROM meter_events WHERE epoch_us(occurred) > ? AND epoch_us(occurred) <= ? "
-            f"{where}ORDER BY meter_key, occurred, code",
-            params,
-        )
-        return table.cast(EVENTS_SCHEMA)
-
-    def replace_gaps(
-        self, channel: Channel, resolution: Resolution, start_us: int, end_us: int, gaps: pa.Table
-    ) -> None:
-        """The gap list of a window (interval ends in ``(start, end]``) is replaced whole."""
-        with self._transaction("storing gaps") as cur:
-            cur.execute(
-                "DELETE FROM gaps WHERE channel = ? AND resolution = ? "
-                "AND epoch_us(interval_end) > ? AND epoch_us(interval_end) <= ?",
-                [int(channel), int(resolution), start_us, end_us],
-            )
-            if gaps.num_rows:
-                self._insert(cur, "gaps", versions.conform_to(gaps, versions.GAPS_SCHEMA))
-
-    def read_gaps(self, meter_key: int | None = None) -> pa.Table:
-        where = "" if meter_key is None else f"WHERE meter_key = {int(meter_key)}"
-        table = self._arrow(
-            f"SELECT * FROM gaps {where} ORDER BY meter_key, channel, resolution, interval_end"
-        )
-        return versions.conform_to(table, versions.GAPS_SCHEMA)
-
     def load_counters(self) -> CounterState:
         """The persisted replay windows: (meter keys, last, bitmap)."""
         table = self._arrow("SELECT meter_key, last, bitmap FROM frame_counters")
@@ -590,16 +555,6 @@ class DuckDBStore(StoreBase):
         )
         return {int(r): int(c) for r, c in rows}
 
-    def set_meta(self, key: str, value: str) -> None:
-        cur = self._cursor()
-        with self._write_lock:
-            cur.execute("DELETE FROM meta WHERE key = ?", [key])
-            cur.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
-
-    def get_meta(self, key: str) -> str | None:
-        rows = self._cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
-        return str(rows[0][0]) if rows else None
-
     # ---- housekeeping: compaction, export for the archive, retention
 
     def compact(self, month: int) -> int:
@@ -678,20 +633,3 @@ class DuckDBStore(StoreBase):
             raise refused or StoreError(f"closing {self.path} failed: {exc}") from exc
 
     # ---- specified sub-meters (SPEC S3)
-
-    def write_specified(self, table: pa.Table) -> None:
-        """Replace the roster of specified sub-meters (``SPECIFIED_SCHEMA``)."""
-        with self._transaction("writing specified meters") as cur:
-            cur.execute("DELETE FROM specified_meters")
-            self._insert(cur, "specified_meters", versions.conform_to(table, SPECIFIED_SCHEMA))
-
-    def read_specified(self, parent_key: int | None = None) -> pa.Table:
-        """The specified sub-meters (of one parent meter), by parent and meter key."""
-        if not self._has_table("specified_meters"):  # a read-only store from before SPEC S3
-            return SPECIFIED_SCHEMA.empty_table()
-        where = "" if parent_key is None else f"WHERE parent_key = {int(parent_key)}"
-        table = self._arrow(
-            "SELECT meter_key, parent_key, kind, device_id FROM specified_meters "
-            f"{where} ORDER BY parent_key, meter_key"
-        )
-        return versions.conform_to(table, SPECIFIED_SCHEMA)

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from kenshin.core.channels import Channel
-from kenshin.core.schema import EVENTS_SCHEMA, METERS_SCHEMA, READINGS_SCHEMA
+from kenshin.core.schema import AUDIT_SCHEMA, EVENTS_SCHEMA, METERS_SCHEMA, READINGS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
@@ -438,6 +438,33 @@ class PostgresReads(StoreBase):
             + "ORDER BY meter_key, occurred, code"
         ).format(self._table("meter_events"))
         return self._rows_arrow(statement, params, EVENTS_SCHEMA, "read events")
+
+    def read_principals(self) -> list[tuple[str, str]]:
+        rows = self._fetch(
+            sql.SQL("SELECT name, document FROM {} ORDER BY name").format(
+                self._table("principals")
+            ),
+            [],
+            "read principals",
+        )
+        return [(str(n), str(d)) for n, d in rows]
+
+    def read_audit(
+        self, start_us: int, end_us: int, principal: str | None = None, limit: int = 10_000
+    ) -> pa.Table:
+        params: list[Any] = [to_datetime(start_us), to_datetime(end_us)]
+        where = ""
+        if principal is not None:
+            where, params = "AND principal = %s ", [*params, principal]
+        statement = sql.SQL(
+            "SELECT "
+            + US_COLUMN.format("logged_at")
+            + ", principal, method, route, path, meters, status, reason, remote FROM {} "
+            + "WHERE logged_at > %s AND logged_at <= %s "
+            + where
+            + f"ORDER BY logged_at LIMIT {int(limit)}"
+        ).format(self._table("audit"))
+        return self._rows_arrow(statement, params, AUDIT_SCHEMA, "read the audit trail")
 
     def read_gaps(self, meter_key: int | None = None) -> pa.Table:
         where = "" if meter_key is None else "WHERE meter_key = %s"

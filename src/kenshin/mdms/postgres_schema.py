@@ -117,6 +117,16 @@ def ddl(schema: str) -> list[sql.Composed]:
         sql.SQL(
             "CREATE INDEX IF NOT EXISTS meter_events_occurred ON {}.meter_events (occurred)"
         ).format(s),
+        # who may use the system, and what they did (kenshin.security)
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.principals (name text PRIMARY KEY, document text)"
+        ).format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.audit (logged_at timestamptz, principal text, "
+            "method text, route text, path text, meters text, status smallint, reason text, "
+            "remote text)"
+        ).format(s),
+        sql.SQL("CREATE INDEX IF NOT EXISTS audit_at ON {}.audit (logged_at)").format(s),
     ]
 
 
@@ -130,6 +140,8 @@ _TABLES = (
     "frame_counters",
     "specified_meters",
     "meter_events",
+    "principals",
+    "audit",
 )
 _INDEXES = (
     *(f"meters_{column}" for column in METER_INDEXED),
@@ -140,6 +152,7 @@ _INDEXES = (
     "edits_meter",
     "specified_parent",
     "meter_events_occurred",
+    "audit_at",
 )
 
 

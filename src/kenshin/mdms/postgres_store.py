@@ -39,7 +39,7 @@ from psycopg import sql
 
 from kenshin.core.batches import CounterState
 from kenshin.core.channels import Channel
-from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.schema import AUDIT_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms.months import (
@@ -328,6 +328,38 @@ class PostgresStore(PostgresReads):
                         self._partitions.clear()
         except psycopg.Error as exc:
             raise store_error(f"append to {self.target} failed", exc) from exc
+
+    def save_principal(self, name: str, document: str) -> None:
+        self._execute(
+            sql.SQL(
+                "INSERT INTO {} (name, document) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET document = excluded.document"
+            ).format(self._table("principals")),
+            [name, document],
+            "save a principal",
+        )
+
+    def append_audit(self, rows: pa.Table) -> None:
+        if not rows.num_rows:
+            return
+        at = [to_datetime(v) for v in rows.column("logged_at").cast(pa.int64()).to_pylist()]
+        names = [f.name for f in AUDIT_SCHEMA][1:]
+        values = zip(at, *(rows.column(n).to_pylist() for n in names), strict=True)
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    sql.SQL(
+                        "INSERT INTO {} (logged_at, "
+                        + ", ".join(names)
+                        + ") VALUES ("
+                        + ", ".join(["%s"] * (len(names) + 1))
+                        + ")"
+                    ).format(self._table("audit")),
+                    list(values),
+                )
+        except psycopg.Error as exc:
+            raise store_error(f"appending to the audit trail of {self.target} failed", exc) from exc
 
     def _save_events(self, cur: psycopg.Cursor[Any], events: pa.Table) -> None:
         # few rows (events are rare): one statement that keeps the first copy of each event

@@ -172,6 +172,32 @@ class EventLog(Protocol):
         ...
 
 
+class PrincipalBook(Protocol):
+    """Who may use the system (``kenshin.security``): one JSON document per principal, with
+    its secret's hash, never its secret."""
+
+    def save_principal(self, name: str, document: str) -> None:
+        """Insert or replace the principal ``name``."""
+        ...
+
+    def read_principals(self) -> list[tuple[str, str]]:
+        """Every principal as (name, document), by name."""
+        ...
+
+
+class AuditLog(Protocol):
+    """The API's audit trail (``AUDIT_SCHEMA``), append-only."""
+
+    def append_audit(self, rows: pa.Table) -> None: ...
+
+    def read_audit(
+        self, start_us: int, end_us: int, principal: str | None = None, limit: int = 10_000
+    ) -> pa.Table:
+        """Rows with ``start < at <= end`` (of one principal when given), oldest first, at most
+        ``limit``."""
+        ...
+
+
 class GapBook(Protocol):
     """The slots VEE could not fill: the head-end's re-read list."""
 
@@ -267,6 +293,8 @@ class ReadingStore(
     GapBook,
     EditLog,
     EventLog,
+    PrincipalBook,
+    AuditLog,
     Housekeeping,
     Protocol,
 ):
