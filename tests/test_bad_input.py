@@ -107,6 +107,15 @@ CASES: list[tuple[list[str], int, str]] = [
     ),
     (["broute", "credentials", "--meter", "12345"], 2, "supply point id"),
     (["broute", "serve", "--port", "70000"], 2, "--port"),
+    # the connections of a running system (credentials from the environment or data/)
+    (["connections", "list"], 2, "no API credentials"),
+    (["connections", "list", "--api", "ftp://x"], 2, "no API credentials"),
+    (["connections", "add", "x1", "--kind", "staff", "--rate", "0"], 2, "--rate"),
+    (
+        ["connections", "add", "x1", "--kind", "staff", "--supply-points", "@none.txt"],
+        2,
+        "none.txt",
+    ),
     # planning, drills, typos
     (["plan-network", "--meters", "200", "--svg", "nowhere/p.svg"], 2, "does not exist"),
     (["drill", "faults", "--meters", "0"], 2, "--meters"),

@@ -29,6 +29,10 @@ COMMANDS = {
     ("hes",),
     ("fleet",),
     ("drill", "faults"),
+    ("connections", "list"),
+    ("connections", "add"),
+    ("connections", "disconnect"),
+    ("connections", "reconnect"),
 }
 STORE_COMMANDS = {"simulate", "serve", "up", "archive", "vee", "report", "export", "install", "hes"}
 

@@ -64,6 +64,7 @@ EXPECTED: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/metrics"): (READERS | {"security_admin"}, False),
     ("GET", f"{V1}/audit"): ({"security_admin"}, False),
     ("GET", f"{V1}/principals"): ({"security_admin"}, False),
+    ("GET", f"{V1}/connections"): ({"security_admin"}, False),
     ("POST", f"{V1}/principals"): ({"security_admin"}, False),
     ("POST", f"{V1}/principals/{{name}}/disconnect"): ({"security_admin"}, False),
     ("POST", f"{V1}/principals/{{name}}/reconnect"): ({"security_admin"}, False),
@@ -274,6 +275,8 @@ def test_the_audit_trail_names_who_what_and_the_result_and_keeps_no_secret(
     client.get(f"{V1}/hes/slo", headers=headers)  # not for organisations
     admin = {"Authorization": f"Bearer {world.token('staff-security-admin')}"}
     rows = client.get(f"{V1}/audit", params={"principal": "auditee"}, headers=admin).json()["items"]
+    assert (rows[0]["route"], rows[0]["status"]) == ("/oauth/token", 200)  # the token it got
+    rows = rows[1:]
     seen = [(r["route"], r["meters"], r["status"]) for r in rows]
     assert seen == [
         (f"{V1}/meters/{{supply_point_id}}/readings", world.own[1], 200),
@@ -301,3 +304,26 @@ def test_jwks_publishes_the_keys_and_a_rotation_keeps_old_tokens_valid(world: Wo
     assert {k["kid"] for k in after} == before | {kid}
     assert all(k["kty"] == "OKP" and k["crv"] == "Ed25519" and "d" not in k for k in after)
     assert client.get(f"{V1}/whoami", headers=viewer).status_code == 200  # signed by the old key
+
+
+def test_probing_and_guessing_raise_alerts_that_the_admin_sees(world: World) -> None:
+    client = world.client
+    secret = register(client, "prober", Kind.ORGANISATION, party=Party.AGGREGATOR)
+    headers = {"Authorization": f"Bearer {token_for(client, 'prober', secret)}"}
+    spids = [str(s) for s in world.system.fleet.population.supply_point_id]
+    for spid in spids[:25]:  # none of them its own
+        assert client.get(f"{V1}/meters/{spid}", headers=headers).status_code == 404
+    for _ in range(20):  # someone guessing a secret
+        form = {"grant_type": "client_credentials", "client_id": "prober", "client_secret": "x"}
+        assert client.post("/oauth/token", data=form).status_code == 401
+    admin = {"Authorization": f"Bearer {world.token('staff-security-admin')}"}
+    listed = client.get(f"{V1}/connections", headers=admin).json()["items"]
+    prober = next(c for c in listed if c["name"] == "prober")
+    assert prober["party"] == "aggregator" and prober["active"] is True
+    traffic = prober["traffic"]
+    assert traffic["refusals"] == 45 and traffic["window_supply_points"] == 0
+    assert [a["kind"] for a in traffic["alerts"]] == ["refusals"]  # once in the window
+    trail = client.get(f"{V1}/audit", params={"principal": "prober"}, headers=admin).json()
+    assert [r["route"] for r in trail["items"] if r["method"] == "ALERT"] == ["refusals"]
+    asked = [r["status"] for r in trail["items"] if r["route"] == "/oauth/token"]
+    assert asked == [200] + [401] * 20  # its own token, then the guesses

@@ -664,6 +664,7 @@ def test_openapi_docs(client: TestClient) -> None:
         f"{V1}/whoami",
         f"{V1}/audit",
         f"{V1}/principals",
+        f"{V1}/connections",
         f"{V1}/principals/{{name}}/disconnect",
         f"{V1}/principals/{{name}}/reconnect",
         f"{V1}/principals/{{name}}/secret",

@@ -25,7 +25,14 @@ from kenshin.security.policy import OPEN, POLICY, decide
 from kenshin.security.service import Security
 
 ANONYMOUS = "-"
+# health, the keys and the docs are not watched; the token endpoints are (guessing secrets)
+UNWATCHED = {route for _, route in OPEN} - {"/oauth/token", "/api/v1/login"}
 AUDIT_KEY = "kenshin.audit"  # the request's audit facts, in the ASGI scope
+
+
+def facts_of(scope: Scope) -> dict[str, str]:
+    """The request's audit facts (who, route, meters, reason), which a handler may complete."""
+    return _facts(scope)
 
 
 def _facts(scope: Scope) -> dict[str, str]:
@@ -127,17 +134,20 @@ class AuditMiddleware:
                 await self.app(scope, receive, send_status)
         finally:
             client: Any = scope.get("client") or ("", 0)
+            who, meters = facts.get("who", ANONYMOUS), facts.get("meters", "")
             self.security.trail.record(
                 at_us,
-                facts.get("who", ANONYMOUS),
+                who,
                 str(scope["method"]),
                 facts.get("route", ""),
                 str(scope["path"]),
-                facts.get("meters", ""),
+                meters,
                 status,
                 facts.get("reason", ""),
                 str(client[0]),
             )
+            if facts.get("route") not in UNWATCHED:
+                self.security.observe(who, meters, status)
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:

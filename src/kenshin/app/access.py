@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kenshin.broute.credentials import CredentialRegistry, Medium, SessionTable
 from kenshin.errors import InvalidSetting
 from kenshin.secrecy import make_private_dir
+from kenshin.security.principals import Party, Principal
 from kenshin.security.service import LOCAL_ADMIN, Security
 
 ADMIN_FILE = "kenshin-admin.json"
@@ -66,3 +69,26 @@ def token_hint(admin: LocalAdmin, base_url: str) -> str:
         f"curl -s -u {admin.client_id}:SECRET -d grant_type=client_credentials "
         f"{base_url}/oauth/token"
     )
+
+
+def cut_broute_devices(
+    security: Security,
+    registry: CredentialRegistry,
+    sessions: Callable[[], Iterable[SessionTable]],
+) -> None:
+    """The kill switch reaches the B-route (SPEC X6 ③): disconnecting a principal of party
+    ``broute_device`` revokes the B-route credentials of its supply points (it cannot join
+    again) and ends its live sessions (the next request of a joined device is refused).
+    Reconnecting it is an operator issuing new credentials (``POST …/broute-credentials``)."""
+
+    def cut(principal: Principal, reason: str) -> None:
+        if principal.party is not Party.BROUTE_DEVICE:
+            return
+        for supply_point_id in sorted(principal.supply_points):
+            registry.revoke(supply_point_id)
+            for table in sessions():
+                for medium in Medium:
+                    for session in table.active(supply_point_id, medium):
+                        table.end(session, f"disconnected: {reason}")
+
+    security.on_disconnect.append(cut)

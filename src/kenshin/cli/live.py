@@ -43,7 +43,7 @@ def run_live(
     import uvicorn
 
     from kenshin.api.app import create_app
-    from kenshin.app.access import ensure_local_admin, token_hint
+    from kenshin.app.access import cut_broute_devices, ensure_local_admin, token_hint
     from kenshin.app.figures import mdms_figures
     from kenshin.security.service import Security
 
@@ -84,6 +84,9 @@ def run_live(
 
     security = Security(system.store, system.store)
     admin = ensure_local_admin(security, store.directory)
+    cut_broute_devices(
+        security, registry, lambda: [] if module is None else [module.meter.sessions]
+    )
     app = create_app(
         system.store,
         security=security,

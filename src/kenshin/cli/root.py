@@ -9,6 +9,7 @@ import sys
 import typer
 
 from kenshin.cli.broute import broute_app
+from kenshin.cli.connections import connections_app
 from kenshin.cli.drill import drill_app
 from kenshin.cli.export import export_command
 from kenshin.cli.mdms import archive_command, vee_command
@@ -60,6 +61,7 @@ app.command()(install)
 app.command()(hes)
 app.command()(fleet)
 app.add_typer(drill_app, name="drill")
+app.add_typer(connections_app, name="connections")
 
 # typer raises click's UsageError (vendored in recent typer); find it through BadParameter
 _UsageError: type[Exception] = next(

@@ -56,6 +56,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/metrics"): Rule(READERS | ADMINS, "metrics:read"),
     ("GET", f"{V1}/audit"): Rule(ADMINS),
     ("GET", f"{V1}/principals"): Rule(ADMINS),
+    ("GET", f"{V1}/connections"): Rule(ADMINS),
     ("POST", f"{V1}/principals"): Rule(ADMINS),
     ("POST", f"{V1}/principals/{{name}}/disconnect"): Rule(ADMINS),
     ("POST", f"{V1}/principals/{{name}}/reconnect"): Rule(ADMINS),

@@ -17,6 +17,7 @@ from typing import Protocol
 from kenshin.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, Unauthenticated
 from kenshin.security.audit import AuditSink, AuditTrail
 from kenshin.security.limits import RateLimiter
+from kenshin.security.monitor import ConnectionMonitor
 from kenshin.security.principals import Kind, Party, Principal, Role
 from kenshin.security.secrets import hash_secret, new_secret, verify_secret
 from kenshin.security.tokens import DEFAULT_TTL_S, Claims, TokenKeys
@@ -59,6 +60,10 @@ class Security:
         self.keys = TokenKeys(token_ttl_s, int(now()))
         self.limiter = RateLimiter()
         self.trail = AuditTrail(audit)
+        self.monitor = ConnectionMonitor()
+        # what else cuts a principal off (the B-route credentials and sessions of a device):
+        # the composition root adds them; each is called with the principal and the reason
+        self.on_disconnect: list[Callable[[Principal, str], None]] = []
         self._lock = threading.Lock()
         self._principals = {
             name: Principal.from_document(name, doc) for name, doc in book.read_principals()
@@ -135,6 +140,8 @@ class Security:
         principal = self.get(name).replace(active=False, tokens_after_us=self._now_us())
         self._save(principal)
         self.limiter.forget(name)
+        for cut in self.on_disconnect:
+            cut(principal, reason)
         self._incident(actor, name, "disconnect", reason)
         log.warning("principal %s disconnected by %s: %s", name, actor, reason)
         return principal
@@ -149,6 +156,17 @@ class Security:
     def _incident(self, actor: str, name: str, what: str, reason: str) -> None:
         self.trail.record(self._now_us(), actor, "KILL-SWITCH", what, name, "", 200, reason or what)
         self.trail.flush()
+
+    def observe(self, principal: str, meter: str, status: int) -> None:
+        """Count a request in the connection monitor; an alert it raises goes to the trail."""
+        for alert in self.monitor.observe(principal, meter, status, self.now()):
+            self.trail.record(
+                self._now_us(), principal, "ALERT", alert.kind, "", "", status, alert.detail
+            )
+
+    def connections(self) -> list[dict[str, object]]:
+        """Every principal with its traffic (X5 ⑤), for the security admin."""
+        return [{**p.view(), "traffic": self.monitor.view(p.name)} for p in self.principals()]
 
     def ensure_local_admin(self, secret: str | None = None) -> str | None:
         """A security admin, operator and engineer for the local console when no staff principal
@@ -194,10 +212,10 @@ class Security:
             principal = self._principals.get(claims.subject)
         if principal is None:
             raise Unauthenticated("the token's principal is not registered")
+        if not principal.active:  # first: the caller learns why, not only that
+            raise Forbidden(f"{principal.name} is disconnected")
         if claims.issued_at_us <= principal.tokens_after_us:
             raise Unauthenticated("the token was revoked")
-        if not principal.active:
-            raise Forbidden(f"{principal.name} is disconnected")
         return principal, claims
 
     def _now_us(self) -> int:
