@@ -5,13 +5,12 @@ system (issue 14 item 5; SPEC X5, X6), through its API with credentials from the
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from kenshin.cli.options import console, out
+from kenshin.cli.options import console, out, split_list
 
 connections_app = typer.Typer(
     help="Principals and external connections of a running system: list, add, cut off "
@@ -34,19 +33,8 @@ def _client(api: str | None) -> Any:
     return ApiClient(api, *credentials())
 
 
-def _split(text: str | None) -> list[str]:
-    if not text:
-        return []
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            lines = path.read_text(encoding="utf-8").split()
-        except OSError as exc:
-            from kenshin.errors import InvalidInput
-
-            raise InvalidInput(f"{text}: {exc.strerror or exc}") from None
-        return [line.strip() for line in lines if line.strip()]
-    return [part.strip() for part in text.split(",") if part.strip()]
+def _split(text: str | None, option: str) -> list[str]:
+    return [] if not text else split_list(text, option)
 
 
 @connections_app.command("list")
@@ -90,10 +78,10 @@ def add_command(
     body = {
         "name": name,
         "kind": kind,
-        "roles": _split(roles),
+        "roles": _split(roles, "--roles"),
         "party": party,
-        "supply_points": _split(supply_points),
-        "scopes": None if scopes is None else _split(scopes),
+        "supply_points": _split(supply_points, "--supply-points"),
+        "scopes": None if scopes is None else _split(scopes, "--scopes"),
         "rate_per_s": rate,
         "boundary": boundary,
     }

@@ -24,6 +24,7 @@ from kenshin.cli.options import (
     StoreOpt,
     console,
     progress_bar,
+    split_list,
     store_location,
 )
 
@@ -141,14 +142,7 @@ def _read_ids(text: str | None) -> list[str] | None:
 
     if text is None:
         return None
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            raw = path.read_text(encoding="utf-8").split()
-        except OSError as exc:
-            raise InvalidInput(f"--meters: cannot read {path}: {exc.strerror}") from None
-    else:
-        raw = [t.strip() for t in text.split(",") if t.strip()]
+    raw = split_list(text, "--meters")
     if not raw:
         raise InvalidInput("--meters names no supply point id")
     for spid in raw:

@@ -309,3 +309,16 @@ OnlyCapabilityOpt = Annotated[
         "wisun, wifi, ethernet.",
     ),
 ]
+
+
+def split_list(text: str, option: str) -> list[str]:
+    """Items of an option given as ``A,B`` or ``@FILE`` (whitespace-separated in the file)."""
+    from kenshin.errors import InvalidInput
+
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            return path.read_text(encoding="utf-8").split()
+        except OSError as exc:
+            raise InvalidInput(f"{option}: cannot read {path}: {exc.strerror or exc}") from None
+    return [t.strip() for t in text.split(",") if t.strip()]
