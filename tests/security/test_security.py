@@ -143,3 +143,16 @@ def test_the_rate_limiter_allows_bursts_of_twice_the_rate_then_refills():
     assert limiter.take("a", 2.0, 0.0) == 1  # wait a second
     assert limiter.take("a", 2.0, 0.5) is None  # half a second refills one request
     assert limiter.take("b", 2.0, 0.5) is None  # each client its own bucket
+
+
+def test_signing_keys_rotate_by_themselves_each_day():
+    now = [float(T0)]
+    security = Security(MemoryPrincipals(), MemoryAuditSink(), now=lambda: now[0])
+    _, secret = security.add("svc", Kind.STAFF, roles=[Role.VIEWER])
+    first = jwt.get_unverified_header(security.token("svc", secret)[0])["kid"]
+    now[0] += 3600
+    assert jwt.get_unverified_header(security.token("svc", secret)[0])["kid"] == first
+    now[0] = T0 + 86_400
+    token = security.token("svc", secret)[0]
+    assert jwt.get_unverified_header(token)["kid"] != first
+    assert security.authenticate(token)[0].name == "svc"

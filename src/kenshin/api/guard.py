@@ -119,6 +119,7 @@ class AuditMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message = {**message, "headers": _hardened(message.get("headers") or [], facts)}
             await send(message)
 
         try:
@@ -148,6 +149,17 @@ class AuditMiddleware:
             )
             if facts.get("route") not in UNWATCHED:
                 self.security.observe(who, meters, status)
+
+
+def _hardened(headers: Any, facts: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """OWASP API8: no content sniffing, and no caching of answers that needed credentials
+    (meter data must not stay in a shared cache or the browser's)."""
+    out = [(bytes(k), bytes(v)) for k, v in headers]
+    names = {k.lower() for k, _ in out}
+    out.append((b"x-content-type-options", b"nosniff"))
+    if b"cache-control" not in names and facts.get("route") not in UNWATCHED:
+        out.append((b"cache-control", b"no-store"))
+    return out
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:

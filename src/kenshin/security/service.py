@@ -25,6 +25,7 @@ from kenshin.security.tokens import DEFAULT_TTL_S, Claims, TokenKeys
 log = logging.getLogger("kenshin.security")
 
 LOCAL_ADMIN = "local-admin"
+ROTATE_EVERY_S = 86_400.0  # a new signing key each day
 
 
 class PrincipalStore(Protocol):
@@ -54,10 +55,12 @@ class Security:
         *,
         now: Callable[[], float] = time.time,
         token_ttl_s: int = DEFAULT_TTL_S,
+        rotate_every_s: float = ROTATE_EVERY_S,
     ) -> None:
         self.book = book
         self.now = now
         self.keys = TokenKeys(token_ttl_s, int(now()))
+        self.rotate_every_s = rotate_every_s
         self.limiter = RateLimiter()
         self.trail = AuditTrail(audit)
         self.monitor = ConnectionMonitor()
@@ -202,7 +205,10 @@ class Security:
         if not wanted <= principal.scopes:
             extra = ", ".join(sorted(wanted - principal.scopes))
             raise Forbidden(f"{client_id} may not ask for the scope(s) {extra}")
-        token, expires_in = self.keys.issue(principal.name, wanted, self.now())
+        now = self.now()
+        if now - self.keys.newest_since_s >= self.rotate_every_s:  # keys age out on their own
+            self.keys.rotate(int(now))
+        token, expires_in = self.keys.issue(principal.name, wanted, now)
         return token, expires_in, wanted
 
     def authenticate(self, token: str) -> tuple[Principal, Claims]:

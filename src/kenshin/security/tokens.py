@@ -59,12 +59,14 @@ class TokenKeys:
         self._lock = threading.Lock()
         self._keys: list[_Key] = []
         self._cache: OrderedDict[str, Claims] = OrderedDict()
+        self.newest_since_s = now_s
         self.rotate(now_s)
 
     def rotate(self, now_s: int) -> str:
         """A new signing key; a key retired more than a token's life ago is dropped (nothing it
         signed is still valid). Returns the new key id."""
         key = _Key(secrets.token_hex(8), Ed25519PrivateKey.generate())
+        self.newest_since_s = now_s
         with self._lock:
             older = [
                 k if k.retired_s is not None else _Key(k.kid, k.private, now_s) for k in self._keys
