@@ -65,3 +65,19 @@ def test_disconnecting_a_broute_device_revokes_its_credentials_and_ends_its_sess
     )
     security.disconnect("retail", "ops", "contract ended")
     assert registry.current("0300000000000000000043") == other
+
+
+def test_the_audit_trail_is_written_by_its_own_thread_within_seconds():
+    import time
+
+    from kenshin.security.audit import FLUSH_S, AuditTrail
+
+    sink = MemoryAuditSink()
+    trail = AuditTrail(sink)
+    trail.record(1, "alice", "GET", "/api/v1/whoami", "/api/v1/whoami", "", 200)
+    assert sink.read_audit(0, 10).num_rows == 0  # the request did not wait for the store
+    deadline = time.monotonic() + 3 * FLUSH_S + 2
+    while sink.read_audit(0, 10).num_rows == 0:
+        assert time.monotonic() < deadline, "the writer thread never wrote the row"
+        time.sleep(0.05)
+    assert trail.written == 1

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -159,6 +159,7 @@ def create_app(
         ),
         # every route's gate: authentication, rate limit, the access policy (issue 14)
         dependencies=[Depends(guard_dependency(security))],
+        lifespan=_flush_audit_at_exit(security),
     )
     _install_error_handlers(app)
     metrics = ApiMetrics(figures)
@@ -348,6 +349,19 @@ def create_app(
     app.include_router(root_routes)
     app.include_router(router)
     return app
+
+
+def _flush_audit_at_exit(security: Security) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: the audit rows still buffered are written when the server stops."""
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            security.trail.flush()
+
+    return lifespan
 
 
 def _error(

@@ -1,17 +1,16 @@
 """The audit trail (issue 14 item 4; SPEC X3, X5 ⑤): every request and every refusal, who,
 what, which meters, the result and the time, appended and never changed.
 
-Rows are buffered and written in one append at most every :data:`FLUSH_S` seconds (or when
-:data:`FLUSH_ROWS` are waiting, or when the trail is read), so a request does not wait for the
-store. The sink is the store's audit log (``kenshin.mdms.store.AuditLog``) or, for a store opened
-read-only, memory.
+Rows are buffered and written in one append by a writer thread every :data:`FLUSH_S` seconds
+(sooner when :data:`FLUSH_ROWS` are waiting; at once when the trail is read or the app stops), so
+a request never waits for the store. The sink is the store's audit log
+(``kenshin.mdms.store.AuditLog``) or, for a store opened read-only, memory.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Protocol
 
 import numpy as np
@@ -63,8 +62,19 @@ class AuditTrail:
         self._rows: list[Row] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._last_flush = time.monotonic()
         self.written = 0
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+
+    def _start_writer(self) -> None:
+        def loop() -> None:
+            while True:
+                self._wake.wait(FLUSH_S)
+                self._wake.clear()
+                self.flush()
+
+        self._writer = threading.Thread(target=loop, name="kenshin-audit", daemon=True)
+        self._writer.start()
 
     def record(
         self,
@@ -81,9 +91,11 @@ class AuditTrail:
         row = (at_us, principal, method, route, path, meters, status, reason, remote)
         with self._lock:
             self._rows.append(row)
-            due = len(self._rows) >= FLUSH_ROWS or time.monotonic() - self._last_flush >= FLUSH_S
-        if due:
-            self.flush()
+            full = len(self._rows) >= FLUSH_ROWS
+            if self._writer is None:
+                self._start_writer()
+        if full:
+            self._wake.set()
 
     def flush(self) -> None:
         """Write what is waiting, in one append (rows that cannot be written are logged and
@@ -91,7 +103,6 @@ class AuditTrail:
         with self._write_lock:
             with self._lock:
                 rows, self._rows = self._rows, []
-                self._last_flush = time.monotonic()
             if not rows:
                 return
             columns = list(zip(*rows, strict=True))

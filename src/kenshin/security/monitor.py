@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,25 @@ class _Traffic:
     refusals: int = 0
     last_seen_s: float = 0.0
     recent: deque[tuple[float, str, bool]] = field(default_factory=deque)  # (at, meter, refused)
+    # the window's counts, kept as requests enter and leave it: O(1) a request
+    window_refusals: int = 0
+    window_meters: Counter[str] = field(default_factory=Counter)  # read (not refused) meters
     alerted: dict[str, float] = field(default_factory=dict)  # kind → when
+
+    def enter(self, at: float, meter: str, refused: bool) -> None:
+        self.recent.append((at, meter, refused))
+        self.window_refusals += refused
+        if meter and not refused:
+            self.window_meters[meter] += 1
+
+    def leave_before(self, start: float) -> None:
+        while self.recent and self.recent[0][0] <= start:
+            _, meter, refused = self.recent.popleft()
+            self.window_refusals -= refused
+            if meter and not refused:
+                self.window_meters[meter] -= 1
+                if not self.window_meters[meter]:
+                    del self.window_meters[meter]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +80,13 @@ class ConnectionMonitor:
             traffic.requests += 1
             traffic.refusals += refused
             traffic.last_seen_s = now_s
-            traffic.recent.append((now_s, meter, refused))
-            while traffic.recent and traffic.recent[0][0] <= now_s - self.window_s:
-                traffic.recent.popleft()
+            traffic.enter(now_s, meter, refused)
+            traffic.leave_before(now_s - self.window_s)
             raised = []
-            refusals = sum(1 for _, _, r in traffic.recent if r)
+            refusals = traffic.window_refusals
             if refusals >= self.refusals_alert:
                 raised += self._raise(traffic, principal, "refusals", now_s, f"{refusals} refusals")
-            breadth = len({m for _, m, r in traffic.recent if m and not r})
+            breadth = len(traffic.window_meters)
             if breadth >= self.meters_alert:
                 raised += self._raise(
                     traffic, principal, "breadth", now_s, f"{breadth} supply points read"
@@ -92,15 +109,15 @@ class ConnectionMonitor:
     def view(self, principal: str) -> dict[str, Any]:
         with self._lock:
             traffic = self._traffic.get(principal, _Traffic())
-            recent = list(traffic.recent)
+            window = (len(traffic.recent), traffic.window_refusals, len(traffic.window_meters))
         return {
             "requests": traffic.requests,
             "refusals": traffic.refusals,
             "last_seen": traffic.last_seen_s or None,
             "window_s": self.window_s,
-            "window_requests": len(recent),
-            "window_refusals": sum(1 for _, _, r in recent if r),
-            "window_supply_points": len({m for _, m, r in recent if m and not r}),
+            "window_requests": window[0],
+            "window_refusals": window[1],
+            "window_supply_points": window[2],
             "alerts": [
                 {"kind": a.kind, "at": a.at_s, "detail": a.detail}
                 for a in self.alerts
