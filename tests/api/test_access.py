@@ -67,6 +67,7 @@ EXPECTED: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("POST", f"{V1}/principals/{{name}}/secret"): ({"security_admin"}, False),
     ("POST", f"{V1}/security/keys/rotate"): ({"security_admin"}, False),
     ("GET", f"{V1}/whoami"): (set(STAFF_ROLES), True),
+    ("POST", f"{V1}/password"): (set(STAFF_ROLES), False),
 }
 
 
@@ -289,3 +290,26 @@ def test_probing_and_guessing_raise_alerts_that_the_admin_sees(world: World) -> 
     assert [r["route"] for r in trail["items"] if r["method"] == "ALERT"] == ["refusals"]
     asked = [r["status"] for r in trail["items"] if r["route"] == "/oauth/token"]
     assert asked == [200] + [401] * 20  # its own token, then the guesses
+
+
+def test_a_person_changes_their_password_and_logs_in_again(world: World) -> None:
+    client = world.client
+    secret = register(client, "person-p", roles=[Role.VIEWER])
+    login = client.post(f"{V1}/login", json={"name": "person-p", "password": secret})
+    assert login.status_code == 200 and login.headers["cache-control"] == "no-store"
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    short = client.post(f"{V1}/password", json={"current": secret, "new": "short"}, headers=headers)
+    assert short.status_code == 400 and "at least 12" in short.text
+    wrong = client.post(
+        f"{V1}/password", json={"current": "nope", "new": "a-long-new-password"}, headers=headers
+    )
+    assert wrong.status_code == 403  # the token is good; the password is not
+    done = client.post(
+        f"{V1}/password", json={"current": secret, "new": "a-long-new-password"}, headers=headers
+    )
+    assert done.status_code == 200, done.text
+    assert client.get(f"{V1}/whoami", headers=headers).status_code == 401  # log in again
+    old = client.post(f"{V1}/login", json={"name": "person-p", "password": secret})
+    assert old.status_code == 401
+    new = client.post(f"{V1}/login", json={"name": "person-p", "password": "a-long-new-password"})
+    assert new.status_code == 200

@@ -662,6 +662,7 @@ def test_openapi_docs(client: TestClient) -> None:
         "/.well-known/jwks.json",
         f"{V1}/login",
         f"{V1}/whoami",
+        f"{V1}/password",
         f"{V1}/audit",
         f"{V1}/principals",
         f"{V1}/connections",

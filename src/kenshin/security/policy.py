@@ -63,6 +63,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", f"{V1}/principals/{{name}}/secret"): Rule(ADMINS),
     ("POST", f"{V1}/security/keys/rotate"): Rule(ADMINS),
     ("GET", f"{V1}/whoami"): Rule(EVERYONE, "meters:read"),
+    ("POST", f"{V1}/password"): Rule(EVERYONE),
 }
 
 # answered without credentials: liveness, the token endpoints, the public keys, the docs

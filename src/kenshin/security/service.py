@@ -26,6 +26,7 @@ log = logging.getLogger("kenshin.security")
 
 LOCAL_ADMIN = "local-admin"
 ROTATE_EVERY_S = 86_400.0  # a new signing key each day
+MIN_PASSWORD = 12  # characters of a password a person chooses
 
 
 class PrincipalStore(Protocol):
@@ -134,6 +135,20 @@ class Security:
             self.get(name).replace(secret_hash=hash_secret(secret), tokens_after_us=self._now_us())
         )
         return secret
+
+    def change_password(self, name: str, current: str, new: str) -> None:
+        """A person chooses their own password (at least :data:`MIN_PASSWORD` characters, not
+        the current one); the tokens issued before stop working."""
+        principal = self.get(name)
+        if principal.kind is not Kind.STAFF:
+            raise Forbidden("machine clients get secrets from a security admin, not passwords")
+        if not verify_secret(principal.secret_hash, current):
+            raise Forbidden("the current password is wrong")
+        if len(new) < MIN_PASSWORD or new == current:
+            raise InvalidInput(
+                f"a new password has at least {MIN_PASSWORD} characters and is not the current one"
+            )
+        self._save(principal.replace(secret_hash=hash_secret(new), tokens_after_us=self._now_us()))
 
     def disconnect(self, name: str, actor: str, reason: str) -> Principal:
         """The kill switch (X6 ③): ``name`` is refused from its next request on, and every token
