@@ -439,6 +439,10 @@ def build_system(
         raise InvalidSetting(f"A-route mode must be one of {AROUTE_MODES}, got {aroute!r}")
     if aroute == "wire":
         return WireSystem(config, db, **kwargs)
+    if config.faults:  # outages silence radios: the direct path has none (issue 15)
+        raise InvalidSetting(
+            "faults (outages, breaker trips, collector failures) need the wire A-route"
+        )
     wire_only = sorted(k for k in ("network", "policy", "master_key") if kwargs.get(k) is not None)
     if wire_only:
         raise InvalidSetting(f"{', '.join(wire_only)}: only for the wire A-route")

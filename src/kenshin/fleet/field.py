@@ -24,6 +24,7 @@ from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
 from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.network import Network
 from kenshin.errors import FrameError
+from kenshin.fleet.faults import FaultSchedule, Level
 from kenshin.fleet.radio import MeterRadio, OutgoingFrames
 from kenshin.fleet.simulator import Fleet
 
@@ -65,13 +66,23 @@ class Field:
         self._envelope_seq = itertools.count(1)
         # frames waiting at a collector for its next flush: (collector, flush time) -> frames
         self._bundles: dict[tuple[int, int], list[bytes]] = {}
+        collector_faults = tuple(f for f in fleet.config.faults if f.level is Level.COLLECTOR)
+        self._collector_faults = FaultSchedule(
+            collector_faults, fleet.population.topology, len(network.collector_names)
+        )
 
     @property
     def now_us(self) -> int:
         return self.fleet.meters.now_us
 
     def step(self) -> None:
-        """Advance the meters 5 minutes and send what they owe."""
+        """Advance the meters 5 minutes and send what they owe; meters losing power send their
+        last gasps first, meters getting it back their restore events (issue 15)."""
+        if self.fleet.faults.any:
+            now = self.now_us
+            gasps, restores = self.radio.power_changes(self.fleet.dark_at(now), now)
+            self._send_up(gasps, answer=True)  # at once: the energy lasts milliseconds
+            self._send_up(restores)  # spread like pushes: a whole feeder comes back at once
         self.fleet.step()
         for out in self.radio.due():
             self._send_up(out)
@@ -82,7 +93,11 @@ class Field:
             return
         self.stats.frames_sent += len(out)
         delivery = self.network.send_up(out.meter_keys, out.sizes, out.sent_us, jitter=not answer)
-        delivered = np.flatnonzero(delivery.delivered)
+        reached = delivery.delivered
+        if self._collector_faults.any:  # a failed collector relays nothing (issue 15)
+            down = self._collector_faults.collectors_down(out.sent_us)
+            reached = reached & ~down[self.network.collector_of[out.meter_keys]]
+        delivered = np.flatnonzero(reached)
         self.stats.frames_lost += len(out) - len(delivered)
         collectors = self.network.collector_of[out.meter_keys[delivered]]
         arrival = delivery.arrival_us[delivered]
@@ -121,10 +136,14 @@ class Field:
         self.stats.downlink_frames += len(frames)
         sizes = np.fromiter((len(f) for f in frames), dtype=np.int64, count=len(frames))
         delivery = self.network.send_down(keys, sizes, now_us)
-        for i in np.flatnonzero(delivery.delivered):
+        reached = delivery.delivered
+        if self._collector_faults.any:
+            down = self._collector_faults.collectors_down(now_us)
+            reached = reached & ~down[self.network.collector_of[keys]]
+        for i in np.flatnonzero(reached):
             at = int(delivery.arrival_us[i])
             heapq.heappush(self._events, (at, next(self._seq), _DOWN, frames[i]))
-        self.stats.downlink_lost += int((~delivery.delivered).sum())
+        self.stats.downlink_lost += int((~reached).sum())
 
     def due(self, until_us: int) -> Iterator[UplinkEnvelope]:
         """Envelopes reaching the head-end up to ``until_us``, in time order; meters answer

@@ -220,11 +220,14 @@ class MeterFleet:
         reactive_var: npt.NDArray[np.float64],
         voltage_dv: npt.NDArray[np.int16],
         minutes: int = STEP_MINUTES,
+        powered: npt.NDArray[np.bool_] | None = None,
     ) -> None:
-        """Integrate one step of mean powers [W, var] and move the meters' clock on."""
+        """Integrate one step of mean powers [W, var] and move the meters' clock on.
+        ``powered``: False where the meter has no grid power this step (it counts nothing and
+        measures no voltage; its registers stand still)."""
         if minutes != STEP_MINUTES:
             raise ValueError(f"meters step {STEP_MINUTES} minutes at a time")
-        closed = self.switch_closed
+        closed = self.switch_closed if powered is None else self.switch_closed & powered
         net_w = np.where(closed, load_w - pv_w, 0.0)
         mwh_per_w = minutes / 60.0 * 1000.0
         energy = np.empty((3, len(net_w)))

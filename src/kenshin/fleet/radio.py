@@ -30,6 +30,7 @@ from kenshin.aroute.frames import (
     CommandAck,
     CommandKind,
     FrameType,
+    MeterEvent,
     OperatingState,
     PollRequest,
     PollResponse,
@@ -38,9 +39,11 @@ from kenshin.aroute.keys import KeyRing
 from kenshin.aroute.messages import IntervalBlock, RegisterBlock
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.core.channels import Channel
+from kenshin.core.events import EventCode
 from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.timeslots import US_PER_DAY, US_PER_MINUTE, Resolution
 from kenshin.errors import CapabilityError, FrameError
+from kenshin.fleet.faults import LAST_GASP_DELIVERY
 from kenshin.fleet.meters import MeterFleet, snapshot_differences
 
 log = logging.getLogger("kenshin.fleet")
@@ -108,6 +111,47 @@ class MeterRadio:
         # each A2 meter's send time: a 5-min step inside the off-peak window (JST)
         self.a2_minute = (start_min + 5 * rng.integers(0, max(1, span // 5), n)) % 1440
         self.frames_sent = 0
+        # issue 15: a meter without grid power sends and answers nothing
+        self.powered = np.ones(n, dtype=bool)
+        self.last_gasp_share = np.where(
+            self.gen2, LAST_GASP_DELIVERY[Generation.GEN2], LAST_GASP_DELIVERY[Generation.GEN1]
+        )
+        self._gasp_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x474153]))  # "GAS"
+        self.last_gasps = 0
+        self.restores = 0
+
+    # ---- power ----------------------------------------------------------------------------
+
+    def power_changes(
+        self, dark: npt.NDArray[np.bool_], now_us: int
+    ) -> tuple[OutgoingFrames, OutgoingFrames]:
+        """Meters losing power at ``now_us`` send a last gasp (``POWER_FAIL``), some of them
+        (:data:`LAST_GASP_DELIVERY`); meters whose power is back send ``POWER_RESTORE`` (SPEC
+        R1, R2). Returns (last gasps, restores)."""
+        failing = np.flatnonzero(self.powered & dark)
+        restored = np.flatnonzero(~self.powered & ~dark)
+        self.powered = ~dark
+        gasping = failing[self._gasp_rng.random(len(failing)) < self.last_gasp_share[failing]]
+        self.last_gasps += len(gasping)
+        self.restores += len(restored)
+        return (
+            self._events(gasping, EventCode.POWER_FAIL, now_us),
+            self._events(restored, EventCode.POWER_RESTORE, now_us),
+        )
+
+    def _events(self, keys: Keys, code: EventCode, now_us: int) -> OutgoingFrames:
+        counters = self._next_counters(keys)
+        frames = [
+            encode_frame(
+                FrameType.EVENT,
+                int(self.device_ids[k]),
+                int(c),
+                MeterEvent(code, now_us),
+                self.keys,
+            )
+            for k, c in zip(keys, counters, strict=True)
+        ]
+        return OutgoingFrames(keys, frames, now_us)
 
     # ---- uplink ---------------------------------------------------------------------------
 
@@ -117,11 +161,13 @@ class MeterRadio:
         out: list[OutgoingFrames] = []
         if now % Resolution.MIN30.microseconds == 0:
             out.extend(self._scheduled(now))
-        rt = np.flatnonzero(self.realtime)
+        rt = np.flatnonzero(self.realtime & self.powered)
         if len(rt):
             out.append(self._five_minute(FrameType.PUSH_5MIN_REALTIME, rt, now, 1))
         minute_of_day = ((now + _JST_US) // US_PER_MINUTE) % 1440
-        a2_now = np.flatnonzero(self.a2 & ~self.realtime & (self.a2_minute == minute_of_day))
+        a2_now = np.flatnonzero(
+            self.a2 & ~self.realtime & self.powered & (self.a2_minute == minute_of_day)
+        )
         if len(a2_now):
             out.extend(self._historical(a2_now, now))
         out = [o for o in out if len(o)]
@@ -179,7 +225,9 @@ class MeterRadio:
         end15 = np.array([now - m15, now], dtype=np.int64)
         for hv in (False, True):
             for fifteen in (False, True):
-                keys = np.flatnonzero((self.hv == hv) & (self.soft_switch_15 == fifteen))
+                keys = np.flatnonzero(
+                    (self.hv == hv) & (self.soft_switch_15 == fifteen) & self.powered
+                )
                 if not len(keys):
                     continue
                 energy = (_FWD, _REV, _Q) if hv else (_FWD, _REV)
@@ -229,8 +277,8 @@ class MeterRadio:
             log.info("meter refused a downlink frame: %s", exc)
             return None
         key = int(self.registry.lookup(np.array([device_id], dtype=np.uint64))[0])
-        if key < 0:
-            return None  # not one of ours; a real meter would not even hear it
+        if key < 0 or not self.powered[key]:
+            return None  # not one of ours, or without power: a real meter would not hear it
         if counter <= self.down_seen[key]:
             log.info("meter %d refused a replayed downlink frame (counter %d)", key, counter)
             return None

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.aroute.messages import IntervalBlock, UplinkMessage
@@ -20,6 +21,7 @@ from kenshin.core.schema import METERS_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
+from kenshin.fleet.faults import Fault, FaultSchedule
 from kenshin.fleet.load import LoadModel
 from kenshin.fleet.meters import MODULUS, STEP_MINUTES, MeterFleet, snapshot_differences
 from kenshin.fleet.population import Population, PopulationConfig, build_population
@@ -65,6 +67,9 @@ class FleetConfig:
     specified_share: float = 0.01
     specified_pv_share: float = 0.1
     topology: TopologyConfig = field(default_factory=TopologyConfig)
+    # outages, breaker trips and collector failures in simulated time (fleet/faults.py; the
+    # wire A-route only: the direct path has no radios to fall silent)
+    faults: tuple[Fault, ...] = ()
     # deprecated: one share for both samples (what `kenshin simulate --sample-5min` gives); it
     # sets sample_5min_share_lv and _hv and is then None
     sample_5min_share: float | None = None
@@ -160,6 +165,8 @@ class Fleet:
             recording_period_30_15=config.recording_period_30_15,
             recording_period_5=config.recording_period_5,
         )
+        self.faults = FaultSchedule(config.faults, self.population.topology)
+        self.dark = np.zeros(len(self.population), dtype=bool)  # of the last step
         self.load = LoadModel(self.population, config.seed)
         self.voltage = VoltageModel(self.population, config.seed)
         self.energy_kwh = np.zeros(2)  # forward, reverse delivered in 30-min values [kWh]
@@ -177,18 +184,37 @@ class Fleet:
     def now(self) -> dt.datetime:
         return from_epoch_us(self.meters.now_us)
 
+    def dark_at(self, at_us: int) -> npt.NDArray[np.bool_]:
+        """Meters without grid power at ``at_us`` (issue 15: scheduled outages)."""
+        if not self.faults.any:
+            return np.zeros(len(self.population), dtype=bool)
+        return self.faults.dark(at_us)
+
     def step(self) -> None:
         """Advance every meter by one 5-minute step."""
+        self.dark = self.dark_at(self.meters.now_us)
         power = self.load.step(self.now, STEP_MINUTES)
         sub = self.specified
         load_w = power.load_w if sub is None else sub.add_charging(power.load_w)  # SPEC S3
-        net_w = np.where(self.meters.switch_closed, load_w - power.pv_w, 0.0)
+        pv_w, reactive_var = power.pv_w, power.reactive_var
+        if self.faults.any:  # no grid, or the customer's breaker open: nothing flows
+            off = self.dark | self.faults.breaker_open(self.meters.now_us)
+            load_w, pv_w = np.where(off, 0.0, load_w), np.where(off, 0.0, pv_w)
+            reactive_var = np.where(off, 0.0, reactive_var)
+        net_w = np.where(self.meters.switch_closed, load_w - pv_w, 0.0)
         volts = self.voltage.step(net_w)
         before = None if sub is None else self.meters.energy_registers(sub.parent)
-        self.meters.advance(load_w, power.pv_w, power.reactive_var, volts, STEP_MINUTES)
+        self.meters.advance(
+            load_w,
+            pv_w,
+            reactive_var,
+            volts,
+            STEP_MINUTES,
+            powered=None if not self.faults.any else ~self.dark,
+        )
         if sub is not None and before is not None:
             moved = (self.meters.energy_registers(sub.parent) - before) % MODULUS
-            sub.advance(power.pv_w, self.meters.switch_closed, moved, STEP_MINUTES)
+            sub.advance(pv_w, self.meters.switch_closed, moved, STEP_MINUTES)
         if self.meters.now_us % Resolution.MIN30.microseconds == 0:
             for i, channel in enumerate((Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)):
                 values = snapshot_differences(self.meters.ring30.last(channel, 2), channel)[0]
