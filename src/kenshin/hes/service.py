@@ -59,6 +59,7 @@ from kenshin.aroute.replay import MemoryReplayGuard, ReplayGuard
 from kenshin.core.batches import ReadingBatch, ReadingSink
 from kenshin.core.channels import Channel
 from kenshin.core.clock import Clock, FollowClock
+from kenshin.core.events import EventCode
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import (
     US_PER_DAY,
@@ -234,6 +235,12 @@ class HeadEnd:
         self.meter_class = meters.column("meter_class").to_numpy()[order]
         self.generation = meters.column("generation").to_numpy()[order]
         self.route = np.full(n, -1, dtype=np.int32)  # collector each meter was last heard via
+        # when each meter was last heard (any authentic frame), and the power events meters
+        # reported, for the outage engine (issue 15; it drains the deque)
+        self.heard_us = np.full(n, -1, dtype=np.int64)
+        self.power_events: collections.deque[tuple[int, EventCode, int]] = collections.deque(
+            maxlen=1_000_000
+        )
         self.collectors: dict[str, int] = {}
         self.collector_names: list[str] = []
         # collector → where its envelopes come from (an MQTT area), learned from vouched ones
@@ -529,6 +536,9 @@ class HeadEnd:
         # route downlink through the collector each meter was last heard via (authentic only)
         heard = owner[decoded.frames.index]
         self.route[decoded.frames.meter_key] = collectors[heard]
+        # a last gasp is heard, but says the opposite of "alive": event frames do not count
+        spoke = decoded.frames.frame_type != int(FrameType.EVENT)
+        self.heard_us[decoded.frames.meter_key[spoke]] = now_us
         for i in np.unique(heard).tolist():
             origin = origins[i]
             if origin is not None:
@@ -555,6 +565,8 @@ class HeadEnd:
         elif isinstance(message, MeterEvent):
             self.stats.events[message.code.name.lower()] += 1
             log.info("meter %d event %s", meter_key, message.code.name)
+            if message.code in (EventCode.POWER_FAIL, EventCode.POWER_RESTORE):
+                self.power_events.append((meter_key, message.code, message.at_us))
 
     # ---- time-driven work -----------------------------------------------------------------
 

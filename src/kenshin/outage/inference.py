@@ -9,7 +9,8 @@ One pass, bottom-up, in numpy (``np.bincount`` per level; no loop over meters):
    unknown. (A real collector failure on a feeder where a customer's drop failed at the same
    time is read as power: the ping after restoration tells.)
 2. **Pole transformers.** A transformer is out when none of its meters is alive and at least
-   ``min_dark_share`` of them are dark or silent (a last gasp or a failed ping counts as dark).
+   ``min_dark_share`` of those judged are dark or silent (a last gasp or a failed ping counts as
+   dark), two of them at least: one last gasp alone is as likely the customer's own drop.
 3. **Feeders, then substations.** A feeder is out when every transformer on it is out and none
    of its meters is alive; its transformers' events fold into it. The same for a substation.
 4. **Service drops.** A dark meter (gasped or failed a ping) on a transformer with live
@@ -100,7 +101,8 @@ def infer(
         n_proof = np.bincount(g, proof[ok], minlength=size)
         share = np.divide(n_dark, n_judged, out=np.zeros(size), where=n_judged > 0)
         out = (n_alive == 0) & (n_dark > 0) & (share >= min_dark_share)
-        out &= (n_dark >= 2) | (n_proof > 0) | (members == 1)
+        # two dark meters at least: one gasp alone is as likely its own service drop
+        out &= (n_dark >= 2) | (members == 1)
         confidence = np.divide(
             n_proof + 0.5 * (n_dark - n_proof), members, out=np.zeros(size), where=members > 0
         )
@@ -114,11 +116,15 @@ def infer(
     tx_per_feeder = np.bincount(topology.transformer_feeder, minlength=n_feeders)
     tx_out_per_feeder = np.bincount(topology.transformer_feeder, tx_out, minlength=n_feeders)
     fd_out &= tx_out_per_feeder == tx_per_feeder
+    # the smallest device that explains the set: a feeder with one transformer and no HV
+    # customer is that transformer, a substation with one feeder that feeder
+    hv_per_feeder = np.bincount(feeder[topology.transformer < 0], minlength=n_feeders)
+    fd_out &= (tx_per_feeder + hv_per_feeder) > 1
     n_subs = int(topology.feeder_substation.max(initial=-1)) + 1
     sb_out, sb_conf = level_out(topology.substation.astype(np.int64), n_subs)
     fd_per_sub = np.bincount(topology.feeder_substation, minlength=n_subs)
     fd_out_per_sub = np.bincount(topology.feeder_substation, fd_out, minlength=n_subs)
-    sb_out &= fd_out_per_sub == fd_per_sub
+    sb_out &= (fd_out_per_sub == fd_per_sub) & (fd_per_sub > 1)
 
     claimed = np.zeros(len(seen), dtype=bool)
     for level, group, out, conf in (
@@ -137,8 +143,14 @@ def infer(
         for device, members in zip(devices, np.split(order, starts[1:]), strict=True):
             suspects.append(Suspect(level, int(device), members, float(conf[device])))
 
-    # 4. single customers: evidence of power loss among live neighbours
+    # 4. single customers: evidence of power loss; sure when a neighbour is alive, else as
+    # likely the first sign of their transformer
+    tx = topology.transformer.astype(np.int64)
+    alive_on_tx = np.bincount(tx[(tx >= 0) & alive], minlength=topology.n_transformers)
     for meter in np.flatnonzero(proof & ~claimed):
-        suspects.append(Suspect("service_drop", int(meter), np.array([meter]), 0.9))
+        sure = tx[meter] >= 0 and alive_on_tx[tx[meter]] > 0
+        suspects.append(
+            Suspect("service_drop", int(meter), np.array([meter]), 0.9 if sure else 0.5)
+        )
     to_ping = np.flatnonzero((seen == Seen.SILENT) & ~claimed)
     return Inference(suspects, to_ping.astype(np.int64))

@@ -1,0 +1,212 @@
+"""The outage engine (issue 15 items 2 and 3, first part): what the head-end saw → per-meter
+evidence → the inference → outage events with a lifecycle.
+
+Each evaluation (every 5 minutes in a running system) classifies each meter (``Seen``):
+
+- **gasped** when its latest power event is a last gasp and it has not spoken since (the head-end
+  does not count event frames as hearing a meter);
+- **alive** when it was heard within its interval and a grace (a real-time A3 meter every 5 min,
+  the others with each 30-min push);
+- **silent** when it was heard once but not since; **unknown** when never heard.
+
+The inference names the devices; the engine keeps one event per device: **suspected** when first
+inferred, **confirmed** when the confidence reaches ``confirm_at`` or the device stays out for
+``confirm_after`` (silence that lasts is evidence too), **restoring** when some of its meters are
+back, **restored** when all are. An event starts at the first evidence (the earliest last gasp,
+else when the first meter became overdue) and ends when its last meter came back. A bigger event
+absorbs the smaller ones it explains (a feeder after its transformers): they are marked
+``merged_into`` and not counted again.
+
+Pings, storm mode, nested events after restoration and the API come next (docs/outage.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from kenshin.core.events import EventCode
+from kenshin.core.timeslots import US_PER_MINUTE
+from kenshin.grid.topology import Topology
+from kenshin.outage.inference import Seen, infer
+
+SPOKE_AFTER_US = 2 * US_PER_MINUTE  # heard this long after a gasp: the meter is back
+
+
+class State(StrEnum):
+    SUSPECTED = "suspected"
+    CONFIRMED = "confirmed"
+    RESTORING = "restoring"
+    RESTORED = "restored"
+
+
+@dataclass
+class OutageEvent:
+    event_id: int
+    level: str
+    device: int
+    meters: npt.NDArray[np.int64]
+    state: State
+    started_us: int
+    confidence: float
+    confirmed_us: int | None = None
+    restored_us: int | None = None
+    merged_into: int | None = None
+    timeline: list[tuple[int, str]] = field(default_factory=list)
+
+    def move(self, state: State, at_us: int, note: str = "") -> None:
+        self.state = state
+        self.timeline.append((at_us, state.value + (f": {note}" if note else "")))
+
+
+class OutageEngine:
+    def __init__(
+        self,
+        topology: Topology,
+        collector_of: npt.NDArray[np.int64],
+        realtime: npt.NDArray[np.bool_],
+        *,
+        grace_us: int = 15 * US_PER_MINUTE,
+        confirm_at: float = 0.6,
+        confirm_after_us: int = 30 * US_PER_MINUTE,
+    ) -> None:
+        self.topology = topology
+        self.collector_of = np.asarray(collector_of, np.int64)
+        n = len(topology.feeder)
+        interval = np.where(realtime, 5 * US_PER_MINUTE, 30 * US_PER_MINUTE).astype(np.int64)
+        self.overdue_us = interval + np.where(realtime, 10 * US_PER_MINUTE, grace_us)
+        self.confirm_at = confirm_at
+        self.confirm_after_us = confirm_after_us
+        self.gasp_us = np.full(n, -1, np.int64)
+        self.restore_us = np.full(n, -1, np.int64)
+        self.events: list[OutageEvent] = []
+        self._open: dict[tuple[str, int], OutageEvent] = {}
+        self._ids = itertools.count(1)
+        self.dead_collectors: set[int] = set()
+
+    def power_events(self, events: Iterable[tuple[int, EventCode, int]]) -> None:
+        """Take reported power events: (meter key, code, when by the meter's clock)."""
+        for key, code, at_us in events:
+            if code is EventCode.POWER_FAIL:
+                self.gasp_us[key] = max(self.gasp_us[key], at_us)
+            elif code is EventCode.POWER_RESTORE:
+                self.restore_us[key] = max(self.restore_us[key], at_us)
+
+    def seen(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
+        """Each meter's evidence now (``Seen``)."""
+        seen = np.full(len(heard_us), int(Seen.UNKNOWN), np.int8)
+        ever = heard_us >= 0
+        seen[ever] = int(Seen.SILENT)
+        seen[ever & (now_us - heard_us <= self.overdue_us)] = int(Seen.ALIVE)
+        gasped = (self.gasp_us > self.restore_us) & (heard_us < self.gasp_us + SPOKE_AFTER_US)
+        seen[gasped] = int(Seen.GASPED)
+        # a neighbour's last gasp makes "heard before it" no proof of power: those meters of
+        # the same pole transformer are unknown until they speak again or become overdue
+        tx = self.topology.transformer.astype(np.int64)
+        first_gasp = np.full(self.topology.n_transformers, np.iinfo(np.int64).max, np.int64)
+        on_tx = gasped & (tx >= 0)
+        np.minimum.at(first_gasp, tx[on_tx], self.gasp_us[on_tx])
+        since = np.where(tx >= 0, first_gasp[np.maximum(tx, 0)], np.iinfo(np.int64).max)
+        doubtful = (seen == Seen.ALIVE) & (heard_us < since + SPOKE_AFTER_US) & (since < now_us)
+        seen[doubtful] = int(Seen.UNKNOWN)
+        return seen
+
+    def evaluate(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> list[OutageEvent]:
+        """One pass; returns the events that changed."""
+        seen = self.seen(now_us, heard_us)
+        result = infer(seen, self.topology, self.collector_of)
+        changed: list[OutageEvent] = []
+        self.dead_collectors = {s.device for s in result.suspects if s.level == "collector"}
+        current: set[tuple[str, int]] = set()
+        for suspect in result.suspects:
+            if suspect.level == "collector":
+                continue
+            key = (suspect.level, suspect.device)
+            event = self._open.get(key)
+            parent = None if event is not None else self._covering(suspect.meters)
+            if parent is not None:  # meters of an open event coming back one by one
+                continue
+            current.add(key)
+            if event is None:
+                event = self._new(suspect.level, suspect.device, suspect.meters, now_us, heard_us)
+                event.confidence = suspect.confidence
+                self._absorb(event, now_us, changed)
+                changed.append(event)
+            event.meters = suspect.meters
+            event.confidence = max(event.confidence, suspect.confidence)
+            lasting = now_us - event.started_us >= self.confirm_after_us
+            if event.state is State.SUSPECTED and (event.confidence >= self.confirm_at or lasting):
+                event.confirmed_us = now_us
+                event.move(State.CONFIRMED, now_us, f"confidence {event.confidence:.2f}")
+                if event not in changed:
+                    changed.append(event)
+        for key, event in list(self._open.items()):
+            if key in current:
+                continue
+            back = seen[event.meters] == Seen.ALIVE
+            if back.all():
+                when = np.maximum(self.restore_us[event.meters], 0)
+                event.restored_us = int(when.max()) if when.max() > 0 else now_us
+                event.move(State.RESTORED, now_us)
+                del self._open[key]
+                changed.append(event)
+            elif back.any() and event.state is not State.RESTORING:
+                event.move(State.RESTORING, now_us, f"{int(back.sum())} of {len(back)} back")
+                changed.append(event)
+        return changed
+
+    def _new(
+        self,
+        level: str,
+        device: int,
+        meters: npt.NDArray[np.int64],
+        now_us: int,
+        heard_us: npt.NDArray[np.int64],
+    ) -> OutageEvent:
+        gasps = self.gasp_us[meters]
+        if (gasps >= 0).any():  # dated back to the first evidence
+            started = int(gasps[gasps >= 0].min())
+        else:
+            heard = heard_us[meters]
+            due = heard[heard >= 0] + self.overdue_us[meters][heard >= 0]
+            started = int(due.min()) if len(due) else now_us
+        event = OutageEvent(next(self._ids), level, device, meters, State.SUSPECTED, started, 0.0)
+        event.timeline.append((now_us, State.SUSPECTED.value))
+        self.events.append(event)
+        self._open[(level, device)] = event
+        return event
+
+    def _covering(self, meters: npt.NDArray[np.int64]) -> OutageEvent | None:
+        """An open event that already holds all of ``meters`` (bigger, or restoring)."""
+        wanted = set(meters.tolist())
+        for event in self._open.values():
+            if len(event.meters) > len(meters) and wanted <= set(event.meters.tolist()):
+                return event
+        return None
+
+    def _absorb(self, parent: OutageEvent, now_us: int, changed: list[OutageEvent]) -> None:
+        """Open events whose meters the new event covers fold into it (never counted twice)."""
+        covered = set(parent.meters.tolist())
+        for key, child in list(self._open.items()):
+            if child is parent or not set(child.meters.tolist()) <= covered:
+                continue
+            child.merged_into = parent.event_id
+            child.timeline.append((now_us, f"merged into event {parent.event_id}"))
+            parent.started_us = min(parent.started_us, child.started_us)
+            if child.state is State.CONFIRMED and parent.state is State.SUSPECTED:
+                parent.confirmed_us = now_us
+                parent.move(State.CONFIRMED, now_us, f"event {child.event_id} was confirmed")
+            del self._open[key]
+            changed.append(child)
+
+    @property
+    def open_events(self) -> list[OutageEvent]:
+        return list(self._open.values())
+
+    def customers_out(self) -> int:
+        return int(sum(len(e.meters) for e in self._open.values()))
