@@ -52,6 +52,9 @@ EXPECTED: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("POST", f"{V1}/meters/{{supply_point_id}}/broute-credentials"): ({"operator"}, False),
     ("POST", f"{V1}/meters/{{supply_point_id}}/commands"): ({"operator"}, False),
     ("GET", f"{V1}/reports/{{kind}}"): (READERS, False),
+    ("GET", f"{V1}/outages"): (READERS, False),
+    ("GET", f"{V1}/outages/{{event_id}}"): (READERS, False),
+    ("GET", f"{V1}/meters/{{supply_point_id}}/outages"): (READERS, True),
     ("GET", f"{V1}/hes/slo"): (READERS, False),
     ("GET", f"{V1}/hes/commands"): (READERS, False),
     ("GET", f"{V1}/hes/commands/{{command_id}}"): (READERS, False),
@@ -76,6 +79,7 @@ def _call(w: World, method: str, template: str, spid: str, token: str | None) ->
         template.replace("{supply_point_id}", spid)
         .replace("{kind}", "late")
         .replace("{command_id}", "1")
+        .replace("{event_id}", "1")
         .replace("{poll_id}", "1")
         .replace("{name}", "target")
     )

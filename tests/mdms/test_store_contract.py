@@ -40,6 +40,7 @@ ROLES = [
     contract.EventLog,
     contract.PrincipalBook,
     contract.AuditLog,
+    contract.OutageLog,
     contract.Housekeeping,
     contract.ReadingStore,
 ]

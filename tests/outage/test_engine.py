@@ -93,3 +93,41 @@ def test_a_feeder_absorbs_its_transformers_and_customers_are_counted_once() -> N
     assert event.restored_us is not None and event.restored_us >= to_epoch_us(TWO)
     assert [state for _, state in event.timeline][-2].startswith("restoring")
     assert max(n for _, n in out) == len(members)  # never more customers than there are
+
+
+def test_the_running_system_stores_events_and_the_api_serves_them() -> None:
+    import warnings
+
+    from kenshin.api import create_app
+    from kenshin.security.principals import Role
+    from tests.api.auth import authorized
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+
+    config, chosen = _plan()
+    system = build_system(
+        config, aroute="wire", network=_lossless(), background_writer=False, outages=True
+    )
+    system.run(START + dt.timedelta(hours=5))
+    system.mdms.flush()
+    app = create_app(system.store, clock=lambda: START + dt.timedelta(hours=5))
+    client = authorized(TestClient(app), roles=[Role.VIEWER])
+    body = client.get("/api/v1/outages").json()
+    levels = {item["level"] for item in body["items"]}
+    assert "transformer" in levels and body["customers_out"] == 0  # all restored by 05:00
+    [tx] = [item for item in body["items"] if item["level"] == "transformer"]
+    assert tx["state"] == "restored" and tx["started"].startswith("2026-06-01T01:")
+    one = client.get(f"/api/v1/outages/{tx['event_id']}").json()
+    pop = system.fleet.population
+    expected = sorted(str(pop.supply_point_id[int(k)]) for k in chosen["dark"])  # type: ignore[attr-defined]
+    assert sorted(one["supply_point_ids"]) == expected
+    assert [t["what"].split(":")[0] for t in one["timeline"]][-1] == "restored"
+    spid = expected[0]
+    mine = client.get(f"/api/v1/meters/{spid}/outages").json()["outages"]
+    assert [o["event_id"] for o in mine] == [tx["event_id"]]
+    assert client.get("/api/v1/outages/99999").status_code == 404
+    assert client.get("/api/v1/outages", params={"state": "gone"}).status_code == 400
+    assert client.get("/api/v1/outages", params={"level": "transformer"}).json()["total"] == 1
+    system.close()

@@ -28,6 +28,7 @@ from kenshin.api.guard import AuditMiddleware, guard_dependency
 from kenshin.api.mdms_routes import mdms_router
 from kenshin.api.metrics import ApiMetrics, Figures
 from kenshin.api.models import ErrorResponse, Health, MeterDetail, MeterPage, Readings
+from kenshin.api.outage_routes import outage_router
 from kenshin.api.params import (
     MAX_OFFSET,
     max_days_table,
@@ -325,6 +326,7 @@ def create_app(
 
     router.include_router(mdms_router(store, find, now, limits, read_only))
     router.include_router(report_router(store, now, deadlines))
+    router.include_router(outage_router(store, find, now))
     from kenshin.api.broute_routes import install_broute_routes  # SPEC B4
 
     install_broute_routes(app, router, store, broute_credentials, clock)

@@ -71,4 +71,7 @@ class LiveRunner:
             "vee_days_swept": len(schedule.sweeps) if schedule is not None else 0,
             "gaps_to_reread": schedule.sweeps[-1].gaps if schedule and schedule.sweeps else 0,
             "simulation_error": None if self.error is None else str(self.error),
+            "customers_out": (
+                None if self.system.outages is None else self.system.outages.customers_out()
+            ),
         }

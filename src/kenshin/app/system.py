@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kenshin.app.outages import OutageMonitor
 from kenshin.app.stores import remember_archive
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import MemoryBroker
@@ -164,6 +165,7 @@ class EmbeddedSystem:
         self.hes: HeadEnd | None = None
         self.worker: HesWorker | None = None
         self.field: Field | None = None
+        self.outages: OutageMonitor | None = None  # the wire system's outage engine, if asked
         self.link = LossyLink(self.mdms, loss, config.seed, loss_burst) if loss else None
         self.sink: ReadingSink = self.link if self.link is not None else self.mdms
         self.schedule: MdmsSchedule | None = None
@@ -320,8 +322,10 @@ class WireSystem(EmbeddedSystem):
         network: NetworkConfig | None = None,
         policy: CollectionPolicy | None = None,
         master_key: str | None = None,
+        outages: bool = False,
         **common: Any,
     ) -> None:
+        """``outages``: run the outage engine after every step (issue 15; ``kenshin up``)."""
         checked = fleet_policy(config, policy)  # a contradiction is refused before anything opens
         super().__init__(config, db, **common)
         self.policy = checked
@@ -351,6 +355,14 @@ class WireSystem(EmbeddedSystem):
         )
         self._uncommitted_steps = 0
         self.store.set_meta("fleet", config.describe(aroute=self.aroute))
+        if outages:
+            self.outages = OutageMonitor(
+                self.fleet.population.topology,
+                self.network.collector_of,
+                self.fleet.realtime,
+                self.hes,
+                self.store,
+            )
 
     def _downlink(self, collector: str, envelope: bytes) -> None:
         assert self.field is not None
@@ -376,6 +388,8 @@ class WireSystem(EmbeddedSystem):
         assert self.field.now_us == boundary
         self._set_clock(boundary)
         self.hes.tick()
+        if self.outages is not None:
+            self.outages.tick(boundary)
         self._uncommitted_steps += 1
         if self._uncommitted_steps >= 12:
             self.commit()

@@ -60,6 +60,7 @@ def run_live(
         FleetConfig(n_meters=meters, start=start, seed=seed, area=area, send_15min=send_15min),
         store=opened,
         aroute="wire",
+        outages=True,  # the outage engine runs live (issue 15)
     )
     if backfill_hours:
         system.run(origin)
@@ -191,6 +192,9 @@ def _status_text(status: dict[str, Any]) -> str:
         f"{status['readings_stored']:,}  ·  on time {shares or '—'}  ·  VEE days "
         f"{status['vee_days_swept']}, gaps {status['gaps_to_reread']:,}"
     )
+    if status.get("customers_out") is not None:
+        out = status["customers_out"]
+        text += f"  ·  out {out:,}" if not out else f"  ·  [bold red]customers out {out:,}[/]"
     # a step is 5 simulated minutes: behind by more is a machine too slow for --speed
     if status["simulation_lag_s"] > 600:
         text += (

@@ -69,6 +69,24 @@ AUDIT_SCHEMA = pa.schema(
     ]
 )
 
+# Outage events (issue 15; SPEC R1, R2): one row per event, rewritten as it moves through its
+# lifecycle. ``detail`` is JSON: the meter keys it darkens and its timeline.
+OUTAGES_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.int64()),
+        ("level", pa.string()),  # substation, feeder, transformer, service_drop
+        ("device", pa.int32()),
+        ("state", pa.string()),  # suspected, confirmed, restoring, restored
+        ("started", TIMESTAMP),  # dated back to the first evidence
+        ("confirmed", TIMESTAMP),
+        ("restored", TIMESTAMP),
+        ("confidence", pa.float64()),
+        ("customers", pa.int32()),
+        ("merged_into", pa.int64()),  # the event that absorbed it; null when it stands
+        ("detail", pa.string()),
+    ]
+)
+
 METERS_SCHEMA = pa.schema(
     [
         ("meter_key", pa.int32()),

@@ -13,6 +13,7 @@ from kenshin.core.schema import (
     AUDIT_SCHEMA,
     EVENTS_SCHEMA,
     METERS_SCHEMA,
+    OUTAGES_SCHEMA,
     READINGS_SCHEMA,
     REGISTER_READS_SCHEMA,
 )
@@ -88,6 +89,8 @@ DDL = ";\n".join(
         # who may use the system, and what they did (kenshin.security)
         "CREATE TABLE IF NOT EXISTS principals (name VARCHAR PRIMARY KEY, document VARCHAR)",
         f"CREATE TABLE IF NOT EXISTS audit ({columns_ddl(AUDIT_SCHEMA)})",
+        f"CREATE TABLE IF NOT EXISTS outages ({columns_ddl(OUTAGES_SCHEMA)}, "
+        "PRIMARY KEY (event_id))",
     ]
 )
 

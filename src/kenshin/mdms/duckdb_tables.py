@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from kenshin.core.channels import Channel
-from kenshin.core.schema import AUDIT_SCHEMA, EVENTS_SCHEMA
+from kenshin.core.schema import AUDIT_SCHEMA, EVENTS_SCHEMA, OUTAGES_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
@@ -145,3 +145,18 @@ class DuckDBTables:
             f"{where} ORDER BY parent_key, meter_key"
         )
         return versions.conform_to(table, SPECIFIED_SCHEMA)
+
+    def save_outages(self, rows: pa.Table) -> None:
+        if rows.num_rows:
+            with self._transaction("saving outage events") as cur:
+                self._insert(cur, "outages", rows.cast(OUTAGES_SCHEMA), replace=True)
+
+    def read_outages(self, start_us: int, end_us: int) -> pa.Table:
+        if not self._has_table("outages"):
+            return OUTAGES_SCHEMA.empty_table()
+        table = self._arrow(
+            "SELECT * FROM outages WHERE (epoch_us(started) > ? AND epoch_us(started) <= ?) "
+            "OR state <> 'restored' ORDER BY event_id",
+            [start_us, end_us],
+        )
+        return table.cast(OUTAGES_SCHEMA)

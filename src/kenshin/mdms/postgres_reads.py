@@ -21,7 +21,13 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from kenshin.core.channels import Channel
-from kenshin.core.schema import AUDIT_SCHEMA, EVENTS_SCHEMA, METERS_SCHEMA, READINGS_SCHEMA
+from kenshin.core.schema import (
+    AUDIT_SCHEMA,
+    EVENTS_SCHEMA,
+    METERS_SCHEMA,
+    OUTAGES_SCHEMA,
+    READINGS_SCHEMA,
+)
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
@@ -465,6 +471,18 @@ class PostgresReads(StoreBase):
             + f"ORDER BY logged_at LIMIT {int(limit)}"
         ).format(self._table("audit"))
         return self._rows_arrow(statement, params, AUDIT_SCHEMA, "read the audit trail")
+
+    def read_outages(self, start_us: int, end_us: int) -> pa.Table:
+        times = ("started", "confirmed", "restored")
+        select = ", ".join(
+            US_COLUMN.format(f.name) if f.name in times else f.name for f in OUTAGES_SCHEMA
+        )
+        statement = sql.SQL(
+            "SELECT " + select + " FROM {} WHERE (started > %s AND started <= %s) "
+            "OR state <> 'restored' ORDER BY event_id"
+        ).format(self._table("outages"))
+        params = [to_datetime(start_us), to_datetime(end_us)]
+        return self._rows_arrow(statement, params, OUTAGES_SCHEMA, "read outage events")
 
     def read_gaps(self, meter_key: int | None = None) -> pa.Table:
         where = "" if meter_key is None else "WHERE meter_key = %s"

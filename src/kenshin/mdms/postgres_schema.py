@@ -127,6 +127,12 @@ def ddl(schema: str) -> list[sql.Composed]:
             "remote text)"
         ).format(s),
         sql.SQL("CREATE INDEX IF NOT EXISTS audit_at ON {}.audit (logged_at)").format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.outages (event_id bigint PRIMARY KEY, level text, "
+            "device integer, state text, started timestamptz, confirmed timestamptz, "
+            "restored timestamptz, confidence double precision, customers integer, "
+            "merged_into bigint, detail text)"
+        ).format(s),
     ]
 
 
@@ -142,6 +148,7 @@ _TABLES = (
     "meter_events",
     "principals",
     "audit",
+    "outages",
 )
 _INDEXES = (
     *(f"meters_{column}" for column in METER_INDEXED),

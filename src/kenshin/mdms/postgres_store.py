@@ -39,7 +39,12 @@ from psycopg import sql
 
 from kenshin.core.batches import CounterState
 from kenshin.core.channels import Channel
-from kenshin.core.schema import AUDIT_SCHEMA, READINGS_SCHEMA, REGISTER_READS_SCHEMA
+from kenshin.core.schema import (
+    AUDIT_SCHEMA,
+    OUTAGES_SCHEMA,
+    READINGS_SCHEMA,
+    REGISTER_READS_SCHEMA,
+)
 from kenshin.core.timeslots import Resolution
 from kenshin.errors import StoreError
 from kenshin.mdms.months import (
@@ -338,6 +343,36 @@ class PostgresStore(PostgresReads):
             [name, document],
             "save a principal",
         )
+
+    def save_outages(self, rows: pa.Table) -> None:
+        if not rows.num_rows:
+            return
+        names = [f.name for f in OUTAGES_SCHEMA]
+        times = {"started", "confirmed", "restored"}
+        columns = []
+        for name in names:
+            column = rows.column(name)
+            if name in times:
+                us = column.cast(pa.int64()).to_pylist()
+                columns.append([None if v is None else to_datetime(v) for v in us])
+            else:
+                columns.append(column.to_pylist())
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        try:
+            with self._conn().transaction(), self._conn().cursor() as cur:
+                cur.executemany(
+                    sql.SQL(
+                        "INSERT INTO {} ("
+                        + ", ".join(names)
+                        + ") VALUES ("
+                        + ", ".join(["%s"] * len(names))
+                        + ") ON CONFLICT (event_id) DO UPDATE SET "
+                        + updates
+                    ).format(self._table("outages")),
+                    list(zip(*columns, strict=True)),
+                )
+        except psycopg.Error as exc:
+            raise store_error(f"saving outage events in {self.target} failed", exc) from exc
 
     def append_audit(self, rows: pa.Table) -> None:
         if not rows.num_rows:

@@ -198,6 +198,18 @@ class AuditLog(Protocol):
         ...
 
 
+class OutageLog(Protocol):
+    """Outage events (``OUTAGES_SCHEMA``), each row replaced as its event moves on."""
+
+    def save_outages(self, rows: pa.Table) -> None:
+        """Insert the events, or replace those with the same ``event_id``."""
+        ...
+
+    def read_outages(self, start_us: int, end_us: int) -> pa.Table:
+        """Events that started in ``(start, end]`` or are still open, by ``event_id``."""
+        ...
+
+
 class GapBook(Protocol):
     """The slots VEE could not fill: the head-end's re-read list."""
 
@@ -279,7 +291,7 @@ class EditStore(PointReader, EditLog, Protocol):
     """What manual edits use: the current versions they replace, and the edit log."""
 
 
-class ServedStore(Roster, PointReader, GapBook, EditLog, EventLog, Protocol):
+class ServedStore(Roster, PointReader, GapBook, EditLog, EventLog, OutageLog, Protocol):
     """What the HTTP API reads (and edits)."""
 
 
@@ -295,6 +307,7 @@ class ReadingStore(
     EventLog,
     PrincipalBook,
     AuditLog,
+    OutageLog,
     Housekeeping,
     Protocol,
 ):

@@ -23,14 +23,17 @@ Pings, storm mode, nested events after restoration and the API come next (docs/o
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from kenshin.core.events import EventCode
+from kenshin.core.schema import OUTAGES_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import US_PER_MINUTE
 from kenshin.grid.topology import Topology
 from kenshin.outage.inference import Seen, infer
@@ -74,7 +77,9 @@ class OutageEngine:
         grace_us: int = 15 * US_PER_MINUTE,
         confirm_at: float = 0.6,
         confirm_after_us: int = 30 * US_PER_MINUTE,
+        first_id: int = 1,
     ) -> None:
+        """``first_id``: the next event id (after those a store already holds)."""
         self.topology = topology
         self.collector_of = np.asarray(collector_of, np.int64)
         n = len(topology.feeder)
@@ -86,7 +91,7 @@ class OutageEngine:
         self.restore_us = np.full(n, -1, np.int64)
         self.events: list[OutageEvent] = []
         self._open: dict[tuple[str, int], OutageEvent] = {}
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_id)
         self.dead_collectors: set[int] = set()
 
     def power_events(self, events: Iterable[tuple[int, EventCode, int]]) -> None:
@@ -210,3 +215,39 @@ class OutageEngine:
 
     def customers_out(self) -> int:
         return int(sum(len(e.meters) for e in self._open.values()))
+
+
+def outage_rows(events: Iterable[OutageEvent]) -> pa.Table:
+    """The events as the store keeps them (``OUTAGES_SCHEMA``)."""
+    events = list(events)
+
+    def times(values: list[int | None]) -> pa.Array:
+        return pa.array(values, pa.int64()).cast(TIMESTAMP)
+
+    return pa.Table.from_arrays(
+        [
+            pa.array([e.event_id for e in events], pa.int64()),
+            pa.array([e.level for e in events], pa.string()),
+            pa.array([e.device for e in events], pa.int32()),
+            pa.array([e.state.value for e in events], pa.string()),
+            times([e.started_us for e in events]),
+            times([e.confirmed_us for e in events]),
+            times([e.restored_us for e in events]),
+            pa.array([e.confidence for e in events], pa.float64()),
+            pa.array([len(e.meters) for e in events], pa.int32()),
+            pa.array([e.merged_into for e in events], pa.int64()),
+            pa.array(
+                [
+                    json.dumps(
+                        {
+                            "meters": [int(m) for m in e.meters],
+                            "timeline": [[at, what] for at, what in e.timeline],
+                        }
+                    )
+                    for e in events
+                ],
+                pa.string(),
+            ),
+        ],
+        schema=OUTAGES_SCHEMA,
+    )

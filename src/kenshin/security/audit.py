@@ -63,6 +63,7 @@ class AuditTrail:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.written = 0
+        self.failing = False  # the last append failed: said once, until one succeeds
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None
 
@@ -118,11 +119,18 @@ class AuditTrail:
             )
             try:
                 self.sink.append_audit(table)
-            except Exception as exc:  # the store is away: keep the rows, say so once a flush
-                log.error("audit trail not written (%d rows kept for later): %s", len(rows), exc)
+            except Exception as exc:  # the store is away: keep the rows, say so once
+                if not self.failing:
+                    log.error(
+                        "audit trail not written (%d rows kept for later): %s", len(rows), exc
+                    )
+                self.failing = True
                 with self._lock:
                     self._rows = rows + self._rows
                 return
+            if self.failing:
+                log.warning("audit trail written again (%d rows)", len(rows))
+            self.failing = False
             self.written += len(rows)
 
     def read(
