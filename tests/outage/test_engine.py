@@ -130,4 +130,12 @@ def test_the_running_system_stores_events_and_the_api_serves_them() -> None:
     assert client.get("/api/v1/outages/99999").status_code == 404
     assert client.get("/api/v1/outages", params={"state": "gone"}).status_code == 400
     assert client.get("/api/v1/outages", params={"level": "transformer"}).json()["total"] == 1
+    # what /metrics shows of it (kenshin up serves these figures)
+    from kenshin.app.figures import outage_figures
+
+    figures = outage_figures(system.outages)
+    assert figures["kenshin_outage_customers_out"].values == {(): 0}
+    confirmed = figures["kenshin_outage_events_confirmed"].values[()]
+    assert confirmed == len([e for e in system.outages.engine.events if e.confirmed_us])  # type: ignore[union-attr]
+    assert confirmed >= 1 and figures["kenshin_outage_events_open"].values == {}
     system.close()

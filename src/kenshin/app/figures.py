@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kenshin.api.metrics import Figure
+from kenshin.app.outages import OutageMonitor
 from kenshin.mdms.scheduler import MdmsSchedule
 from kenshin.mdms.service import MeterDataService
 
@@ -55,3 +56,26 @@ def mdms_figures(mdms: MeterDataService, schedule: MdmsSchedule | None) -> Mappi
             "gauge", "Slots of the latest swept day still to re-read", {(): latest.gaps}
         )
     return figures
+
+
+def outage_figures(monitor: OutageMonitor | None) -> Mapping[str, Figure]:
+    """The outage engine's state (issue 15): open events by state and level, customers out."""
+    if monitor is None:
+        return {}
+    open_events = monitor.engine.open_events
+    by: dict[tuple[str, ...], int] = {}
+    for event in open_events:
+        key = (event.state.value, event.level)
+        by[key] = by.get(key, 0) + 1
+    detected = [e for e in monitor.engine.events if e.confirmed_us is not None]
+    return {
+        "kenshin_outage_events_open": Figure(
+            "gauge", "Outage events not yet restored, by state and level", by, ("state", "level")
+        ),
+        "kenshin_outage_customers_out": Figure(
+            "gauge", "Customers in open outage events", {(): monitor.customers_out()}
+        ),
+        "kenshin_outage_events_confirmed": Figure(
+            "counter", "Outage events confirmed since the start", {(): len(detected)}
+        ),
+    }

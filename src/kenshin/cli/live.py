@@ -44,7 +44,7 @@ def run_live(
 
     from kenshin.api.app import create_app
     from kenshin.app.access import cut_broute_devices, ensure_local_admin, token_hint
-    from kenshin.app.figures import mdms_figures
+    from kenshin.app.figures import mdms_figures, outage_figures
     from kenshin.security.service import Security
 
     step = Resolution.MIN30.microseconds
@@ -96,7 +96,10 @@ def run_live(
         hes_lock=runner.lock,
         clock=system.clock.now,  # manual edits carry the simulated time
         broute_credentials=registry,
-        figures=lambda: mdms_figures(system.mdms, system.schedule),
+        figures=lambda: {
+            **mdms_figures(system.mdms, system.schedule),
+            **outage_figures(system.outages),
+        },
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     reporter = threading.Thread(
