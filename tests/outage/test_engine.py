@@ -139,3 +139,28 @@ def test_the_running_system_stores_events_and_the_api_serves_them() -> None:
     assert confirmed == len([e for e in system.outages.engine.events if e.confirmed_us])  # type: ignore[union-attr]
     assert confirmed >= 1 and figures["kenshin_outage_events_open"].values == {}
     system.close()
+
+
+def test_without_last_gasps_pings_decide() -> None:
+    """No meter gasps (all last gasps lost): silence alone is not an outage, so the engine pings;
+    the pings that time out find the service drop and confirm the transformer."""
+    config, chosen = _plan()
+    system = build_system(
+        config, aroute="wire", network=_lossless(), background_writer=False, outages=True
+    )
+    assert system.field is not None and system.outages is not None
+    system.field.radio.last_gasp_share[:] = 0.0
+    system.run(START + dt.timedelta(hours=4))
+    engine = system.outages.engine
+    top = [e for e in engine.events if e.merged_into is None]
+    found = {(e.level, int(e.device)) for e in top}
+    dark = sorted(int(k) for k in chosen["dark"])  # type: ignore[attr-defined]
+    transformer = int(system.fleet.population.topology.transformer[dark[0]])
+    assert found == {("transformer", transformer), ("service_drop", int(chosen["drop"]))}  # type: ignore[call-overload]
+    assert system.outages.pings_sent > 0
+    drop = next(e for e in top if e.level == "service_drop")
+    assert drop.confirmed_us is not None and drop.state is State.RESTORED
+    assert any("confirmed" in what for _, what in drop.timeline)
+    # dated back to the first push it missed (no gasp to date it by)
+    assert to_epoch_us(ONE) <= drop.started_us <= to_epoch_us(ONE) + 45 * MIN
+    system.close()

@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 
 from kenshin.grid.topology import Topology
+from kenshin.hes.polling import PollState
 from kenshin.mdms.store import OutageLog
 from kenshin.outage.engine import OutageEngine, outage_rows
 
 UNTIL_2100_US = 4_102_444_800_000_000
+PING_EVERY_US = 15 * 60_000_000  # a meter is pinged at most every 15 minutes
+PINGS_PER_TICK = 200
 
 
 class OutageMonitor:
@@ -33,14 +36,46 @@ class OutageMonitor:
         )
         self.hes = hes
         self.store = store
+        # pings (A4 polls) where an answer decides: each meter at most every PING_EVERY_US,
+        # at most PINGS_PER_TICK a tick; the poll book keeps the collectors' limits
+        self._pinged_us = np.full(len(topology.feeder), -PING_EVERY_US, np.int64)
+        self._batches: list[int] = []
+        self.pings_sent = 0
 
     def tick(self, now_us: int) -> None:
         events = self.hes.power_events
         taken = [events.popleft() for _ in range(len(events))]
         self.engine.power_events(taken)
+        self._collect_pings(now_us)
         changed = self.engine.evaluate(now_us, self.hes.heard_us)
         if changed:
             self.store.save_outages(outage_rows(changed))
+        self._ping(now_us)
+
+    def _ping(self, now_us: int) -> None:
+        wanted = self.engine.ping_candidates()
+        dead = list(self.engine.dead_collectors)
+        wanted = wanted[
+            (now_us - self._pinged_us[wanted] >= PING_EVERY_US)
+            & ~np.isin(self.engine.collector_of[wanted], dead)
+        ][:PINGS_PER_TICK]
+        if len(wanted):
+            self._pinged_us[wanted] = now_us
+            self._batches.append(self.hes.polls.request(wanted, now_us))
+            self.pings_sent += len(wanted)
+
+    def _collect_pings(self, now_us: int) -> None:
+        still = []
+        for batch in self._batches:
+            result = self.hes.polls.result(batch)
+            if not result.summary.done:
+                still.append(batch)
+                continue
+            silent = [p.meter_key for p in result.polls if p.state is PollState.TIMED_OUT]
+            if silent:
+                self.engine.no_answer(np.array(silent, np.int64), now_us)
+            self.hes.polls.forget(batch)
+        self._batches = still
 
     def customers_out(self) -> int:
         return self.engine.customers_out()

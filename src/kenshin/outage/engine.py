@@ -17,7 +17,9 @@ else when the first meter became overdue) and ends when its last meter came back
 absorbs the smaller ones it explains (a feeder after its transformers): they are marked
 ``merged_into`` and not counted again.
 
-Pings, storm mode, nested events after restoration and the API come next (docs/outage.md).
+A ping that goes unanswered makes its meter **no answer** until it is heard again; the running
+system (``kenshin.app.outages``) pings the meters :meth:`OutageEngine.ping_candidates` names.
+Storm mode and nested events after restoration come next (docs/outage.md).
 """
 
 from __future__ import annotations
@@ -84,11 +86,14 @@ class OutageEngine:
         self.collector_of = np.asarray(collector_of, np.int64)
         n = len(topology.feeder)
         interval = np.where(realtime, 5 * US_PER_MINUTE, 30 * US_PER_MINUTE).astype(np.int64)
+        self.interval_us = interval
         self.overdue_us = interval + np.where(realtime, 10 * US_PER_MINUTE, grace_us)
         self.confirm_at = confirm_at
         self.confirm_after_us = confirm_after_us
         self.gasp_us = np.full(n, -1, np.int64)
         self.restore_us = np.full(n, -1, np.int64)
+        self.no_answer_us = np.full(n, -1, np.int64)  # a ping that timed out
+        self.to_ping = np.empty(0, np.int64)  # what the last pass could not decide alone
         self.events: list[OutageEvent] = []
         self._open: dict[tuple[str, int], OutageEvent] = {}
         self._ids = itertools.count(first_id)
@@ -101,6 +106,19 @@ class OutageEngine:
                 self.gasp_us[key] = max(self.gasp_us[key], at_us)
             elif code is EventCode.POWER_RESTORE:
                 self.restore_us[key] = max(self.restore_us[key], at_us)
+
+    def no_answer(self, meter_keys: npt.NDArray[np.int64], at_us: int) -> None:
+        """Pings of these meters went unanswered through working collectors at ``at_us``."""
+        self.no_answer_us[meter_keys] = at_us
+
+    def ping_candidates(self) -> npt.NDArray[np.int64]:
+        """Meters whose answer would decide: silent ones no device claims, the single customers
+        suspected without a live neighbour, and a few meters of each suspected event."""
+        picks = [self.to_ping]
+        for event in self._open.values():
+            if event.state is State.SUSPECTED:
+                picks.append(event.meters[:3])
+        return np.unique(np.concatenate(picks)) if picks else np.empty(0, np.int64)
 
     def seen(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
         """Each meter's evidence now (``Seen``)."""
@@ -119,12 +137,15 @@ class OutageEngine:
         since = np.where(tx >= 0, first_gasp[np.maximum(tx, 0)], np.iinfo(np.int64).max)
         doubtful = (seen == Seen.ALIVE) & (heard_us < since + SPOKE_AFTER_US) & (since < now_us)
         seen[doubtful] = int(Seen.UNKNOWN)
+        # a ping unanswered since the meter was last heard (the answer would have been heard)
+        seen[(self.no_answer_us > heard_us) & (seen != Seen.GASPED)] = int(Seen.NO_ANSWER)
         return seen
 
     def evaluate(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> list[OutageEvent]:
         """One pass; returns the events that changed."""
         seen = self.seen(now_us, heard_us)
         result = infer(seen, self.topology, self.collector_of)
+        self.to_ping = result.to_ping
         changed: list[OutageEvent] = []
         self.dead_collectors = {s.device for s in result.suspects if s.level == "collector"}
         current: set[tuple[str, int]] = set()
@@ -177,8 +198,8 @@ class OutageEngine:
         if (gasps >= 0).any():  # dated back to the first evidence
             started = int(gasps[gasps >= 0].min())
         else:
-            heard = heard_us[meters]
-            due = heard[heard >= 0] + self.overdue_us[meters][heard >= 0]
+            heard = heard_us[meters]  # the first push it missed: the first evidence
+            due = heard[heard >= 0] + self.interval_us[meters][heard >= 0]
             started = int(due.min()) if len(due) else now_us
         event = OutageEvent(next(self._ids), level, device, meters, State.SUSPECTED, started, 0.0)
         event.timeline.append((now_us, State.SUSPECTED.value))
