@@ -164,3 +164,35 @@ def test_without_last_gasps_pings_decide() -> None:
     # dated back to the first push it missed (no gasp to date it by)
     assert to_epoch_us(ONE) <= drop.started_us <= to_epoch_us(ONE) + 45 * MIN
     system.close()
+
+
+def test_a_drop_still_dark_after_its_feeder_came_back_is_a_nested_event() -> None:
+    probe = Fleet(FleetConfig(n_meters=400, start=START, seed=9))
+    topology = probe.population.topology
+    feeder = int(topology.feeder[0])
+    members = np.flatnonzero(topology.feeder == feeder)
+    lv = members[topology.transformer[members] >= 0]
+    drop = int(lv[5])
+    faults = (
+        Fault(Level.FEEDER, feeder, ONE, TWO),
+        Fault(Level.SERVICE_DROP, drop, ONE, THREE),  # the storm took this drop down too
+    )
+    config = FleetConfig(n_meters=400, start=START, seed=9, faults=faults)
+    system = build_system(
+        config, aroute="wire", network=_lossless(), background_writer=False, outages=True
+    )
+    system.run(START + dt.timedelta(hours=4))
+    assert system.outages is not None
+    events = system.outages.engine.events
+    [parent] = [e for e in events if e.level == "feeder"]
+    nested = [e for e in events if e.nested_in == parent.event_id]
+    assert [(e.level, int(e.device)) for e in nested] == [("service_drop", drop)]
+    [child] = nested
+    assert child.started_us == parent.started_us  # dated back to the parent's start
+    assert parent.state is State.RESTORED and parent.restored_us is not None
+    assert parent.restored_us < to_epoch_us(TWO) + 15 * MIN  # the feeder came back at 02:00
+    assert child.state is State.RESTORED and child.restored_us is not None
+    assert child.restored_us >= to_epoch_us(THREE)  # the drop only at 03:00
+    # never counted twice: while the drop was nested, the feeder was closed
+    assert not (parent.restored_us > child.confirmed_us)  # type: ignore[operator]
+    system.close()

@@ -47,6 +47,7 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
         "confidence": round(float(row["confidence"]), 3),
         "customers": row["customers"],
         "merged_into": row["merged_into"],
+        "nested_in": json.loads(row["detail"]).get("nested_in"),
     }
 
 

@@ -62,6 +62,8 @@ class OutageEvent:
     confirmed_us: int | None = None
     restored_us: int | None = None
     merged_into: int | None = None
+    nested_in: int | None = None  # the event after whose restoration it was still dark
+    restoring_us: int | None = None
     timeline: list[tuple[int, str]] = field(default_factory=list)
 
     def move(self, state: State, at_us: int, note: str = "") -> None:
@@ -80,8 +82,12 @@ class OutageEngine:
         confirm_at: float = 0.6,
         confirm_after_us: int = 30 * US_PER_MINUTE,
         first_id: int = 1,
+        settle_us: int = 10 * US_PER_MINUTE,
+        give_up_us: int = 45 * US_PER_MINUTE,
     ) -> None:
-        """``first_id``: the next event id (after those a store already holds)."""
+        """``first_id``: the next event id (after those a store already holds); ``settle_us``
+        after a device comes back its meters still dark are pinged, and ``give_up_us`` after it
+        they are nested events even if no ping could decide."""
         self.topology = topology
         self.collector_of = np.asarray(collector_of, np.int64)
         n = len(topology.feeder)
@@ -90,10 +96,13 @@ class OutageEngine:
         self.overdue_us = interval + np.where(realtime, 10 * US_PER_MINUTE, grace_us)
         self.confirm_at = confirm_at
         self.confirm_after_us = confirm_after_us
+        self.settle_us = settle_us
+        self.give_up_us = give_up_us
         self.gasp_us = np.full(n, -1, np.int64)
         self.restore_us = np.full(n, -1, np.int64)
         self.no_answer_us = np.full(n, -1, np.int64)  # a ping that timed out
         self.to_ping = np.empty(0, np.int64)  # what the last pass could not decide alone
+        self._last_seen = np.full(n, int(Seen.UNKNOWN), np.int8)
         self.events: list[OutageEvent] = []
         self._open: dict[tuple[str, int], OutageEvent] = {}
         self._ids = itertools.count(first_id)
@@ -118,6 +127,8 @@ class OutageEngine:
         for event in self._open.values():
             if event.state is State.SUSPECTED:
                 picks.append(event.meters[:3])
+            elif event.state is State.RESTORING:  # who is still dark after the re-energizing
+                picks.append(event.meters[self._last_seen[event.meters] != Seen.ALIVE])
         return np.unique(np.concatenate(picks)) if picks else np.empty(0, np.int64)
 
     def seen(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
@@ -144,6 +155,7 @@ class OutageEngine:
     def evaluate(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> list[OutageEvent]:
         """One pass; returns the events that changed."""
         seen = self.seen(now_us, heard_us)
+        self._last_seen = seen
         result = infer(seen, self.topology, self.collector_of)
         self.to_ping = result.to_ping
         changed: list[OutageEvent] = []
@@ -182,9 +194,62 @@ class OutageEngine:
                 del self._open[key]
                 changed.append(event)
             elif back.any() and event.state is not State.RESTORING:
+                event.restoring_us = now_us
                 event.move(State.RESTORING, now_us, f"{int(back.sum())} of {len(back)} back")
                 changed.append(event)
+            elif event.state is State.RESTORING and event.restoring_us is not None:
+                self._split_still_dark(event, seen, now_us, changed)
         return changed
+
+    def _split_still_dark(
+        self,
+        event: OutageEvent,
+        seen: npt.NDArray[np.int8],
+        now_us: int,
+        changed: list[OutageEvent],
+    ) -> None:
+        """After a device is re-energized, its meters still dark once pinged (or long after)
+        are a second failure below it (a service drop, a fuse): nested events dated back to the
+        parent's start; the parent is restored, its customers counted once."""
+        since = now_us - event.restoring_us  # type: ignore[operator]
+        if since < self.settle_us:
+            return
+        still = event.meters[seen[event.meters] != Seen.ALIVE]
+        decided = np.isin(seen[still], [int(Seen.NO_ANSWER), int(Seen.GASPED)])
+        if not decided.all() and since < self.give_up_us:
+            return  # pings still on their way
+        back = event.meters[seen[event.meters] == Seen.ALIVE]
+        when = np.maximum(self.restore_us[back], 0)
+        event.restored_us = int(when.max()) if len(when) and when.max() > 0 else now_us
+        del self._open[(event.level, event.device)]
+        tx = self.topology.transformer[still]
+        groups: dict[tuple[str, int], list[int]] = {}
+        for meter, t in zip(still.tolist(), tx.tolist(), strict=True):
+            whole = t >= 0 and (self.topology.transformer == t).sum() == (tx == t).sum() > 1
+            key = ("transformer", int(t)) if whole else ("service_drop", int(meter))
+            groups.setdefault(key, []).append(int(meter))
+        for (level, device), meters in groups.items():
+            nested = OutageEvent(
+                next(self._ids),
+                level,
+                device,
+                np.array(meters, np.int64),
+                State.CONFIRMED,
+                event.started_us,
+                0.9,
+                confirmed_us=now_us,
+                nested_in=event.event_id,
+            )
+            nested.timeline.append(
+                (now_us, f"confirmed: still dark after event {event.event_id} was restored")
+            )
+            self.events.append(nested)
+            self._open[(level, device)] = nested
+            changed.append(nested)
+        event.move(
+            State.RESTORED, now_us, f"{len(still)} still dark: {len(groups)} nested event(s)"
+        )
+        changed.append(event)
 
     def _new(
         self,
@@ -262,6 +327,7 @@ def outage_rows(events: Iterable[OutageEvent]) -> pa.Table:
                     json.dumps(
                         {
                             "meters": [int(m) for m in e.meters],
+                            "nested_in": e.nested_in,
                             "timeline": [[at, what] for at, what in e.timeline],
                         }
                     )
