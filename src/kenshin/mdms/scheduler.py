@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from kenshin.mdms.differences import DifferenceReport, run_differences
 from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.housekeeping import HousekeepingReport, RetentionPolicy, run_housekeeping
 from kenshin.mdms.months import month_of, month_start_us
-from kenshin.mdms.store import ScheduledStore
-from kenshin.mdms.sweep import SweepReport, day_window, run_sweep
+from kenshin.mdms.store import OutageLog, ScheduledStore
+from kenshin.mdms.sweep import SupplyWindow, SweepReport, day_window, run_sweep
 from kenshin.mdms.vee import VeeConfig
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,28 @@ def channel_config(base: VeeConfig | None, channel: Channel) -> VeeConfig:
         # most meters never export: a day at zero on the reverse channel is normal
         return dataclasses.replace(config, zero_run_minutes=_NEVER)
     return config
+
+
+OUTAGE_LOOKBACK_US = 7 * 86_400_000_000  # an outage that started a week before still counts
+
+
+def outage_windows(store: OutageLog, day: dt.date) -> list[SupplyWindow]:
+    """Each customer's time in an outage the engine recorded (issue 15: SPEC R1) that overlaps
+    ``day``: from the event's start to its restoration (or the day's end while open). Events
+    folded into a bigger one are the bigger one's."""
+    start, end = day_window(day)
+    windows: list[SupplyWindow] = []
+    for row in store.read_outages(start - OUTAGE_LOOKBACK_US, end).to_pylist():
+        if row["merged_into"] is not None:
+            continue
+        began = int(row["started"].timestamp() * 1_000_000)
+        restored = row["restored"]
+        until = end if restored is None else int(restored.timestamp() * 1_000_000)
+        if until <= start or began >= end:
+            continue
+        meters = json.loads(row["detail"])["meters"]
+        windows.extend(SupplyWindow(int(m), began, until) for m in meters)
+    return windows
 
 
 @dataclass
@@ -64,6 +87,7 @@ def sweep_day(
     (``expected_meters``; 15-min values only when the utility's soft switch ``send_15min`` sends
     them, SPEC A5), then, when both energy channels were swept, the differences of parent and
     specified meters from the swept values (SPEC S3)."""
+    windows = outage_windows(store, day)  # values in an outage are not estimated (R1)
     reports = [
         run_sweep(
             store,
@@ -75,6 +99,7 @@ def sweep_day(
             history_days=history_days,
             history=history,
             send_15min=send_15min,
+            supply_windows=windows,
         )
         for resolution in resolutions
         for channel in channels

@@ -283,7 +283,7 @@ class SweepStore(Roster, SweepSource, ReadingWriter, GapBook, Protocol):
     """What the daily VEE sweep and the S3 differences use."""
 
 
-class ScheduledStore(SweepStore, Housekeeping, Protocol):
+class ScheduledStore(SweepStore, Housekeeping, OutageLog, Protocol):
     """What the MDMS schedule uses: daily sweeps and monthly housekeeping."""
 
 
