@@ -141,3 +141,33 @@ def test_one_pass_over_a_million_meters_is_vectorized():
         seen[members[0]] = int(Seen.GASPED)
     found = {(s.level, s.device) for s in infer(seen, topology, collector).suspects}
     assert found == {("transformer", t) for t in out}
+
+
+def test_in_a_storm_silence_accuses_nothing_and_proof_still_does():
+    silent_tx = _tx(1)
+    assert _found(_seen(silent=silent_tx)) == {("transformer", 1)}
+    storm = infer(_seen(silent=silent_tx), TOPOLOGY, COLLECTOR, require_proof=True)
+    assert storm.suspects == [] and sorted(storm.to_ping.tolist()) == silent_tx
+    proven = infer(
+        _seen(silent=silent_tx[1:], gasped=silent_tx[:1]), TOPOLOGY, COLLECTOR, require_proof=True
+    )
+    assert {(s.level, s.device) for s in proven.suspects} == {("transformer", 1)}
+    # a feeder whose transformers are dark, with one gasp in it, is out even in a storm
+    feeder = infer(_seen(silent=_feeder(1), gasped=[12]), TOPOLOGY, COLLECTOR, require_proof=True)
+    assert {(s.level, s.device) for s in feeder.suspects} == {("feeder", 1)}
+
+
+def test_the_engine_enters_storm_mode_when_reads_collapse(caplog):
+    from kenshin.outage.engine import OutageEngine
+
+    engine = OutageEngine(TOPOLOGY, COLLECTOR, np.zeros(N, dtype=bool))
+    heard = np.zeros(N, dtype=np.int64)  # everyone heard at t = 0 …
+    minute = 60_000_000
+    heard[: N // 2] = 60 * minute  # … half of them again at 60 min
+    with caplog.at_level("WARNING", logger="kenshin.outage"):
+        engine.evaluate(61 * minute, heard)
+    assert engine.storm and "entering storm mode" in caplog.text
+    assert engine.events == []  # half the fleet silent: no outage without proof
+    assert len(engine.to_ping) > 0
+    engine.evaluate(62 * minute, np.full(N, 62 * minute, np.int64))
+    assert not engine.storm and "leaving storm mode" in caplog.text

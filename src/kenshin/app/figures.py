@@ -78,4 +78,9 @@ def outage_figures(monitor: OutageMonitor | None) -> Mapping[str, Figure]:
         "kenshin_outage_events_confirmed": Figure(
             "counter", "Outage events confirmed since the start", {(): len(detected)}
         ),
+        "kenshin_outage_storm_mode": Figure(
+            "gauge",
+            "1 while so many meters are silent that only proof accuses a device",
+            {(): int(monitor.engine.storm)},
+        ),
     }

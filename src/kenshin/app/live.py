@@ -74,4 +74,5 @@ class LiveRunner:
             "customers_out": (
                 None if self.system.outages is None else self.system.outages.customers_out()
             ),
+            "outage_storm": self.system.outages is not None and self.system.outages.engine.storm,
         }

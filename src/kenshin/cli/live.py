@@ -198,6 +198,8 @@ def _status_text(status: dict[str, Any]) -> str:
     if status.get("customers_out") is not None:
         out = status["customers_out"]
         text += f"  ·  out {out:,}" if not out else f"  ·  [bold red]customers out {out:,}[/]"
+    if status.get("outage_storm"):
+        text += "  ·  [yellow]storm mode: only last gasps and pings accuse[/]"
     # a step is 5 simulated minutes: behind by more is a machine too slow for --speed
     if status["simulation_lag_s"] > 600:
         text += (

@@ -19,13 +19,15 @@ absorbs the smaller ones it explains (a feeder after its transformers): they are
 
 A ping that goes unanswered makes its meter **no answer** until it is heard again; the running
 system (``kenshin.app.outages``) pings the meters :meth:`OutageEngine.ping_candidates` names.
-Storm mode and nested events after restoration come next (docs/outage.md).
+When a fifth of the meters judged are silent (a storm, a collapse of the network) the engine is
+in **storm mode**: silence alone accuses no device, only last gasps and failed pings do.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,6 +41,8 @@ from kenshin.core.schema import OUTAGES_SCHEMA, TIMESTAMP
 from kenshin.core.timeslots import US_PER_MINUTE
 from kenshin.grid.topology import Topology
 from kenshin.outage.inference import Seen, infer
+
+log = logging.getLogger("kenshin.outage")
 
 SPOKE_AFTER_US = 2 * US_PER_MINUTE  # heard this long after a gasp: the meter is back
 
@@ -84,10 +88,13 @@ class OutageEngine:
         first_id: int = 1,
         settle_us: int = 10 * US_PER_MINUTE,
         give_up_us: int = 45 * US_PER_MINUTE,
+        storm_share: float = 0.2,
     ) -> None:
         """``first_id``: the next event id (after those a store already holds); ``settle_us``
         after a device comes back its meters still dark are pinged, and ``give_up_us`` after it
-        they are nested events even if no ping could decide."""
+        they are nested events even if no ping could decide; when ``storm_share`` of the meters
+        judged are silent the engine is in storm mode: only proof (last gasps, failed pings)
+        accuses a device, and it says so in its log and status."""
         self.topology = topology
         self.collector_of = np.asarray(collector_of, np.int64)
         n = len(topology.feeder)
@@ -98,6 +105,8 @@ class OutageEngine:
         self.confirm_after_us = confirm_after_us
         self.settle_us = settle_us
         self.give_up_us = give_up_us
+        self.storm_share = storm_share
+        self.storm = False  # so many meters silent that silence accuses nothing
         self.gasp_us = np.full(n, -1, np.int64)
         self.restore_us = np.full(n, -1, np.int64)
         self.no_answer_us = np.full(n, -1, np.int64)  # a ping that timed out
@@ -156,7 +165,18 @@ class OutageEngine:
         """One pass; returns the events that changed."""
         seen = self.seen(now_us, heard_us)
         self._last_seen = seen
-        result = infer(seen, self.topology, self.collector_of)
+        judged = int((seen != Seen.UNKNOWN).sum())
+        silent = int((seen == Seen.SILENT).sum())
+        storm = judged > 0 and silent / judged >= self.storm_share
+        if storm != self.storm:
+            log.warning(
+                "outage engine: %s storm mode (%d of %d meters silent)",
+                "entering" if storm else "leaving",
+                silent,
+                judged,
+            )
+            self.storm = storm
+        result = infer(seen, self.topology, self.collector_of, require_proof=storm)
         self.to_ping = result.to_ping
         changed: list[OutageEvent] = []
         self.dead_collectors = {s.device for s in result.suspects if s.level == "collector"}

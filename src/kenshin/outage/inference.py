@@ -65,8 +65,11 @@ def infer(
     collector_of: npt.NDArray[np.int64],
     *,
     min_dark_share: float = 0.8,
+    require_proof: bool = False,
 ) -> Inference:
-    """The devices that explain the dark meters of ``seen`` (a :class:`Seen` per meter)."""
+    """The devices that explain the dark meters of ``seen`` (a :class:`Seen` per meter).
+    ``require_proof`` (storm mode): a device is out only with a last gasp or a failed ping
+    among its meters; silence alone accuses nothing."""
     seen = np.asarray(seen, dtype=np.int8).copy()
     suspects: list[Suspect] = []
 
@@ -90,8 +93,10 @@ def infer(
     dark = proof | (seen == Seen.SILENT)
     judged = seen != Seen.UNKNOWN
 
-    def level_out(group: npt.NDArray[np.int64], size: int) -> tuple[Mask, npt.NDArray[np.float64]]:
-        """Per group: out? and the confidence."""
+    def level_out(
+        group: npt.NDArray[np.int64], size: int
+    ) -> tuple[Mask, npt.NDArray[np.float64], Mask]:
+        """Per group: dark enough to be out? its confidence, and whether it holds proof."""
         ok = group >= 0
         g = group[ok]
         members = np.bincount(g, minlength=size).astype(np.float64)
@@ -106,25 +111,31 @@ def infer(
         confidence = np.divide(
             n_proof + 0.5 * (n_dark - n_proof), members, out=np.zeros(size), where=members > 0
         )
-        return out, np.clip(confidence, 0.0, 1.0)
+        return out, np.clip(confidence, 0.0, 1.0), n_proof > 0
 
     # 2. pole transformers
-    tx_out, tx_conf = level_out(topology.transformer.astype(np.int64), topology.n_transformers)
-    # 3. feeders: every transformer out (and no live HV customer on it), then substations
+    tx_dark, tx_conf, tx_proof = level_out(
+        topology.transformer.astype(np.int64), topology.n_transformers
+    )
+    # 3. feeders: every transformer dark (and no live HV customer on it), then substations
     n_feeders = topology.n_feeders
-    fd_out, fd_conf = level_out(topology.feeder.astype(np.int64), n_feeders)
+    fd_dark, fd_conf, fd_proof = level_out(topology.feeder.astype(np.int64), n_feeders)
     tx_per_feeder = np.bincount(topology.transformer_feeder, minlength=n_feeders)
-    tx_out_per_feeder = np.bincount(topology.transformer_feeder, tx_out, minlength=n_feeders)
-    fd_out &= tx_out_per_feeder == tx_per_feeder
+    tx_dark_per_feeder = np.bincount(topology.transformer_feeder, tx_dark, minlength=n_feeders)
+    fd_dark &= tx_dark_per_feeder == tx_per_feeder
     # the smallest device that explains the set: a feeder with one transformer and no HV
     # customer is that transformer, a substation with one feeder that feeder
     hv_per_feeder = np.bincount(feeder[topology.transformer < 0], minlength=n_feeders)
-    fd_out &= (tx_per_feeder + hv_per_feeder) > 1
+    fd_dark &= (tx_per_feeder + hv_per_feeder) > 1
     n_subs = int(topology.feeder_substation.max(initial=-1)) + 1
-    sb_out, sb_conf = level_out(topology.substation.astype(np.int64), n_subs)
+    sb_dark, sb_conf, sb_proof = level_out(topology.substation.astype(np.int64), n_subs)
     fd_per_sub = np.bincount(topology.feeder_substation, minlength=n_subs)
-    fd_out_per_sub = np.bincount(topology.feeder_substation, fd_out, minlength=n_subs)
-    sb_out &= (fd_out_per_sub == fd_per_sub) & (fd_per_sub > 1)
+    fd_dark_per_sub = np.bincount(topology.feeder_substation, fd_dark, minlength=n_subs)
+    sb_dark &= (fd_dark_per_sub == fd_per_sub) & (fd_per_sub > 1)
+    # in a storm only proof accuses: a device is reported only with a gasp or failed ping in it
+    tx_out = tx_dark & tx_proof if require_proof else tx_dark
+    fd_out = fd_dark & fd_proof if require_proof else fd_dark
+    sb_out = sb_dark & sb_proof if require_proof else sb_dark
 
     claimed = np.zeros(len(seen), dtype=bool)
     for level, group, out, conf in (
