@@ -29,6 +29,7 @@ COMMANDS = {
     ("hes",),
     ("fleet",),
     ("drill", "faults"),
+    ("drill", "outage"),
     ("connections", "list"),
     ("connections", "add"),
     ("connections", "disconnect"),

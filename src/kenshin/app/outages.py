@@ -12,9 +12,11 @@ from kenshin.grid.topology import Topology
 from kenshin.hes.polling import PollState
 from kenshin.mdms.store import OutageLog
 from kenshin.outage.engine import OutageEngine, outage_rows
+from kenshin.outage.inference import Seen
 
 UNTIL_2100_US = 4_102_444_800_000_000
-PING_EVERY_US = 15 * 60_000_000  # a meter is pinged at most every 15 minutes
+PING_EVERY_US = 15 * 60_000_000  # a meter is pinged at most every 15 minutes …
+PING_RETRY_US = 5 * 60_000_000  # … but asked again after 5 when its first ping failed
 PINGS_PER_TICK = 200
 
 
@@ -55,14 +57,26 @@ class OutageMonitor:
     def _ping(self, now_us: int) -> None:
         wanted = self.engine.ping_candidates()
         dead = list(self.engine.dead_collectors)
+        # a meter one failed ping from evidence is asked again after PING_RETRY_US
+        every = np.where(self.engine.no_answers[wanted] == 1, PING_RETRY_US, PING_EVERY_US)
         wanted = wanted[
-            (now_us - self._pinged_us[wanted] >= PING_EVERY_US)
+            (now_us - self._pinged_us[wanted] >= every)
             & ~np.isin(self.engine.collector_of[wanted], dead)
         ][:PINGS_PER_TICK]
         if len(wanted):
             self._pinged_us[wanted] = now_us
-            self._batches.append(self.hes.polls.request(wanted, now_us))
-            self.pings_sent += len(wanted)
+            # a control per collector: a meter heard lately behind it; if it answers, the
+            # collector relays and the others' silence is theirs (a dead collector answers none)
+            alive = np.flatnonzero(self.engine._last_seen == Seen.ALIVE)
+            collectors = np.unique(self.engine.collector_of[wanted])
+            controls = []
+            for collector in collectors.tolist():
+                behind = alive[self.engine.collector_of[alive] == collector]
+                if len(behind):
+                    controls.append(int(behind[now_us // 300_000_000 % len(behind)]))
+            asked = np.unique(np.concatenate([wanted, np.array(controls, np.int64)]))
+            self._batches.append(self.hes.polls.request(asked, now_us))
+            self.pings_sent += len(asked)
 
     def _collect_pings(self, now_us: int) -> None:
         still = []
@@ -71,9 +85,19 @@ class OutageMonitor:
             if not result.summary.done:
                 still.append(batch)
                 continue
-            silent = [p.meter_key for p in result.polls if p.state is PollState.TIMED_OUT]
+            answered = {
+                int(self.engine.collector_of[p.meter_key])
+                for p in result.polls
+                if p.state is PollState.ANSWERED
+            }
+            silent = [
+                p.meter_key
+                for p in result.polls
+                if p.state is PollState.TIMED_OUT
+                and int(self.engine.collector_of[p.meter_key]) in answered
+            ]
             if silent:
-                self.engine.no_answer(np.array(silent, np.int64), now_us)
+                self.engine.no_answer(np.array(silent, np.int64), now_us, self.hes.heard_us)
             self.hes.polls.forget(batch)
         self._batches = still
 

@@ -131,3 +131,71 @@ def drill_table(outcomes: list[Outcome], meters: int, days: float, seconds: floa
 
 def _count(n: int) -> str:
     return f"{n:,}" if n == 0 else f"[bold red]{n:,}[/]"
+
+
+@drill_app.command("outage")
+def outage_command(
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="A scenario of kenshin/outage/scenarios: transformer, feeder, substation, "
+            "storm, collector, breakers, nested."
+        ),
+    ] = "storm",
+    meters: Annotated[int, meters_option(100_000)] = 1000,
+    seed: SeedOpt = 1,
+    loss: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Random loss of uplink frames (0.02: 2 %).")
+    ] = 0.0,
+) -> None:
+    """Run a fleet with the scenario's faults through the A-route, the head-end and the outage
+    engine, and score what the engine reported against the truth (issue 15)."""
+    from kenshin.app.outage_drill import percentile, run_outage_drill
+
+    started = time.monotonic()
+    with console.status(f"[bold]outage drill[/] {scenario}, {meters:,} meters"):
+        result = run_outage_drill(scenario, meters, seed, loss)
+    table = Table(
+        title=f"kenshin drill outage: {scenario}, {meters:,} meters, {loss:.0%} loss, "
+        f"seed {seed}, {time.monotonic() - started:.0f} s",
+        caption="latency: confirmed − fault start; restoration: marked restored − power back",
+    )
+    for name in (
+        "level",
+        "faults",
+        "reported",
+        "found",
+        "precision",
+        "recall",
+        "F1",
+        "detect p50/p95 min",
+        "restore p50/p95 min",
+    ):
+        table.add_column(name, justify="left" if name == "level" else "right")
+
+    def minutes(values: list[float]) -> str:
+        p50, p95 = percentile(values, 50), percentile(values, 95)
+        return "—" if p50 is None or p95 is None else f"{p50 / 60:.0f} / {p95 / 60:.0f}"
+
+    for level, score in result.levels.items():
+        if not score.truth and not score.reported:
+            continue
+        table.add_row(
+            level,
+            str(score.truth),
+            str(score.reported),
+            str(score.matched),
+            f"{score.precision:.2f}",
+            f"{score.recall:.2f}",
+            f"{score.f1:.2f}",
+            minutes(score.detect_s),
+            minutes(score.restore_s),
+        )
+    out.print(table)
+    out.print(
+        f"false outages on breaker trips or dead collectors: "
+        f"{result.false_from_breakers_or_collectors}; nested drops found "
+        f"{result.nested_found} of {result.nested_truth}; pings {result.pings:,} "
+        f"({result.pings_per_event:.1f} per event)",
+        highlight=False,
+    )

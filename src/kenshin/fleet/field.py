@@ -66,6 +66,10 @@ class Field:
         self._envelope_seq = itertools.count(1)
         # frames waiting at a collector for its next flush: (collector, flush time) -> frames
         self._bundles: dict[tuple[int, int], list[bytes]] = {}
+        self._comm_loss = fleet.config.comm_loss
+        self._loss_rng = np.random.default_rng(
+            np.random.SeedSequence([fleet.config.seed, 0x4C4F53])
+        )
         collector_faults = tuple(f for f in fleet.config.faults if f.level is Level.COLLECTOR)
         self._collector_faults = FaultSchedule(
             collector_faults, fleet.population.topology, len(network.collector_names)
@@ -94,6 +98,8 @@ class Field:
         self.stats.frames_sent += len(out)
         delivery = self.network.send_up(out.meter_keys, out.sizes, out.sent_us, jitter=not answer)
         reached = delivery.delivered
+        if self._comm_loss:  # random loss on top of the network model (issue 15 drills)
+            reached = reached & (self._loss_rng.random(len(reached)) >= self._comm_loss)
         if self._collector_faults.any:  # a failed collector relays nothing (issue 15)
             down = self._collector_faults.collectors_down(out.sent_us)
             reached = reached & ~down[self.network.collector_of[out.meter_keys]]

@@ -70,6 +70,9 @@ class FleetConfig:
     # outages, breaker trips and collector failures in simulated time (fleet/faults.py; the
     # wire A-route only: the direct path has no radios to fall silent)
     faults: tuple[Fault, ...] = ()
+    # random communication loss: this share of uplink frames is lost on the way, on top of the
+    # network model's own loss (issue 15 drills: "0 % and 2 % random loss")
+    comm_loss: float = 0.0
     # deprecated: one share for both samples (what `kenshin simulate --sample-5min` gives); it
     # sets sample_5min_share_lv and _hv and is then None
     sample_5min_share: float | None = None
@@ -100,6 +103,8 @@ class FleetConfig:
         for name in ("specified_share", "specified_pv_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidSetting(f"{name} must be within 0..1, got {getattr(self, name)}")
+        if not 0.0 <= self.comm_loss < 1.0:
+            raise InvalidSetting(f"comm_loss must be within 0..1, got {self.comm_loss}")
         if self.recorder_budget_mb < 1:
             raise InvalidSetting("recorder budget must be at least 1 MB")
         # a day of values must survive until it has been sent: 30/15-min values are re-read

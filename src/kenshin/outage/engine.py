@@ -45,6 +45,7 @@ from kenshin.outage.inference import Seen, infer
 log = logging.getLogger("kenshin.outage")
 
 SPOKE_AFTER_US = 2 * US_PER_MINUTE  # heard this long after a gasp: the meter is back
+DOUBT_US = 10 * US_PER_MINUTE  # pushes measured before a neighbour's gasp arrive this late
 
 
 class State(StrEnum):
@@ -52,6 +53,7 @@ class State(StrEnum):
     CONFIRMED = "confirmed"
     RESTORING = "restoring"
     RESTORED = "restored"
+    WITHDRAWN = "withdrawn"  # suspected, never confirmed, and the evidence went away
 
 
 @dataclass
@@ -109,9 +111,11 @@ class OutageEngine:
         self.storm = False  # so many meters silent that silence accuses nothing
         self.gasp_us = np.full(n, -1, np.int64)
         self.restore_us = np.full(n, -1, np.int64)
-        self.no_answer_us = np.full(n, -1, np.int64)  # a ping that timed out
+        self.no_answer_us = np.full(n, -1, np.int64)  # the last ping that timed out
+        self.no_answers = np.zeros(n, np.int32)  # pings timed out in a row since last heard
         self.to_ping = np.empty(0, np.int64)  # what the last pass could not decide alone
         self._last_seen = np.full(n, int(Seen.UNKNOWN), np.int8)
+        self._doubtful = np.zeros(n, dtype=bool)
         self.events: list[OutageEvent] = []
         self._open: dict[tuple[str, int], OutageEvent] = {}
         self._ids = itertools.count(first_id)
@@ -125,14 +129,21 @@ class OutageEngine:
             elif code is EventCode.POWER_RESTORE:
                 self.restore_us[key] = max(self.restore_us[key], at_us)
 
-    def no_answer(self, meter_keys: npt.NDArray[np.int64], at_us: int) -> None:
-        """Pings of these meters went unanswered through working collectors at ``at_us``."""
+    def no_answer(
+        self, meter_keys: npt.NDArray[np.int64], at_us: int, heard_us: npt.NDArray[np.int64]
+    ) -> None:
+        """Pings of these meters went unanswered at ``at_us``. Two in a row, with nothing heard
+        in between, are evidence (one lost answer is the radio's everyday)."""
+        fresh = self.no_answer_us[meter_keys] < heard_us[meter_keys]  # heard since: start over
+        self.no_answers[meter_keys] = np.where(fresh, 1, self.no_answers[meter_keys] + 1)
         self.no_answer_us[meter_keys] = at_us
 
     def ping_candidates(self) -> npt.NDArray[np.int64]:
         """Meters whose answer would decide: silent ones no device claims, the single customers
         suspected without a live neighbour, and a few meters of each suspected event."""
-        picks = [self.to_ping]
+        # the silent no device claims, those one failed ping from evidence, and the
+        # neighbours a last gasp made doubtful
+        picks = [self.to_ping, np.flatnonzero(self.no_answers == 1), np.flatnonzero(self._doubtful)]
         for event in self._open.values():
             if event.state is State.SUSPECTED:
                 picks.append(event.meters[:3])
@@ -143,6 +154,9 @@ class OutageEngine:
     def seen(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
         """Each meter's evidence now (``Seen``)."""
         seen = np.full(len(heard_us), int(Seen.UNKNOWN), np.int8)
+        # a restore is heard: the meter has power again (the head-end counts no event frame)
+        restored = self.restore_us > self.gasp_us
+        heard_us = np.maximum(heard_us, np.where(restored, self.restore_us, -1))
         ever = heard_us >= 0
         seen[ever] = int(Seen.SILENT)
         seen[ever & (now_us - heard_us <= self.overdue_us)] = int(Seen.ALIVE)
@@ -155,10 +169,14 @@ class OutageEngine:
         on_tx = gasped & (tx >= 0)
         np.minimum.at(first_gasp, tx[on_tx], self.gasp_us[on_tx])
         since = np.where(tx >= 0, first_gasp[np.maximum(tx, 0)], np.iinfo(np.int64).max)
-        doubtful = (seen == Seen.ALIVE) & (heard_us < since + SPOKE_AFTER_US) & (since < now_us)
+        # pushes measured before the fault arrive minutes after it: "spoke after" means later
+        # than the push jitter
+        doubtful = (seen == Seen.ALIVE) & (heard_us < since + DOUBT_US) & (since < now_us)
         seen[doubtful] = int(Seen.UNKNOWN)
-        # a ping unanswered since the meter was last heard (the answer would have been heard)
-        seen[(self.no_answer_us > heard_us) & (seen != Seen.GASPED)] = int(Seen.NO_ANSWER)
+        self._doubtful = doubtful
+        # pings unanswered twice since the meter was last heard (an answer would be heard)
+        unanswered = (self.no_answer_us > heard_us) & (self.no_answers >= 2)
+        seen[unanswered & (seen != Seen.GASPED)] = int(Seen.NO_ANSWER)
         return seen
 
     def evaluate(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> list[OutageEvent]:
@@ -197,7 +215,9 @@ class OutageEngine:
                 changed.append(event)
             event.meters = suspect.meters
             event.confidence = max(event.confidence, suspect.confidence)
-            lasting = now_us - event.started_us >= self.confirm_after_us
+            # silence that lasts confirms too, counted from when it was first inferred (a dead
+            # collector shows by then: its meters are all overdue)
+            lasting = now_us - event.timeline[0][0] >= self.confirm_after_us
             if event.state is State.SUSPECTED and (event.confidence >= self.confirm_at or lasting):
                 event.confirmed_us = now_us
                 event.move(State.CONFIRMED, now_us, f"confidence {event.confidence:.2f}")
@@ -207,7 +227,16 @@ class OutageEngine:
             if key in current:
                 continue
             back = seen[event.meters] == Seen.ALIVE
-            if back.all():
+            dark_now = np.isin(
+                seen[event.meters], [int(Seen.SILENT), int(Seen.GASPED), int(Seen.NO_ANSWER)]
+            )
+            if event.confirmed_us is None and not dark_now.any():
+                # never confirmed, and its silence is gone or explained (a dead collector):
+                # the suspicion is withdrawn, no outage was reported
+                event.move(State.WITHDRAWN, now_us)
+                del self._open[key]
+                changed.append(event)
+            elif back.all():
                 when = np.maximum(self.restore_us[event.meters], 0)
                 event.restored_us = int(when.max()) if when.max() > 0 else now_us
                 event.move(State.RESTORED, now_us)
