@@ -58,7 +58,7 @@ class OutageMonitor:
         wanted = self.engine.ping_candidates()
         dead = list(self.engine.dead_collectors)
         # a meter one failed ping from evidence is asked again after PING_RETRY_US
-        every = np.where(self.engine.no_answers[wanted] == 1, PING_RETRY_US, PING_EVERY_US)
+        every = np.where(self.engine.no_answers[wanted] >= 1, PING_RETRY_US, PING_EVERY_US)
         wanted = wanted[
             (now_us - self._pinged_us[wanted] >= every)
             & ~np.isin(self.engine.collector_of[wanted], dead)

@@ -46,6 +46,9 @@ log = logging.getLogger("kenshin.outage")
 
 SPOKE_AFTER_US = 2 * US_PER_MINUTE  # heard this long after a gasp: the meter is back
 DOUBT_US = 10 * US_PER_MINUTE  # pushes measured before a neighbour's gasp arrive this late
+# pings timed out in a row (a control answering) that prove a meter dark: with 2 % random loss,
+# two lost answers in a row still happened to 1 in 600 meters a storm day (the drill)
+PINGS_FOR_PROOF = 3
 
 
 class State(StrEnum):
@@ -132,8 +135,9 @@ class OutageEngine:
     def no_answer(
         self, meter_keys: npt.NDArray[np.int64], at_us: int, heard_us: npt.NDArray[np.int64]
     ) -> None:
-        """Pings of these meters went unanswered at ``at_us``. Two in a row, with nothing heard
-        in between, are evidence (one lost answer is the radio's everyday)."""
+        """Pings of these meters went unanswered at ``at_us``. Several in a row, nothing heard
+        in between, are evidence (``PINGS_FOR_PROOF``: one lost answer is the radio's
+        everyday)."""
         fresh = self.no_answer_us[meter_keys] < heard_us[meter_keys]  # heard since: start over
         self.no_answers[meter_keys] = np.where(fresh, 1, self.no_answers[meter_keys] + 1)
         self.no_answer_us[meter_keys] = at_us
@@ -143,7 +147,8 @@ class OutageEngine:
         suspected without a live neighbour, and a few meters of each suspected event."""
         # the silent no device claims, those one failed ping from evidence, and the
         # neighbours a last gasp made doubtful
-        picks = [self.to_ping, np.flatnonzero(self.no_answers == 1), np.flatnonzero(self._doubtful)]
+        retry = (self.no_answers >= 1) & (self.no_answers < PINGS_FOR_PROOF)
+        picks = [self.to_ping, np.flatnonzero(retry), np.flatnonzero(self._doubtful)]
         for event in self._open.values():
             if event.state is State.SUSPECTED:
                 picks.append(event.meters[:3])
@@ -175,8 +180,8 @@ class OutageEngine:
         seen[doubtful] = int(Seen.UNKNOWN)
         self._doubtful = doubtful
         # pings unanswered twice since the meter was last heard (an answer would be heard)
-        unanswered = (self.no_answer_us > heard_us) & (self.no_answers >= 2)
-        seen[unanswered & (seen != Seen.GASPED)] = int(Seen.NO_ANSWER)
+        unanswered = (self.no_answer_us > heard_us) & (self.no_answers >= PINGS_FOR_PROOF)
+        seen[unanswered] = int(Seen.NO_ANSWER)  # fresher than any gasp: asked after it
         return seen
 
     def evaluate(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> list[OutageEvent]:
@@ -263,8 +268,15 @@ class OutageEngine:
         since = now_us - event.restoring_us  # type: ignore[operator]
         if since < self.settle_us:
             return
-        still = event.meters[seen[event.meters] != Seen.ALIVE]
-        decided = np.isin(seen[still], [int(Seen.NO_ANSWER), int(Seen.GASPED)])
+        # not back, and no restore reported since the event began (a meter that reported its
+        # restore has power, whether or not it has pushed since)
+        came_back = (self.restore_us[event.meters] >= event.started_us) & (
+            self.restore_us[event.meters] > self.gasp_us[event.meters]
+        )
+        still = event.meters[(seen[event.meters] != Seen.ALIVE) & ~came_back]
+        # only a ping after the re-energizing decides: a last gasp from before says nothing
+        # of now (its meter's restore may simply have been lost)
+        decided = seen[still] == Seen.NO_ANSWER
         if not decided.all() and since < self.give_up_us:
             return  # pings still on their way
         back = event.meters[seen[event.meters] == Seen.ALIVE]
