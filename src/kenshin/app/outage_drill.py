@@ -14,6 +14,7 @@ trouble was a breaker trip or a dead collector; pings per event.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
@@ -172,14 +173,7 @@ def run_outage_drill(name: str, meters: int, seed: int, loss: float = 0.0) -> Dr
     probe.close()
     topology = Fleet(base).population.topology
     faults, truths = _faults(spec, topology, collector_of, seed)
-    config = FleetConfig(
-        n_meters=meters,
-        start=START,
-        seed=seed,
-        topology=topology_config,
-        faults=tuple(faults),
-        comm_loss=loss,
-    )
+    config = dataclasses.replace(base, faults=tuple(faults), comm_loss=loss)
     system = build_system(
         config, aroute="wire", network=lossless, background_writer=False, outages=True
     )
