@@ -44,7 +44,6 @@ from kenshin.outage.inference import Seen, infer
 
 log = logging.getLogger("kenshin.outage")
 
-SPOKE_AFTER_US = 2 * US_PER_MINUTE  # heard this long after a gasp: the meter is back
 DOUBT_US = 10 * US_PER_MINUTE  # pushes measured before a neighbour's gasp arrive this late
 # pings timed out in a row (a control answering) that prove a meter dark: with 2 % random loss,
 # two lost answers in a row still happened to 1 in 600 meters a storm day (the drill)
@@ -103,6 +102,7 @@ class OutageEngine:
         self.topology = topology
         self.collector_of = np.asarray(collector_of, np.int64)
         n = len(topology.feeder)
+        self.realtime = np.asarray(realtime, dtype=bool)
         interval = np.where(realtime, 5 * US_PER_MINUTE, 30 * US_PER_MINUTE).astype(np.int64)
         self.interval_us = interval
         self.overdue_us = interval + np.where(realtime, 10 * US_PER_MINUTE, grace_us)
@@ -165,7 +165,9 @@ class OutageEngine:
         ever = heard_us >= 0
         seen[ever] = int(Seen.SILENT)
         seen[ever & (now_us - heard_us <= self.overdue_us)] = int(Seen.ALIVE)
-        gasped = (self.gasp_us > self.restore_us) & (heard_us < self.gasp_us + SPOKE_AFTER_US)
+        # heard later than the push jitter after its gasp: it spoke again (else the push was
+        # measured before the fault and only arrived after it)
+        gasped = (self.gasp_us > self.restore_us) & (heard_us < self.gasp_us + DOUBT_US)
         seen[gasped] = int(Seen.GASPED)
         # a neighbour's last gasp makes "heard before it" no proof of power: those meters of
         # the same pole transformer are unknown until they speak again or become overdue
@@ -173,9 +175,24 @@ class OutageEngine:
         first_gasp = np.full(self.topology.n_transformers, np.iinfo(np.int64).max, np.int64)
         on_tx = gasped & (tx >= 0)
         np.minimum.at(first_gasp, tx[on_tx], self.gasp_us[on_tx])
-        since = np.where(tx >= 0, first_gasp[np.maximum(tx, 0)], np.iinfo(np.int64).max)
+        # a customer fed from the feeder itself (HV: no pole transformer) doubts by its feeder
+        feeder = self.topology.feeder.astype(np.int64)
+        first_on_feeder = np.full(self.topology.n_feeders, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first_on_feeder, feeder[gasped], self.gasp_us[gasped])
+        since = np.where(tx >= 0, first_gasp[np.maximum(tx, 0)], first_on_feeder[feeder])
         # pushes measured before the fault arrive minutes after it: "spoke after" means later
         # than the push jitter
+        # where the real-time sample (A3, every 5 min) covers a feeder and all of it has gone
+        # dark while last gasps came from several of its transformers, the feeder is out: its
+        # customers heard only before the first gasp are doubtful too (SPEC R1: within minutes)
+        a3_dark = self.realtime & np.isin(seen, [int(Seen.SILENT), int(Seen.GASPED)])
+        n_feeders = self.topology.n_feeders
+        a3_alive = np.bincount(feeder, self.realtime & (seen == Seen.ALIVE), minlength=n_feeders)
+        a3_gone = np.bincount(feeder, a3_dark, minlength=n_feeders)
+        gasped_tx = first_gasp < np.iinfo(np.int64).max
+        tx_gasping = np.bincount(self.topology.transformer_feeder, gasped_tx, minlength=n_feeders)
+        feeder_doubt = (a3_alive == 0) & (a3_gone >= 2) & (tx_gasping >= 3)
+        since = np.where(feeder_doubt[feeder], np.minimum(since, first_on_feeder[feeder]), since)
         doubtful = (seen == Seen.ALIVE) & (heard_us < since + DOUBT_US) & (since < now_us)
         seen[doubtful] = int(Seen.UNKNOWN)
         self._doubtful = doubtful

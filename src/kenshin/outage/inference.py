@@ -108,8 +108,9 @@ def infer(
         out = (n_alive == 0) & (n_dark > 0) & (share >= min_dark_share)
         # two dark meters at least: one gasp alone is as likely its own service drop
         out &= (n_dark >= 2) | (members == 1)
+        # over the meters judged: those not heard from yet neither add nor take away
         confidence = np.divide(
-            n_proof + 0.5 * (n_dark - n_proof), members, out=np.zeros(size), where=members > 0
+            n_proof + 0.5 * (n_dark - n_proof), n_judged, out=np.zeros(size), where=n_judged > 0
         )
         return out, np.clip(confidence, 0.0, 1.0), n_proof > 0
 
@@ -121,7 +122,16 @@ def infer(
     n_feeders = topology.n_feeders
     fd_dark, fd_conf, fd_proof = level_out(topology.feeder.astype(np.int64), n_feeders)
     tx_per_feeder = np.bincount(topology.transformer_feeder, minlength=n_feeders)
-    tx_dark_per_feeder = np.bincount(topology.transformer_feeder, tx_dark, minlength=n_feeders)
+    # a transformer none of whose meters is judged (all doubtful or never heard) does not
+    # stand in the way of its feeder
+    tx_judged = np.bincount(
+        topology.transformer[topology.transformer >= 0],
+        judged[topology.transformer >= 0],
+        minlength=topology.n_transformers,
+    )
+    tx_dark_per_feeder = np.bincount(
+        topology.transformer_feeder, tx_dark | (tx_judged == 0), minlength=n_feeders
+    )
     fd_dark &= tx_dark_per_feeder == tx_per_feeder
     # the smallest device that explains the set: a feeder with one transformer and no HV
     # customer is that transformer, a substation with one feeder that feeder
