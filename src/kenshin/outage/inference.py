@@ -122,17 +122,17 @@ def infer(
     n_feeders = topology.n_feeders
     fd_dark, fd_conf, fd_proof = level_out(topology.feeder.astype(np.int64), n_feeders)
     tx_per_feeder = np.bincount(topology.transformer_feeder, minlength=n_feeders)
-    # a transformer none of whose meters is judged (all doubtful or never heard) does not
-    # stand in the way of its feeder
-    tx_judged = np.bincount(
-        topology.transformer[topology.transformer >= 0],
-        judged[topology.transformer >= 0],
-        minlength=topology.n_transformers,
+    # a transformer stands in the way of its feeder only with a live meter (one whose meters
+    # are partly unknown, partly silent is not evidence of power); the feeder itself must be
+    # judged for at least half its customers, so a fleet just started accuses nothing
+    lv = topology.transformer >= 0
+    tx_alive = np.bincount(topology.transformer[lv], alive[lv], minlength=topology.n_transformers)
+    tx_quiet_per_feeder = np.bincount(
+        topology.transformer_feeder, tx_alive == 0, minlength=n_feeders
     )
-    tx_dark_per_feeder = np.bincount(
-        topology.transformer_feeder, tx_dark | (tx_judged == 0), minlength=n_feeders
-    )
-    fd_dark &= tx_dark_per_feeder == tx_per_feeder
+    fd_members = np.bincount(feeder, minlength=n_feeders)
+    fd_judged = np.bincount(feeder, judged, minlength=n_feeders)
+    fd_dark &= (tx_quiet_per_feeder == tx_per_feeder) & (2 * fd_judged >= fd_members)
     # the smallest device that explains the set: a feeder with one transformer and no HV
     # customer is that transformer, a substation with one feeder that feeder
     hv_per_feeder = np.bincount(feeder[topology.transformer < 0], minlength=n_feeders)
