@@ -198,3 +198,16 @@ def test_a_drop_still_dark_after_its_feeder_came_back_is_a_nested_event() -> Non
     # never counted twice: while the drop was nested, the feeder was closed
     assert not (parent.restored_us > child.confirmed_us)  # type: ignore[operator]
     system.close()
+
+
+def test_one_control_per_collector_turns_round_its_live_meters() -> None:
+    from kenshin.app.outages import control_meters
+
+    collector_of = np.array([2, 0, 2, 1, 2, 0, 1], np.int64)
+    alive = np.array([True, True, True, False, True, False, False])
+    # behind collector 2 the live meters are 0, 2, 4; behind 0 only 1; behind 1 none
+    asked = np.array([0, 1, 2], np.int64)
+    assert control_meters(alive, collector_of, asked, 0).tolist() == [1, 0]
+    assert control_meters(alive, collector_of, asked, 1).tolist() == [1, 2]
+    assert control_meters(alive, collector_of, asked, 5).tolist() == [1, 4]
+    assert control_meters(alive, collector_of, np.array([2], np.int64), 3).tolist() == [0]

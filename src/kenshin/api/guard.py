@@ -32,10 +32,6 @@ AUDIT_KEY = "kenshin.audit"  # the request's audit facts, in the ASGI scope
 
 def facts_of(scope: Scope) -> dict[str, str]:
     """The request's audit facts (who, route, meters, reason), which a handler may complete."""
-    return _facts(scope)
-
-
-def _facts(scope: Scope) -> dict[str, str]:
     facts: dict[str, str] = scope.setdefault(AUDIT_KEY, {})
     return facts
 
@@ -58,7 +54,7 @@ def guard_dependency(security: Security) -> Callable[[Request], Awaitable[None]]
         scope = request.scope
         template = route_template(scope)
         method = request.method
-        facts = _facts(scope)
+        facts = facts_of(scope)
         facts["route"] = template
         meters = str(request.path_params.get("supply_point_id", ""))
         facts["meters"] = meters
@@ -112,7 +108,7 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         at_us = int(self.security.now() * 1_000_000)
-        facts = _facts(scope)
+        facts = facts_of(scope)
         status = 500
 
         async def send_status(message: Message) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from kenshin.grid.topology import Topology
 from kenshin.hes.polling import PollState
@@ -18,6 +19,25 @@ UNTIL_2100_US = 4_102_444_800_000_000
 PING_EVERY_US = 15 * 60_000_000  # a meter is pinged at most every 15 minutes …
 PING_RETRY_US = 5 * 60_000_000  # … but asked again after 5 when its first ping failed
 PINGS_PER_TICK = 200
+
+
+CONTROL_TURN_US = 5 * 60_000_000  # the control behind a collector changes every 5 minutes
+
+
+def control_meters(
+    alive: npt.NDArray[np.bool_],
+    collector_of: npt.NDArray[np.int64],
+    collectors: npt.NDArray[np.int64],
+    turn: int,
+) -> npt.NDArray[np.int64]:
+    """One live meter behind each of ``collectors`` that has one (the ``turn``-th of them, by
+    meter key, round the group): one sort, no loop over collectors or meters."""
+    keys = np.flatnonzero(alive)
+    order = keys[np.argsort(collector_of[keys], kind="stable")]
+    groups, starts, counts = np.unique(collector_of[order], return_index=True, return_counts=True)
+    wanted = np.isin(groups, collectors)
+    picked: npt.NDArray[np.int64] = order[starts[wanted] + turn % counts[wanted]]
+    return picked
 
 
 class OutageMonitor:
@@ -67,14 +87,13 @@ class OutageMonitor:
             self._pinged_us[wanted] = now_us
             # a control per collector: a meter heard lately behind it; if it answers, the
             # collector relays and the others' silence is theirs (a dead collector answers none)
-            alive = np.flatnonzero(self.engine._last_seen == Seen.ALIVE)
-            collectors = np.unique(self.engine.collector_of[wanted])
-            controls = []
-            for collector in collectors.tolist():
-                behind = alive[self.engine.collector_of[alive] == collector]
-                if len(behind):
-                    controls.append(int(behind[now_us // 300_000_000 % len(behind)]))
-            asked = np.unique(np.concatenate([wanted, np.array(controls, np.int64)]))
+            controls = control_meters(
+                self.engine.last_seen == Seen.ALIVE,
+                self.engine.collector_of,
+                np.unique(self.engine.collector_of[wanted]),
+                now_us // CONTROL_TURN_US,
+            )
+            asked = np.unique(np.concatenate([wanted, controls]))
             self._batches.append(self.hes.polls.request(asked, now_us))
             self.pings_sent += len(asked)
 

@@ -117,7 +117,7 @@ class OutageEngine:
         self.no_answer_us = np.full(n, -1, np.int64)  # the last ping that timed out
         self.no_answers = np.zeros(n, np.int32)  # pings timed out in a row since last heard
         self.to_ping = np.empty(0, np.int64)  # what the last pass could not decide alone
-        self._last_seen = np.full(n, int(Seen.UNKNOWN), np.int8)
+        self.last_seen = np.full(n, int(Seen.UNKNOWN), np.int8)
         self._doubtful = np.zeros(n, dtype=bool)
         self.events: list[OutageEvent] = []
         self._open: dict[tuple[str, int], OutageEvent] = {}
@@ -153,7 +153,7 @@ class OutageEngine:
             if event.state is State.SUSPECTED:
                 picks.append(event.meters[:3])
             elif event.state is State.RESTORING:  # who is still dark after the re-energizing
-                picks.append(event.meters[self._last_seen[event.meters] != Seen.ALIVE])
+                picks.append(event.meters[self.last_seen[event.meters] != Seen.ALIVE])
         return np.unique(np.concatenate(picks)) if picks else np.empty(0, np.int64)
 
     def seen(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
@@ -204,7 +204,7 @@ class OutageEngine:
     def evaluate(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> list[OutageEvent]:
         """One pass; returns the events that changed."""
         seen = self.seen(now_us, heard_us)
-        self._last_seen = seen
+        self.last_seen = seen
         judged = int((seen != Seen.UNKNOWN).sum())
         silent = int((seen == Seen.SILENT).sum())
         storm = judged > 0 and silent / judged >= self.storm_share
