@@ -124,10 +124,15 @@ def test_the_dark_slots_are_re_read_as_zeros_and_the_registers_stand_still(fault
         values, sources = _values(system, int(key))
         assert len(values) == 8  # every slot is there: re-read after the restore
         assert values[2:4] == [0, 0]  # 01:00–02:00 dark: the meter counted nothing
-        assert sources[2] == sources[3] == int(Source.REREAD)  # never pushed: re-read
-        assert sources[4] == int(Source.METER_PUSH)  # 02:30: pushed as usual again
+        # dark from 01:00: neither the slot just ended nor the dark one was pushed: re-read
+        assert sources[1] == sources[2] == int(Source.REREAD)
+        # the power is back at 02:00: the (empty) slot just ended goes out as usual
+        assert sources[3] == sources[4] == int(Source.METER_PUSH)
     values, sources = _values(system, int(chosen["drop"]))  # type: ignore[call-overload]
     assert values[2:6] == [0, 0, 0, 0]
+    # the slot ending 01:00 was past its last scheduled re-read (01:50) when the power came
+    # back at 03:00, the next late one is at 07:00: the restore event itself asked for it
+    assert len(values) == 8 and sources[1] == int(Source.REREAD)
 
 
 def test_a_tripped_breaker_sends_zeros_on_time(faulted) -> None:

@@ -32,11 +32,16 @@ def test_each_scenario_meets_the_thresholds(scenario: str, loss: float) -> None:
         score = result.levels[level]
         if score.truth or score.reported:
             assert score.f1 >= 0.98, (level, score)
-            # confirmed within the A1 hour of the fault's start
-            assert score.detect_s and max(score.detect_s) <= 3600, (level, score.detect_s)
+            # confirmed within 10 minutes of the fault's start (every feeder of this fleet
+            # holds A3 real-time meters; elsewhere the A1 hour would be the bound) …
+            assert score.detect_s and max(score.detect_s) <= 600, (level, score.detect_s)
+            # … and marked restored within 10 minutes of the power coming back
+            assert score.restore_s and max(score.restore_s) <= 600, (level, score.restore_s)
     assert result.false_from_breakers_or_collectors == 0
     if result.nested_truth:
         assert result.nested_found >= 0.95 * result.nested_truth
+        # found by pings after the parent came back, within the A1 hour
+        assert max(result.nested_after_s) <= 3600
     if scenario in ("collector", "breakers"):
         assert result.events == 0  # nothing to report: the grid was fine
 

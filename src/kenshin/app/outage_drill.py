@@ -98,6 +98,8 @@ class DrillResult:
     events: int
     nested_found: int
     nested_truth: int
+    # nested drops: found (confirmed) how long after their parent's power came back
+    nested_after_s: list[float] = field(default_factory=list)
 
     @property
     def pings_per_event(self) -> float:
@@ -227,11 +229,16 @@ def run_outage_drill(name: str, meters: int, seed: int, loss: float = 0.0) -> Dr
         if any("on_feeder_of" in f for f in spec.get("fault", []))
         else []
     )
-    nested_found = sum(
-        1
-        for e in reported
-        if e.nested_in is not None and any(e.device == t.device for t in nested_truth)
-    )
+    nested_found, nested_after_s = 0, []
+    parent_back = {t.device: t.end_us for t in outages if t.level is not Level.SERVICE_DROP}
+    for e in reported:
+        if e.nested_in is None or not any(e.device == t.device for t in nested_truth):
+            continue
+        nested_found += 1
+        parent = next(p for p in monitor.engine.events if p.event_id == e.nested_in)
+        back = parent_back.get(parent.device)
+        if back is not None and e.confirmed_us is not None:
+            nested_after_s.append((e.confirmed_us - back) / 1e6)
     return DrillResult(
         name,
         meters,
@@ -242,6 +249,7 @@ def run_outage_drill(name: str, meters: int, seed: int, loss: float = 0.0) -> Dr
         len(reported),
         nested_found,
         len(nested_truth),
+        nested_after_s,
     )
 
 

@@ -19,6 +19,20 @@ UNTIL_2100_US = 4_102_444_800_000_000
 PING_EVERY_US = 15 * 60_000_000  # a meter is pinged at most every 15 minutes …
 PING_RETRY_US = 5 * 60_000_000  # … but asked again after 5 when its first ping failed
 PINGS_PER_TICK = 200
+# a collector keeps 4 polls in flight and a ping unanswered holds its place a minute: about 20
+# a tick where nothing answers
+PINGS_PER_COLLECTOR = 16
+
+
+def _rank_within(groups: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Each element's place among the earlier elements of its group (0, 1, 2 …)."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    place = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+    rank = np.empty(len(groups), np.int64)
+    rank[order] = place
+    return rank
 
 
 CONTROL_TURN_US = 5 * 60_000_000  # the control behind a collector changes every 5 minutes
@@ -61,7 +75,7 @@ class OutageMonitor:
         # pings (A4 polls) where an answer decides: each meter at most every PING_EVERY_US,
         # at most PINGS_PER_TICK a tick; the poll book keeps the collectors' limits
         self._pinged_us = np.full(len(topology.feeder), -PING_EVERY_US, np.int64)
-        self._batches: list[int] = []
+        self._batches: dict[int, set[int]] = {}  # poll batch → its timeouts already counted
         self.pings_sent = 0
 
     def tick(self, now_us: int) -> None:
@@ -75,14 +89,18 @@ class OutageMonitor:
         self._ping(now_us)
 
     def _ping(self, now_us: int) -> None:
-        wanted = self.engine.ping_candidates()
+        wanted = self.engine.ping_candidates()  # most telling first
         dead = list(self.engine.dead_collectors)
         # a meter one failed ping from evidence is asked again after PING_RETRY_US
         every = np.where(self.engine.no_answers[wanted] >= 1, PING_RETRY_US, PING_EVERY_US)
         wanted = wanted[
             (now_us - self._pinged_us[wanted] >= every)
             & ~np.isin(self.engine.collector_of[wanted], dead)
-        ][:PINGS_PER_TICK]
+        ]
+        # no more per collector than it can finish before the next tick, where no answer
+        # comes: what is asked waits in the poll book behind the rest
+        wanted = wanted[_rank_within(self.engine.collector_of[wanted]) < PINGS_PER_COLLECTOR]
+        wanted = wanted[:PINGS_PER_TICK]
         if len(wanted):
             self._pinged_us[wanted] = now_us
             # a control per collector: a meter heard lately behind it; if it answers, the
@@ -94,31 +112,34 @@ class OutageMonitor:
                 now_us // CONTROL_TURN_US,
             )
             asked = np.unique(np.concatenate([wanted, controls]))
-            self._batches.append(self.hes.polls.request(asked, now_us))
+            self._batches[self.hes.polls.request(asked, now_us)] = set()
             self.pings_sent += len(asked)
 
     def _collect_pings(self, now_us: int) -> None:
-        still = []
-        for batch in self._batches:
+        """Each timed-out ping counts as soon as a control behind the same collector answered
+        in its batch (not when the whole batch is done: a batch's last ping may wait behind a
+        dark area's timeouts)."""
+        for batch, counted in list(self._batches.items()):
             result = self.hes.polls.result(batch)
-            if not result.summary.done:
-                still.append(batch)
-                continue
             answered = {
                 int(self.engine.collector_of[p.meter_key])
                 for p in result.polls
                 if p.state is PollState.ANSWERED
             }
             silent = [
-                p.meter_key
+                p
                 for p in result.polls
                 if p.state is PollState.TIMED_OUT
+                and p.request_id not in counted
                 and int(self.engine.collector_of[p.meter_key]) in answered
             ]
             if silent:
-                self.engine.no_answer(np.array(silent, np.int64), now_us, self.hes.heard_us)
-            self.hes.polls.forget(batch)
-        self._batches = still
+                counted.update(p.request_id for p in silent)
+                keys = np.array([p.meter_key for p in silent], np.int64)
+                self.engine.no_answer(keys, now_us, self.hes.heard_us)
+            if result.summary.done:
+                self.hes.polls.forget(batch)
+                del self._batches[batch]
 
     def customers_out(self) -> int:
         return self.engine.customers_out()

@@ -195,7 +195,13 @@ def outage_command(
     out.print(
         f"false outages on breaker trips or dead collectors: "
         f"{result.false_from_breakers_or_collectors}; nested drops found "
-        f"{result.nested_found} of {result.nested_truth}; pings {result.pings:,} "
+        f"{result.nested_found} of {result.nested_truth}"
+        + (
+            f" ({minutes(result.nested_after_s)} min after the parent came back)"
+            if result.nested_after_s
+            else ""
+        )
+        + f"; pings {result.pings:,} "
         f"({result.pings_per_event:.1f} per event)",
         highlight=False,
     )

@@ -82,14 +82,21 @@ class Field:
     def step(self) -> None:
         """Advance the meters 5 minutes and send what they owe; meters losing power send their
         last gasps first, meters getting it back their restore events (issue 15)."""
-        if self.fleet.faults.any:
-            now = self.now_us
-            gasps, restores = self.radio.power_changes(self.fleet.dark_at(now), now)
-            self._send_up(gasps, answer=True)  # at once: the energy lasts milliseconds
-            self._send_up(restores)  # spread like pushes: a whole feeder comes back at once
+        self._power_changes()  # a fault from the very start of the run
         self.fleet.step()
+        # before the boundary's pushes: a meter dark from the boundary on gasps and sends
+        # nothing more (the push of the slot just ended waits for the power, then a re-read)
+        self._power_changes()
         for out in self.radio.due():
             self._send_up(out)
+
+    def _power_changes(self) -> None:
+        if not self.fleet.faults.any:
+            return
+        now = self.now_us
+        gasps, restores = self.radio.power_changes(self.fleet.dark_at(now), now)
+        self._send_up(gasps, answer=True)  # at once: the energy lasts milliseconds
+        self._send_up(restores)  # spread like pushes: a whole feeder comes back at once
 
     def _send_up(self, out: OutgoingFrames, *, answer: bool = False) -> None:
         """Into the network; scheduled pushes wait a random jitter first, answers do not."""

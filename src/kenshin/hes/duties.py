@@ -245,6 +245,18 @@ class SlotTracker:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(out_keys), np.concatenate(out_ends)
 
+    def missing_of(
+        self, meter_keys: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(meter keys, slot ends) of these meters still missing in the window, whatever their
+        re-read schedule (a meter whose power came back holds them all: ask now)."""
+        rows = np.flatnonzero(self.slot_end_us >= 0)
+        sub = (self.row_expected[rows][:, meter_keys]) & (
+            self.delay_s[rows][:, meter_keys] == MISSING
+        )
+        r, m = np.nonzero(sub)
+        return meter_keys[m].astype(np.int64), self.slot_end_us[rows[r]]
+
     def _day(self, end_us: int) -> DutyDay:
         return self.days.setdefault(jst_day_of_slot(end_us), DutyDay())
 

@@ -241,6 +241,7 @@ class HeadEnd:
         self.power_events: collections.deque[tuple[int, EventCode, int]] = collections.deque(
             maxlen=1_000_000
         )
+        self._restored: list[int] = []  # meters that reported their power back since the tick
         self.collectors: dict[str, int] = {}
         self.collector_names: list[str] = []
         # collector → where its envelopes come from (an MQTT area), learned from vouched ones
@@ -567,6 +568,8 @@ class HeadEnd:
             log.info("meter %d event %s", meter_key, message.code.name)
             if message.code in (EventCode.POWER_FAIL, EventCode.POWER_RESTORE):
                 self.power_events.append((meter_key, message.code, message.at_us))
+            if message.code is EventCode.POWER_RESTORE:  # it holds what it could not send
+                self._restored.append(meter_key)
 
     # ---- time-driven work -----------------------------------------------------------------
 
@@ -577,6 +580,7 @@ class HeadEnd:
             for tracker in self.trackers.values():
                 tracker.advance(now_us)
             self._schedule_rereads(now_us)
+        self._restored.clear()
         self.commands.tick(now_us)
         self.polls.tick(now_us)
         outgoing: list[tuple[int, FrameType, PollRequest | Command]] = []
@@ -595,9 +599,21 @@ class HeadEnd:
             (Duty.A3, Resolution.MIN5, p.a3_rereads, p.late_reread_every),
             (Duty.A2, None, self._a2_rereads(), dt.timedelta(days=1)),
         )
+        # a meter whose power came back is asked at once for every slot it missed (SPEC R2)
+        restored = np.unique(np.array(self._restored, np.int64))
+        self._restored.clear()
         for duty, resolution, delays, late in plans:
             tracker = self.trackers[duty]
             keys, ends = tracker.due_rereads(now_us, delays, late)
+            if len(restored) and resolution is not None:
+                back_keys, back_ends = tracker.missing_of(restored)
+                pairs = np.unique(
+                    np.stack(
+                        [np.concatenate([keys, back_keys]), np.concatenate([ends, back_ends])]
+                    ),
+                    axis=1,
+                )
+                keys, ends = pairs[0], pairs[1]
             if tracker.old_gaps and resolution is not None:
                 old_keys, old_ends = tracker.due_old_gaps(
                     now_us, late // dt.timedelta(microseconds=1)

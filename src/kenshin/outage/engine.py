@@ -48,6 +48,11 @@ DOUBT_US = 10 * US_PER_MINUTE  # pushes measured before a neighbour's gasp arriv
 # pings timed out in a row (a control answering) that prove a meter dark: with 2 % random loss,
 # two lost answers in a row still happened to 1 in 600 meters a storm day (the drill)
 PINGS_FOR_PROOF = 3
+# the share of an event's meters back that says its device is re-energized (the rest: lost
+# restores or a second failure, checked by pings)
+REENERGIZED_SHARE = 0.5
+A3_STEP_US = 5 * US_PER_MINUTE  # the real-time sample's cadence (SPEC A3)
+A3_ARRIVAL_US = 3 * US_PER_MINUTE  # a 5-min value's send jitter (2 min) and its hops
 
 
 class State(StrEnum):
@@ -94,9 +99,10 @@ class OutageEngine:
         give_up_us: int = 45 * US_PER_MINUTE,
         storm_share: float = 0.2,
     ) -> None:
-        """``first_id``: the next event id (after those a store already holds); ``settle_us``
-        after a device comes back its meters still dark are pinged, and ``give_up_us`` after it
-        they are nested events even if no ping could decide; when ``storm_share`` of the meters
+        """``first_id``: the next event id (after those a store already holds); a device is
+        back when half its meters are, or ``settle_us`` after the first came back; its meters
+        still dark then are pinged, and ``give_up_us`` after it they are confirmed nested events
+        even if no ping could decide; when ``storm_share`` of the meters
         judged are silent the engine is in storm mode: only proof (last gasps, failed pings)
         accuses a device, and it says so in its log and status."""
         self.topology = topology
@@ -121,6 +127,8 @@ class OutageEngine:
         self._doubtful = np.zeros(n, dtype=bool)
         self.events: list[OutageEvent] = []
         self._open: dict[tuple[str, int], OutageEvent] = {}
+        # meters still dark after their device came back: nested events, pinged until decided
+        self._stragglers: dict[tuple[str, int], OutageEvent] = {}
         self._ids = itertools.count(first_id)
         self.dead_collectors: set[int] = set()
 
@@ -143,18 +151,26 @@ class OutageEngine:
         self.no_answer_us[meter_keys] = at_us
 
     def ping_candidates(self) -> npt.NDArray[np.int64]:
-        """Meters whose answer would decide: silent ones no device claims, the single customers
-        suspected without a live neighbour, and a few meters of each suspected event."""
-        # the silent no device claims, those one failed ping from evidence, and the
-        # neighbours a last gasp made doubtful
+        """Meters whose answer would decide, the most telling first: those still dark after
+        their device came back, those one failed ping from proof, a few meters of each
+        suspected event, the meters of a device coming back not back yet, the silent ones no
+        device claims, and the neighbours a last gasp made doubtful (not those of an event
+        already confirmed: their answer would change nothing)."""
         retry = (self.no_answers >= 1) & (self.no_answers < PINGS_FOR_PROOF)
-        picks = [self.to_ping, np.flatnonzero(retry), np.flatnonzero(self._doubtful)]
+        picks = [m.meters for m in self._stragglers.values() if m.state is State.SUSPECTED]
+        picks.append(np.flatnonzero(retry))
+        confirmed = np.zeros(len(self.no_answers), dtype=bool)
         for event in self._open.values():
             if event.state is State.SUSPECTED:
                 picks.append(event.meters[:3])
             elif event.state is State.RESTORING:  # who is still dark after the re-energizing
                 picks.append(event.meters[self.last_seen[event.meters] != Seen.ALIVE])
-        return np.unique(np.concatenate(picks)) if picks else np.empty(0, np.int64)
+            if event.state is not State.SUSPECTED:
+                confirmed[event.meters] = True
+        picks += [self.to_ping, np.flatnonzero(self._doubtful & ~confirmed)]
+        every = np.concatenate([np.asarray(p, np.int64) for p in picks])
+        _, first = np.unique(every, return_index=True)  # once each, in order of priority
+        return every[np.sort(first)]
 
     def seen(self, now_us: int, heard_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
         """Each meter's evidence now (``Seen``)."""
@@ -180,18 +196,20 @@ class OutageEngine:
         first_on_feeder = np.full(self.topology.n_feeders, np.iinfo(np.int64).max, np.int64)
         np.minimum.at(first_on_feeder, feeder[gasped], self.gasp_us[gasped])
         since = np.where(tx >= 0, first_gasp[np.maximum(tx, 0)], first_on_feeder[feeder])
-        # pushes measured before the fault arrive minutes after it: "spoke after" means later
-        # than the push jitter
-        # where the real-time sample (A3, every 5 min) covers a feeder and all of it has gone
-        # dark while last gasps came from several of its transformers, the feeder is out: its
-        # customers heard only before the first gasp are doubtful too (SPEC R1: within minutes)
-        a3_dark = self.realtime & np.isin(seen, [int(Seen.SILENT), int(Seen.GASPED)])
+        # where the real-time sample (A3, every 5 min) covers a feeder, none of it has spoken
+        # since the feeder's first last gasp although each had its next 5-min turn, and gasps
+        # came from several of its transformers, the feeder is out: its customers heard only
+        # before the first gasp are doubtful too (SPEC R1: within 10 minutes)
         n_feeders = self.topology.n_feeders
-        a3_alive = np.bincount(feeder, self.realtime & (seen == Seen.ALIVE), minlength=n_feeders)
-        a3_gone = np.bincount(feeder, a3_dark, minlength=n_feeders)
+        gasp_on_feeder = first_on_feeder < np.iinfo(np.int64).max
+        spoke_since = self.realtime & (heard_us > first_on_feeder[feeder])
+        a3_spoke = np.bincount(feeder, spoke_since, minlength=n_feeders)
+        a3_members = np.bincount(feeder, self.realtime, minlength=n_feeders)
+        next_turn = (first_on_feeder // A3_STEP_US + 1) * A3_STEP_US + A3_ARRIVAL_US
+        had_turn = gasp_on_feeder & (now_us >= np.where(gasp_on_feeder, next_turn, 0))
         gasped_tx = first_gasp < np.iinfo(np.int64).max
         tx_gasping = np.bincount(self.topology.transformer_feeder, gasped_tx, minlength=n_feeders)
-        feeder_doubt = (a3_alive == 0) & (a3_gone >= 2) & (tx_gasping >= 3)
+        feeder_doubt = had_turn & (a3_members >= 2) & (a3_spoke == 0) & (tx_gasping >= 3)
         since = np.where(feeder_doubt[feeder], np.minimum(since, first_on_feeder[feeder]), since)
         doubtful = (seen == Seen.ALIVE) & (heard_us < since + DOUBT_US) & (since < now_us)
         seen[doubtful] = int(Seen.UNKNOWN)
@@ -264,38 +282,36 @@ class OutageEngine:
                 event.move(State.RESTORED, now_us)
                 del self._open[key]
                 changed.append(event)
-            elif back.any() and event.state is not State.RESTORING:
-                event.restoring_us = now_us
-                event.move(State.RESTORING, now_us, f"{int(back.sum())} of {len(back)} back")
-                changed.append(event)
-            elif event.state is State.RESTORING and event.restoring_us is not None:
-                self._split_still_dark(event, seen, now_us, changed)
+            elif back.any():
+                if event.state is not State.RESTORING:
+                    event.restoring_us = now_us
+                    event.move(State.RESTORING, now_us, f"{int(back.sum())} of {len(back)} back")
+                    changed.append(event)
+                # re-energized: most of it back, or some of it for a while
+                settled = now_us - event.restoring_us >= self.settle_us  # type: ignore[operator]
+                if back.mean() >= REENERGIZED_SHARE or settled:
+                    self._restore_with_stragglers(event, seen, now_us, changed)
+        self._judge_stragglers(seen, now_us, changed)
         return changed
 
-    def _split_still_dark(
+    def _restore_with_stragglers(
         self,
         event: OutageEvent,
         seen: npt.NDArray[np.int8],
         now_us: int,
         changed: list[OutageEvent],
     ) -> None:
-        """After a device is re-energized, its meters still dark once pinged (or long after)
-        are a second failure below it (a service drop, a fuse): nested events dated back to the
-        parent's start; the parent is restored, its customers counted once."""
-        since = now_us - event.restoring_us  # type: ignore[operator]
-        if since < self.settle_us:
-            return
+        """The device is back: the event is restored now, with the time its meters reported.
+        Its meters still dark (a lost restore, or a second failure below it: a service drop, a
+        fuse) are pinged: each group becomes a nested event, dated back to the parent's start
+        and suspected until pings decide (:meth:`_judge_stragglers`). The parent's customers
+        are counted until its restoration, a nested one's until its own: never twice."""
         # not back, and no restore reported since the event began (a meter that reported its
         # restore has power, whether or not it has pushed since)
         came_back = (self.restore_us[event.meters] >= event.started_us) & (
             self.restore_us[event.meters] > self.gasp_us[event.meters]
         )
         still = event.meters[(seen[event.meters] != Seen.ALIVE) & ~came_back]
-        # only a ping after the re-energizing decides: a last gasp from before says nothing
-        # of now (its meter's restore may simply have been lost)
-        decided = seen[still] == Seen.NO_ANSWER
-        if not decided.all() and since < self.give_up_us:
-            return  # pings still on their way
         back = event.meters[seen[event.meters] == Seen.ALIVE]
         when = np.maximum(self.restore_us[back], 0)
         event.restored_us = int(when.max()) if len(when) and when.max() > 0 else now_us
@@ -312,22 +328,53 @@ class OutageEngine:
                 level,
                 device,
                 np.array(meters, np.int64),
-                State.CONFIRMED,
+                State.SUSPECTED,
                 event.started_us,
-                0.9,
-                confirmed_us=now_us,
+                0.5,
                 nested_in=event.event_id,
+                restoring_us=now_us,  # when the pings after the re-energizing began
             )
             nested.timeline.append(
-                (now_us, f"confirmed: still dark after event {event.event_id} was restored")
+                (now_us, f"suspected: still dark as event {event.event_id} came back")
             )
             self.events.append(nested)
-            self._open[(level, device)] = nested
+            self._stragglers[(level, device)] = nested
             changed.append(nested)
-        event.move(
-            State.RESTORED, now_us, f"{len(still)} still dark: {len(groups)} nested event(s)"
-        )
+        note = f"{len(still)} still dark: {len(groups)} to check" if len(still) else ""
+        event.move(State.RESTORED, now_us, note)
         changed.append(event)
+
+    def _judge_stragglers(
+        self, seen: npt.NDArray[np.int8], now_us: int, changed: list[OutageEvent]
+    ) -> None:
+        """A nested suspicion is withdrawn when its meters are heard (their restore was only
+        lost), confirmed when pings went unanswered (a ping after the re-energizing decides: a
+        last gasp from before says nothing of now), or after ``give_up_us`` whatever the pings
+        could say."""
+        for key, nested in list(self._stragglers.items()):
+            looked = seen[nested.meters]
+            if nested.state is State.SUSPECTED:
+                if (looked == Seen.ALIVE).all():
+                    nested.move(State.WITHDRAWN, now_us, "heard again: its restore was lost")
+                    del self._stragglers[key]
+                    changed.append(nested)
+                    continue
+                nested.meters = nested.meters[looked != Seen.ALIVE]
+                decided = (seen[nested.meters] == Seen.NO_ANSWER).all()
+                waited = now_us - nested.restoring_us >= self.give_up_us  # type: ignore[operator]
+                if decided or waited:
+                    nested.confirmed_us = now_us
+                    nested.confidence = 0.9 if decided else 0.6
+                    nested.restoring_us = None
+                    why = "pings unanswered" if decided else "no answer to decide"
+                    nested.move(State.CONFIRMED, now_us, f"{why} after event {nested.nested_in}")
+                    changed.append(nested)
+            elif (looked == Seen.ALIVE).all():
+                when = np.maximum(self.restore_us[nested.meters], 0)
+                nested.restored_us = int(when.max()) if when.max() > 0 else now_us
+                nested.move(State.RESTORED, now_us)
+                del self._stragglers[key]
+                changed.append(nested)
 
     def _new(
         self,
@@ -353,8 +400,8 @@ class OutageEngine:
     def _covering(self, meters: npt.NDArray[np.int64]) -> OutageEvent | None:
         """An open event that already holds all of ``meters`` (bigger, or restoring)."""
         wanted = set(meters.tolist())
-        for event in self._open.values():
-            if len(event.meters) > len(meters) and wanted <= set(event.meters.tolist()):
+        for event in itertools.chain(self._open.values(), self._stragglers.values()):
+            if len(event.meters) >= len(meters) and wanted <= set(event.meters.tolist()):
                 return event
         return None
 
@@ -375,10 +422,10 @@ class OutageEngine:
 
     @property
     def open_events(self) -> list[OutageEvent]:
-        return list(self._open.values())
+        return [*self._open.values(), *self._stragglers.values()]
 
     def customers_out(self) -> int:
-        return int(sum(len(e.meters) for e in self._open.values()))
+        return int(sum(len(e.meters) for e in self.open_events))
 
 
 def outage_rows(events: Iterable[OutageEvent]) -> pa.Table:
