@@ -54,6 +54,7 @@ EXPECTED: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", f"{V1}/reports/{{kind}}"): (READERS, False),
     ("GET", f"{V1}/outages"): (READERS, False),
     ("GET", f"{V1}/outages/{{event_id}}"): (READERS, False),
+    ("GET", f"{V1}/outages/indices"): (READERS, False),
     ("GET", f"{V1}/meters/{{supply_point_id}}/outages"): (READERS, True),
     ("GET", f"{V1}/hes/slo"): (READERS, False),
     ("GET", f"{V1}/hes/commands"): (READERS, False),

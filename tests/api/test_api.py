@@ -659,6 +659,7 @@ def test_openapi_docs(client: TestClient) -> None:
         f"{V1}/meters/{{supply_point_id}}/outages",
         f"{V1}/outages",
         f"{V1}/outages/{{event_id}}",
+        f"{V1}/outages/indices",
         f"{V1}/meters/{{supply_point_id}}/broute-credentials",
         f"{V1}/reports/{{kind}}",
         "/oauth/token",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pytest
 
 from kenshin.app.system import build_system
 from kenshin.core.timeslots import to_epoch_us
@@ -132,6 +133,35 @@ def test_the_running_system_stores_events_and_the_api_serves_them() -> None:
     assert client.get("/api/v1/outages/99999").status_code == 404
     assert client.get("/api/v1/outages", params={"state": "gone"}).status_code == 400
     assert client.get("/api/v1/outages", params={"level": "transformer"}).json()["total"] == 1
+    # the day's reliability indices against the simulated truth: the transformer's customers
+    # 01:00–02:00 and the drop 01:00–03:00, each interrupted once
+    indices = client.get("/api/v1/outages/indices", params={"day": "2026-06-01"}).json()
+    whole = indices["total"]
+    assert whole["customers_served"] == config.n_meters
+    assert whole["customers_interrupted"] == len(expected) + 1
+    truth_minutes = 60 * len(expected) + 120
+    assert abs(whole["customer_minutes"] - truth_minutes) <= 0.15 * truth_minutes
+    assert whole["saifi"] == pytest.approx((len(expected) + 1) / config.n_meters, abs=1e-6)
+    [area] = indices["items"]  # one utility area in this fleet
+    assert area["customers_interrupted"] == whole["customers_interrupted"]
+    by_feeder = client.get(
+        "/api/v1/outages/indices", params={"day": "2026-06-01", "by": "feeder"}
+    ).json()["items"]
+    assert sum(i["customers_served"] for i in by_feeder) == config.n_meters
+    assert sum(i["customers_interrupted"] for i in by_feeder) == len(expected) + 1
+    quiet = client.get("/api/v1/outages/indices", params={"day": "2026-06-02"}).json()
+    assert quiet["total"]["customers_interrupted"] == 0 and quiet["total"]["saidi_minutes"] == 0
+    for bad in ({"by": "county"}, {"day": "June"}, {"day": "2026-13-01"}):
+        reply = client.get("/api/v1/outages/indices", params=bad)
+        assert reply.status_code == 400 and reply.json()["error"], bad
+    area_code = int(system.store.read_meters().column("area")[0].as_py())
+    assert area["area"] == area_code
+    in_area = client.get("/api/v1/outages", params={"area": area_code}).json()
+    assert in_area["total"] == body["total"]
+    assert (
+        client.get("/api/v1/outages", params={"area": (area_code + 1) % 256}).json()["total"] == 0
+    )
+    assert client.get("/api/v1/outages", params={"area": 999}).status_code in (400, 422)
     # what /metrics shows of it (kenshin up serves these figures)
     from kenshin.app.figures import outage_figures
 
@@ -140,6 +170,11 @@ def test_the_running_system_stores_events_and_the_api_serves_them() -> None:
     confirmed = figures["kenshin_outage_events_confirmed"].values[()]
     assert confirmed == len([e for e in system.outages.engine.events if e.confirmed_us])  # type: ignore[union-attr]
     assert confirmed >= 1 and figures["kenshin_outage_events_open"].values == {}
+    latency = figures["kenshin_outage_detection_latency_seconds"].values
+    tx_event = next(e for e in system.outages.engine.events if e.event_id == tx["event_id"])  # type: ignore[union-attr]
+    assert tx_event.confirmed_us is not None
+    assert latency[("transformer", "0.5")] == (tx_event.confirmed_us - tx_event.started_us) / 1e6
+    assert 0 < latency[("transformer", "0.5")] <= 3600
     system.close()
 
 

@@ -9,16 +9,20 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from fastapi import APIRouter, Path, Query
 
 from kenshin.api.params import MAX_OFFSET, parse_instant
-from kenshin.core.timeslots import iso_jst, to_epoch_us
+from kenshin.core.timeslots import JST, iso_jst, to_epoch_us
 from kenshin.errors import InvalidInput, InvalidPeriod, NotFound
 from kenshin.mdms.store import OutageLog, Roster
+from kenshin.outage.indices import SUSTAINED_US, interruptions, reliability
 
 LEVELS = ("substation", "feeder", "transformer", "service_drop")
-STATES = ("suspected", "confirmed", "restoring", "restored")
+STATES = ("suspected", "confirmed", "restoring", "restored", "withdrawn")
+OPEN = ("suspected", "confirmed", "restoring")
+GROUPINGS = ("area", "substation", "feeder")
 UNTIL_2100_US = 4_102_444_800_000_000
 DEFAULT_DAYS = 7
 
@@ -69,13 +73,24 @@ def outage_router(
         )
         return [by_key[k] for k in keys if k in by_key]
 
+    def group_of(column: str) -> npt.NDArray[np.int64]:
+        """Each meter key's area (substation, feeder); -1 for keys not on the roster."""
+        roster = store.read_meters()
+        keys = roster.column("meter_key").to_numpy().astype(np.int64)
+        groups = np.full(int(keys.max(initial=-1)) + 1, -1, np.int64)
+        groups[keys] = roster.column(column).to_numpy().astype(np.int64)
+        return groups
+
     @router.get("/outages")
     def list_outages(
-        state: str | None = Query(None, description="suspected, confirmed, restoring, restored."),
+        state: str | None = Query(
+            None, description="suspected, confirmed, restoring, restored, withdrawn."
+        ),
         level: str | None = Query(
             None, description="substation, feeder, transformer, service_drop."
         ),
         device: int | None = Query(None, ge=0, le=2**31 - 1),
+        area: int | None = Query(None, ge=0, le=255, description="Events with customers there."),
         start: str | None = Query(
             None, description="Events that started after; default end − 7 days."
         ),
@@ -107,13 +122,52 @@ def outage_router(
             and (level is None or r["level"] == level)
             and (device is None or r["device"] == device)
         ]
+        if area is not None:
+            areas = group_of("area")
+            rows = [
+                r
+                for r in rows
+                if (areas[np.array(json.loads(r["detail"])["meters"], np.int64)] == area).any()
+            ]
         rows.sort(key=lambda r: r["event_id"], reverse=True)
         return {
             "total": len(rows),
-            "customers_out": sum(r["customers"] for r in rows if r["state"] != "restored"),
+            "customers_out": sum(r["customers"] for r in rows if r["state"] in OPEN),
             "offset": offset,
             "limit": limit,
             "items": [_view(r) for r in rows[offset : offset + limit]],
+        }
+
+    @router.get("/outages/indices")
+    def outage_indices(
+        day: str | None = Query(
+            None, description="JST day, YYYY-MM-DD; default today.", examples=["2026-06-01"]
+        ),
+        by: str = Query("area", description="area, substation or feeder."),
+    ) -> dict[str, Any]:
+        """Reliability indices of a day (the events that started in it), per area (or
+        substation, feeder) and in total: customers served and interrupted, customer-minutes,
+        SAIFI, SAIDI and CAIDI over sustained interruptions (longer than 5 minutes), momentary
+        ones apart. A customer still dark after its device came back counts once, by its nested
+        event."""
+        if by not in GROUPINGS:
+            raise InvalidInput(f"by must be one of {', '.join(GROUPINGS)}, got {by!r}")
+        now_ts = now()
+        when = now_ts.astimezone(JST).date() if day is None else parse_instant("day", day).date()
+        start = dt.datetime.combine(when, dt.time(), JST)
+        start_us, end_us = to_epoch_us(start), to_epoch_us(start + dt.timedelta(days=1))
+        found = interruptions(
+            store.read_outages(start_us - 1, end_us - 1).to_pylist(), to_epoch_us(now_ts)
+        )
+        groups = group_of(by)
+        parts = reliability(found, groups, start_us, end_us)
+        whole = reliability(found, np.where(groups >= 0, 0, -1), start_us, end_us)
+        return {
+            "day": when.isoformat(),
+            "by": by,
+            "sustained_over_minutes": SUSTAINED_US // 60_000_000,
+            "total": whole[0].view() if whole else None,
+            "items": [{by: p.group, **p.view()} for p in parts],
         }
 
     def _all() -> pa.Table:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from kenshin.api.metrics import Figure
 from kenshin.app.outages import OutageMonitor
 from kenshin.mdms.scheduler import MdmsSchedule
@@ -68,7 +70,25 @@ def outage_figures(monitor: OutageMonitor | None) -> Mapping[str, Figure]:
         key = (event.state.value, event.level)
         by[key] = by.get(key, 0) + 1
     detected = [e for e in monitor.engine.events if e.confirmed_us is not None]
-    return {
+    # first evidence → confirmed, by level (a nested event is found after its parent came
+    # back: not a detection latency)
+    detect: dict[str, list[float]] = {}
+    for event in detected:
+        if event.nested_in is None and event.confirmed_us is not None:
+            seconds = (event.confirmed_us - event.started_us) / 1e6
+            detect.setdefault(event.level, []).append(seconds)
+    latency: dict[tuple[str, ...], float] = {
+        (level, str(q)): float(np.quantile(values, q))
+        for level, values in detect.items()
+        for q in (0.5, 0.95)
+    }
+    figures = {
+        "kenshin_outage_detection_latency_seconds": Figure(
+            "gauge",
+            "First evidence to confirmation of the events since the start, by level (quantiles)",
+            latency,
+            ("level", "quantile"),
+        ),
         "kenshin_outage_events_open": Figure(
             "gauge", "Outage events not yet restored, by state and level", by, ("state", "level")
         ),
@@ -84,3 +104,4 @@ def outage_figures(monitor: OutageMonitor | None) -> Mapping[str, Figure]:
             {(): int(monitor.engine.storm)},
         ),
     }
+    return figures

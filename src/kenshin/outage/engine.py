@@ -212,6 +212,7 @@ class OutageEngine:
         feeder_doubt = had_turn & (a3_members >= 2) & (a3_spoke == 0) & (tx_gasping >= 3)
         since = np.where(feeder_doubt[feeder], np.minimum(since, first_on_feeder[feeder]), since)
         doubtful = (seen == Seen.ALIVE) & (heard_us < since + DOUBT_US) & (since < now_us)
+        doubtful &= self.restore_us < since  # a restore reported after the gasp is no doubt
         seen[doubtful] = int(Seen.UNKNOWN)
         self._doubtful = doubtful
         # pings unanswered twice since the meter was last heard (an answer would be heard)

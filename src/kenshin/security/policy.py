@@ -50,6 +50,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/reports/{{kind}}"): Rule(READERS),
     ("GET", f"{V1}/outages"): Rule(READERS),
     ("GET", f"{V1}/outages/{{event_id}}"): Rule(READERS),
+    ("GET", f"{V1}/outages/indices"): Rule(READERS),
     ("GET", f"{V1}/meters/{{supply_point_id}}/outages"): _meter("meters:read"),
     ("GET", f"{V1}/hes/slo"): Rule(READERS),
     ("GET", f"{V1}/hes/commands"): Rule(READERS),
