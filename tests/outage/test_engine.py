@@ -131,6 +131,23 @@ def test_the_running_system_stores_events_and_the_api_serves_them() -> None:
     mine = client.get(f"/api/v1/meters/{spid}/outages").json()["outages"]
     assert [o["event_id"] for o in mine] == [tx["event_id"]]
     assert client.get("/api/v1/outages/99999").status_code == 404
+    # every error is one clear JSON line
+    for path, params, status in (
+        ("/api/v1/outages/99999", {}, 404),
+        ("/api/v1/outages/0", {}, None),
+        ("/api/v1/outages/abc", {}, None),
+        ("/api/v1/outages", {"level": "lateral"}, 400),
+        ("/api/v1/outages", {"start": "yesterday"}, 400),
+        ("/api/v1/outages", {"start": "2026-06-02T00:00+09:00", "end": "2026-06-01"}, 400),
+        ("/api/v1/outages", {"device": -1}, None),
+        ("/api/v1/meters/00000000000000000000000/outages", {}, None),
+        ("/api/v1/meters/0300111999999999999999/outages", {}, 404),
+    ):
+        reply = client.get(path, params=params)
+        assert reply.status_code == status if status else 400 <= reply.status_code < 500
+        body_of = reply.json()
+        error = body_of["error"]
+        assert error["code"] and error["message"] and "\n" not in error["message"], body_of
     assert client.get("/api/v1/outages", params={"state": "gone"}).status_code == 400
     assert client.get("/api/v1/outages", params={"level": "transformer"}).json()["total"] == 1
     # the day's reliability indices against the simulated truth: the transformer's customers

@@ -3,10 +3,14 @@ hand-built topology of ``test_inference`` (4 feeders × 3 transformers × 4 cust
 customer per feeder) through one transition and states the event's states in order, with
 the evidence that made each move.
 
-    suspected ──confidence ≥ 0.6 or 30 min──▶ confirmed ──some back──▶ restoring ──all back──▶ restored
-        │                                         │  └──half back: restored; still dark → nested (suspected)
-        └──evidence gone──▶ withdrawn             └──a bigger event explains it──▶ merged
-    nested suspected ──3 pings unanswered──▶ confirmed ──heard──▶ restored;  ──heard──▶ withdrawn
+    suspected ──confidence ≥ 0.6 or 30 min──▶ confirmed ──some back──▶ restoring
+        │                                         │                       │
+        │                                         │             all or half back
+        └──evidence gone──▶ withdrawn             │                       ▼
+                                                  └──a bigger event──▶ merged    restored
+    restored with meters still dark → nested suspected per group of them
+    nested suspected ──3 pings unanswered──▶ confirmed ──heard──▶ restored
+    nested suspected ──heard (the restore was lost)──▶ withdrawn
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pytest
 
 from kenshin.core.events import EventCode
 from kenshin.outage.engine import PINGS_FOR_PROOF, OutageEngine, OutageEvent
-from tests.outage.test_inference import COLLECTOR, N, TOPOLOGY, _feeder, _tx
+from tests.outage.test_inference import COLLECTOR, TOPOLOGY, N, _feeder, _tx
 
 MIN = 60_000_000
 
