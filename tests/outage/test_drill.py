@@ -52,3 +52,6 @@ def test_the_command_prints_the_scores(capsys) -> None:
     assert "transformer" in out and "1.00" in out and "false outages" in out
     code, _, err = run(capsys, "drill", "outage", "--scenario", "hurricane")
     assert code == 2 and "no scenario 'hurricane'" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "drill", "outage", "--scenario", "storm", "--hours", "2")
+    assert code == 2 and "before the scenario's last fault ends (03:30)" in err
+    assert err.count("\n") == 1

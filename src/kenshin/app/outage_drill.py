@@ -92,6 +92,7 @@ class DrillResult:
     scenario: str
     meters: int
     loss: float
+    hours: float
     levels: dict[str, LevelScore]
     false_from_breakers_or_collectors: int
     pings: int
@@ -160,8 +161,17 @@ def _faults(
     return faults, truths
 
 
-def run_outage_drill(name: str, meters: int, seed: int, loss: float = 0.0) -> DrillResult:
+def run_outage_drill(
+    name: str, meters: int, seed: int, loss: float = 0.0, *, hours: float | None = None
+) -> DrillResult:
+    """``hours``: how long to simulate (default: the scenario's)."""
     spec = load_scenario(name)
+    hours = float(spec.get("hours", 4)) if hours is None else hours
+    last_end = max((_hhmm(f["end"]) for f in spec.get("fault", []) if "end" in f), default=START)
+    if START + dt.timedelta(hours=hours) <= last_end:
+        raise InvalidInput(
+            f"{hours:g} h end before the scenario's last fault ends ({last_end:%H:%M})"
+        )
     topology_config = drill_topology(meters)
     base = FleetConfig(n_meters=meters, start=START, seed=seed, topology=topology_config)
     lossless = NetworkConfig()
@@ -179,7 +189,7 @@ def run_outage_drill(name: str, meters: int, seed: int, loss: float = 0.0) -> Dr
     system = build_system(
         config, aroute="wire", network=lossless, background_writer=False, outages=True
     )
-    system.run(START + dt.timedelta(hours=float(spec.get("hours", 4))))
+    system.run(START + dt.timedelta(hours=hours))
     monitor = system.outages
     assert monitor is not None
     # what the engine reported: confirmed events, those folded into a bigger one excluded
@@ -243,6 +253,7 @@ def run_outage_drill(name: str, meters: int, seed: int, loss: float = 0.0) -> Dr
         name,
         meters,
         loss,
+        hours,
         levels,
         false_innocent,
         monitor.pings_sent,

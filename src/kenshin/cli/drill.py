@@ -147,6 +147,10 @@ def outage_command(
     loss: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Random loss of uplink frames (0.02: 2 %).")
     ] = 0.0,
+    hours: Annotated[
+        float | None,
+        typer.Option(min=1.0, max=72.0, help="Simulated hours (default: the scenario's, 4–5)."),
+    ] = None,
 ) -> None:
     """Run a fleet with the scenario's faults through the A-route, the head-end and the outage
     engine, and score what the engine reported against the truth (issue 15)."""
@@ -154,10 +158,10 @@ def outage_command(
 
     started = time.monotonic()
     with console.status(f"[bold]outage drill[/] {scenario}, {meters:,} meters"):
-        result = run_outage_drill(scenario, meters, seed, loss)
+        result = run_outage_drill(scenario, meters, seed, loss, hours=hours)
     table = Table(
         title=f"kenshin drill outage: {scenario}, {meters:,} meters, {loss:.0%} loss, "
-        f"seed {seed}, {time.monotonic() - started:.0f} s",
+        f"seed {seed}, {result.hours:g} h simulated in {time.monotonic() - started:.0f} s",
         caption="latency: confirmed − fault start; restoration: marked restored − power back",
     )
     for name in (
