@@ -11,6 +11,7 @@ import numpy as np
 from kenshin.app.services import resume_fleet, save_fleet_state
 from kenshin.app.system import policy_for, simulated_field
 from kenshin.aroute.keys import KeyRing, load_master_key
+from kenshin.core.switch import SwitchState
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import Fleet, FleetConfig
 from kenshin.fleet.state import FleetState
@@ -27,7 +28,8 @@ def test_a_resumed_fleet_keeps_its_counters_and_commanded_settings(tmp_path) -> 
     for _ in range(6):
         first.step()
         list(first.due(first.now_us))
-    first.fleet.meters.switch_closed[3] = False  # as a switch_open command leaves it
+    first.fleet.meters.switch_state[3] = SwitchState.DISCONNECTED  # as switch_open leaves it
+    first.fleet.meters.switch_state[7] = SwitchState.LOCKED_OUT  # as the limiter may
     first.fleet.meters.ampere_limit_a[4] = 20
     first.radio.soft_switch_15[5] = not first.radio.soft_switch_15[5]
     first.radio.realtime[6] = not first.radio.realtime[6]
@@ -38,7 +40,8 @@ def test_a_resumed_fleet_keeps_its_counters_and_commanded_settings(tmp_path) -> 
     assert resume_fleet(second, path) is not None
     assert second.now_us == first.now_us
     assert np.all(second.radio.up_counter >= first.radio.up_counter)
-    assert not second.fleet.meters.switch_closed[3]
+    assert second.fleet.meters.switch_state[3] == SwitchState.DISCONNECTED
+    assert second.fleet.meters.switch_state[7] == SwitchState.LOCKED_OUT
     assert second.fleet.meters.ampere_limit_a[4] == 20
     assert second.radio.soft_switch_15[5] == first.radio.soft_switch_15[5]
     assert second.radio.realtime[6] == first.radio.realtime[6]
@@ -54,3 +57,18 @@ def test_a_state_written_before_the_settings_were_kept_still_resumes(tmp_path) -
     second = field()
     assert resume_fleet(second, path) is not None
     assert second.fleet.meters.switch_closed.all()
+
+
+def test_a_state_with_the_switch_as_open_or_closed_still_resumes(tmp_path) -> None:
+    """States written before the limiter kept the switch as a bool (issue 16)."""
+    first = field()
+    first.step()
+    closed = np.ones(CONFIG.n_meters, dtype=bool)
+    closed[2] = False
+    path = tmp_path / "bool.npz"
+    settings = {"switch_closed": closed, "ampere_limit_a": first.fleet.meters.ampere_limit_a}
+    FleetState(CONFIG.describe(), first.now_us, first.radio.up_counter, settings).save(path)
+    second = field()
+    assert resume_fleet(second, path) is not None
+    assert second.fleet.meters.switch_state[2] == SwitchState.DISCONNECTED
+    assert second.fleet.meters.switch_closed.sum() == CONFIG.n_meters - 1

@@ -7,6 +7,7 @@ import pytest
 
 from kenshin.core.channels import Channel
 from kenshin.core.meterspec import MeterClass
+from kenshin.core.switch import SwitchState
 from kenshin.core.timeslots import JST, Resolution
 from kenshin.errors import CapabilityError
 from kenshin.fleet.meters import MODULUS, MeterFleet, RecorderPlan
@@ -78,8 +79,8 @@ def test_one_minute_values_are_reproducible(meters):
 
 
 def test_open_switch_stops_counting(meters):
-    meters.switch_closed[:] = False
-    meters.switch_closed[0] = True
+    meters.switch_state[:] = SwitchState.DISCONNECTED
+    meters.switch_state[0] = SwitchState.CONNECTED
     before = meters.registers()
     drive(meters, 6)
     moved = (meters.registers() != before).any(axis=0)

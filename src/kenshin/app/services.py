@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from kenshin.app.pacing import Pacer
@@ -45,6 +46,7 @@ from kenshin.aroute.network import NetworkConfig
 from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
 from kenshin.core.channels import Channel
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
+from kenshin.core.switch import SwitchState
 from kenshin.core.timeslots import Resolution, from_epoch_us
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.field import Field, FieldStats, UplinkEnvelope
@@ -169,7 +171,7 @@ def save_fleet_state(field: Field, path: Path) -> None:
         field.now_us,
         radio.up_counter + COUNTER_LEASE,
         {
-            "switch_closed": meters.switch_closed,
+            "switch_state": meters.switch_state,
             "ampere_limit_a": meters.ampere_limit_a,
             "soft_switch_15": radio.soft_switch_15,
             "realtime": radio.realtime,
@@ -201,8 +203,12 @@ def resume_fleet(field: Field, path: Path | None) -> str | None:
     # shows the energy of the rest of that run in its register: a known limit, docs)
     kept = state.settings_of_meters or {}
     meters, radio = field.fleet.meters, field.radio
-    if "switch_closed" in kept:
-        meters.switch_closed[:] = kept["switch_closed"]
+    if "switch_state" in kept:
+        meters.switch_state[:] = kept["switch_state"]
+    elif "switch_closed" in kept:  # a state written before the limiter (issue 16)
+        meters.switch_state[:] = np.where(
+            kept["switch_closed"], int(SwitchState.CONNECTED), int(SwitchState.DISCONNECTED)
+        )
     if "ampere_limit_a" in kept:
         meters.ampere_limit_a[:] = kept["ampere_limit_a"]
     if "soft_switch_15" in kept:

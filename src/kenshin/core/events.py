@@ -13,6 +13,7 @@ class EventCode(IntEnum):
     SWITCH_LOCKED_OUT = 4  # repeated trips
     TAMPER = 5
     CLOCK_ADJUSTED = 6
+    SWITCH_RECLOSED = 7  # after a trip, by itself (R3)
 
     @property
     def label(self) -> str:

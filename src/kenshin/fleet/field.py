@@ -87,6 +87,8 @@ class Field:
         # before the boundary's pushes: a meter dark from the boundary on gasps and sends
         # nothing more (the push of the slot just ended waits for the power, then a re-read)
         self._power_changes()
+        if len(self.fleet.switch_events):  # trips, re-closes, lockouts (issue 16)
+            self._send_up(self.radio.switch_event_frames(self.fleet.switch_events))
         for out in self.radio.due():
             self._send_up(out)
 

@@ -30,6 +30,7 @@ from kenshin.core.meterspec import (
     meter_spec,
 )
 from kenshin.core.registers import REGISTER_DIGITS
+from kenshin.core.switch import SwitchState
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution, to_epoch_us
 from kenshin.fleet.population import Population
 from kenshin.fleet.recorders import SnapshotRing
@@ -132,7 +133,12 @@ class MeterFleet:
         self._remainder_mwh = np.zeros((3, n), dtype=np.int64)
         self._forward_counts = np.zeros(n, dtype=np.int64)  # since start, never wraps
 
-        self.switch_closed = np.ones(n, dtype=bool)
+        # the switch (core.switch: connected, disconnected, tripped, locked out); the limiter
+        # and remote commands move it
+        self.switch_state = np.full(n, int(SwitchState.CONNECTED), dtype=np.int8)
+        self.has_switch = np.isin(
+            population.meter_class, [int(MeterClass.LV_1P2W), int(MeterClass.LV_1P3W)]
+        )
         self.ampere_limit_a = population.contract_a.astype(np.int16).copy()
         self.power_w = np.zeros(n, dtype=np.float32)  # instantaneous net active power [W]
         self.voltage_dv = np.zeros(n, dtype=np.int16)
@@ -213,6 +219,12 @@ class MeterFleet:
         total += self._remainder_mwh[0]
         return total
 
+    @property
+    def switch_closed(self) -> npt.NDArray[np.bool_]:
+        """Whether each switch is connected now (a view: move it through ``switch_state``)."""
+        closed: npt.NDArray[np.bool_] = self.switch_state == SwitchState.CONNECTED
+        return closed
+
     def advance(
         self,
         load_w: npt.NDArray[np.float64],
@@ -221,13 +233,17 @@ class MeterFleet:
         voltage_dv: npt.NDArray[np.int16],
         minutes: int = STEP_MINUTES,
         powered: npt.NDArray[np.bool_] | None = None,
+        flowing: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         """Integrate one step of mean powers [W, var] and move the meters' clock on.
         ``powered``: False where the meter has no grid power this step (it counts nothing and
-        measures no voltage; its registers stand still)."""
+        measures no voltage; its registers stand still). ``flowing``: where the switch was
+        closed for some of the step (the powers are then already its share; default: where it
+        is closed now)."""
         if minutes != STEP_MINUTES:
             raise ValueError(f"meters step {STEP_MINUTES} minutes at a time")
-        closed = self.switch_closed if powered is None else self.switch_closed & powered
+        closed = self.switch_closed if flowing is None else flowing
+        closed = closed if powered is None else closed & powered
         net_w = np.where(closed, load_w - pv_w, 0.0)
         mwh_per_w = minutes / 60.0 * 1000.0
         energy = np.empty((3, len(net_w)))
@@ -242,8 +258,9 @@ class MeterFleet:
         self._registers += advanced
         self._forward_counts += advanced[0]
         self._registers -= MODULUS * (self._registers >= MODULUS)
-        self.power_w = net_w.astype(np.float32)
-        self.voltage_dv = np.where(closed, voltage_dv, 0).astype(np.int16)
+        now_closed = self.switch_closed if powered is None else self.switch_closed & powered
+        self.power_w = np.where(now_closed, net_w, 0.0).astype(np.float32)
+        self.voltage_dv = np.where(now_closed, voltage_dv, 0).astype(np.int16)
         self.now_us += minutes * US_PER_MINUTE
         self._snapshot()
 

@@ -41,9 +41,11 @@ from kenshin.aroute.registry import MeterRegistry
 from kenshin.core.channels import Channel
 from kenshin.core.events import EventCode
 from kenshin.core.meterspec import Generation, MeterClass
+from kenshin.core.switch import SwitchState, Trigger, next_state
 from kenshin.core.timeslots import US_PER_DAY, US_PER_MINUTE, Resolution
 from kenshin.errors import CapabilityError, FrameError
 from kenshin.fleet.faults import LAST_GASP_DELIVERY
+from kenshin.fleet.limiter import SwitchEvents
 from kenshin.fleet.meters import MeterFleet, snapshot_differences
 
 log = logging.getLogger("kenshin.fleet")
@@ -96,9 +98,7 @@ class MeterRadio:
         self.registry = MeterRegistry(self.device_ids, pop.meter_key)
         self.gen2 = pop.generation == Generation.GEN2
         self.hv = pop.meter_class >= MeterClass.HV
-        self.has_switch = np.isin(
-            pop.meter_class, [int(MeterClass.LV_1P2W), int(MeterClass.LV_1P3W)]
-        )
+        self.has_switch = meters.has_switch
         self.up_counter = np.zeros(n, dtype=np.int64)  # last counter used
         self.down_seen = np.full(n, -1, dtype=np.int64)  # highest downlink counter accepted
         self.soft_switch_15 = self.gen2 & send_15min
@@ -153,6 +153,28 @@ class MeterRadio:
         ]
         return OutgoingFrames(keys, frames, now_us)
 
+    def switch_event_frames(self, events: SwitchEvents) -> OutgoingFrames:
+        """Trips, re-closes and lockouts of the last step (issue 16, SPEC R3), each dated when
+        it happened, with the limit in force as detail; sent at the step's end by meters with
+        grid power (the meter is fed from the line side of its switch)."""
+        sending = self.powered[events.keys]
+        keys = events.keys[sending]
+        counters = self._next_counters_repeating(keys)  # a trip and its re-close: two frames
+        frames = [
+            encode_frame(
+                FrameType.EVENT,
+                int(self.device_ids[k]),
+                int(c),
+                MeterEvent(EventCode(int(code)), int(at), int(self.meters.ampere_limit_a[k])),
+                self.keys,
+            )
+            for k, c, code, at in zip(
+                keys, counters, events.codes[sending], events.at_us[sending], strict=True
+            )
+        ]
+        self.frames_sent += len(frames)
+        return OutgoingFrames(keys, frames, self.meters.now_us)
+
     # ---- uplink ---------------------------------------------------------------------------
 
     def due(self) -> list[OutgoingFrames]:
@@ -175,8 +197,22 @@ class MeterRadio:
         return out
 
     def _next_counters(self, keys: Keys) -> npt.NDArray[np.int64]:
+        """The next frame counter of each of ``keys`` (distinct meters)."""
         self.up_counter[keys] += 1
         return self.up_counter[keys].copy()
+
+    def _next_counters_repeating(self, keys: Keys) -> npt.NDArray[np.int64]:
+        """The same where a meter sends several frames at once: its counters rise in the
+        order of ``keys``."""
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        place = np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+        rank = np.empty(len(keys), np.int64)
+        rank[order] = place
+        counters = self.up_counter[keys] + rank + 1
+        np.add.at(self.up_counter, keys, 1)
+        return counters
 
     def _encode(
         self,
@@ -305,6 +341,8 @@ class MeterRadio:
         state = 0
         if m.switch_closed[key]:
             state |= OperatingState.SWITCH_CLOSED | OperatingState.POWER_ON
+        if m.switch_state[key] == SwitchState.LOCKED_OUT:
+            state |= OperatingState.LOCKED_OUT
         if self.realtime[key]:
             state |= OperatingState.REALTIME_5MIN
         if self.soft_switch_15[key]:
@@ -344,7 +382,13 @@ class MeterRadio:
                     return ack(AckStatus.REJECTED_OUT_OF_RANGE)
                 self.meters.ampere_limit_a[key] = cmd.arg1
                 return ack(AckStatus.OK, cmd.arg1)
-            self.meters.switch_closed[key] = kind is CommandKind.SWITCH_CLOSE
+            trigger = (
+                Trigger.REMOTE_RECONNECT
+                if kind is CommandKind.SWITCH_CLOSE
+                else Trigger.REMOTE_DISCONNECT
+            )
+            states = self.meters.switch_state
+            states[key] = int(next_state(SwitchState(int(states[key])), trigger))
             return ack(AckStatus.OK)
         if kind is CommandKind.SET_SOFT_SWITCH:
             if cmd.arg1 not in (15, 30):

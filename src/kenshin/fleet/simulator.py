@@ -22,6 +22,7 @@ from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.faults import Fault, FaultSchedule
+from kenshin.fleet.limiter import Limiter, SwitchEvents, limiter_settings
 from kenshin.fleet.load import LoadModel
 from kenshin.fleet.meters import MODULUS, STEP_MINUTES, MeterFleet, snapshot_differences
 from kenshin.fleet.population import Population, PopulationConfig, build_population
@@ -173,6 +174,15 @@ class Fleet:
         self.faults = FaultSchedule(config.faults, self.population.topology)
         self.dark = np.zeros(len(self.population), dtype=bool)  # of the last step
         self.load = LoadModel(self.population, config.seed)
+        # the switch's limiter and how households live with a limit below their contract
+        self.limiter = Limiter(
+            self.meters.has_switch,
+            self.meters.switch_state,
+            self.population.contract_a.astype(np.int16),
+            limiter_settings(config.area),
+            config.seed,
+        )
+        self.switch_events = SwitchEvents.none()  # of the last step
         self.voltage = VoltageModel(self.population, config.seed)
         self.energy_kwh = np.zeros(2)  # forward, reverse delivered in 30-min values [kWh]
         self._kwh_per_count = self.population.kwh_per_count
@@ -206,7 +216,13 @@ class Fleet:
             off = self.dark | self.faults.breaker_open(self.meters.now_us)
             load_w, pv_w = np.where(off, 0.0, load_w), np.where(off, 0.0, pv_w)
             reactive_var = np.where(off, 0.0, reactive_var)
-        net_w = np.where(self.meters.switch_closed, load_w - pv_w, 0.0)
+        powered = ~self.dark
+        load_w, closed_share, self.switch_events = self.limiter.step(
+            self.meters.now_us, load_w, pv_w, self.meters.ampere_limit_a, powered
+        )
+        pv_w, reactive_var = pv_w * closed_share, reactive_var * closed_share
+        flowing = closed_share > 0
+        net_w = np.where(flowing, load_w - pv_w, 0.0)
         volts = self.voltage.step(net_w)
         before = None if sub is None else self.meters.energy_registers(sub.parent)
         self.meters.advance(
@@ -215,11 +231,12 @@ class Fleet:
             reactive_var,
             volts,
             STEP_MINUTES,
-            powered=None if not self.faults.any else ~self.dark,
+            powered=None if not self.faults.any else powered,
+            flowing=flowing,
         )
         if sub is not None and before is not None:
             moved = (self.meters.energy_registers(sub.parent) - before) % MODULUS
-            sub.advance(pv_w, self.meters.switch_closed, moved, STEP_MINUTES)
+            sub.advance(pv_w, flowing, moved, STEP_MINUTES)
         if self.meters.now_us % Resolution.MIN30.microseconds == 0:
             for i, channel in enumerate((Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)):
                 values = snapshot_differences(self.meters.ring30.last(channel, 2), channel)[0]

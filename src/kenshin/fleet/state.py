@@ -33,7 +33,8 @@ from kenshin.secrecy import private_umask
 
 FORMAT = 1
 # the commanded settings a state keeps, by array name (kenshin.app.services.save_fleet_state)
-METER_SETTINGS = ("switch_closed", "ampere_limit_a", "soft_switch_15", "realtime")
+METER_SETTINGS = ("switch_state", "ampere_limit_a", "soft_switch_15", "realtime")
+LEGACY_SETTINGS = ("switch_closed",)  # read from states written before issue 16
 
 
 @dataclass
@@ -62,7 +63,8 @@ class FleetState:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 counters = np.asarray(data["up_counter"], dtype=np.int64)
-                kept = {n: np.asarray(data[n]) for n in METER_SETTINGS if n in data.files}
+                names = (*METER_SETTINGS, *LEGACY_SETTINGS)
+                kept = {n: np.asarray(data[n]) for n in names if n in data.files}
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
             return cls(str(meta["fleet"]), int(meta["until_us"]), counters, kept or None)

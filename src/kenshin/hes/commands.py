@@ -464,7 +464,10 @@ class CommandBook:
         in any minute; per meter: one at a time, in request order, after its backoff."""
         out: builtins.list[tuple[CommandRecord, Command]] = []
         limit = self.policy.max_in_flight_per_collector
+        self._route_waiting(now_us)
         for collector in builtins.list(self._ready):
+            if collector < 0:
+                continue  # no route to these meters yet: nothing could carry them
             heap = self._ready[collector]
             while heap and heap[0][0] <= now_us:
                 if self._in_flight[collector] >= limit or not self._rate_ok(collector, now_us):
@@ -493,6 +496,33 @@ class CommandBook:
             if not heap:
                 del self._ready[collector]
         return out
+
+    def _route_waiting(self, now_us: int) -> None:
+        """Commands for meters the head-end had not heard from yet (collector -1, no route)
+        wait, unsent and with no attempt counted, until a frame of the meter names its
+        collector; then they join that collector's queue."""
+        waiting = self._ready.get(-1)
+        if not waiting:
+            return
+        still: builtins.list[tuple[int, int]] = []
+        for due_us, command_id in waiting:
+            record = self._records.get(command_id)
+            if record is None or record.state is not CommandState.QUEUED:
+                continue
+            if now_us >= record.expires_at_us:
+                self._move(record, E.EXPIRE, now_us, "expired: the meter was never heard from")
+                continue
+            collector = int(self.collector_of[record.meter_key])
+            if collector < 0:
+                still.append((due_us, command_id))
+                continue
+            self._records[command_id] = record._replace(collector=collector)
+            heapq.heappush(self._ready.setdefault(collector, []), (due_us, command_id))
+        if still:
+            heapq.heapify(still)
+            self._ready[-1] = still
+        else:
+            del self._ready[-1]
 
     def _rate_ok(self, collector: int, now_us: int) -> bool:
         rate = self.policy.sends_per_minute_per_collector

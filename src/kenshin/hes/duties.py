@@ -217,13 +217,31 @@ class SlotTracker:
             day.never_received += 1
 
     def due_rereads(
-        self, now_us: int, policy_delays: tuple[dt.timedelta, ...], late_every: dt.timedelta
+        self,
+        now_us: int,
+        policy_delays: tuple[dt.timedelta, ...],
+        late_every: dt.timedelta,
+        restored: npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(meter keys, slot ends) still missing whose next re-read time has come; marks them.
 
         Each missing value is asked for at the policy's delays after its slot end, then every
-        ``late_every`` while the slot is in the window.
+        ``late_every`` while the slot is in the window; every value missing of a ``restored``
+        meter (its power came back: it holds them all) at once.
         """
+        keys, ends = self._due_rereads(now_us, policy_delays, late_every)
+        if restored is None or not len(restored):
+            return keys, ends
+        back_keys, back_ends = self.missing_of(restored)
+        pairs = np.unique(
+            np.stack([np.concatenate([keys, back_keys]), np.concatenate([ends, back_ends])]),
+            axis=1,
+        )
+        return pairs[0], pairs[1]
+
+    def _due_rereads(
+        self, now_us: int, policy_delays: tuple[dt.timedelta, ...], late_every: dt.timedelta
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         schedule = _Schedule(policy_delays, late_every)
         live = np.flatnonzero((self.slot_end_us >= 0) & (self.next_check_us <= now_us))
         out_keys, out_ends = [], []

@@ -604,16 +604,9 @@ class HeadEnd:
         self._restored.clear()
         for duty, resolution, delays, late in plans:
             tracker = self.trackers[duty]
-            keys, ends = tracker.due_rereads(now_us, delays, late)
-            if len(restored) and resolution is not None:
-                back_keys, back_ends = tracker.missing_of(restored)
-                pairs = np.unique(
-                    np.stack(
-                        [np.concatenate([keys, back_keys]), np.concatenate([ends, back_ends])]
-                    ),
-                    axis=1,
-                )
-                keys, ends = pairs[0], pairs[1]
+            keys, ends = tracker.due_rereads(
+                now_us, delays, late, restored if resolution is not None else None
+            )
             if tracker.old_gaps and resolution is not None:
                 old_keys, old_ends = tracker.due_old_gaps(
                     now_us, late // dt.timedelta(microseconds=1)
