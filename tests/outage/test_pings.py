@@ -15,6 +15,7 @@ import pytest
 from kenshin.app import outages
 from kenshin.app.outages import OutageMonitor
 from kenshin.aroute.frames import PollResponse
+from kenshin.core.grouping import rank_within
 from kenshin.hes.polling import PollBook
 from kenshin.mdms.duckdb_store import DuckDBStore
 from tests.outage.test_inference import COLLECTOR, TOPOLOGY, N, _tx
@@ -129,6 +130,6 @@ def test_no_more_pings_per_collector_a_tick_than_the_budget(monkeypatch) -> None
 
 @pytest.mark.parametrize("groups", [[5, 5, 1, 5, 1, 2], [0], []])
 def test_rank_within_counts_each_group_in_order(groups: list[int]) -> None:
-    ranks = outages._rank_within(np.array(groups, np.int64)).tolist()
+    ranks = rank_within(np.array(groups, np.int64)).tolist()
     expected = [groups[:i].count(g) for i, g in enumerate(groups)]
     assert ranks == expected

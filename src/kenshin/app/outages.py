@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kenshin.core.grouping import rank_within
 from kenshin.grid.topology import Topology
 from kenshin.hes.polling import PollState
 from kenshin.mdms.store import OutageLog
@@ -22,17 +23,6 @@ PINGS_PER_TICK = 200
 # a collector keeps 4 polls in flight and a ping unanswered holds its place a minute: about 20
 # a tick where nothing answers
 PINGS_PER_COLLECTOR = 16
-
-
-def _rank_within(groups: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Each element's place among the earlier elements of its group (0, 1, 2 …)."""
-    order = np.argsort(groups, kind="stable")
-    sorted_groups = groups[order]
-    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
-    place = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
-    rank = np.empty(len(groups), np.int64)
-    rank[order] = place
-    return rank
 
 
 CONTROL_TURN_US = 5 * 60_000_000  # the control behind a collector changes every 5 minutes
@@ -99,7 +89,7 @@ class OutageMonitor:
         ]
         # no more per collector than it can finish before the next tick, where no answer
         # comes: what is asked waits in the poll book behind the rest
-        wanted = wanted[_rank_within(self.engine.collector_of[wanted]) < PINGS_PER_COLLECTOR]
+        wanted = wanted[rank_within(self.engine.collector_of[wanted]) < PINGS_PER_COLLECTOR]
         wanted = wanted[:PINGS_PER_TICK]
         if len(wanted):
             self._pinged_us[wanted] = now_us

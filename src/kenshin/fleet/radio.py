@@ -40,6 +40,7 @@ from kenshin.aroute.messages import IntervalBlock, RegisterBlock
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.core.channels import Channel
 from kenshin.core.events import EventCode
+from kenshin.core.grouping import rank_within
 from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.switch import SwitchState, Trigger, next_state
 from kenshin.core.timeslots import US_PER_DAY, US_PER_MINUTE, Resolution
@@ -204,13 +205,7 @@ class MeterRadio:
     def _next_counters_repeating(self, keys: Keys) -> npt.NDArray[np.int64]:
         """The same where a meter sends several frames at once: its counters rise in the
         order of ``keys``."""
-        order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        place = np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
-        rank = np.empty(len(keys), np.int64)
-        rank[order] = place
-        counters = self.up_counter[keys] + rank + 1
+        counters = self.up_counter[keys] + rank_within(keys) + 1
         np.add.at(self.up_counter, keys, 1)
         return counters
 
