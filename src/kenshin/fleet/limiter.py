@@ -7,12 +7,13 @@ Each 5-minute step, for every meter with a switch (single-phase LV; HV has none,
   and step (lognormal, median ``PEAK_MEDIAN``: a kettle or a microwave on top of the rest);
 - a household **not used to** the cap trips once when its peak goes over it; after the re-close
   it sheds (puts off the dryer, the second heater) and keeps its mean under ``cap / SAFE_MARGIN``
-  — but never under its **essential** load (fridge, lights, standby, some cooking:
-  ``ESSENTIAL_SHARE`` of its demand, at least ``ESSENTIAL_MIN_W``);
+  — but never under its **essential** load (fridge, lights, standby, some cooking, at least
+  ``ESSENTIAL_MIN_W``);
 - a household used to the cap that still wants more than ``cap / SAFE_MARGIN`` trips again with
   ``RETRY_TRIP`` per step (an appliance tried again);
-- a household whose essential load alone peaks over the cap cannot adapt: it trips again each
-  time the switch re-closes, until the lockout;
+- a household whose essential load alone (``ESSENTIAL_SHARE`` of its usual demand, a moving
+  average over ``USUAL_HOURS``, with the compressors' peak) is over the cap cannot adapt: it
+  trips again each time the switch re-closes, until the lockout;
 - **lockout** after the area's count of trips within its window: nothing flows until a reset;
 - what was shed comes back later in part (``DEFERRED_SHARE``: laundry, a dishwasher, water
   heating) once the household is no longer held back, at most ``REBOUND_MAX`` of its demand a
@@ -42,8 +43,10 @@ STEP_S = 300
 PEAK_MEDIAN = 1.5  # a step's peak import / its mean (assumption: docs/control.md)
 PEAK_SIGMA = 0.25
 SAFE_MARGIN = 1.3  # a household used to its cap keeps its mean this far under it
-ESSENTIAL_SHARE = 0.35  # of the demand, not shed
+ESSENTIAL_SHARE = 0.35  # of the household's usual demand, never shed
 ESSENTIAL_MIN_W = 150.0
+ESSENTIAL_PEAK = 1.2  # fridge compressors starting: the essential load's peak / its mean
+USUAL_HOURS = 2.0  # the usual demand: a moving average over about this long
 RETRY_TRIP = 0.1  # per step, for a household held back by its cap
 DEFERRED_SHARE = 0.5  # of the energy shed, used later
 REBOUND_MAX = 0.3  # of the demand, per step, when the deferred energy comes back
@@ -112,6 +115,7 @@ class Limiter:
         self._trip_slot = np.zeros(n, np.int64)
         self.used_to_a = habit_a.copy()  # the limit a household has learned to live with
         self.deferred_wh = np.zeros(n)
+        self.usual_w: F64 | None = None  # each household's usual demand (moving average)
         self._was = states.copy()
         self.trips = 0
         self.lockouts = 0
@@ -128,6 +132,11 @@ class Limiter:
         closed, what happened)."""
         s = self.settings
         events: list[tuple[npt.NDArray[np.int64], EventCode, npt.NDArray[np.int64]]] = []
+        if self.usual_w is None:
+            self.usual_w = demand_w.astype(np.float64).copy()
+        else:
+            weight = STEP_S / 3600 / USUAL_HOURS
+            self.usual_w += weight * (demand_w - self.usual_w)
         step_us = STEP_S * 1_000_000
         end_us = start_us + step_us
         # reconnected or reset by a command since the last step: the trip history starts over
@@ -159,13 +168,14 @@ class Limiter:
         demand = demand_w[w]
         cap = limit_a[w].astype(np.float64) * VOLTS
         comfortable = cap / SAFE_MARGIN
-        essential = np.minimum(demand, np.maximum(ESSENTIAL_SHARE * demand, ESSENTIAL_MIN_W))
+        usual = self.usual_w[w]
+        essential = np.minimum(demand, np.maximum(ESSENTIAL_SHARE * usual, ESSENTIAL_MIN_W))
         peak = self._rng.lognormal(np.log(PEAK_MEDIAN), PEAK_SIGMA, len(w))
         import_w = np.maximum(demand - pv_w[w], 0.0)
         new_cap = self.used_to_a[w] != limit_a[w]
         over = import_w * peak > cap
         held = ~new_cap & (demand > comfortable)
-        hopeless = np.maximum(essential - pv_w[w], 0.0) * peak > cap
+        hopeless = np.maximum(essential - pv_w[w], 0.0) * ESSENTIAL_PEAK > cap
         retry = held & (self._rng.random(len(w)) < RETRY_TRIP)
         tripping = (over & new_cap) | retry | (over & hopeless)
         shedding = tripping | held
