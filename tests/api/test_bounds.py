@@ -55,7 +55,7 @@ def _system() -> EmbeddedSystem:
 
 
 SYSTEM = _system()
-APP = create_app(SYSTEM.store, hes=SYSTEM.hes, hes_lock=threading.Lock())
+APP = create_app(SYSTEM.store, hes=SYSTEM.hes, hes_lock=threading.Lock(), control=SYSTEM.control)
 SPID = str(SYSTEM.fleet.population.supply_point_id[0])
 
 

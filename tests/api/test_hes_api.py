@@ -36,7 +36,9 @@ def running() -> tuple[EmbeddedSystem, TestClient]:
     )
     system.run(START + dt.timedelta(hours=3))
     system.mdms.flush()
-    app = create_app(system.store, hes=system.hes, hes_lock=threading.Lock())
+    app = create_app(
+        system.store, hes=system.hes, hes_lock=threading.Lock(), control=system.control
+    )
     return system, authorized(TestClient(app))
 
 
@@ -93,6 +95,35 @@ def test_a_command_is_queued_then_acknowledged(running) -> None:
     system.run(system.now + dt.timedelta(minutes=30))
     done = client.get(f"{V1}/hes/commands/{command['command_id']}").json()
     assert done["state"] == "acknowledged" and done["ack_status"] == "ok"
+
+
+def test_switching_commands_go_signed_and_only_with_the_control_key(running) -> None:
+    """Issue 16: the API (the business system's front door) signs a disconnect, reconnect or
+    limit with the control key; an API without that key refuses them, and the meter refuses
+    what its key did not sign."""
+    system, client = running
+    spid = _spid(system, Generation.GEN2, (MeterClass.LV_1P2W, MeterClass.LV_1P3W))
+    key = int(system.store.find_meter(spid)["meter_key"])
+    response = client.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_open"})
+    assert response.status_code == 202, response.text
+    record = system.hes.commands.get(response.json()["command_id"])
+    assert record.authorization is not None  # signed by the API, carried by the head-end
+    system.run(system.now + dt.timedelta(minutes=30))
+    assert not system.fleet.meters.switch_closed[key]
+    closing = client.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_close"})
+    assert closing.status_code == 202
+    system.run(system.now + dt.timedelta(minutes=30))
+    assert system.fleet.meters.switch_closed[key]
+    # an API holding no control key: refused at once, one clear line, nothing queued
+    unsigned = create_app(system.store, hes=system.hes, hes_lock=threading.Lock())
+    bare = authorized(TestClient(unsigned))
+    before = len(system.hes.commands.list(key, None, 1000, None))
+    refused = bare.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_open"})
+    assert refused.status_code == 409 and "control key" in refused.json()["error"]["message"]
+    assert len(system.hes.commands.list(key, None, 1000, None)) == before
+    # what changes no supply needs no signature
+    soft = bare.post(f"{V1}/meters/{spid}/commands", json={"kind": "set_soft_switch", "value": 30})
+    assert soft.status_code == 202
 
 
 def test_a_command_the_meter_cannot_do_is_refused(running) -> None:

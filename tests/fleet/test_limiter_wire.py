@@ -37,8 +37,11 @@ def test_lower_limits_trip_lock_out_and_cut_the_energy() -> None:
     candidates = np.flatnonzero(control.fleet.meters.has_switch & (pop.contract_a >= 30))
     households = candidates[np.argsort(-alone_all[candidates], kind="stable")[:40]]
     now = to_epoch_us(EVENING)
+    limit = CommandKind.SET_AMPERE_LIMIT
     records = [
-        control.hes.commands.request(int(key), CommandKind.SET_AMPERE_LIMIT, (10,), now)
+        control.hes.commands.request(
+            int(key), limit, (10,), now, authorization=control.authorize(int(key), limit, (10,))
+        )
         for key in households
     ]
     control.run(EVENING + dt.timedelta(minutes=20))
@@ -83,8 +86,11 @@ def test_lower_limits_trip_lock_out_and_cut_the_energy() -> None:
     assert answer.state is PollState.ANSWERED and answer.response is not None
     assert answer.response.state & OperatingState.LOCKED_OUT
     assert not answer.response.state & OperatingState.SWITCH_CLOSED
-    control.hes.commands.request(key, CommandKind.SET_AMPERE_LIMIT, (30,), to_epoch_us(control.now))
-    control.hes.commands.request(key, CommandKind.SWITCH_CLOSE, (), to_epoch_us(control.now))
+    at = to_epoch_us(control.now)
+    back = control.authorize(key, limit, (30,))
+    control.hes.commands.request(key, limit, (30,), at, authorization=back)
+    reset = control.authorize(key, CommandKind.SWITCH_CLOSE)
+    control.hes.commands.request(key, CommandKind.SWITCH_CLOSE, (), at, authorization=reset)
     control.run(control.now + dt.timedelta(minutes=10))
     assert control.fleet.meters.switch_state[key] == SwitchState.CONNECTED
     control.close()

@@ -13,6 +13,7 @@ from kenshin.aroute.frames import AckStatus, Command, CommandKind, FrameType, Po
 from kenshin.aroute.keys import DEV_MASTER_KEY, KeyRing
 from kenshin.aroute.registry import MeterRegistry
 from kenshin.aroute.replay import MemoryReplayGuard
+from kenshin.control.signing import ControlSigner
 from kenshin.core.meterspec import Generation, MeterClass
 from kenshin.core.timeslots import JST, US_PER_MINUTE, Resolution
 from kenshin.errors import InvalidSetting
@@ -20,6 +21,7 @@ from kenshin.fleet.radio import MeterRadio
 from kenshin.fleet.simulator import Fleet, FleetConfig
 
 START = dt.datetime(2026, 7, 1, tzinfo=JST)
+CONTROL = ControlSigner.generate()  # the business system's key; the meters hold its public half
 
 
 def _radio(fleet: Fleet, send_15min: bool = True) -> MeterRadio:
@@ -31,7 +33,15 @@ def _radio(fleet: Fleet, send_15min: bool = True) -> MeterRadio:
         send_15min=send_15min,
         offpeak=(dt.time(1), dt.time(5)),
         seed=3,
+        control_key=CONTROL.public_key,
     )
+
+
+def _signed(radio: MeterRadio, key: int, command_id: int, kind: CommandKind, *args: int) -> Command:
+    """A switching command as the business system signs it for this meter, valid an hour."""
+    device = int(radio.device_ids[key])
+    authorization = CONTROL.authorize(device, kind, args, radio.meters.now_us)
+    return Command(command_id, kind, *(*args, 0, 0, 0)[:3], authorization)
 
 
 @pytest.fixture
@@ -72,13 +82,14 @@ def _ack(radio: MeterRadio, frames: list[bytes]) -> tuple[AckStatus, int]:
 
 def test_a_command_acts_once_and_its_replay_does_nothing(radio) -> None:
     key = _lv_gen2(radio)
-    frame = _down(radio, key, 10, Command(1, CommandKind.SET_AMPERE_LIMIT, 30))
+    frame = _down(radio, key, 10, _signed(radio, key, 1, CommandKind.SET_AMPERE_LIMIT, 30))
     answer = radio.receive(frame)
     assert answer is not None and _ack(radio, answer.frames) == (AckStatus.OK, 30)
     assert int(radio.meters.ampere_limit_a[key]) == 30
     radio.meters.ampere_limit_a[key] = 40
     assert radio.receive(frame) is None  # the same frame again: refused
-    assert radio.receive(_down(radio, key, 9, Command(2, CommandKind.SWITCH_OPEN))) is None
+    opening = _signed(radio, key, 2, CommandKind.SWITCH_OPEN)
+    assert radio.receive(_down(radio, key, 9, opening)) is None  # an old frame counter
     assert int(radio.meters.ampere_limit_a[key]) == 40 and bool(radio.meters.switch_closed[key])
 
 
@@ -162,3 +173,68 @@ def test_hv_meter_refuses_switching_itself(radio) -> None:
     answer = radio.receive(_down(radio, key, 5, Command(7, CommandKind.SWITCH_OPEN)))
     assert answer is not None
     assert _ack(radio, answer.frames)[0] is AckStatus.REJECTED_UNSUPPORTED
+
+
+# ---- switching commands need the business system's signature (issue 16; SPEC X1, X2) ----------
+
+
+def _status(radio: MeterRadio, key: int, counter: int, command: Command) -> AckStatus:
+    answer = radio.receive(_down(radio, key, counter, command))
+    assert answer is not None  # authentic on the A-route: the meter answers
+    return _ack(radio, answer.frames)[0]
+
+
+def test_the_head_end_key_alone_opens_no_switch(radio) -> None:
+    """An attacker holding the head-end's A-route key (frames authentic, counters fresh) but not
+    the business system's control key changes no switch and no limit."""
+    key = _lv_gen2(radio)
+    device = int(radio.device_ids[key])
+    other = ControlSigner.generate()  # a key the meter was not provisioned with
+    now = radio.meters.now_us
+    hour = 3_600_000_000
+    opening, closing, limiting = (
+        CommandKind.SWITCH_OPEN,
+        CommandKind.SWITCH_CLOSE,
+        CommandKind.SET_AMPERE_LIMIT,
+    )
+
+    def command(number: int, kind: CommandKind, arg: int, authorization=None) -> Command:  # type: ignore[no-untyped-def]
+        return Command(number, kind, arg, 0, 0, authorization)
+
+    attempts = [
+        command(1, opening, 0),  # unsigned
+        command(2, opening, 0, other.authorize(device, opening, (), now)),  # another key
+        # signed for another meter, or another command, or another limit
+        command(3, opening, 0, CONTROL.authorize(device + 1, opening, (), now)),
+        command(4, opening, 0, CONTROL.authorize(device, closing, (), now)),
+        command(5, limiting, 10, CONTROL.authorize(device, limiting, (30,), now)),
+        # out of its window: expired, or not yet valid
+        command(6, opening, 0, CONTROL.authorize(device, opening, (), now - 2 * hour)),
+        command(7, opening, 0, CONTROL.authorize(device, opening, (), now + hour)),
+    ]
+    limit = int(radio.meters.ampere_limit_a[key])
+    for counter, command in enumerate(attempts, start=100):
+        assert _status(radio, key, counter, command) is AckStatus.REJECTED_UNAUTHORIZED, command
+    assert bool(radio.meters.switch_closed[key]) and int(radio.meters.ampere_limit_a[key]) == limit
+    assert radio.unauthorized == len(attempts)
+
+
+def test_a_signed_command_replayed_or_retried(radio) -> None:
+    key = _lv_gen2(radio)
+    first = _signed(radio, key, 1, CommandKind.SET_AMPERE_LIMIT, 20)
+    second = _signed(radio, key, 2, CommandKind.SET_AMPERE_LIMIT, 30)
+    assert _status(radio, key, 200, second) is AckStatus.OK
+    assert int(radio.meters.ampere_limit_a[key]) == 30
+    # the older one, in a fresh frame: its nonce is behind the last one done
+    assert _status(radio, key, 201, first) is AckStatus.REJECTED_UNAUTHORIZED
+    assert int(radio.meters.ampere_limit_a[key]) == 30
+    # the same command retried (its ack was lost): acknowledged, not done again
+    radio.meters.ampere_limit_a[key] = 40  # (as if changed on site since)
+    assert _status(radio, key, 202, second) is AckStatus.OK
+    assert int(radio.meters.ampere_limit_a[key]) == 40
+    # a meter provisioned with no control key refuses every switching command
+    radio.control_key = None
+    assert _status(radio, key, 203, _signed(radio, key, 3, CommandKind.SWITCH_OPEN)) is (
+        AckStatus.REJECTED_UNAUTHORIZED
+    )
+    assert bool(radio.meters.switch_closed[key])

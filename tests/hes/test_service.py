@@ -171,7 +171,9 @@ def _now(system: EmbeddedSystem) -> int:
 
 def test_ampere_limit_command_reaches_the_meter_and_is_acknowledged(system) -> None:
     key = _meter(system, Generation.GEN2, (MeterClass.LV_1P3W,))
-    record = system.hes.commands.request(key, CommandKind.SET_AMPERE_LIMIT, (50,), _now(system))
+    kind = CommandKind.SET_AMPERE_LIMIT
+    signed = system.authorize(key, kind, (50,))  # by the business system (issue 16)
+    record = system.hes.commands.request(key, kind, (50,), _now(system), authorization=signed)
     assert record.state is CommandState.QUEUED
     system.run(system.now + dt.timedelta(minutes=30))
     done = system.hes.commands.get(record.command_id)
@@ -213,7 +215,10 @@ def test_a_command_that_never_gets_through_fails_after_retries(system) -> None:
         forward(collector, encode_envelope(collector, env.sent_at_us, 0, keep), now_us)
 
     field.receive_downlink = lose_this_meters_frames  # type: ignore[method-assign]
-    record = system.hes.commands.request(key, CommandKind.SWITCH_OPEN, (), _now(system))
+    signed = system.authorize(key, CommandKind.SWITCH_OPEN)
+    record = system.hes.commands.request(
+        key, CommandKind.SWITCH_OPEN, (), _now(system), authorization=signed
+    )
     system.run(system.now + dt.timedelta(hours=1))
     done = system.hes.commands.get(record.command_id)
     assert done.state is CommandState.FAILED and done.attempts == 3

@@ -11,13 +11,16 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from kenshin.api.report_routes import csv_bytes
+from kenshin.aroute.authorization import PROTECTED_KINDS
 from kenshin.aroute.frames import CommandKind
+from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
@@ -76,7 +79,12 @@ def command_view(record: CommandRecord, spid: str) -> dict[str, Any]:
     }
 
 
-def hes_router(hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = None) -> APIRouter:
+def hes_router(
+    hes: HeadEnd,
+    store: ReadingStore,
+    lock: threading.Lock | None = None,
+    control: ControlSigner | None = None,
+) -> APIRouter:
     """The head-end's ``/api/v1`` routes (its metrics are served by the app's ``/metrics``)."""
     api = APIRouter(tags=["head-end"])
 
@@ -161,8 +169,20 @@ def hes_router(hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = 
             raise InvalidInput(f"{request.kind} needs a value")
         args = (request.value or 0,) if needs_value else ()
         key = meter_key(supply_point_id)
+        if kind in PROTECTED_KINDS and control is None:
+            message = (
+                "this API holds no control key: a disconnect, reconnect or ampere limit must be "
+                "signed by the business system (docs/control.md)"
+            )
+            return JSONResponse(
+                {"error": {"code": "command_refused", "message": message}}, status_code=409
+            )
         with guard():
             now_us = to_epoch_us(hes.clock.now())
+            signed = None
+            if kind in PROTECTED_KINDS and control is not None:  # the business system signs
+                device = int(hes.registry.device_ids_of(np.array([key], np.int64))[0])
+                signed = control.authorize(device, kind, args, now_us)
             record = hes.commands.request(
                 key,
                 kind,
@@ -170,6 +190,7 @@ def hes_router(hes: HeadEnd, store: ReadingStore, lock: threading.Lock | None = 
                 now_us,
                 requested_by=caller.state.principal.name,
                 idempotency_key=request.idempotency_key,
+                authorization=signed,
             )
         view = command_view(record, validate_supply_point_id(supply_point_id))
         if record.state is CommandState.REJECTED:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kenshin.app.pacing import Pacer
 from kenshin.app.system import fleet_policy, simulated_field
@@ -354,6 +355,7 @@ def run_fleet(
     worker_timeout_s: float = 120.0,
     on_wait: Callable[[str], None] | None = None,
     state_path: Path | None = None,
+    control_key: Ed25519PublicKey | None = None,
 ) -> FleetRun:
     """Simulate ``days`` of the fleet and publish its envelopes; ``speed=None`` is as fast as
     possible, otherwise simulated time runs ``speed`` × the wall clock.
@@ -369,10 +371,17 @@ def run_fleet(
     ``state_path``: the meters' state between runs (:mod:`kenshin.fleet.state`): when the file
     holds this fleet's state, the run resumes where the last one stopped (frame counters go on
     rising, so the head-end takes the frames), and it is written before each step's frames
-    leave.
+    leave. ``control_key``: the business system's public key the meters check switching
+    commands with (none: they refuse them).
     """
     policy = fleet_policy(config, policy)
-    field = simulated_field(Fleet(config), policy, KeyRing(load_master_key(master_key)), network)
+    field = simulated_field(
+        Fleet(config),
+        policy,
+        KeyRing(load_master_key(master_key)),
+        network,
+        control_key=control_key,
+    )
     resumed = resume_fleet(field, state_path)
     area = config.area.code
     downs: queue.Queue[Delivery] = queue.Queue()

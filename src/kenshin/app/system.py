@@ -22,14 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from kenshin.app.outages import OutageMonitor
 from kenshin.app.stores import remember_archive
+from kenshin.aroute.frames import Authorization, CommandKind
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import MemoryBroker
 from kenshin.aroute.mqtt import shared_up_subscription, up_topic
 from kenshin.aroute.network import Network, NetworkConfig
 from kenshin.aroute.replay import MemoryReplayGuard
 from kenshin.aroute.transport import InProcessTransport
+from kenshin.control.signing import ControlSigner
 from kenshin.core.batches import ReadingSink
 from kenshin.core.clock import Clock, SteppedClock
 from kenshin.core.timeslots import US_PER_MINUTE, Resolution, from_epoch_us, to_epoch_us
@@ -108,6 +112,8 @@ def simulated_field(
     policy: CollectionPolicy,
     keys: KeyRing,
     network: NetworkConfig | None = None,
+    *,
+    control_key: Ed25519PublicKey | None = None,
 ) -> Field:
     """The fleet's radios on the network model, sending what ``policy`` (the head-end's duties,
     agreeing with the fleet: :func:`fleet_policy`) asks: one build for the embedded wire path,
@@ -120,6 +126,7 @@ def simulated_field(
         net,
         send_15min=config.send_15min,
         offpeak=(policy.offpeak_start, policy.offpeak_end),
+        control_key=control_key,
     )
 
 
@@ -323,14 +330,20 @@ class WireSystem(EmbeddedSystem):
         policy: CollectionPolicy | None = None,
         master_key: str | None = None,
         outages: bool = False,
+        control: ControlSigner | None = None,
         **common: Any,
     ) -> None:
-        """``outages``: run the outage engine after every step (issue 15; ``kenshin up``)."""
+        """``outages``: run the outage engine after every step (issue 15; ``kenshin up``);
+        ``control``: the business system's control key, which signs switching commands and
+        whose public half the meters are provisioned with (issue 16; default: a new one)."""
         checked = fleet_policy(config, policy)  # a contradiction is refused before anything opens
         super().__init__(config, db, **common)
         self.policy = checked
         keys = KeyRing(load_master_key(master_key))
-        self.field = simulated_field(self.fleet, self.policy, keys, network)
+        self.control = control or ControlSigner.generate()
+        self.field = simulated_field(
+            self.fleet, self.policy, keys, network, control_key=self.control.public_key
+        )
         self.network = self.field.network
         self.hes = HeadEnd(
             self.sink,
@@ -363,6 +376,14 @@ class WireSystem(EmbeddedSystem):
                 self.hes,
                 self.store,
             )
+
+    def authorize(
+        self, meter_key: int, kind: CommandKind, args: tuple[int, ...] = ()
+    ) -> Authorization:
+        """The business system's signature on a switching command for one meter, valid for an
+        hour from now (what the API does for an operator; tests and drills call it directly)."""
+        device = int(self.fleet.population.device_id[meter_key])
+        return self.control.authorize(device, kind, args, to_epoch_us(self.clock.now()))
 
     def _downlink(self, collector: str, envelope: bytes) -> None:
         assert self.field is not None
@@ -457,9 +478,11 @@ def build_system(
         raise InvalidSetting(
             "faults (outages, breaker trips, collector failures) need the wire A-route"
         )
-    wire_only = sorted(k for k in ("network", "policy", "master_key") if kwargs.get(k) is not None)
+    wire_only = sorted(
+        k for k in ("network", "policy", "master_key", "control") if kwargs.get(k) is not None
+    )
     if wire_only:
         raise InvalidSetting(f"{', '.join(wire_only)}: only for the wire A-route")
-    for key in ("network", "policy", "master_key"):
+    for key in ("network", "policy", "master_key", "control"):
         kwargs.pop(key, None)
     return DirectSystem(config, db, **kwargs)

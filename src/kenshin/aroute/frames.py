@@ -70,6 +70,7 @@ class AckStatus(IntEnum):
     REJECTED_OUT_OF_RANGE = 2  # argument outside what the meter accepts
     REJECTED_NOT_HELD = 3  # RESEND of values the meter no longer keeps
     FAILED = 4  # accepted but could not be carried out
+    REJECTED_UNAUTHORIZED = 5  # a switching command without a valid business signature
 
 
 class RejectReason(IntEnum):
@@ -117,12 +118,23 @@ class PollResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class Authorization:
+    """The business system's signature on a switching command (``aroute.authorization``)."""
+
+    not_before_us: int  # the meter's clock, epoch µs
+    not_after_us: int
+    nonce: int  # u64, rising per signer
+    signature: bytes  # Ed25519, 64 bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     command_id: int  # u32, echoed in the acknowledgement
     kind: CommandKind
     arg1: int = 0  # u32 arguments; meaning by kind (see CommandKind)
     arg2: int = 0
     arg3: int = 0
+    authorization: Authorization | None = None  # switching commands (issue 16)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from rich.console import Console
 from kenshin.app.live import UP_SCHEMA, LiveRunner
 from kenshin.app.stores import StoreLocation, StoreMode, open_store
 from kenshin.app.system import build_system
+from kenshin.control.signing import CONTROL_KEY_FILE, ControlSigner
 from kenshin.core.clock import AcceleratedClock
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
@@ -56,11 +57,14 @@ def run_live(
     console.print(f"storing in {store.describe(UP_SCHEMA)} (recreated)")
 
     console.print(f"building a fleet of {meters:,} meters, simulating the last {backfill_hours} h…")
+    # the business system's control key: it signs switching commands, the meters check them
+    control = ControlSigner.from_file(store.directory / CONTROL_KEY_FILE)
     system = build_system(
         FleetConfig(n_meters=meters, start=start, seed=seed, area=area, send_15min=send_15min),
         store=opened,
         aroute="wire",
         outages=True,  # the outage engine runs live (issue 15)
+        control=control,
     )
     if backfill_hours:
         system.run(origin)
@@ -96,6 +100,7 @@ def run_live(
         hes_lock=runner.lock,
         clock=system.clock.now,  # manual edits carry the simulated time
         broute_credentials=registry,
+        control=control,
         figures=lambda: {
             **mdms_figures(system.mdms, system.schedule),
             **outage_figures(system.outages),

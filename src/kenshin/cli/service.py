@@ -142,8 +142,18 @@ def hes(
             )
             security = Security(opened, opened)
             admin = ensure_local_admin(security, location.directory)
+            from kenshin.control.signing import CONTROL_KEY_FILE, ControlSigner
+
+            # the business system's key: `kenshin fleet` reads its public half (.pub) for the
+            # meters
+            control = ControlSigner.from_file(location.directory / CONTROL_KEY_FILE)
             app = create_app(
-                opened, hes=head_end, hes_lock=lock, figures=figures, security=security
+                opened,
+                hes=head_end,
+                hes_lock=lock,
+                figures=figures,
+                security=security,
+                control=control,
             )
             serve_in_background(app, api_port)
             if admin.registered:
@@ -221,6 +231,15 @@ def fleet(
             show_default=False,
         ),
     ] = None,
+    control_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The business system's control public key (PEM) the meters check switching "
+            "commands with. Default: data/kenshin-control.key.pub when it exists (`kenshin hes "
+            "--api-port` writes it); without one the meters refuse every switching command.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run simulated meters, network and collectors, publishing to a broker (see `kenshin hes`).
     A second run goes on where the first stopped, as real meters do (their frame counters keep
@@ -245,6 +264,11 @@ def fleet(
             start = str(held.settings.get("start", ""))[:10] or None
     config = fleet_config(meters, seed, area, start, days, send_15min=send_15min)
     key = master_key_hex(master_key, master_key_file, dev_key)
+    from kenshin.control.signing import CONTROL_KEY_FILE, load_public_key, public_key_path
+
+    default_public = public_key_path(DATA_DIR / CONTROL_KEY_FILE)
+    public = control_key or (default_public if default_public.exists() else None)
+    meters_key = None if public is None else load_public_key(public)
     # the development key is said on the progress bar and in the summary, not on a line of its
     # own before the broker is reached: an error is then the only line
     title = "[bold]fleet[/] [red](development key: frames NOT protected)[/]" if dev_key else ""
@@ -261,6 +285,7 @@ def fleet(
             worker_timeout_s=worker_timeout,
             on_wait=lambda line: progress.console.print(line, markup=False, highlight=False),
             state_path=state_path,
+            control_key=meters_key,
         )
     table = Table(title=f"kenshin fleet → {broker}", show_header=False)
     f = result.field

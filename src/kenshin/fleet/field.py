@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kenshin.aroute.codec.envelope import decode_envelope, encode_envelope
 from kenshin.aroute.keys import KeyRing
@@ -192,9 +193,11 @@ def build_field(
     *,
     send_15min: bool,
     offpeak: tuple[dt.time, dt.time],
+    control_key: Ed25519PublicKey | None = None,
 ) -> Field:
     """Radios for every meter of ``fleet`` (A2/A3 samples as the fleet chose them), on
-    ``network``."""
+    ``network``; ``control_key``: the business system's public key the meters check switching
+    commands with (none: they refuse them)."""
     radio = MeterRadio(
         fleet.meters,
         keys,
@@ -203,5 +206,6 @@ def build_field(
         send_15min=send_15min,
         offpeak=offpeak,
         seed=fleet.config.seed,
+        control_key=control_key,
     )
     return Field(fleet, radio, network)

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from kenshin.aroute.authorization import refusal
 from kenshin.aroute.codec.decode import open_downlink
 from kenshin.aroute.codec.encode import encode_frame, encode_interval_frames
 from kenshin.aroute.frames import (
@@ -89,10 +91,16 @@ class MeterRadio:
         send_15min: bool,
         offpeak: tuple[dt.time, dt.time],
         seed: int,
+        control_key: Ed25519PublicKey | None = None,
     ) -> None:
+        """``control_key``: the business system's public key the meters were provisioned with;
+        without one they refuse every switching command (issue 16, ``aroute.authorization``)."""
         pop = meters.population
         n = len(pop)
         self.meters = meters
+        self.control_key = control_key
+        self.last_nonce = np.zeros(n, dtype=np.uint64)  # of the last switching command done
+        self.unauthorized = 0  # switching commands refused for their signature
         self.population = pop
         self.keys = keys
         self.device_ids = pop.device_id.astype(np.uint64)
@@ -372,6 +380,25 @@ class MeterRadio:
         ):
             if not spec.has_switch or spec.max_ampere_limit_a is None:
                 return ack(AckStatus.REJECTED_UNSUPPORTED)
+            args = (cmd.arg1, cmd.arg2, cmd.arg3)
+            last = int(self.last_nonce[key])
+            why = refusal(
+                self.control_key,
+                int(self.device_ids[key]),
+                kind,
+                args,
+                cmd.authorization,
+                self.meters.now_us,
+                last,
+            )
+            if why is not None:
+                self.unauthorized += 1
+                log.warning("meter %d refused %s: %s", key, kind.name, why)
+                return ack(AckStatus.REJECTED_UNAUTHORIZED)
+            assert cmd.authorization is not None
+            if cmd.authorization.nonce == last:  # the same command again (its ack was lost)
+                return ack(AckStatus.OK, cmd.arg1 if kind is CommandKind.SET_AMPERE_LIMIT else 0)
+            self.last_nonce[key] = cmd.authorization.nonce
             if kind is CommandKind.SET_AMPERE_LIMIT:
                 if not 1 <= cmd.arg1 <= spec.max_ampere_limit_a:
                     return ack(AckStatus.REJECTED_OUT_OF_RANGE)

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from kenshin.aroute.frames import AckStatus, Command, CommandAck, CommandKind
+from kenshin.aroute.frames import AckStatus, Authorization, Command, CommandAck, CommandKind
 from kenshin.core.timeslots import US_PER_MINUTE
 from kenshin.errors import (
     IdempotencyConflict,
@@ -95,10 +95,12 @@ class CommandRecord(NamedTuple):
     ack_status: AckStatus | None = None
     ack_detail: int | None = None
     reason: str = ""  # why refused, rejected, failed or expired
+    # a switching command's signature by the business system, carried as it came (issue 16)
+    authorization: Authorization | None = None
 
     @property
     def command(self) -> Command:
-        return Command(self.command_id, self.kind, *self.args)
+        return Command(self.command_id, self.kind, *self.args, self.authorization)
 
 
 class AuditEntry(NamedTuple):
@@ -211,6 +213,7 @@ class CommandBook:
         idempotency_key: str | None = None,
         requested_by: str = "api",
         expires_at_us: int | None = None,
+        authorization: Authorization | None = None,
     ) -> CommandRecord:
         """Check and queue one command (``args``: up to three u32, see :class:`CommandKind`).
 
@@ -235,6 +238,7 @@ class CommandBook:
             expires,
             detail,
             bulk=False,
+            authorization=authorization,
         )
 
     def request_many(
@@ -324,6 +328,7 @@ class CommandBook:
         expires_at_us: int,
         detail: str,
         bulk: bool,
+        authorization: Authorization | None = None,
     ) -> CommandRecord:
         if idempotency_key is not None and idempotency_key in self._idempotency:
             existing = self._records[self._idempotency[idempotency_key]]
@@ -349,6 +354,7 @@ class CommandBook:
             expires_at_us,
             idempotency_key,
             not_before_us=now_us,
+            authorization=authorization,
         )
         self._records[command_id] = record
         self._by_meter.setdefault(meter_key, []).append(command_id)

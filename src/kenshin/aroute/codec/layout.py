@@ -17,6 +17,7 @@ import numpy as np
 
 from kenshin.aroute.frames import (
     AckStatus,
+    Authorization,
     Command,
     CommandAck,
     CommandKind,
@@ -66,6 +67,8 @@ _POLL_REQUEST = struct.Struct(">I")
 # voltage_dv, forward_register, reverse_register
 _POLL_RESPONSE = struct.Struct(">IqBHiIIHII")
 _COMMAND = struct.Struct(">IBIII")  # command_id, kind, arg1, arg2, arg3
+# … then, on switching commands, the business system's authorization (issue 16)
+_AUTHORIZATION = struct.Struct(">qqQ64s")  # not before, not after [µs], nonce, signature
 _COMMAND_ACK = struct.Struct(">IBI")  # command_id, status, detail
 _EVENT = struct.Struct(">BqI")  # code, at_us, detail
 
@@ -123,8 +126,16 @@ def pack_body(frame_type: FrameType, body: Body) -> bytes:
                 body.reverse_register,
             )
         if isinstance(body, Command):
-            return _COMMAND.pack(
+            packed = _COMMAND.pack(
                 body.command_id, CommandKind(body.kind), body.arg1, body.arg2, body.arg3
+            )
+            a = body.authorization
+            if a is None:
+                return packed
+            if len(a.signature) != 64:
+                raise FrameError(f"a signature is 64 bytes, got {len(a.signature)}")
+            return packed + _AUTHORIZATION.pack(
+                a.not_before_us, a.not_after_us, a.nonce, a.signature
             )
         if isinstance(body, CommandAck):
             return _COMMAND_ACK.pack(body.command_id, AckStatus(body.status), body.detail)
@@ -153,8 +164,13 @@ def unpack_body(frame_type: int, pt: bytes) -> Body:
             (rid,) = _POLL_REQUEST.unpack(pt)
             return PollRequest(rid)
         if frame_type == FrameType.COMMAND:
-            cid, kind, a1, a2, a3 = _COMMAND.unpack(pt)
-            return Command(cid, CommandKind(kind), a1, a2, a3)
+            cid, kind, a1, a2, a3 = _COMMAND.unpack_from(pt)
+            rest = pt[_COMMAND.size :]
+            if not rest:
+                return Command(cid, CommandKind(kind), a1, a2, a3)
+            before, after, nonce, signature = _AUTHORIZATION.unpack(rest)
+            authorization = Authorization(before, after, nonce, signature)
+            return Command(cid, CommandKind(kind), a1, a2, a3, authorization)
     except struct.error:
         raise BadPayload(f"body of {len(pt)} bytes does not fit the layout") from None
     except ValueError:
