@@ -76,19 +76,19 @@ def test_a_command_is_queued_then_acknowledged(running) -> None:
     spid = _spid(system, Generation.GEN2, (MeterClass.LV_1P2W, MeterClass.LV_1P3W))
     response = client.post(
         f"{V1}/meters/{spid}/commands",
-        json={"kind": "set_ampere_limit", "value": 40, "idempotency_key": "k-1"},
+        json={"kind": "set_ampere_limit", "value": 40, "idempotency_key": "k-1", "reason": "test"},
     )
     assert response.status_code == 202, response.text
     command = response.json()
     assert command["state"] == "queued" and command["supply_point_id"] == spid
     again = client.post(
         f"{V1}/meters/{spid}/commands",
-        json={"kind": "set_ampere_limit", "value": 40, "idempotency_key": "k-1"},
+        json={"kind": "set_ampere_limit", "value": 40, "idempotency_key": "k-1", "reason": "test"},
     )
     assert again.json()["command_id"] == command["command_id"]  # idempotent
     conflict = client.post(
         f"{V1}/meters/{spid}/commands",
-        json={"kind": "set_ampere_limit", "value": 30, "idempotency_key": "k-1"},
+        json={"kind": "set_ampere_limit", "value": 30, "idempotency_key": "k-1", "reason": "test"},
     )
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
@@ -104,13 +104,17 @@ def test_switching_commands_go_signed_and_only_with_the_control_key(running) -> 
     system, client = running
     spid = _spid(system, Generation.GEN2, (MeterClass.LV_1P2W, MeterClass.LV_1P3W))
     key = int(system.store.find_meter(spid)["meter_key"])
-    response = client.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_open"})
+    response = client.post(
+        f"{V1}/meters/{spid}/commands", json={"kind": "switch_open", "reason": "test"}
+    )
     assert response.status_code == 202, response.text
     record = system.hes.commands.get(response.json()["command_id"])
     assert record.authorization is not None  # signed by the API, carried by the head-end
     system.run(system.now + dt.timedelta(minutes=30))
     assert not system.fleet.meters.switch_closed[key]
-    closing = client.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_close"})
+    closing = client.post(
+        f"{V1}/meters/{spid}/commands", json={"kind": "switch_close", "reason": "test"}
+    )
     assert closing.status_code == 202
     system.run(system.now + dt.timedelta(minutes=30))
     assert system.fleet.meters.switch_closed[key]
@@ -118,7 +122,9 @@ def test_switching_commands_go_signed_and_only_with_the_control_key(running) -> 
     unsigned = create_app(system.store, hes=system.hes, hes_lock=threading.Lock())
     bare = authorized(TestClient(unsigned))
     before = len(system.hes.commands.list(key, None, 1000, None))
-    refused = bare.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_open"})
+    refused = bare.post(
+        f"{V1}/meters/{spid}/commands", json={"kind": "switch_open", "reason": "test"}
+    )
     assert refused.status_code == 409 and "control key" in refused.json()["error"]["message"]
     assert len(system.hes.commands.list(key, None, 1000, None)) == before
     # what changes no supply needs no signature
@@ -129,7 +135,9 @@ def test_switching_commands_go_signed_and_only_with_the_control_key(running) -> 
 def test_a_command_the_meter_cannot_do_is_refused(running) -> None:
     system, client = running
     spid = _spid(system, Generation.GEN2, (MeterClass.HV, MeterClass.EHV))
-    response = client.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_open"})
+    response = client.post(
+        f"{V1}/meters/{spid}/commands", json={"kind": "switch_open", "reason": "test"}
+    )
     assert response.status_code == 409
     body = response.json()
     assert body["error"]["code"] == "command_refused" and "switch" in body["error"]["message"]
@@ -139,7 +147,9 @@ def test_a_command_the_meter_cannot_do_is_refused(running) -> None:
 def test_a_forgotten_command_is_not_found(running) -> None:
     system, client = running
     spid = _spid(system, Generation.GEN2, (MeterClass.HV, MeterClass.EHV))
-    refused = client.post(f"{V1}/meters/{spid}/commands", json={"kind": "switch_open"}).json()
+    refused = client.post(
+        f"{V1}/meters/{spid}/commands", json={"kind": "switch_open", "reason": "test"}
+    ).json()
     command_id = refused["command"]["command_id"]
     book = system.hes.commands
     book.prune(book.get(command_id).completed_at_us + 1)  # what tick() does after keep_finished
@@ -170,9 +180,9 @@ def test_unknown_meter_and_command(running) -> None:
     _, client = running
     nowhere = "0300000000000000000099"
     assert (
-        client.post(f"{V1}/meters/{nowhere}/commands", json={"kind": "switch_open"}).json()[
-            "error"
-        ]["code"]
+        client.post(
+            f"{V1}/meters/{nowhere}/commands", json={"kind": "switch_open", "reason": "test"}
+        ).json()["error"]["code"]
         == "unknown_meter"
     )
     assert client.get(f"{V1}/hes/commands/999999").status_code == 404
@@ -275,7 +285,9 @@ def test_the_fleets_commands_are_listed_newest_first_with_filters(running) -> No
     lv = _spid(system, Generation.GEN2, (MeterClass.LV_1P2W, MeterClass.LV_1P3W))
     hv = _spid(system, Generation.GEN2, (MeterClass.HV,))
     ok = client.post(f"{V1}/meters/{lv}/commands", json={"kind": "set_realtime_5min", "value": 1})
-    refused = client.post(f"{V1}/meters/{hv}/commands", json={"kind": "switch_open"})
+    refused = client.post(
+        f"{V1}/meters/{hv}/commands", json={"kind": "switch_open", "reason": "test"}
+    )
     assert ok.status_code == 202 and refused.status_code == 409
     listed = client.get(f"{V1}/hes/commands").json()["items"]
     ids = [c["command_id"] for c in listed]
@@ -306,3 +318,73 @@ def test_meters_filter_by_capability(running) -> None:
     assert body["total"] == int(single_phase.sum())
     bad = client.get(f"{V1}/meters", params={"capability": "teleport"})
     assert bad.status_code == 400 and "unknown capability" in bad.text
+
+
+def test_the_switching_gate_holds_releases_and_rejects(running) -> None:
+    """Issue 16 item 2 through the API: over the operator's threshold a disconnect is held, an
+    approver (not the requester) releases or rejects it, and every answer says why."""
+    from kenshin.control.gate import ControlLimits
+    from kenshin.security.principals import Role
+
+    system, _ = running
+    app = create_app(
+        system.store,
+        hes=system.hes,
+        hes_lock=threading.Lock(),
+        control=system.control,
+        control_limits=ControlLimits(meters_per_actor=1, kw_per_actor=1_000.0),
+    )
+    operator = authorized(TestClient(app), "op-7", roles=[Role.OPERATOR])
+    approver = authorized(TestClient(app), "boss-7", roles=[Role.APPROVER])
+    pop = system.fleet.population
+    lv = np.flatnonzero(
+        (pop.generation == Generation.GEN2)
+        & np.isin(pop.meter_class, [int(MeterClass.LV_1P2W), int(MeterClass.LV_1P3W)])
+    )
+    spids = [str(pop.supply_point_id[int(k)]) for k in lv[5:8]]
+
+    def ask(spid: str, reason: str | None = "arrears, notice served"):  # type: ignore[no-untyped-def]
+        body = {"kind": "switch_open", **({"reason": reason} if reason else {})}
+        return operator.post(f"{V1}/meters/{spid}/commands", json=body)
+
+    missing = ask(spids[0], None)
+    assert missing.status_code == 400 and "needs a reason" in missing.json()["error"]["message"]
+    first = ask(spids[0])
+    assert first.status_code == 202 and first.json()["state"] == "queued"  # within the limit
+    held = ask(spids[1])
+    assert held.status_code == 202
+    request = held.json()["control_request"]
+    assert request["verdict"] == "quarantined" and "2 meters in 60 min by op-7" in request["why"]
+    assert request["reason"] == "arrears, notice served" and request["supply_point_ids"] == [
+        spids[1]
+    ]
+    path = f"{V1}/control/requests/{request['request_id']}"
+    # the requester cannot release their own; an operator is not an approver at all
+    own = operator.post(f"{path}/release")
+    assert own.status_code == 403
+    released = approver.post(f"{path}/release")
+    assert released.status_code == 200, released.text
+    assert released.json()["verdict"] == "released" and released.json()["decided_by"] == "boss-7"
+    [command_id] = released.json()["command_ids"]
+    record = system.hes.commands.get(command_id)
+    assert record.authorization is not None and record.requested_by == "op-7+boss-7"
+    again = approver.post(f"{path}/release")
+    assert again.status_code == 400 and "not held" in again.json()["error"]["message"]
+    # a third one, rejected: nothing is sent
+    third = ask(spids[2]).json()["control_request"]
+    before = len(system.hes.commands.list(None, None, 10_000, None))
+    rejected = approver.post(
+        f"{V1}/control/requests/{third['request_id']}/reject", json={"why": "wrong customer"}
+    )
+    assert rejected.json()["verdict"] == "rejected" and "wrong customer" in rejected.json()["why"]
+    assert len(system.hes.commands.list(None, None, 10_000, None)) == before
+    listed = approver.get(f"{V1}/control/requests", params={"verdict": "quarantined"}).json()
+    assert listed["total"] == 0
+    assert approver.get(f"{V1}/control/requests").json()["total"] == 3  # no reason: none made
+    assert approver.get(f"{V1}/control/requests/999").status_code == 404
+    bad = approver.get(f"{V1}/control/requests", params={"verdict": "maybe"})
+    assert bad.status_code == 400 and "verdict must be one of" in bad.json()["error"]["message"]
+    system.run(system.now + dt.timedelta(minutes=30))
+    keys = [int(k) for k in lv[5:8]]
+    closed = system.fleet.meters.switch_closed
+    assert not closed[keys[0]] and not closed[keys[1]] and closed[keys[2]]

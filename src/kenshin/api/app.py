@@ -51,6 +51,7 @@ from kenshin.api.views import (
     recorded_summary,
     spec_of,
 )
+from kenshin.control.gate import ControlLimits
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
@@ -133,6 +134,7 @@ def create_app(
     figures: Figures | None = None,
     security: Security | None = None,
     control: ControlSigner | None = None,
+    control_limits: ControlLimits | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -144,7 +146,7 @@ def create_app(
     API's latency and the process's; ``security``: principals, tokens, the audit trail (default:
     those the store holds, and an audit trail in the store, or in memory when it is read-only);
     ``control``: the business system's control key, which signs switching commands (without
-    it the API refuses them: issue 16).
+    it the API refuses them: issue 16); ``control_limits``: the switching gate's thresholds.
     Every route but health, the token endpoints and the docs needs a bearer token (issue 14).
     """
     if security is None:  # a read-only store's principals are read once and kept in memory
@@ -337,7 +339,7 @@ def create_app(
     if hes is not None:
         from kenshin.api.hes_routes import hes_router
 
-        router.include_router(hes_router(hes, store, hes_lock, control))
+        router.include_router(hes_router(hes, store, hes_lock, control, control_limits))
 
     @app.get("/metrics", include_in_schema=False)
     def get_metrics() -> Response:

@@ -11,15 +11,16 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from kenshin.api.control_routes import control_router, issue, request_view
 from kenshin.api.report_routes import csv_bytes
 from kenshin.aroute.authorization import PROTECTED_KINDS
 from kenshin.aroute.frames import CommandKind
+from kenshin.control.gate import ControlGate, ControlLimits, Verdict
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.meterspec import MeterClass
@@ -50,6 +51,12 @@ class CommandRequest(BaseModel):
     )
     idempotency_key: str | None = Field(
         default=None, max_length=200, description="The same key twice gives the same command."
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Why: required for set_ampere_limit, switch_open and switch_close (kept "
+        "with the request the switching gate judges).",
     )
 
 
@@ -84,9 +91,12 @@ def hes_router(
     store: ReadingStore,
     lock: threading.Lock | None = None,
     control: ControlSigner | None = None,
+    control_limits: ControlLimits | None = None,
 ) -> APIRouter:
-    """The head-end's ``/api/v1`` routes (its metrics are served by the app's ``/metrics``)."""
+    """The head-end's ``/api/v1`` routes (its metrics are served by the app's ``/metrics``);
+    with the business system's ``control`` key also the switching gate and its requests."""
     api = APIRouter(tags=["head-end"])
+    gate = None if control is None else ControlGate.for_roster(store.read_meters(), control_limits)
 
     def guard() -> AbstractContextManager[Any]:
         return lock if lock is not None else nullcontext()
@@ -169,7 +179,7 @@ def hes_router(
             raise InvalidInput(f"{request.kind} needs a value")
         args = (request.value or 0,) if needs_value else ()
         key = meter_key(supply_point_id)
-        if kind in PROTECTED_KINDS and control is None:
+        if kind in PROTECTED_KINDS and (control is None or gate is None):
             message = (
                 "this API holds no control key: a disconnect, reconnect or ampere limit must be "
                 "signed by the business system (docs/control.md)"
@@ -177,21 +187,35 @@ def hes_router(
             return JSONResponse(
                 {"error": {"code": "command_refused", "message": message}}, status_code=409
             )
+        actor = caller.state.principal.name
         with guard():
             now_us = to_epoch_us(hes.clock.now())
-            signed = None
-            if kind in PROTECTED_KINDS and control is not None:  # the business system signs
-                device = int(hes.registry.device_ids_of(np.array([key], np.int64))[0])
-                signed = control.authorize(device, kind, args, now_us)
-            record = hes.commands.request(
-                key,
-                kind,
-                args,
-                now_us,
-                requested_by=caller.state.principal.name,
-                idempotency_key=request.idempotency_key,
-                authorization=signed,
-            )
+            if kind in PROTECTED_KINDS and control is not None and gate is not None:
+                # the switching gate first (thresholds, two-person rule, X1), then the business
+                # system signs what passed
+                judged = gate.submit(actor, request.reason or "", kind, [key], args, now_us)
+                if judged.verdict is Verdict.REFUSED:
+                    return JSONResponse(
+                        {
+                            "error": {"code": "command_refused", "message": judged.why},
+                            "control_request": request_view(judged, spid_of),
+                        },
+                        status_code=409,
+                    )
+                if not judged.passes:  # held for a second person: nothing is sent yet
+                    return JSONResponse(
+                        {"control_request": request_view(judged, spid_of)}, status_code=202
+                    )
+                [record] = issue(hes, control, judged, now_us, request.idempotency_key)
+            else:
+                record = hes.commands.request(
+                    key,
+                    kind,
+                    args,
+                    now_us,
+                    requested_by=actor,
+                    idempotency_key=request.idempotency_key,
+                )
         view = command_view(record, validate_supply_point_id(supply_point_id))
         if record.state is CommandState.REJECTED:
             return JSONResponse(
@@ -292,4 +316,6 @@ def hes_router(
             ],
         }
 
+    if control is not None and gate is not None:
+        api.include_router(control_router(hes, gate, control, spid_of, lock))
     return api

@@ -18,6 +18,7 @@ READERS = frozenset({Role.VIEWER, Role.ENGINEER, Role.OPERATOR, Role.APPROVER})
 ENGINEERS = frozenset({Role.ENGINEER, Role.OPERATOR})
 OPERATORS = frozenset({Role.OPERATOR})
 ADMINS = frozenset({Role.SECURITY_ADMIN})
+APPROVERS = frozenset({Role.APPROVER})  # the second person of the two-person rule
 EVERYONE = frozenset(Role)
 
 
@@ -56,6 +57,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/hes/commands"): Rule(READERS),
     ("GET", f"{V1}/hes/commands/{{command_id}}"): Rule(READERS),
     ("POST", f"{V1}/hes/polls"): Rule(OPERATORS),
+    ("GET", f"{V1}/control/requests"): Rule(READERS),
+    ("GET", f"{V1}/control/requests/{{request_id}}"): Rule(READERS),
+    ("POST", f"{V1}/control/requests/{{request_id}}/release"): Rule(APPROVERS),
+    ("POST", f"{V1}/control/requests/{{request_id}}/reject"): Rule(APPROVERS),
     ("GET", f"{V1}/hes/polls/{{poll_id}}"): Rule(READERS),
     ("GET", "/metrics"): Rule(READERS | ADMINS, "metrics:read"),
     ("GET", f"{V1}/audit"): Rule(ADMINS),
