@@ -32,20 +32,22 @@ import numpy as np
 import numpy.typing as npt
 
 from kenshin.core.events import EventCode
+from kenshin.core.household_response import (
+    ESSENTIAL_MIN_W,
+    ESSENTIAL_PEAK,
+    ESSENTIAL_SHARE,
+    SAFE_MARGIN,
+    VOLTS,
+)
 from kenshin.core.ids import Area
 from kenshin.core.switch import SwitchState, Trigger, apply
 
 F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 
-VOLTS = 100.0  # an ampere contract is A × 100 V (a 30 A contract is 3 kVA)
 STEP_S = 300
 PEAK_MEDIAN = 1.5  # a step's peak import / its mean (assumption: docs/control.md)
 PEAK_SIGMA = 0.25
-SAFE_MARGIN = 1.3  # a household used to its cap keeps its mean this far under it
-ESSENTIAL_SHARE = 0.35  # of the household's usual demand, never shed
-ESSENTIAL_MIN_W = 150.0
-ESSENTIAL_PEAK = 1.2  # fridge compressors starting: the essential load's peak / its mean
 USUAL_HOURS = 2.0  # the usual demand: a moving average over about this long
 RETRY_TRIP = 0.1  # per step, for a household held back by its cap
 DEFERRED_SHARE = 0.5  # of the energy shed, used later
