@@ -238,3 +238,42 @@ def test_a_signed_command_replayed_or_retried(radio) -> None:
         AckStatus.REJECTED_UNAUTHORIZED
     )
     assert bool(radio.meters.switch_closed[key])
+
+
+def test_an_emergency_profile_starts_ends_and_follows_by_itself(radio) -> None:
+    """SET_AMPERE_LIMIT with minutes and a start (the DLMS emergency profile): in force for its
+    period only, the meter goes back by itself; a second one given while the first runs waits
+    for its own start."""
+    key = _lv_gen2(radio)
+    m = radio.meters
+    base = int(m.ampere_limit_a[key])
+    now_min = m.now_us // US_PER_MINUTE
+    start, end = (now_min + 10) * US_PER_MINUTE, (now_min + 40) * US_PER_MINUTE
+    limit = CommandKind.SET_AMPERE_LIMIT
+    assert _status(radio, key, 300, _signed(radio, key, 1, limit, 20, 30, now_min + 10)) is (
+        AckStatus.OK
+    )
+    assert int(m.ampere_limit_a[key]) == base  # the lasting limit is untouched
+    at = m.limit_in_force
+    assert at(start - 1)[key] == base and at(start)[key] == 20 and at(end - 1)[key] == 20
+    assert at(end)[key] == base  # back by itself
+    # while it runs, a follower from its 30th minute
+    m.now_us = start + 5 * US_PER_MINUTE
+    follow = _signed(radio, key, 2, limit, 15, 60, now_min + 40)
+    assert _status(radio, key, 301, follow) is AckStatus.OK
+    assert at(start + 6 * US_PER_MINUTE)[key] == 20 and at(end)[key] == 15
+    assert at(end + 60 * US_PER_MINUTE)[key] == base
+
+
+def test_the_head_end_refuses_profiles_out_of_bounds() -> None:
+    from kenshin.core.meterspec import meter_spec
+    from kenshin.hes.command_rules import refusal
+
+    spec = meter_spec(Generation.GEN2, MeterClass.LV_1P3W)
+    now = 1_780_000_000_000_000
+    now_min = now // US_PER_MINUTE
+    limit = CommandKind.SET_AMPERE_LIMIT
+    assert refusal(spec, limit, (20, 120, now_min + 20), now) is None
+    assert "at most 1440 minutes" in str(refusal(spec, limit, (20, 1441, 0), now))
+    assert "needs a duration" in str(refusal(spec, limit, (20, 0, now_min + 20), now))
+    assert "within a day" in str(refusal(spec, limit, (20, 60, now_min + 3000), now))

@@ -174,6 +174,12 @@ def save_fleet_state(field: Field, path: Path) -> None:
         {
             "switch_state": meters.switch_state,
             "ampere_limit_a": meters.ampere_limit_a,
+            "profile_limit_a": meters.profile_limit_a,
+            "profile_start_us": meters.profile_start_us,
+            "profile_end_us": meters.profile_end_us,
+            "next_limit_a": meters.next_limit_a,
+            "next_start_us": meters.next_start_us,
+            "next_end_us": meters.next_end_us,
             "soft_switch_15": radio.soft_switch_15,
             "realtime": radio.realtime,
         },
@@ -210,8 +216,10 @@ def resume_fleet(field: Field, path: Path | None) -> str | None:
         meters.switch_state[:] = np.where(
             kept["switch_closed"], int(SwitchState.CONNECTED), int(SwitchState.DISCONNECTED)
         )
-    if "ampere_limit_a" in kept:
-        meters.ampere_limit_a[:] = kept["ampere_limit_a"]
+    limits = ("ampere_limit_a", "profile_limit_a", "profile_start_us", "profile_end_us")
+    for name in (*limits, "next_limit_a", "next_start_us", "next_end_us"):
+        if name in kept:
+            getattr(meters, name)[:] = kept[name]
     if "soft_switch_15" in kept:
         radio.soft_switch_15[:] = kept["soft_switch_15"]
     if "realtime" in kept:

@@ -140,6 +140,15 @@ class MeterFleet:
             population.meter_class, [int(MeterClass.LV_1P2W), int(MeterClass.LV_1P3W)]
         )
         self.ampere_limit_a = population.contract_a.astype(np.int16).copy()
+        # an emergency profile (issue 16; DLMS limiter): a limit in force for a period only,
+        # after which the meter goes back to ``ampere_limit_a`` by itself
+        self.profile_limit_a = np.zeros(n, dtype=np.int16)
+        self.profile_start_us = np.zeros(n, dtype=np.int64)
+        self.profile_end_us = np.zeros(n, dtype=np.int64)  # 0: no profile
+        # the next profile, given while one runs: it takes over at its start
+        self.next_limit_a = np.zeros(n, dtype=np.int16)
+        self.next_start_us = np.zeros(n, dtype=np.int64)
+        self.next_end_us = np.zeros(n, dtype=np.int64)
         self.power_w = np.zeros(n, dtype=np.float32)  # instantaneous net active power [W]
         self.voltage_dv = np.zeros(n, dtype=np.int16)
 
@@ -218,6 +227,32 @@ class MeterFleet:
         total: npt.NDArray[np.int64] = self._forward_counts * self.mwh_per_count
         total += self._remainder_mwh[0]
         return total
+
+    def limit_in_force(self, at_us: int) -> npt.NDArray[np.int16]:
+        """Each meter's ampere limit at ``at_us``: its emergency profile's while one runs."""
+        running = (self.profile_start_us <= at_us) & (at_us < self.profile_end_us)
+        following = (self.next_start_us <= at_us) & (at_us < self.next_end_us)
+        if not running.any() and not following.any():
+            return self.ampere_limit_a
+        limits: npt.NDArray[np.int16] = np.where(
+            following,
+            self.next_limit_a,
+            np.where(running, self.profile_limit_a, self.ampere_limit_a),
+        )
+        return limits
+
+    def set_profile(self, key: int, limit_a: int, start_us: int, end_us: int) -> None:
+        """An emergency profile for one meter: it replaces the one running unless it starts
+        later, then it follows it (the one running stays in force until then)."""
+        running = self.profile_start_us[key] <= self.now_us < self.profile_end_us[key]
+        if start_us > self.now_us and running:
+            self.next_limit_a[key], self.next_start_us[key] = limit_a, start_us
+            self.next_end_us[key] = end_us
+            return
+        if self.next_start_us[key] <= self.now_us < self.next_end_us[key]:
+            self.next_end_us[key] = 0  # the follower had taken over: the new one replaces it
+        self.profile_limit_a[key], self.profile_start_us[key] = limit_a, start_us
+        self.profile_end_us[key] = end_us
 
     @property
     def switch_closed(self) -> npt.NDArray[np.bool_]:

@@ -169,12 +169,13 @@ class MeterRadio:
         sending = self.powered[events.keys]
         keys = events.keys[sending]
         counters = self._next_counters_repeating(keys)  # a trip and its re-close: two frames
+        limits = self.meters.limit_in_force(self.meters.now_us)
         frames = [
             encode_frame(
                 FrameType.EVENT,
                 int(self.device_ids[k]),
                 int(c),
-                MeterEvent(EventCode(int(code)), int(at), int(self.meters.ampere_limit_a[k])),
+                MeterEvent(EventCode(int(code)), int(at), int(limits[k])),
                 self.keys,
             )
             for k, c, code, at in zip(
@@ -358,7 +359,7 @@ class MeterRadio:
             request_id=request.request_id,
             measured_at_us=m.now_us,
             state=int(state),
-            ampere_limit_a=int(m.ampere_limit_a[key]) if self.has_switch[key] else 0,
+            ampere_limit_a=int(m.limit_in_force(m.now_us)[key]) if self.has_switch[key] else 0,
             power_w=round(float(m.power_w[key])),
             current_r_da=round(float(amps[0]) * 10),
             current_t_da=round(float(amps[1]) * 10),
@@ -402,7 +403,13 @@ class MeterRadio:
             if kind is CommandKind.SET_AMPERE_LIMIT:
                 if not 1 <= cmd.arg1 <= spec.max_ampere_limit_a:
                     return ack(AckStatus.REJECTED_OUT_OF_RANGE)
-                self.meters.ampere_limit_a[key] = cmd.arg1
+                m = self.meters
+                if cmd.arg2 or cmd.arg3:  # an emergency profile: from arg3, for arg2 minutes
+                    start = cmd.arg3 * US_PER_MINUTE if cmd.arg3 else m.now_us
+                    m.set_profile(key, cmd.arg1, start, start + cmd.arg2 * US_PER_MINUTE)
+                else:
+                    m.ampere_limit_a[key] = cmd.arg1
+                    m.profile_end_us[key] = m.next_end_us[key] = 0  # a lasting limit ends them
                 return ack(AckStatus.OK, cmd.arg1)
             trigger = (
                 Trigger.REMOTE_RECONNECT

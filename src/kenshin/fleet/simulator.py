@@ -218,7 +218,11 @@ class Fleet:
             reactive_var = np.where(off, 0.0, reactive_var)
         powered = ~self.dark
         load_w, closed_share, self.switch_events = self.limiter.step(
-            self.meters.now_us, load_w, pv_w, self.meters.ampere_limit_a, powered
+            self.meters.now_us,
+            load_w,
+            pv_w,
+            self.meters.limit_in_force(self.meters.now_us),
+            powered,
         )
         pv_w, reactive_var = pv_w * closed_share, reactive_var * closed_share
         flowing = closed_share > 0

@@ -33,7 +33,18 @@ from kenshin.secrecy import private_umask
 
 FORMAT = 1
 # the commanded settings a state keeps, by array name (kenshin.app.services.save_fleet_state)
-METER_SETTINGS = ("switch_state", "ampere_limit_a", "soft_switch_15", "realtime")
+METER_SETTINGS = (
+    "switch_state",
+    "ampere_limit_a",
+    "profile_limit_a",
+    "profile_start_us",
+    "profile_end_us",
+    "next_limit_a",
+    "next_start_us",
+    "next_end_us",
+    "soft_switch_15",
+    "realtime",
+)
 LEGACY_SETTINGS = ("switch_closed",)  # read from states written before issue 16
 
 

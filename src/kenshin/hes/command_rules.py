@@ -168,8 +168,10 @@ def _code(generation: Generation, meter_class: MeterClass) -> int:
     return (int(generation) << 3) | int(meter_class)
 
 
+MAX_PROFILE_MINUTES = 24 * 60  # an emergency profile (a limit for a period) lasts a day at most
+
 ARG_COUNT = {
-    CommandKind.SET_AMPERE_LIMIT: 1,
+    CommandKind.SET_AMPERE_LIMIT: 3,  # limit [A]; an emergency profile: minutes, start minute
     CommandKind.SWITCH_OPEN: 0,
     CommandKind.SWITCH_CLOSE: 0,
     CommandKind.SET_SOFT_SWITCH: 1,
@@ -213,6 +215,16 @@ def refusal(spec: MeterSpec, kind: CommandKind, args: tuple[int, ...], now_us: i
             return f"remote ampere limits go up to {spec.max_ampere_limit_a} A (M6), not {limit} A"
         if limit not in AMPERE_STEPS_A:
             return f"{limit} A is not an ampere step {AMPERE_STEPS_A}"
+        minutes, start = args[1], args[2]
+        if minutes > MAX_PROFILE_MINUTES:
+            return (
+                f"an emergency profile lasts at most {MAX_PROFILE_MINUTES} minutes, not {minutes}"
+            )
+        if start and not minutes:
+            return "an emergency profile with a start needs a duration (minutes)"
+        now_min = now_us // US_PER_MINUTE
+        if start and not now_min - 60 <= start <= now_min + MAX_PROFILE_MINUTES:
+            return "an emergency profile starts within a day of now"
     elif kind in (CommandKind.SWITCH_OPEN, CommandKind.SWITCH_CLOSE):
         if not spec.has_switch:
             return _no_switch(spec)

@@ -31,8 +31,8 @@ import datetime as dt
 import heapq
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Sequence, Sized
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,7 @@ from kenshin.errors import (
     UnknownCommand,
     UnknownMeter,
 )
+from kenshin.hes.command_audit import AuditEntry, AuditSink, MemoryAudit
 from kenshin.hes.command_rules import (
     ARG_COUNT,
     U32_MAX,
@@ -101,51 +102,6 @@ class CommandRecord(NamedTuple):
     @property
     def command(self) -> Command:
         return Command(self.command_id, self.kind, *self.args, self.authorization)
-
-
-class AuditEntry(NamedTuple):
-    at_us: int
-    command_id: int
-    meter_key: int
-    kind: CommandKind
-    from_state: CommandState | None  # None: the request itself
-    to_state: CommandState
-    detail: str
-    requested_by: str
-
-
-class AuditSink(Protocol):
-    """Where the book writes every transition. A sink that also has ``forget(command_ids)`` is
-    told which commands the book forgot (see :class:`MemoryAudit`); others keep everything."""
-
-    def append(self, entry: AuditEntry) -> None: ...
-
-
-class MemoryAudit:
-    """The default sink: each command's entries in memory, as long as the book keeps the command
-    (it calls :meth:`forget` when it prunes). Iterates command by command, in request order."""
-
-    def __init__(self) -> None:
-        self._by_command: dict[int, list[AuditEntry]] = {}
-        self._entries = 0
-
-    def append(self, entry: AuditEntry) -> None:
-        self._by_command.setdefault(entry.command_id, []).append(entry)
-        self._entries += 1
-
-    def for_command(self, command_id: int) -> list[AuditEntry]:
-        return list(self._by_command.get(command_id, ()))
-
-    def forget(self, command_ids: Iterable[int]) -> None:
-        for command_id in command_ids:
-            self._entries -= len(self._by_command.pop(command_id, ()))
-
-    def __len__(self) -> int:
-        return self._entries
-
-    def __iter__(self) -> Iterator[AuditEntry]:
-        for entries in self._by_command.values():
-            yield from entries
 
 
 _ACK_STATUSES = frozenset(int(s) for s in AckStatus)
@@ -312,7 +268,11 @@ class CommandBook:
             expires_at_us = now_us + self._default_expiry_us
         elif expires_at_us <= now_us:
             raise InvalidInput("a command's expiry must be after its request")
-        detail = f"{kind.name} {', '.join(map(str, args3[: ARG_COUNT[kind]]))}".strip()
+        # the arguments given (an ampere limit without a profile is one number)
+        shown = args3[: ARG_COUNT[kind]]
+        while len(shown) > 1 and shown[-1] == 0 and kind is CommandKind.SET_AMPERE_LIMIT:
+            shown = shown[:-1]
+        detail = f"{kind.name} {', '.join(map(str, shown))}".strip()
         return kind, args3, expires_at_us, detail
 
     def _create(
