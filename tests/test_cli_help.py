@@ -30,6 +30,7 @@ COMMANDS = {
     ("fleet",),
     ("drill", "faults"),
     ("drill", "outage"),
+    ("drill", "control"),
     ("connections", "list"),
     ("connections", "add"),
     ("connections", "disconnect"),

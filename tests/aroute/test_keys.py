@@ -134,3 +134,17 @@ def test_bulk_lookup_matches_single_lookups() -> None:
     assert ring.cached(Direction.UP) == 3
     ring.clear()
     assert ring.cached(Direction.UP) == 0
+
+
+def test_a_batch_whose_misses_evict_its_own_hits() -> None:
+    """A batch larger than the cache: its misses evict entries it found at the start (a fleet
+    of 100,000 meters crashed on this); each cipher is still right and the cache bounded."""
+    ring = KeyRing(MASTER, max_cached=3)
+    ring.aeads([1, 2], Direction.UP)  # 1 and 2 cached
+    devices = [1, 7, 8, 9, 2]  # 1 and 2 hits, evicted by 7, 8, 9 before their turn
+    bulk = ring.aeads(devices, Direction.UP)
+    nonce = bytes(12)
+    for device, cipher in zip(devices, bulk, strict=True):
+        expected = KeyRing(MASTER).aead(device, Direction.UP)
+        assert cipher.encrypt(nonce, b"v", None) == expected.encrypt(nonce, b"v", None)
+    assert ring.cached(Direction.UP) == 3

@@ -193,8 +193,12 @@ class KeyRing:
         for i, cipher in enumerate(out):
             if cipher is None:
                 out[i] = self._miss(cache, device_ids[i], direction)
-            else:
+            elif device_ids[i] in cache:
                 move(device_ids[i])
+            else:  # a hit, evicted since by this batch's own misses: kept again
+                if len(cache) >= self.max_cached:
+                    cache.popitem(last=False)
+                cache[device_ids[i]] = cipher
         return out  # type: ignore[return-value]  # no None is left
 
     def _miss(
