@@ -34,6 +34,7 @@ from kenshin.control.planner import (
 )
 from kenshin.control.signing import ControlSigner
 from kenshin.core.channels import Channel
+from kenshin.core.customers import AMPERE_STEPS_A
 from kenshin.core.ids import Area
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import JST, Resolution, from_epoch_us, to_epoch_us
@@ -147,11 +148,18 @@ class _Campaign:
         start_us: int,
         end_us: int,
     ) -> None:
-        """Profiles for every meter whose campaign limit changes (back to its contract where
-        the new plan no longer limits it), in force from ``start_us`` to ``end_us`` and its
-        few random minutes."""
+        """Profiles for every meter whose campaign limit changes, in force from ``start_us``
+        to ``end_us`` and its few random minutes. A household the new plan no longer limits is
+        eased one ampere step a half hour rather than let go at once (its deferred load would
+        come back all together)."""
         wanted = np.zeros(self.n, np.int64)
         wanted[plan.meter_keys] = plan.limit_a
+        leaving = np.flatnonzero((self.limit > 0) & (wanted == 0))
+        steps = np.asarray(AMPERE_STEPS_A)
+        eased = steps[
+            np.minimum(np.searchsorted(steps, self.limit[leaving], "right"), len(steps) - 1)
+        ]
+        wanted[leaving] = np.where(eased < self.contract[leaving], eased, 0)
         changed = np.flatnonzero(wanted != self.limit)
         target = np.where(wanted[changed] > 0, wanted[changed], self.contract[changed])
         start_min = start_us // 60_000_000  # a start in the past: at once, same end
@@ -299,7 +307,9 @@ def run_control_drill(
         measured_slot = (slot_end - half_hour, slot_end)
         ratio = campaign.correction(*measured_slot, forecast_of(*measured_slot))
         following = slot_end + half_hour
-        basis = forecast_of(following, following + half_hour)
+        # chosen by an hour's forecast (one half hour's is too noisy a household at a time):
+        # the rest of the period's, at least its last hour
+        basis = forecast_of(min(following, period_us[1] - 2 * half_hour), period_us[1])
         plan = campaign.plan(basis, target_kw / ratio)
         campaign.send(plan, basis, check, following, period_us[1])
         treated[:] = treated | (campaign.limit > 0)
