@@ -384,6 +384,19 @@ def test_the_switching_gate_holds_releases_and_rejects(running) -> None:
     assert approver.get(f"{V1}/control/requests/999").status_code == 404
     bad = approver.get(f"{V1}/control/requests", params={"verdict": "maybe"})
     assert bad.status_code == 400 and "verdict must be one of" in bad.json()["error"]["message"]
+    # what the meter cannot do is refused at once and makes no request in the gate
+    hv = _spid(system, Generation.GEN2, (MeterClass.HV, MeterClass.EHV))
+    refused = operator.post(
+        f"{V1}/meters/{hv}/commands", json={"kind": "switch_open", "reason": "x"}
+    )
+    assert refused.status_code == 409 and "control_request" not in refused.json()
+    assert approver.get(f"{V1}/control/requests").json()["total"] == 3
+    # /metrics: the gate's verdicts and the kW at risk that passed (X1)
+    scraped = approver.get("/metrics").text
+    assert 'kenshin_control_requests_total{verdict="released"} 1.0' in scraped
+    assert 'kenshin_control_requests_total{verdict="rejected"} 1.0' in scraped
+    assert 'kenshin_control_at_risk_kw{window="1h"}' in scraped
+    assert "kenshin_control_emergency 0.0" in scraped
     system.run(system.now + dt.timedelta(minutes=30))
     keys = [int(k) for k in lv[5:8]]
     closed = system.fleet.meters.switch_closed

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import kenshin
 from kenshin.api.guard import AuditMiddleware, guard_dependency
 from kenshin.api.mdms_routes import mdms_router
-from kenshin.api.metrics import ApiMetrics, Figures
+from kenshin.api.metrics import ApiMetrics, Figure, Figures
 from kenshin.api.models import ErrorResponse, Health, MeterDetail, MeterPage, Readings
 from kenshin.api.outage_routes import outage_router
 from kenshin.api.params import (
@@ -51,7 +51,7 @@ from kenshin.api.views import (
     recorded_summary,
     spec_of,
 )
-from kenshin.control.gate import ControlLimits
+from kenshin.control.gate import ControlGate, ControlLimits, gate_figures
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
@@ -169,7 +169,20 @@ def create_app(
         lifespan=_flush_audit_at_exit(security),
     )
     _install_error_handlers(app)
-    metrics = ApiMetrics(figures)
+    # the switching gate (issue 16): with the control key and a head-end to carry commands
+    gate = None
+    if hes is not None and control is not None:
+        gate = ControlGate.for_roster(store.read_meters(), control_limits)
+
+    def every_figure() -> dict[str, Figure]:
+        out = dict(figures() if figures is not None else {})
+        if gate is not None and hes is not None:
+            now_us = to_epoch_us(hes.clock.now())
+            for name, kind, help_, labels, values in gate_figures(gate, now_us):
+                out[name] = Figure(kind, help_, values, labels)
+        return out
+
+    metrics = ApiMetrics(every_figure)
     app.middleware("http")(metrics.middleware)
     # outermost: every request is audited with the status it got (issue 14 item 4)
     app.add_middleware(AuditMiddleware, security=security)
@@ -339,7 +352,7 @@ def create_app(
     if hes is not None:
         from kenshin.api.hes_routes import hes_router
 
-        router.include_router(hes_router(hes, store, hes_lock, control, control_limits))
+        router.include_router(hes_router(hes, store, hes_lock, control, gate))
 
     @app.get("/metrics", include_in_schema=False)
     def get_metrics() -> Response:

@@ -20,13 +20,14 @@ from kenshin.api.control_routes import control_router, issue, request_view
 from kenshin.api.report_routes import csv_bytes
 from kenshin.aroute.authorization import PROTECTED_KINDS
 from kenshin.aroute.frames import CommandKind
-from kenshin.control.gate import ControlGate, ControlLimits, Verdict
+from kenshin.control.gate import ControlGate, Verdict
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidInput, UnknownMeter
 from kenshin.hes.command_rules import U32_MAX, CommandState
+from kenshin.hes.command_rules import refusal as command_refusal
 from kenshin.hes.commands import CommandRecord
 from kenshin.hes.duties import DELAY_EDGES_S
 from kenshin.hes.service import HeadEnd
@@ -91,12 +92,11 @@ def hes_router(
     store: ReadingStore,
     lock: threading.Lock | None = None,
     control: ControlSigner | None = None,
-    control_limits: ControlLimits | None = None,
+    gate: ControlGate | None = None,
 ) -> APIRouter:
     """The head-end's ``/api/v1`` routes (its metrics are served by the app's ``/metrics``);
     with the business system's ``control`` key also the switching gate and its requests."""
     api = APIRouter(tags=["head-end"])
-    gate = None if control is None else ControlGate.for_roster(store.read_meters(), control_limits)
 
     def guard() -> AbstractContextManager[Any]:
         return lock if lock is not None else nullcontext()
@@ -190,7 +190,9 @@ def hes_router(
         actor = caller.state.principal.name
         with guard():
             now_us = to_epoch_us(hes.clock.now())
-            if kind in PROTECTED_KINDS and control is not None and gate is not None:
+            padded = (*args, 0, 0, 0)[:3]
+            cannot = command_refusal(hes.commands.meter_specs.spec(key), kind, padded, now_us)
+            if kind in PROTECTED_KINDS and control and gate and cannot is None:
                 # the switching gate first (thresholds, two-person rule, X1), then the business
                 # system signs what passed
                 judged = gate.submit(actor, request.reason or "", kind, [key], args, now_us)

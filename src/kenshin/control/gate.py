@@ -284,3 +284,41 @@ class ControlGate:
         keep_us = max(self.limits.window_s, 3600) * US_PER_S
         while self._passed and self._passed[0][0] <= now_us - keep_us:
             self._passed.popleft()
+
+
+def gate_figures(
+    gate: ControlGate, now_us: int
+) -> list[tuple[str, str, str, tuple[str, ...], dict[tuple[str, ...], float]]]:
+    """What ``/metrics`` shows of the gate, as (name, kind, help, label names, values):
+    requests by verdict, the kW at risk that passed in the last hour and ten minutes (X1),
+    and whether an emergency is in force."""
+    by: dict[tuple[str, ...], float] = {(v.value,): 0.0 for v in Verdict}
+    with gate._lock:
+        for request in gate.requests.values():
+            by[(request.verdict.value,)] += 1
+        _, hour = gate._sum_since(now_us - 3600 * US_PER_S)
+        _, ten = gate._sum_since(now_us - 600 * US_PER_S)
+        emergency = float(gate._in_emergency(now_us))
+    return [
+        (
+            "kenshin_control_requests",
+            "counter",
+            "Switching requests, by the gate's verdict",
+            ("verdict",),
+            by,
+        ),
+        (
+            "kenshin_control_at_risk_kw",
+            "gauge",
+            "kW the switching requests passed could interrupt, in the last hour and 10 min (X1)",
+            ("window",),
+            {("1h",): hour, ("10m",): ten},
+        ),
+        (
+            "kenshin_control_emergency",
+            "gauge",
+            "1 while an emergency declared by two approvers is in force",
+            (),
+            {(): emergency},
+        ),
+    ]
