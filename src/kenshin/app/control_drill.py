@@ -284,12 +284,13 @@ def run_control_drill(
 
     target_kw = target_mw * 1000
     now = to_epoch_us(PLAN_AT)
+    emergency_end = period_us[1] + RESTORE_SPREAD_MIN * 60_000_000
     campaign.gate.declare_emergency(
-        APPROVERS,
-        "supply shortfall: avoid rotating outages",
-        now,
-        period_us[1] + RESTORE_SPREAD_MIN * 60_000_000,
+        APPROVERS, "supply shortfall: avoid rotating outages", now, emergency_end
     )
+    # … and, signed, to the head-end, which otherwise holds its own X1 ceiling
+    assert hes.commands.x1 is not None
+    hes.commands.x1.declare(control.declare_emergency(APPROVERS, now, emergency_end))
     campaign.hold_out()
     # the first limits hold for the first hour (a change takes half an hour to be checked
     # and sent): planned on that hour's forecast; then each half hour, once its values are in,

@@ -354,6 +354,8 @@ class WireSystem(EmbeddedSystem):
             policy=self.policy,
             downlink=self._downlink,
         )
+        assert self.hes.commands.x1 is not None  # emergencies it can check, signed by this key
+        self.hes.commands.x1.control_key = self.control.public_key
         # the service mode's worker step over the in-memory twin of the MQTT link: values
         # are acknowledged once stored (committed every simulated hour, or when live)
         self.broker = MemoryBroker()

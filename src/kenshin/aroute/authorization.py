@@ -19,6 +19,7 @@ This module is pure: the bytes that are signed, the check. Signing is the busine
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -72,4 +73,40 @@ def refusal(
         return "outside its validity window"
     if a.nonce < last_nonce:
         return "replayed (an older nonce)"
+    return None
+
+
+EMERGENCY_DOMAIN = b"kenshin-emergency-v1"
+_EMERGENCY = struct.Struct(">qq")  # start, end [µs]
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyDeclaration:
+    """An emergency (R4) the business system declared with two approvers, signed with its
+    control key: the head-end lifts its X1 ceiling for the period (``hes.x1``)."""
+
+    start_us: int
+    end_us: int
+    approvers: tuple[str, str]
+    signature: bytes
+
+    def signed_bytes(self) -> bytes:
+        names = "\x00".join(self.approvers).encode()
+        return EMERGENCY_DOMAIN + _EMERGENCY.pack(self.start_us, self.end_us) + names
+
+
+def emergency_refusal(
+    key: Ed25519PublicKey | None, declaration: EmergencyDeclaration
+) -> str | None:
+    """Why a head-end refuses a declaration (None: it holds)."""
+    if key is None:
+        return "no control key to check it with"
+    if len(set(declaration.approvers)) != 2:
+        return "an emergency needs two different approvers"
+    if declaration.end_us <= declaration.start_us:
+        return "it ends before it starts"
+    try:
+        key.verify(declaration.signature, declaration.signed_bytes())
+    except InvalidSignature:
+        return "signature does not verify"
     return None

@@ -147,6 +147,8 @@ def hes(
             # the business system's key: `kenshin fleet` reads its public half (.pub) for the
             # meters
             control = ControlSigner.from_file(location.directory / CONTROL_KEY_FILE)
+            if head_end.commands.x1 is not None:  # emergencies signed by it lift X1's ceiling
+                head_end.commands.x1.control_key = control.public_key
             app = create_app(
                 opened,
                 hes=head_end,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from kenshin.aroute.authorization import signed_bytes
+from kenshin.aroute.authorization import EmergencyDeclaration, signed_bytes
 from kenshin.aroute.frames import Authorization, CommandKind
 from kenshin.errors import InvalidSetting
 from kenshin.secrecy import private_umask
@@ -100,3 +100,12 @@ class ControlSigner:
             nonce = self._last_nonce = max(self._last_nonce + 1, now_us)
         message = signed_bytes(device_id, kind, (a1, a2, a3), now_us, now_us + valid_us, nonce)
         return Authorization(now_us, now_us + valid_us, nonce, self._key.sign(message))
+
+    def declare_emergency(
+        self, approvers: tuple[str, str], start_us: int, end_us: int
+    ) -> EmergencyDeclaration:
+        """Sign an emergency two approvers declared, for the head-end (``hes.x1``)."""
+        unsigned = EmergencyDeclaration(start_us, end_us, approvers, b"")
+        return EmergencyDeclaration(
+            start_us, end_us, approvers, self._key.sign(unsigned.signed_bytes())
+        )

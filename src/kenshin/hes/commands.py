@@ -59,6 +59,7 @@ from kenshin.hes.command_rules import (
     refusal,
     transition,
 )
+from kenshin.hes.x1 import X1Ceiling
 
 __all__ = [  # with the policy and specs a head-end needs to build a book
     "AuditEntry",
@@ -122,6 +123,7 @@ class CommandBook:
     ) -> None:
         self.meter_specs = meter_specs
         self.collector_of = np.asarray(collector_of, dtype=np.int32)
+        self.x1: X1Ceiling | None = None  # the head-end sets its X1 ceiling (hes.x1)
         if self.collector_of.shape != (len(meter_specs),):
             raise InvalidInput("collector_of must give one collector per meter")
         self.policy = policy or CommandPolicy()
@@ -182,12 +184,15 @@ class CommandBook:
             raise UnknownMeter(f"no meter with key {meter_key}")
         kind, args3, expires, detail = self._prepare(kind, args, now_us, expires_at_us)
         spec = self.meter_specs.spec(meter_key)
+        why = refusal(spec, kind, args3, now_us)
+        if why is None and self.x1 is not None:  # the head-end's own X1 ceiling (issue 16)
+            why = self.x1.refusal(kind, meter_key, args3, now_us)
         return self._create(
             meter_key,
             int(self.collector_of[meter_key]),
             kind,
             args3,
-            refusal(spec, kind, args3, now_us),
+            why,
             now_us,
             idempotency_key,
             requested_by,

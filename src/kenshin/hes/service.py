@@ -83,6 +83,7 @@ from kenshin.hes.ingest import decoded_to_batch
 from kenshin.hes.metrics import HesMetrics
 from kenshin.hes.policy import CollectionPolicy, Duty
 from kenshin.hes.polling import PollBook, PollPolicy
+from kenshin.hes.x1 import X1Ceiling
 
 log = logging.getLogger("kenshin.hes")
 
@@ -260,6 +261,7 @@ class HeadEnd:
             command_policy or HES_COMMAND_POLICY,
         )
         self.polls = PollBook(self.route, HES_POLL_POLICY)
+        self.commands.x1 = X1Ceiling(meters)  # its key (to check emergencies): the root's
         self.track_duties = track_duties
         self._observer: tuple[FrameDecoder, MemoryReplayGuard] | None = None
         self.trackers: dict[Duty, SlotTracker] = {}
