@@ -114,7 +114,8 @@ class _Campaign:
         roster = system.store.read_meters()
         exponent = roster.column("unit_exponent").to_numpy().astype(np.float64)
         coefficient = roster.column("coefficient").to_numpy().astype(np.float64)
-        self.kwh_per_count = coefficient * 10.0**exponent
+        self.kwh_per_count = np.zeros(n)  # by meter key, as the values are summed
+        self.kwh_per_count[roster.column("meter_key").to_numpy()] = coefficient * 10.0**exponent
         self.contract = pop.contract_a.astype(np.int64)
         households = np.isin(pop.customer_type, [1, 2])
         priority = households & (self.rng.random(n) < PRIORITY_SHARE)

@@ -30,7 +30,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.aroute.frames import CommandKind
+from kenshin.core.household_response import contract_kw_by_key
 from kenshin.errors import Forbidden, InvalidInput, InvalidSetting, NotFound
+from kenshin.hes.x1 import at_risk_kw
 
 US_PER_S = 1_000_000
 
@@ -107,25 +109,14 @@ class ControlGate:
     def for_roster(cls, roster: pa.Table, limits: ControlLimits | None = None) -> ControlGate:
         """From the meters the store holds (``METERS_SCHEMA``): each one's contract in kW (an
         ampere contract × 100 V, else its kW contract)."""
-        keys = roster.column("meter_key").to_numpy().astype(np.int64)
-        amperes = roster.column("contract_a").to_numpy().astype(np.float64)
-        kw = roster.column("contract_kw").to_numpy(zero_copy_only=False).astype(np.float64)
-        contract = np.zeros(int(keys.max(initial=-1)) + 1)
-        contract[keys] = np.where(amperes > 0, amperes * 0.1, np.nan_to_num(kw))
-        return cls(contract, limits)
+        return cls(contract_kw_by_key(roster), limits)
 
     # ---- at risk -------------------------------------------------------------------------
 
     def at_risk_kw(
         self, kind: CommandKind, meter_keys: npt.NDArray[np.int64], args: tuple[int, ...]
     ) -> float:
-        contract = self.contract_kw[meter_keys]
-        if kind is CommandKind.SWITCH_OPEN:
-            return float(contract.sum())
-        if kind is CommandKind.SET_AMPERE_LIMIT:
-            cap = (args[0] if args else 0) * 0.1  # A × 100 V
-            return float(np.maximum(contract - cap, 0.0).sum())
-        return 0.0
+        return float(at_risk_kw(kind, self.contract_kw[meter_keys], args).sum())
 
     # ---- the gate ------------------------------------------------------------------------
 

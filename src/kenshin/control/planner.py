@@ -29,8 +29,8 @@ from kenshin.core.household_response import (
     ESSENTIAL_MIN_W,
     ESSENTIAL_PEAK,
     ESSENTIAL_SHARE,
-    SAFE_MARGIN,
     VOLTS,
+    kept_load,
 )
 from kenshin.errors import InvalidInput
 
@@ -75,10 +75,8 @@ def eligible(
 def expected_reduction_kw(demand_kw: F64, contract_a: F64, cap_a: F64) -> F64:
     """What each household gives under ``cap_a`` in expectation [kW] (the limiter's household
     model): nothing at or above its contract."""
-    cap_kw = cap_a * KW_PER_A
-    essential = np.minimum(demand_kw, np.maximum(ESSENTIAL_SHARE * demand_kw, ESSENTIAL_MIN_KW))
-    served = np.maximum(np.minimum(demand_kw, cap_kw / SAFE_MARGIN), essential)
-    return np.where(cap_a < contract_a, demand_kw - served, 0.0)
+    kept = kept_load(demand_kw, demand_kw, cap_a * KW_PER_A, ESSENTIAL_MIN_KW)
+    return np.where(cap_a < contract_a, demand_kw - kept, 0.0)
 
 
 def household_floor_a(demand_kw: F64) -> npt.NDArray[np.int64]:

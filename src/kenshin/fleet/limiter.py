@@ -35,9 +35,10 @@ from kenshin.core.events import EventCode
 from kenshin.core.household_response import (
     ESSENTIAL_MIN_W,
     ESSENTIAL_PEAK,
-    ESSENTIAL_SHARE,
     SAFE_MARGIN,
     VOLTS,
+    essential_load,
+    kept_load,
 )
 from kenshin.core.ids import Area
 from kenshin.core.switch import SwitchState, Trigger, apply
@@ -170,8 +171,7 @@ class Limiter:
         demand = demand_w[w]
         cap = limit_a[w].astype(np.float64) * VOLTS
         comfortable = cap / SAFE_MARGIN
-        usual = self.usual_w[w]
-        essential = np.minimum(demand, np.maximum(ESSENTIAL_SHARE * usual, ESSENTIAL_MIN_W))
+        essential = essential_load(demand, self.usual_w[w], ESSENTIAL_MIN_W)
         peak = self._rng.lognormal(np.log(PEAK_MEDIAN), PEAK_SIGMA, len(w))
         import_w = np.maximum(demand - pv_w[w], 0.0)
         new_cap = self.used_to_a[w] != limit_a[w]
@@ -181,8 +181,8 @@ class Limiter:
         retry = held & (self._rng.random(len(w)) < RETRY_TRIP)
         tripping = (over & new_cap) | retry | (over & hopeless)
         shedding = tripping | held
-        target = np.maximum(np.minimum(demand, comfortable), essential)
-        wanted = np.where(shedding, np.minimum(demand, target), demand)
+        kept = kept_load(demand, self.usual_w[w], cap, ESSENTIAL_MIN_W)
+        wanted = np.where(shedding, kept, demand)
         self.used_to_a[w[tripping]] = limit_a[w[tripping]]
 
         # the trips: once for those who adapt; again at each re-close for the hopeless, until

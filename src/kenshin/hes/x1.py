@@ -19,7 +19,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kenshin.aroute.authorization import EmergencyDeclaration, emergency_refusal
 from kenshin.aroute.frames import CommandKind
+from kenshin.core.household_response import VOLTS, contract_kw_by_key
 from kenshin.errors import Forbidden
+
+
+def at_risk_kw(
+    kind: CommandKind, contract_kw: npt.NDArray[np.float64], args: tuple[int, ...]
+) -> npt.NDArray[np.float64]:
+    """The load each meter's command could interrupt [kW]: a disconnect its whole contract, a
+    limit what lies above it, anything else nothing (the switching gate counts the same)."""
+    if kind is CommandKind.SWITCH_OPEN:
+        return contract_kw
+    if kind is CommandKind.SET_AMPERE_LIMIT:
+        return np.maximum(contract_kw - (args[0] if args else 0) * VOLTS / 1000, 0.0)
+    return np.zeros_like(contract_kw)
+
 
 TEN_MINUTES_US = 600_000_000
 CEILING_KW = 70_000.0  # SPEC X1: 70 MW for ten minutes
@@ -32,11 +46,7 @@ class X1Ceiling:
         control_key: Ed25519PublicKey | None = None,
         ceiling_kw: float = CEILING_KW,
     ) -> None:
-        keys = meters.column("meter_key").to_numpy().astype(np.int64)
-        amperes = meters.column("contract_a").to_numpy().astype(np.float64)
-        kw = meters.column("contract_kw").to_numpy(zero_copy_only=False).astype(np.float64)
-        self.contract_kw: npt.NDArray[np.float64] = np.zeros(int(keys.max(initial=-1)) + 1)
-        self.contract_kw[keys] = np.where(amperes > 0, amperes * 0.1, np.nan_to_num(kw))
+        self.contract_kw = contract_kw_by_key(meters)
         self.control_key = control_key
         self.ceiling_kw = ceiling_kw
         self._carried: deque[tuple[int, float]] = deque()  # (when, kW at risk)
@@ -49,19 +59,12 @@ class X1Ceiling:
             raise Forbidden(f"emergency declaration refused: {why}")
         self.declarations.append(declaration)
 
-    def at_risk_kw(self, kind: CommandKind, meter_key: int, args: tuple[int, int, int]) -> float:
-        contract = float(self.contract_kw[meter_key]) if meter_key < len(self.contract_kw) else 0.0
-        if kind is CommandKind.SWITCH_OPEN:
-            return contract
-        if kind is CommandKind.SET_AMPERE_LIMIT:
-            return max(0.0, contract - args[0] * 0.1)
-        return 0.0
-
     def refusal(
         self, kind: CommandKind, meter_key: int, args: tuple[int, int, int], now_us: int
     ) -> str | None:
         """Why this command would pass the ceiling (None: carry it, and count it)."""
-        risk = self.at_risk_kw(kind, meter_key, args)
+        contract = self.contract_kw[meter_key : meter_key + 1]
+        risk = float(at_risk_kw(kind, contract, args).sum())
         if risk <= 0:
             return None
         while self._carried and self._carried[0][0] <= now_us - TEN_MINUTES_US:
