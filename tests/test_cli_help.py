@@ -35,6 +35,12 @@ COMMANDS = {
     ("connections", "add"),
     ("connections", "disconnect"),
     ("connections", "reconnect"),
+    ("campaign", "create"),
+    ("campaign", "list"),
+    ("campaign", "show"),
+    ("campaign", "approve"),
+    ("campaign", "reject"),
+    ("campaign", "abort"),
 }
 STORE_COMMANDS = {"simulate", "serve", "up", "archive", "vee", "report", "export", "install", "hes"}
 

@@ -27,6 +27,7 @@ PROTOCOL_AND_ROOT = (
     "kenshin.hes",
     "kenshin.mdms",
     "kenshin.api",
+    "kenshin.control",
     "kenshin.app",
     "kenshin.netplan",
 )
@@ -69,7 +70,14 @@ def _import_with_blocked(modules: list[str], blocked: str) -> subprocess.Complet
     ("packages", "blocked"),
     [
         (
-            ("kenshin.core", "kenshin.hes", "kenshin.mdms", "kenshin.aroute", "kenshin.api"),
+            (
+                "kenshin.core",
+                "kenshin.hes",
+                "kenshin.mdms",
+                "kenshin.aroute",
+                "kenshin.api",
+                "kenshin.control",
+            ),
             "kenshin.fleet",
         ),
         (

@@ -43,7 +43,11 @@ def world() -> World:
     system.run(START + dt.timedelta(hours=2))
     system.mdms.flush()
     app = create_app(
-        system.store, hes=system.hes, hes_lock=threading.Lock(), control=system.control
+        system.store,
+        hes=system.hes,
+        hes_lock=threading.Lock(),
+        control=system.control,
+        campaigns=system.campaigns,
     )
     client = TestClient(app, raise_server_exceptions=False)
     w = World(system, client)

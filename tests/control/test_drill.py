@@ -29,7 +29,10 @@ def test_a_campaign_runs_end_to_end(drill) -> None:  # type: ignore[no-untyped-d
     halves = [sum(drill.achieved_kw[i : i + 6]) / 6 for i in range(0, 24, 6)]
     assert len(drill.achieved_kw) == 24 and all(h > 0 for h in halves)
     assert 0.5 * drill.target_kw <= drill.mean_kw <= 1.5 * drill.target_kw
-    assert len(drill.verified) == 2 and all(m > 0 for m, _ in drill.verified)
+    assert len(drill.verified) == 4 and all(m > 0 for m, _ in drill.verified)
+    campaign = drill.campaign
+    assert campaign.state.value == "completed" and len(campaign.progress) == 24
+    assert campaign.fairness["households"]["limited"] == drill.touched
 
 
 def test_the_command_prints_the_scores_and_refuses_bad_input(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -51,6 +51,7 @@ from kenshin.api.views import (
     recorded_summary,
     spec_of,
 )
+from kenshin.control.desk import CampaignDesk
 from kenshin.control.gate import ControlGate, ControlLimits, gate_figures
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
@@ -135,6 +136,7 @@ def create_app(
     security: Security | None = None,
     control: ControlSigner | None = None,
     control_limits: ControlLimits | None = None,
+    campaigns: CampaignDesk | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -146,7 +148,8 @@ def create_app(
     API's latency and the process's; ``security``: principals, tokens, the audit trail (default:
     those the store holds, and an audit trail in the store, or in memory when it is read-only);
     ``control``: the business system's control key, which signs switching commands (without
-    it the API refuses them: issue 16); ``control_limits``: the switching gate's thresholds.
+    it the API refuses them: issue 16); ``control_limits``: the switching gate's thresholds;
+    ``campaigns``: the desk that runs emergency area campaigns (its gate is the API's gate).
     Every route but health, the token endpoints and the docs needs a bearer token (issue 14).
     """
     if security is None:  # a read-only store's principals are read once and kept in memory
@@ -170,8 +173,8 @@ def create_app(
     )
     _install_error_handlers(app)
     # the switching gate (issue 16): with the control key and a head-end to carry commands
-    gate = None
-    if hes is not None and control is not None:
+    gate = None if campaigns is None else campaigns.gate
+    if gate is None and hes is not None and control is not None:
         gate = ControlGate.for_roster(store.read_meters(), control_limits)
 
     def every_figure() -> dict[str, Figure]:
@@ -352,7 +355,7 @@ def create_app(
     if hes is not None:
         from kenshin.api.hes_routes import hes_router
 
-        router.include_router(hes_router(hes, store, hes_lock, control, gate))
+        router.include_router(hes_router(hes, store, hes_lock, control, gate, campaigns))
 
     @app.get("/metrics", include_in_schema=False)
     def get_metrics() -> Response:

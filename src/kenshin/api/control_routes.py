@@ -13,11 +13,11 @@ import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from kenshin.control.dispatch import issue
 from kenshin.control.gate import ControlGate, ControlRequest, Verdict
 from kenshin.control.signing import ControlSigner
 from kenshin.core.timeslots import iso_jst, to_epoch_us
 from kenshin.errors import InvalidInput, NotFound
-from kenshin.hes.commands import CommandRecord
 from kenshin.hes.service import HeadEnd
 
 
@@ -49,31 +49,6 @@ def request_view(
         "timeline": [{"at": _iso(at), "what": what} for at, what in request.timeline],
         **({"command_ids": commands} if commands is not None else {}),
     }
-
-
-def issue(
-    hes: HeadEnd,
-    signer: ControlSigner,
-    request: ControlRequest,
-    now_us: int,
-    idempotency_key: str | None = None,
-) -> list[CommandRecord]:
-    """Sign and queue a request that passed the gate: one command per meter, each signed for
-    its own meter."""
-    devices = hes.registry.device_ids_of(request.meter_keys).tolist()
-    by = request.actor if request.decided_by is None else f"{request.actor}+{request.decided_by}"
-    return [
-        hes.commands.request(
-            int(key),
-            request.kind,
-            request.args,
-            now_us,
-            requested_by=by,
-            idempotency_key=idempotency_key,
-            authorization=signer.authorize(int(device), request.kind, request.args, now_us),
-        )
-        for key, device in zip(request.meter_keys.tolist(), devices, strict=True)
-    ]
 
 
 def control_router(

@@ -16,10 +16,13 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from kenshin.api.control_routes import control_router, issue, request_view
+from kenshin.api.campaign_routes import campaign_router
+from kenshin.api.control_routes import control_router, request_view
 from kenshin.api.report_routes import csv_bytes
 from kenshin.aroute.authorization import PROTECTED_KINDS
 from kenshin.aroute.frames import CommandKind
+from kenshin.control.desk import CampaignDesk
+from kenshin.control.dispatch import issue
 from kenshin.control.gate import ControlGate, Verdict
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
@@ -93,9 +96,11 @@ def hes_router(
     lock: threading.Lock | None = None,
     control: ControlSigner | None = None,
     gate: ControlGate | None = None,
+    campaigns: CampaignDesk | None = None,
 ) -> APIRouter:
     """The head-end's ``/api/v1`` routes (its metrics are served by the app's ``/metrics``);
-    with the business system's ``control`` key also the switching gate and its requests."""
+    with the business system's ``control`` key also the switching gate and its requests, and
+    with a campaign desk the emergency area campaigns."""
     api = APIRouter(tags=["head-end"])
 
     def guard() -> AbstractContextManager[Any]:
@@ -320,4 +325,20 @@ def hes_router(
 
     if control is not None and gate is not None:
         api.include_router(control_router(hes, gate, control, spid_of, lock))
+    if campaigns is not None:
+
+        @functools.cache
+        def keys_by_spid() -> dict[str, int]:
+            return {spid: key for key, spid in roster().items()}
+
+        def key_of(supply_point_id: str) -> int:
+            spid = validate_supply_point_id(supply_point_id)
+            if spid not in keys_by_spid():
+                raise UnknownMeter(f"no meter with supply point id {spid}")
+            return keys_by_spid()[spid]
+
+        def now_us() -> int:
+            return to_epoch_us(hes.clock.now())
+
+        api.include_router(campaign_router(campaigns, now_us, spid_of, key_of, lock))
     return api

@@ -33,6 +33,8 @@ from kenshin.aroute.mqtt import shared_up_subscription, up_topic
 from kenshin.aroute.network import Network, NetworkConfig
 from kenshin.aroute.replay import MemoryReplayGuard
 from kenshin.aroute.transport import InProcessTransport
+from kenshin.control.desk import CampaignDesk
+from kenshin.control.gate import ControlGate, ControlLimits
 from kenshin.control.signing import ControlSigner
 from kenshin.core.batches import ReadingSink
 from kenshin.core.clock import Clock, SteppedClock
@@ -173,6 +175,7 @@ class EmbeddedSystem:
         self.worker: HesWorker | None = None
         self.field: Field | None = None
         self.outages: OutageMonitor | None = None  # the wire system's outage engine, if asked
+        self.campaigns: CampaignDesk | None = None  # the wire system's campaign desk
         self.link = LossyLink(self.mdms, loss, config.seed, loss_burst) if loss else None
         self.sink: ReadingSink = self.link if self.link is not None else self.mdms
         self.schedule: MdmsSchedule | None = None
@@ -331,11 +334,13 @@ class WireSystem(EmbeddedSystem):
         master_key: str | None = None,
         outages: bool = False,
         control: ControlSigner | None = None,
+        control_limits: ControlLimits | None = None,
         **common: Any,
     ) -> None:
         """``outages``: run the outage engine after every step (issue 15; ``kenshin up``);
         ``control``: the business system's control key, which signs switching commands and
-        whose public half the meters are provisioned with (issue 16; default: a new one)."""
+        whose public half the meters are provisioned with (issue 16; default: a new one);
+        ``control_limits``: the switching gate's thresholds, for the API and the campaigns."""
         checked = fleet_policy(config, policy)  # a contradiction is refused before anything opens
         super().__init__(config, db, **common)
         self.policy = checked
@@ -356,6 +361,12 @@ class WireSystem(EmbeddedSystem):
         )
         assert self.hes.commands.x1 is not None  # emergencies it can check, signed by this key
         self.hes.commands.x1.control_key = self.control.public_key
+        # the business system's side (issue 16): one switching gate for the API's commands and
+        # the campaigns, and the desk that runs the campaigns at every step
+        self.gate = ControlGate.for_roster(self.meters, control_limits)
+        self.campaigns = CampaignDesk(
+            self.store, self.hes, self.gate, self.control, flush=self.mdms.flush
+        )
         # the service mode's worker step over the in-memory twin of the MQTT link: values
         # are acknowledged once stored (committed every simulated hour, or when live)
         self.broker = MemoryBroker()
@@ -413,6 +424,8 @@ class WireSystem(EmbeddedSystem):
         self.hes.tick()
         if self.outages is not None:
             self.outages.tick(boundary)
+        if self.campaigns is not None:
+            self.campaigns.tick(boundary)
         self._uncommitted_steps += 1
         if self._uncommitted_steps >= 12:
             self.commit()

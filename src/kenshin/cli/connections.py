@@ -5,12 +5,13 @@ system (issue 14 item 5; SPEC X5, X6), through its API with credentials from the
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from kenshin.cli.options import console, out, split_list
+from kenshin.cli.options import ApiOpt, console, out, split_list
+from kenshin.cli.options import api_client as _client
 
 connections_app = typer.Typer(
     help="Principals and external connections of a running system: list, add, cut off "
@@ -18,19 +19,7 @@ connections_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ApiOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--api", help="The running system's URL (default $KENSHIN_API or http://127.0.0.1:8000)."
-    ),
-]
 ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit trail).")]
-
-
-def _client(api: str | None) -> Any:
-    from kenshin.app.api_client import ApiClient, credentials
-
-    return ApiClient(api, *credentials())
 
 
 def _split(text: str | None, option: str) -> list[str]:

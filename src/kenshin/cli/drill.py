@@ -220,10 +220,11 @@ def control_command(
     meters: Annotated[int, meters_option(100_000)] = 10_000,
     seed: SeedOpt = 1,
 ) -> None:
-    """An emergency campaign over a simulated winter evening peak (18:00–20:00): planned from
-    the like-day forecast, passed through the switching gate under a declared emergency, sent
-    signed as emergency profiles, verified each half hour against held-out households and
-    corrected; scored against the truth (issue 16)."""
+    """An emergency campaign over a simulated winter evening peak (18:00–20:00), run by the
+    campaign desk of POST /api/v1/campaigns: asked and approved (an R4 emergency), planned from
+    the like-day forecast, sent signed through the switching gate as emergency profiles,
+    verified each half hour against held-out households and corrected; scored against the
+    truth (issue 16)."""
     from kenshin.app.control_drill import run_control_drill
 
     started = time.monotonic()
@@ -251,7 +252,7 @@ def control_command(
     table.add_row(
         "households limited",
         f"{result.touched:,} (priority register: "
-        f"{result.priority_touched}; left out: {result.plan.excluded})",
+        f"{result.priority_touched}; left out: {result.campaign.excluded})",
     )
     table.add_row("trips, lockouts", f"{result.trips:,}, {result.lockouts:,}")
     restored = "—" if result.restored_after_s is None else f"{result.restored_after_s / 60:.0f} min"

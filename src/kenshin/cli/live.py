@@ -101,6 +101,7 @@ def run_live(
         clock=system.clock.now,  # manual edits carry the simulated time
         broute_credentials=registry,
         control=control,
+        campaigns=system.campaigns,  # run at every step of the fleet (issue 16)
         figures=lambda: {
             **mdms_figures(system.mdms, system.schedule),
             **outage_figures(system.outages),

@@ -322,3 +322,18 @@ def split_list(text: str, option: str) -> list[str]:
         except OSError as exc:
             raise InvalidInput(f"{option}: cannot read {path}: {exc.strerror or exc}") from None
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+ApiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api", help="The running system's URL (default $KENSHIN_API or http://127.0.0.1:8000)."
+    ),
+]
+
+
+def api_client(api: str | None) -> Any:
+    """A client of the running system's API (``kenshin connections``, ``kenshin campaign``)."""
+    from kenshin.app.api_client import ApiClient, credentials
+
+    return ApiClient(api, *credentials())

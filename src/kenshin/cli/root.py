@@ -9,6 +9,7 @@ import sys
 import typer
 
 from kenshin.cli.broute import broute_app
+from kenshin.cli.campaign import campaign_app
 from kenshin.cli.connections import connections_app
 from kenshin.cli.drill import drill_app
 from kenshin.cli.export import export_command
@@ -62,6 +63,7 @@ app.command()(hes)
 app.command()(fleet)
 app.add_typer(drill_app, name="drill")
 app.add_typer(connections_app, name="connections")
+app.add_typer(campaign_app, name="campaign")
 
 # typer raises click's UsageError (vendored in recent typer); find it through BadParameter
 _UsageError: type[Exception] = next(

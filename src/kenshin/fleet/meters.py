@@ -243,14 +243,15 @@ class MeterFleet:
 
     def set_profile(self, key: int, limit_a: int, start_us: int, end_us: int) -> None:
         """An emergency profile for one meter: it replaces the one running unless it starts
-        later, then it follows it (the one running stays in force until then)."""
+        later, then it follows it (the one running stays in force until then). One starting
+        now replaces the follower too (a rollback: nothing queued comes back after it)."""
         running = self.profile_start_us[key] <= self.now_us < self.profile_end_us[key]
         if start_us > self.now_us and running:
             self.next_limit_a[key], self.next_start_us[key] = limit_a, start_us
             self.next_end_us[key] = end_us
             return
-        if self.next_start_us[key] <= self.now_us < self.next_end_us[key]:
-            self.next_end_us[key] = 0  # the follower had taken over: the new one replaces it
+        if start_us <= self.now_us or self.next_start_us[key] <= self.now_us:
+            self.next_end_us[key] = 0  # the follower is replaced, or had taken over
         self.profile_limit_a[key], self.profile_start_us[key] = limit_a, start_us
         self.profile_end_us[key] = end_us
 

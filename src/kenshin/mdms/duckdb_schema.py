@@ -91,6 +91,9 @@ DDL = ";\n".join(
         f"CREATE TABLE IF NOT EXISTS audit ({columns_ddl(AUDIT_SCHEMA)})",
         f"CREATE TABLE IF NOT EXISTS outages ({columns_ddl(OUTAGES_SCHEMA)}, "
         "PRIMARY KEY (event_id))",
+        # switching campaigns and requests (kenshin.control), one document each
+        "CREATE TABLE IF NOT EXISTS control_records (kind VARCHAR, record_id BIGINT, "
+        "document VARCHAR, PRIMARY KEY (kind, record_id))",
     ]
 )
 

@@ -78,6 +78,22 @@ class DuckDBTables:
         rows = self._cursor().execute("SELECT name, document FROM principals ORDER BY name")
         return [(str(n), str(d)) for n, d in rows.fetchall()]
 
+    def save_control_record(self, kind: str, record_id: int, document: str) -> None:
+        with self._transaction("saving a control record") as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO control_records VALUES (?, ?, ?)",
+                [kind, record_id, document],
+            )
+
+    def read_control_records(self, kind: str) -> list[tuple[int, str]]:
+        if not self._has_table("control_records"):  # a read-only store made before them
+            return []
+        rows = self._cursor().execute(
+            "SELECT record_id, document FROM control_records WHERE kind = ? ORDER BY record_id",
+            [kind],
+        )
+        return [(int(i), str(d)) for i, d in rows.fetchall()]
+
     def append_audit(self, rows: pa.Table) -> None:
         if rows.num_rows:
             with self._transaction("appending to the audit trail") as cur:

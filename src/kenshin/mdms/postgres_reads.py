@@ -455,6 +455,16 @@ class PostgresReads(StoreBase):
         )
         return [(str(n), str(d)) for n, d in rows]
 
+    def read_control_records(self, kind: str) -> list[tuple[int, str]]:
+        rows = self._fetch(
+            sql.SQL("SELECT record_id, document FROM {} WHERE kind = %s ORDER BY record_id").format(
+                self._table("control_records")
+            ),
+            [kind],
+            "read control records",
+        )
+        return [(int(i), str(d)) for i, d in rows]
+
     def read_audit(
         self, start_us: int, end_us: int, principal: str | None = None, limit: int = 10_000
     ) -> pa.Table:

@@ -133,6 +133,11 @@ def ddl(schema: str) -> list[sql.Composed]:
             "restored timestamptz, confidence double precision, customers integer, "
             "merged_into bigint, detail text)"
         ).format(s),
+        # switching campaigns and requests (kenshin.control), one document each
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.control_records (kind text, record_id bigint, "
+            "document text, PRIMARY KEY (kind, record_id))"
+        ).format(s),
     ]
 
 
@@ -149,6 +154,7 @@ _TABLES = (
     "principals",
     "audit",
     "outages",
+    "control_records",
 )
 _INDEXES = (
     *(f"meters_{column}" for column in METER_INDEXED),

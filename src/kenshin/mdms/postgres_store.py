@@ -344,6 +344,16 @@ class PostgresStore(PostgresReads):
             "save a principal",
         )
 
+    def save_control_record(self, kind: str, record_id: int, document: str) -> None:
+        self._execute(
+            sql.SQL(
+                "INSERT INTO {} (kind, record_id, document) VALUES (%s, %s, %s) "
+                "ON CONFLICT (kind, record_id) DO UPDATE SET document = excluded.document"
+            ).format(self._table("control_records")),
+            [kind, record_id, document],
+            "save a control record",
+        )
+
     def save_outages(self, rows: pa.Table) -> None:
         if not rows.num_rows:
             return

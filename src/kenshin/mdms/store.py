@@ -210,6 +210,19 @@ class OutageLog(Protocol):
         ...
 
 
+class ControlBook(Protocol):
+    """Switching campaigns and requests (``kenshin.control``; issue 16): one JSON document per
+    record, replaced as the record moves on, so their status outlives the process."""
+
+    def save_control_record(self, kind: str, record_id: int, document: str) -> None:
+        """Insert or replace the record ``(kind, record_id)``."""
+        ...
+
+    def read_control_records(self, kind: str) -> list[tuple[int, str]]:
+        """Every record of ``kind`` as (id, document), by id."""
+        ...
+
+
 class GapBook(Protocol):
     """The slots VEE could not fill: the head-end's re-read list."""
 
@@ -308,6 +321,7 @@ class ReadingStore(
     PrincipalBook,
     AuditLog,
     OutageLog,
+    ControlBook,
     Housekeeping,
     Protocol,
 ):

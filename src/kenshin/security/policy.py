@@ -61,6 +61,13 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/control/requests/{{request_id}}"): Rule(READERS),
     ("POST", f"{V1}/control/requests/{{request_id}}/release"): Rule(APPROVERS),
     ("POST", f"{V1}/control/requests/{{request_id}}/reject"): Rule(APPROVERS),
+    ("GET", f"{V1}/campaigns"): Rule(READERS),
+    ("GET", f"{V1}/campaigns/{{campaign_id}}"): Rule(READERS),
+    ("POST", f"{V1}/campaigns"): Rule(OPERATORS),
+    ("POST", f"{V1}/campaigns/{{campaign_id}}/approve"): Rule(APPROVERS),
+    ("POST", f"{V1}/campaigns/{{campaign_id}}/reject"): Rule(APPROVERS),
+    # stopping is always safe: either person may
+    ("POST", f"{V1}/campaigns/{{campaign_id}}/abort"): Rule(OPERATORS | APPROVERS),
     ("GET", f"{V1}/hes/polls/{{poll_id}}"): Rule(READERS),
     ("GET", "/metrics"): Rule(READERS | ADMINS, "metrics:read"),
     ("GET", f"{V1}/audit"): Rule(ADMINS),

@@ -1,0 +1,579 @@
+"""The campaign desk (issue 16 item 3; SPEC R4, R5, X1, X2): takes emergency area campaigns,
+has a second person approve them, and runs them at every 5-minute tick of the system.
+
+How a campaign runs (one rule for all households: ``kenshin.control.planner``):
+
+- **Plan**, ``LEAD_MIN`` before the start: each candidate's forecast of the period is its own
+  30-min values of the same half hours the day before (the like day), scaled by how the half
+  hour an hour before the start compares with the same half hour the day before (a day-of
+  adjustment by tenth of the households); with no like day, its last hour. A tenth of the
+  candidates is held out, never limited: what the others would have drawn.
+- **Send**: limits go out as emergency profiles (limit, minutes, start) through the switching
+  gate as the campaign's actor, released by its approver, signed for each meter; each meter
+  reverts by itself a few random minutes after the period (no restore command to lose).
+- **Verify**: per 5 minutes from the A3 real-time sample (limited meters against the
+  held-out and unlimited ones, scaled to all the limited); per half hour from the 30-min values
+  (limited against held out, each against its forecast: a difference in differences), whose
+  ratio to what was expected corrects the next plan; each half hour from the second on is
+  re-planned on the rest of the period's forecast, a household the new plan lets go eased one
+  ampere step at a time.
+- **Brake**: more than ``HALT_FAILED`` of the campaign's finished commands failed, or the
+  gate refused a request (X1), halts it with a rollback: every meter it limited gets its
+  contract back at once (a profile starting now replaces the ones queued). An abort does the same.
+- **HV and EHV customers** (no switch, R5) get curtailment requests for the same share of their
+  demand the households give, and a fairness report compares what each group gave.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from kenshin.aroute.frames import CommandKind
+from kenshin.control.campaign import (
+    KIND,
+    LEAD_MIN,
+    RESTORE_SPREAD_MIN,
+    US_PER_MIN,
+    Campaign,
+    CampaignSpec,
+    CampaignState,
+    Check,
+    Progress,
+)
+from kenshin.control.dispatch import issue
+from kenshin.control.gate import ControlGate, Verdict
+from kenshin.control.planner import Eligible, eligible, expected_reduction_kw, plan_campaign
+from kenshin.control.signing import ControlSigner
+from kenshin.control.verify import Forecaster, came_true_by_tenth, mean_kw
+from kenshin.core.customers import AMPERE_STEPS_A
+from kenshin.core.meterspec import MeterClass
+from kenshin.core.timeslots import Resolution, from_epoch_us
+from kenshin.errors import Forbidden, InvalidInput, NotFound, UnknownCommand
+from kenshin.hes.command_rules import CommandState
+from kenshin.hes.service import HeadEnd
+from kenshin.mdms.store import ControlBook, Roster, SweepSource
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+HALF_HOUR = 30 * US_PER_MIN
+STEP = 5 * US_PER_MIN
+HOLDOUT_SHARE = 0.1
+CHECK_AFTER_MIN = 5  # a half hour's values are checked this long after it ends
+HALT_FAILED = 0.1  # of the finished commands, with at least HALT_MIN_FAILED of them
+HALT_MIN_FAILED = 20
+CURTAILMENT_LISTED = 1000  # HV requests listed in the document (all are counted)
+
+
+class CampaignStore(Roster, SweepSource, ControlBook, Protocol):
+    """What the desk reads (the roster, values) and keeps (its campaigns)."""
+
+
+@dataclass
+class _Run:
+    """A running campaign's arrays (by meter key; in memory only)."""
+
+    candidates: Eligible
+    holdout: I64
+    hv: I64  # HV and EHV customers in the area (curtailment requests)
+    limit: I64  # the campaign's limit now, 0: none
+    spread: I64  # each meter's extra minutes after the period
+    forecast: Callable[[int, int], F64]  # each meter's forecast of (start, end] [kW]
+    history: list[tuple[int, I64, F64]] = field(default_factory=list)  # (from, limits, basis)
+    half_hours: npt.NDArray[np.int32] | None = None  # per meter, half hours limited
+    commanded: set[int] = field(default_factory=set)  # meters any command went to
+    command_ids: list[int] = field(default_factory=list)
+    next_progress_us: int = 0
+    next_check_us: int = 0
+    hv_asked_share: float = 0.0
+
+
+class CampaignDesk:
+    def __init__(
+        self,
+        store: CampaignStore,
+        hes: HeadEnd,
+        gate: ControlGate,
+        signer: ControlSigner,
+        flush: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``flush``: stores what was delivered, before the desk reads values."""
+        self.store, self.hes, self.gate, self.signer, self.flush = store, hes, gate, signer, flush
+        roster = store.read_meters()
+        keys = roster.column("meter_key").to_numpy()
+        n = len(keys)
+
+        def by_key(name: str) -> npt.NDArray[np.int64]:
+            out = np.zeros(n, np.int64)
+            out[keys] = roster.column(name).to_numpy(zero_copy_only=False).astype(np.int64)
+            return out
+
+        self.n = n
+        self.area, self.feeder = by_key("area"), by_key("feeder")
+        self.contract = by_key("contract_a")
+        self.meter_class = by_key("meter_class")
+        self.realtime = by_key("realtime_5min").astype(bool)
+        exponent = by_key("unit_exponent").astype(np.float64)
+        self.kwh_per_count = by_key("coefficient").astype(np.float64) * 10.0**exponent
+        self.has_switch = np.isin(
+            self.meter_class, [int(MeterClass.LV_1P2W), int(MeterClass.LV_1P3W)]
+        )
+        self.lock = threading.RLock()
+        self.campaigns: dict[int, Campaign] = {}
+        self._runs: dict[int, _Run] = {}
+        for _, document in store.read_control_records(KIND):
+            campaign = Campaign.from_document(document)
+            if campaign.state in (CampaignState.RUNNING, CampaignState.RESTORING):
+                # its profiles end by themselves at the period's end: nothing stays limited
+                campaign.move(CampaignState.INTERRUPTED, campaign.timeline[-1][0], "restarted")
+                self._save(campaign)
+            self.campaigns[campaign.campaign_id] = campaign
+        self._ids = itertools.count(max(self.campaigns, default=0) + 1)
+        self.figures = {"halted": 0, "aborted": 0, "completed": 0}
+
+    # ---- what people do ------------------------------------------------------------------
+
+    def create(self, spec: CampaignSpec, actor: str, now_us: int) -> Campaign:
+        spec.check(now_us)
+        if spec.area is not None and not (self.area == spec.area).any():
+            raise InvalidInput(f"no meter in area {spec.area}")
+        in_area = self._in_area(spec)
+        if not in_area.any():
+            raise InvalidInput("no meter on those feeders in that area")
+        bad = [k for k in spec.priority_keys if not 0 <= k < self.n]
+        if bad:
+            raise NotFound(f"no meter with key {bad[0]}")
+        with self.lock:
+            campaign = Campaign(next(self._ids), actor, spec, CampaignState.PENDING, now_us)
+            campaign.timeline.append((now_us, f"asked by {actor}: {spec.reason}"))
+            self.campaigns[campaign.campaign_id] = campaign
+            self._save(campaign)
+        return campaign
+
+    def approve(self, campaign_id: int, approver: str, now_us: int) -> Campaign:
+        """A second person lets the campaign run; with ``emergency``, the two of them declare
+        an R4 emergency for its period (it lifts X1's ceilings, at the gate and the head-end)."""
+        with self.lock:
+            campaign = self._pending(campaign_id)
+            if approver == campaign.actor:
+                raise Forbidden("a campaign is approved by someone other than who asked for it")
+            spec = campaign.spec
+            if spec.emergency:
+                begin = spec.start_us - LEAD_MIN * US_PER_MIN
+                until = spec.end_us + RESTORE_SPREAD_MIN * US_PER_MIN
+                people = (campaign.actor, approver)
+                self.gate.declare_emergency(people, spec.reason, min(begin, now_us), until)
+                if self.hes.commands.x1 is not None:
+                    self.hes.commands.x1.declare(
+                        self.signer.declare_emergency(people, min(begin, now_us), until)
+                    )
+            campaign.approved_by = approver
+            campaign.move(CampaignState.APPROVED, now_us, f"approved by {approver}")
+            self._save(campaign)
+            return campaign
+
+    def reject(self, campaign_id: int, by: str, now_us: int, why: str) -> Campaign:
+        with self.lock:
+            campaign = self._pending(campaign_id)
+            campaign.why = why
+            campaign.move(CampaignState.REJECTED, now_us, f"rejected by {by}: {why}".rstrip(": "))
+            self._save(campaign)
+            return campaign
+
+    def abort(self, campaign_id: int, by: str, now_us: int, why: str) -> Campaign:
+        """Stop a campaign before or while it runs: every meter it limited gets its contract
+        back at once (rollback)."""
+        with self.lock:
+            campaign = self.get(campaign_id)
+            if campaign.state is CampaignState.PENDING:
+                return self.reject(campaign_id, by, now_us, why or "withdrawn")
+            if not campaign.state.is_active:
+                raise InvalidInput(f"campaign {campaign_id} is {campaign.state}: nothing to stop")
+            self._stop(campaign, CampaignState.ABORTED, now_us, f"aborted by {by}: {why}")
+            return campaign
+
+    def limits(self, campaign_id: int) -> I64 | None:
+        """The campaign's limit on each meter now (0: none), while it runs."""
+        run = self._runs.get(campaign_id)
+        return None if run is None else run.limit
+
+    def get(self, campaign_id: int) -> Campaign:
+        campaign = self.campaigns.get(campaign_id)
+        if campaign is None:
+            raise NotFound(f"no campaign {campaign_id}")
+        return campaign
+
+    # ---- the clock -----------------------------------------------------------------------
+
+    def tick(self, now_us: int) -> None:
+        """Move every campaign that is not final on to ``now_us`` (every 5 minutes)."""
+        with self.lock:
+            for campaign in list(self.campaigns.values()):
+                if not campaign.state.is_final:
+                    before = (campaign.state, len(campaign.progress), len(campaign.checks))
+                    self._advance(campaign, now_us)
+                    after = (campaign.state, len(campaign.progress), len(campaign.checks))
+                    if after != before:
+                        self._save(campaign)
+
+    def _advance(self, campaign: Campaign, now_us: int) -> None:
+        spec = campaign.spec
+        if campaign.state is CampaignState.PENDING and now_us >= spec.start_us:
+            campaign.move(CampaignState.EXPIRED, now_us, "not approved before its start")
+        elif campaign.state is CampaignState.APPROVED:
+            if now_us >= spec.end_us:
+                campaign.move(CampaignState.EXPIRED, now_us, "the period passed")
+            elif now_us >= spec.start_us - LEAD_MIN * US_PER_MIN:
+                self._begin(campaign, now_us)
+        elif campaign.state is CampaignState.RUNNING:
+            self._run(campaign, now_us)
+        elif campaign.state is CampaignState.RESTORING:
+            self._count_commands(campaign)
+            if now_us >= spec.end_us + (RESTORE_SPREAD_MIN + 5) * US_PER_MIN:
+                self._report(campaign, self._runs.pop(campaign.campaign_id, None), now_us)
+                campaign.move(CampaignState.COMPLETED, now_us, "every meter back on its contract")
+                self.figures["completed"] += 1
+
+    def _begin(self, campaign: Campaign, now_us: int) -> None:
+        spec = campaign.spec
+        self.flush()
+        rng = np.random.default_rng(np.random.SeedSequence([spec.seed, campaign.campaign_id]))
+        in_area = self._in_area(spec)
+        priority = np.zeros(self.n, bool)
+        priority[list(spec.priority_keys)] = True
+        candidates = eligible(self.has_switch, self.contract, in_area, priority, spec.floor_a)
+        held = rng.random(len(candidates.keys)) < HOLDOUT_SHARE
+        forecaster = Forecaster(self.store, self.kwh_per_count, self.n)
+        forecast = forecaster.for_period(candidates.keys, spec.start_us)
+        run = _Run(
+            Eligible(candidates.keys[~held], candidates.excluded),
+            candidates.keys[held],
+            np.flatnonzero(in_area & (self.meter_class >= int(MeterClass.HV))).astype(np.int64),
+            np.zeros(self.n, np.int64),
+            rng.integers(0, RESTORE_SPREAD_MIN + 1, self.n).astype(np.int64),
+            forecast,
+            half_hours=np.zeros(self.n, np.int32),
+            next_progress_us=spec.start_us + STEP,
+            next_check_us=spec.start_us + HALF_HOUR + CHECK_AFTER_MIN * US_PER_MIN,
+        )
+        self._runs[campaign.campaign_id] = run
+        campaign.excluded = dict(candidates.excluded)
+        campaign.candidates, campaign.holdout = len(candidates.keys), int(held.sum())
+        # the first limits hold for the first hour (a change takes half an hour to be checked)
+        basis = forecast(spec.start_us, min(spec.start_us + 2 * HALF_HOUR, spec.end_us))
+        campaign.move(CampaignState.RUNNING, now_us, "planned and sent")
+        self._plan_and_send(campaign, run, basis, spec.target_kw, now_us, spec.start_us, 0)
+        self._curtail(campaign, run, basis)
+
+    def _run(self, campaign: Campaign, now_us: int) -> None:
+        run = self._runs.get(campaign.campaign_id)
+        spec = campaign.spec
+        if run is None:  # cannot happen after a restart (interrupted), kept for safety
+            campaign.move(CampaignState.INTERRUPTED, now_us, "lost its state")
+            return
+        self._count_commands(campaign)
+        if self._halt_reason(campaign) is not None:
+            self._stop(campaign, CampaignState.HALTED, now_us, self._halt_reason(campaign) or "")
+            return
+        # a step's A3 values arrive within the next step
+        while run.next_progress_us <= min(now_us - STEP, spec.end_us):
+            self.flush()
+            self._progress(campaign, run, run.next_progress_us)
+            run.next_progress_us += STEP
+        while (
+            run.next_check_us <= now_us
+            and run.next_check_us - CHECK_AFTER_MIN * US_PER_MIN <= spec.end_us
+        ):
+            slot_end = run.next_check_us - CHECK_AFTER_MIN * US_PER_MIN
+            run.next_check_us += HALF_HOUR
+            self.flush()
+            ratio = self._check(campaign, run, slot_end)
+            following = slot_end + HALF_HOUR
+            if following < spec.end_us and campaign.state is CampaignState.RUNNING:
+                basis = run.forecast(min(following, spec.end_us - 2 * HALF_HOUR), spec.end_us)
+                index = (following - spec.start_us) // HALF_HOUR
+                self._plan_and_send(
+                    campaign, run, basis, spec.target_kw / ratio, now_us, following, index
+                )
+        last_check = spec.end_us + CHECK_AFTER_MIN * US_PER_MIN
+        if now_us >= last_check and campaign.state is CampaignState.RUNNING:
+            limited = np.flatnonzero((run.half_hours if run.half_hours is not None else 0) > 0)
+            extra = int(run.spread[limited].max(initial=0))
+            campaign.restored_by_us = spec.end_us + extra * US_PER_MIN
+            campaign.move(CampaignState.RESTORING, now_us, "period over: meters revert")
+
+    # ---- planning and sending ------------------------------------------------------------
+
+    def _plan_and_send(
+        self,
+        campaign: Campaign,
+        run: _Run,
+        basis: F64,
+        target_kw: float,
+        now_us: int,
+        start_us: int,
+        half_hour: int,
+    ) -> None:
+        spec = campaign.spec
+        seed = spec.seed * 1_000 + (half_hour if spec.rotation else 0) + campaign.campaign_id
+        plan = plan_campaign(
+            run.candidates, basis, self.contract, target_kw, floor_a=spec.floor_a, seed=seed
+        )
+        wanted = np.zeros(self.n, np.int64)
+        wanted[plan.meter_keys] = plan.limit_a
+        # a household the plan lets go is eased one step a half hour (its deferred load would
+        # come back all at once)
+        leaving = np.flatnonzero((run.limit > 0) & (wanted == 0))
+        steps = np.asarray(AMPERE_STEPS_A)
+        eased = steps[
+            np.minimum(np.searchsorted(steps, run.limit[leaving], "right"), len(steps) - 1)
+        ]
+        wanted[leaving] = np.where(eased < self.contract[leaving], eased, 0)
+        changed = np.flatnonzero(wanted != run.limit)
+        target = np.where(wanted[changed] > 0, wanted[changed], self.contract[changed])
+        minutes = (spec.end_us - start_us) // US_PER_MIN
+        for limit in np.unique(target):
+            for extra in np.unique(run.spread[changed]):
+                keys = changed[(target == limit) & (run.spread[changed] == extra)]
+                if len(keys):
+                    args = (int(limit), int(minutes + extra), int(start_us // US_PER_MIN))
+                    if not self._send(campaign, run, keys, args, now_us):
+                        return
+        run.limit = wanted
+        run.history.append((start_us, wanted, basis))
+        campaign.planned_kw = plan.planned_kw
+        campaign.cap_a = plan.cap_a
+        short = f", {plan.shortfall_kw:,.0f} kW short" if plan.shortfall_kw > 0 else ""
+        campaign.timeline.append(
+            (
+                now_us,
+                f"plan from {_hhmm(start_us)}: {len(plan.meter_keys):,} meters, cap "
+                f"{plan.cap_a} A, {plan.planned_kw:,.0f} kW expected{short}",
+            )
+        )
+
+    def _send(
+        self, campaign: Campaign, run: _Run, keys: I64, args: tuple[int, ...], now_us: int
+    ) -> bool:
+        request = self.gate.submit(
+            campaign.actor,
+            f"campaign {campaign.campaign_id}: {campaign.spec.reason}",
+            CommandKind.SET_AMPERE_LIMIT,
+            keys,
+            args,
+            now_us,
+        )
+        if request.verdict is Verdict.QUARANTINED and campaign.approved_by is not None:
+            request = self.gate.release(request.request_id, campaign.approved_by, now_us)
+        campaign.request_ids.append(request.request_id)
+        if not request.passes:
+            self._stop(campaign, CampaignState.HALTED, now_us, f"the gate: {request.why}")
+            return False
+        records = issue(self.hes, self.signer, request, now_us)
+        run.command_ids += [r.command_id for r in records]
+        run.commanded.update(keys.tolist())
+        return True
+
+    def _stop(self, campaign: Campaign, state: CampaignState, now_us: int, why: str) -> None:
+        """Halt or abort: every meter a command went to gets its contract back now."""
+        run = self._runs.pop(campaign.campaign_id, None)
+        campaign.why = why
+        campaign.move(state, now_us, why)
+        self.figures["halted" if state is CampaignState.HALTED else "aborted"] += 1
+        if run is None or not run.commanded:
+            return
+        keys = np.fromiter(sorted(run.commanded), np.int64)
+        start = now_us // US_PER_MIN
+        for contract in np.unique(self.contract[keys]):
+            chosen = keys[self.contract[keys] == contract]
+            request = self.gate.submit(
+                campaign.actor,
+                f"campaign {campaign.campaign_id} rollback: {why}",
+                CommandKind.SET_AMPERE_LIMIT,
+                chosen,
+                (int(contract), 1, int(start)),
+                now_us,
+            )
+            if request.verdict is Verdict.QUARANTINED and campaign.approved_by is not None:
+                request = self.gate.release(request.request_id, campaign.approved_by, now_us)
+            campaign.request_ids.append(request.request_id)
+            if request.passes:  # nothing at risk: never over X1
+                run.command_ids += [
+                    r.command_id for r in issue(self.hes, self.signer, request, now_us)
+                ]
+        run.limit[:] = 0
+        campaign.restored_by_us = now_us
+        campaign.timeline.append((now_us, f"rollback sent to {len(keys):,} meters"))
+        self._count_commands(campaign, run)
+        self._report(campaign, run, now_us)
+
+    # ---- measuring -----------------------------------------------------------------------
+
+    def _in_force(self, run: _Run, at_us: int) -> tuple[I64, F64]:
+        """The limits in force over the step ending ``at_us`` and the forecast they were
+        chosen by."""
+        current = [h for h in run.history if h[0] < at_us]
+        if not current:
+            return np.zeros(self.n, np.int64), np.zeros(self.n)
+        return current[-1][1], current[-1][2]
+
+    def _progress(self, campaign: Campaign, run: _Run, at_us: int) -> None:
+        limits, _ = self._in_force(run, at_us)
+        slot_start = (at_us - 1) // HALF_HOUR * HALF_HOUR
+        forecast = run.forecast(slot_start, slot_start + HALF_HOUR)
+        limited = np.flatnonzero(limits > 0)
+        expected = expected_reduction_kw(
+            forecast[limited],
+            self.contract[limited].astype(np.float64),
+            limits[limited].astype(np.float64),
+        )
+        planned = float(expected.sum())
+        achieved = None
+        sampled = self.realtime[limited]
+        reference = run.holdout[self.realtime[run.holdout]]
+        if sampled.any() and len(reference):
+            observed = mean_kw(
+                self.store, self.kwh_per_count, self.n, Resolution.MIN5, at_us - STEP, at_us
+            )
+            base = forecast[reference].sum()
+            came_true = observed[reference].sum() / base if base > 0 else 1.0
+            keys = limited[sampled]
+            measured = float((forecast[keys] * came_true - observed[keys]).sum())
+            expected_sampled = float(expected[sampled].sum())
+            if expected_sampled > 0:
+                achieved = measured * planned / expected_sampled
+        campaign.progress.append(Progress(at_us, planned, achieved, len(limited)))
+
+    def _check(self, campaign: Campaign, run: _Run, slot_end: int) -> float:
+        """Measured ÷ expected reduction of the half hour just ended (see the module doc)."""
+        slot_start = slot_end - HALF_HOUR
+        limits, chosen_by = self._in_force(run, slot_end)
+        if run.half_hours is not None:
+            run.half_hours[limits > 0] += 1
+        observed = mean_kw(
+            self.store, self.kwh_per_count, self.n, Resolution.MIN30, slot_start, slot_end
+        )
+        forecast = run.forecast(slot_start, slot_end)
+        limited = np.flatnonzero(limits > 0)
+        if not len(limited) or not len(run.holdout):
+            return 1.0
+        factor = came_true_by_tenth(chosen_by, forecast, observed, run.holdout, limited)
+        measured = float((forecast[limited] * factor - observed[limited]).sum())
+        expected = float(
+            expected_reduction_kw(
+                forecast[limited],
+                self.contract[limited].astype(np.float64),
+                limits[limited].astype(np.float64),
+            ).sum()
+        )
+        ratio = float(np.clip(measured / expected, 0.5, 2.0)) if expected > 0 else 1.0
+        campaign.checks.append(Check(slot_end, measured, expected, ratio))
+        return ratio
+
+    def _count_commands(self, campaign: Campaign, run: _Run | None = None) -> None:
+        run = run or self._runs.get(campaign.campaign_id)
+        if run is None:
+            return
+        counts: dict[str, int] = {}
+        for command_id in run.command_ids:
+            try:
+                state = self.hes.commands.get(command_id).state
+            except UnknownCommand:
+                continue  # forgotten long after it finished (the book's retention)
+            counts[state.label] = counts.get(state.label, 0) + 1
+        campaign.commands = counts
+
+    def _halt_reason(self, campaign: Campaign) -> str | None:
+        counts = campaign.commands
+        failed = sum(
+            counts.get(s.label, 0)
+            for s in (CommandState.FAILED, CommandState.REJECTED, CommandState.EXPIRED)
+        )
+        finished = failed + counts.get(CommandState.ACKNOWLEDGED.label, 0)
+        if failed >= HALT_MIN_FAILED and failed > HALT_FAILED * finished:
+            return f"error spike: {failed:,} of {finished:,} finished commands failed"
+        return None
+
+    def _curtail(self, campaign: Campaign, run: _Run, basis: F64) -> None:
+        """HV and EHV customers: a request for the share of their demand households give."""
+        limited = np.flatnonzero(run.limit > 0)
+        asked = float(basis[run.candidates.keys].sum())
+        run.hv_asked_share = min(campaign.planned_kw / asked, 0.5) if asked > 0 else 0.0
+        requested = basis[run.hv] * run.hv_asked_share
+        order = np.argsort(-requested)[:CURTAILMENT_LISTED]
+        campaign.curtailment = [
+            {"meter_key": int(run.hv[i]), "requested_kw": round(float(requested[i]), 1)}
+            for i in order
+        ]
+        campaign.fairness["hv"] = {
+            "customers": len(run.hv),
+            "asked_share": round(run.hv_asked_share, 4),
+            "requested_kw": round(float(requested.sum()), 1),
+        }
+        campaign.touched = len(limited)
+
+    def _report(self, campaign: Campaign, run: _Run | None, now_us: int) -> None:
+        """The fairness report: what the households and the HV customers gave."""
+        if run is None:
+            return
+        spec = campaign.spec
+        counts = run.half_hours if run.half_hours is not None else np.zeros(self.n, np.int32)
+        touched = np.flatnonzero(counts > 0)
+        campaign.touched = max(campaign.touched, len(touched))
+        keys = run.candidates.keys
+        end = min(now_us // HALF_HOUR * HALF_HOUR, spec.end_us)
+        households: dict[str, object] = {
+            "candidates": len(keys),
+            "limited": len(touched),
+            "limited_share": round(len(touched) / len(keys), 4) if len(keys) else 0.0,
+            "half_hours_limited_max": int(counts.max(initial=0)),
+            "half_hours_limited_mean": round(float(counts[touched].mean()), 2)
+            if len(touched)
+            else 0.0,
+        }
+        if campaign.checks:
+            given = sum(c.measured_kw for c in campaign.checks) / len(campaign.checks)
+            basis = run.forecast(spec.start_us, max(end, spec.start_us + HALF_HOUR))
+            total = float(basis[keys].sum())
+            households["gave_share"] = round(given / total, 4) if total > 0 else 0.0
+            if len(run.hv) and end > spec.start_us:
+                self.flush()
+                observed = mean_kw(
+                    self.store, self.kwh_per_count, self.n, Resolution.MIN30, spec.start_us, end
+                )
+                hv_basis = float(basis[run.hv].sum())
+                gave = hv_basis - float(observed[run.hv].sum())
+                campaign.fairness.setdefault("hv", {})["gave_share"] = (
+                    round(gave / hv_basis, 4) if hv_basis > 0 else 0.0
+                )
+        campaign.fairness["households"] = households
+
+    # ---- inside --------------------------------------------------------------------------
+
+    def _in_area(self, spec: CampaignSpec) -> npt.NDArray[np.bool_]:
+        in_area = np.ones(self.n, bool) if spec.area is None else self.area == spec.area
+        if spec.feeders:
+            in_area &= np.isin(self.feeder, list(spec.feeders))
+        return in_area
+
+    def _pending(self, campaign_id: int) -> Campaign:
+        campaign = self.get(campaign_id)
+        if campaign.state is not CampaignState.PENDING:
+            raise InvalidInput(f"campaign {campaign_id} is {campaign.state}, not pending")
+        return campaign
+
+    def _save(self, campaign: Campaign) -> None:
+        self.store.save_control_record(KIND, campaign.campaign_id, campaign.document())
+
+
+def _hhmm(us: int) -> str:
+    return from_epoch_us(us).strftime("%H:%M")
+
+
+__all__ = ["CampaignDesk", "CampaignStore"]

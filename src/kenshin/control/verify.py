@@ -1,0 +1,95 @@
+"""What a campaign expects and measures (issue 16 item 3): each household's forecast from the
+stored values, and how the held-out households' demand came true against theirs.
+
+All by meter key, in kW, from the current versions of the stored values (``SweepSource``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from kenshin.core.channels import Channel
+from kenshin.core.timeslots import Resolution
+from kenshin.mdms.store import SweepSource
+from kenshin.mdms.versions import current_cells
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+DAY = 86_400_000_000
+HOUR = 3_600_000_000
+TENTHS = np.linspace(0, 1, 11)[1:-1]
+
+
+def mean_kw(
+    store: SweepSource,
+    kwh_per_count: F64,
+    n: int,
+    resolution: Resolution,
+    start_us: int,
+    end_us: int,
+) -> F64:
+    """Each meter's mean demand over ``(start, end]`` from its stored forward values [kW];
+    0 where nothing is stored."""
+    rows = store.read_window_versions(Channel.ACTIVE_FORWARD, resolution, start_us, end_us)
+    cells = current_cells(rows, resolution.microseconds)
+    keys = cells.column("meter_key").to_numpy().astype(np.int64)
+    values = cells.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+    total = np.bincount(keys, np.nan_to_num(values), minlength=n)[:n]
+    hours = (end_us - start_us) / HOUR
+    return np.asarray(total * kwh_per_count / hours, np.float64)
+
+
+def _by_tenth(grouping: F64, numerator: F64, denominator: F64, reference: I64) -> tuple[F64, F64]:
+    """Σ numerator ÷ Σ denominator over ``reference`` by tenth of ``grouping`` (clipped to
+    [0.5, 2]), and the tenths' edges."""
+    edges = np.quantile(grouping[reference], TENTHS) if len(reference) else np.zeros(9)
+    tenth = np.searchsorted(edges, grouping[reference])
+    num = np.bincount(tenth, numerator[reference], minlength=10)
+    den = np.bincount(tenth, denominator[reference], minlength=10)
+    ratio = np.clip(np.divide(num, den, out=np.ones(10), where=den > 0), 0.5, 2.0)
+    return ratio, edges
+
+
+def came_true_by_tenth(
+    chosen_by: F64, forecast: F64, observed: F64, reference: I64, keys: I64
+) -> F64:
+    """For each of ``keys``: how the ``reference`` households' demand came true against their
+    forecast, among those in the same tenth of ``chosen_by`` (a high forecast tends back)."""
+    ratio, edges = _by_tenth(chosen_by, observed, forecast, reference)
+    return np.asarray(ratio[np.searchsorted(edges, chosen_by[keys])], np.float64)
+
+
+class Forecaster:
+    """Each meter's forecast of a period's half hours: the like day (the same half hours the
+    day before) × a day-of adjustment (the half hour an hour before the period against the same
+    the day before, by tenth of the households); with no like day, the hour before."""
+
+    def __init__(self, store: SweepSource, kwh_per_count: F64, n: int) -> None:
+        self.store, self.kwh_per_count, self.n = store, kwh_per_count, n
+
+    def mean_kw(self, start_us: int, end_us: int) -> F64:
+        return mean_kw(self.store, self.kwh_per_count, self.n, Resolution.MIN30, start_us, end_us)
+
+    def for_period(self, keys: I64, start_us: int) -> Callable[[int, int], F64]:
+        today = self.mean_kw(start_us - HOUR, start_us - HOUR // 2)
+        before = self.mean_kw(start_us - HOUR - DAY, start_us - HOUR // 2 - DAY)
+        if len(keys) == 0 or before[keys].sum() <= 0:  # no like day: the hour before it
+            recent = self.mean_kw(start_us - 3 * HOUR // 2, start_us - HOUR // 2)
+            return lambda start, end: recent
+        ratio, edges = _by_tenth(before, today, before, keys)
+        scale = np.ones(self.n)
+        scale[keys] = ratio[np.searchsorted(edges, before[keys])]
+        cache: dict[tuple[int, int], F64] = {}
+
+        def forecast(start: int, end: int) -> F64:
+            if (start, end) not in cache:
+                cache[(start, end)] = self.mean_kw(start - DAY, end - DAY) * scale
+            return cache[(start, end)]
+
+        return forecast
+
+
+__all__ = ["Forecaster", "came_true_by_tenth", "mean_kw"]
