@@ -121,5 +121,9 @@ def test_a_campaign_through_the_api(world) -> None:  # type: ignore[no-untyped-d
     stopped = op.post(f"{path}/abort", json={"why": "supply back"})
     assert stopped.status_code == 200 and stopped.json()["state"] == "aborted"
     assert "supply back" in stopped.json()["why"]
+    metrics = viewer.get("/metrics")
+    assert metrics.status_code == 200, metrics.text
+    assert 'kenshin_campaigns{state="aborted"} 1' in metrics.text
+    assert 'kenshin_campaigns{state="rejected"} 1' in metrics.text
     twice = op.post(f"{path}/abort")
     assert twice.status_code == 400 and "nothing to stop" in _message(twice)

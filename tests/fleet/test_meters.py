@@ -148,3 +148,24 @@ def test_instantaneous_current_follows_power_voltage_and_wiring(meters):
     assert np.allclose(current[:, three_wire].sum(axis=0), 20.0)  # split over two legs
     hv = cls == MeterClass.HV
     assert np.allclose(current[:, hv], 2020.0 / (np.sqrt(3) * 6600.0))
+
+
+def test_emergency_profiles_follow_take_over_and_roll_back(meters: MeterFleet) -> None:
+    """Issue 16: a campaign re-plans every half hour — each new profile follows the one in
+    force, even when that one is itself a follower that took over; a profile starting now
+    replaces both (a rollback: nothing queued comes back)."""
+    minute = 60_000_000
+    t0 = meters.now_us
+    at = meters.limit_in_force
+    base = int(meters.ampere_limit_a[5])
+    meters.set_profile(5, 30, t0 + 30 * minute, t0 + 150 * minute)  # 18:00 → 20:30
+    meters.now_us = t0 + 35 * minute
+    meters.set_profile(5, 20, t0 + 60 * minute, t0 + 150 * minute)  # follows from 18:30
+    assert at(t0 + 40 * minute)[5] == 30 and at(t0 + 65 * minute)[5] == 20
+    meters.now_us = t0 + 65 * minute  # the follower took over; the next one follows it
+    meters.set_profile(5, 15, t0 + 90 * minute, t0 + 150 * minute)
+    assert at(t0 + 70 * minute)[5] == 20 and at(t0 + 95 * minute)[5] == 15
+    assert at(t0 + 150 * minute)[5] == base  # back by itself
+    meters.now_us = t0 + 70 * minute  # a rollback: in force now, and the follower is gone
+    meters.set_profile(5, base, t0 + 70 * minute, t0 + 71 * minute)
+    assert at(t0 + 95 * minute)[5] == base and at(t0 + 120 * minute)[5] == base

@@ -51,7 +51,7 @@ from kenshin.api.views import (
     recorded_summary,
     spec_of,
 )
-from kenshin.control.desk import CampaignDesk
+from kenshin.control.desk import CampaignDesk, desk_figures
 from kenshin.control.gate import ControlGate, ControlLimits, gate_figures
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
@@ -182,6 +182,9 @@ def create_app(
         if gate is not None and hes is not None:
             now_us = to_epoch_us(hes.clock.now())
             for name, kind, help_, labels, values in gate_figures(gate, now_us):
+                out[name] = Figure(kind, help_, values, labels)
+        if campaigns is not None:
+            for name, kind, help_, labels, values in desk_figures(campaigns):
                 out[name] = Figure(kind, help_, values, labels)
         return out
 

@@ -14,7 +14,8 @@ How a campaign runs (one rule for all households: ``kenshin.control.planner``):
 - **Verify**: per 5 minutes from the A3 real-time sample (limited meters against the
   held-out and unlimited ones, scaled to all the limited); per half hour from the 30-min values
   (limited against held out, each against its forecast: a difference in differences), whose
-  ratio to what was expected corrects the next plan; each half hour from the second on is
+  ratios to what was expected, weighted by their precision against the household model's
+  (``MODEL_SD``), correct the next plan; each half hour from the second on is
   re-planned on the rest of the period's forecast, a household the new plan lets go eased one
   ampere step at a time.
 - **Brake**: more than ``HALT_FAILED`` of the campaign's finished commands failed, or the
@@ -51,7 +52,12 @@ from kenshin.control.dispatch import issue
 from kenshin.control.gate import ControlGate, Verdict
 from kenshin.control.planner import Eligible, eligible, expected_reduction_kw, plan_campaign
 from kenshin.control.signing import ControlSigner
-from kenshin.control.verify import Forecaster, came_true_by_tenth, mean_kw
+from kenshin.control.verify import (
+    Forecaster,
+    combined_correction,
+    counterfactual_kw,
+    mean_kw,
+)
 from kenshin.core.customers import AMPERE_STEPS_A
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import Resolution, from_epoch_us
@@ -66,6 +72,9 @@ HALF_HOUR = 30 * US_PER_MIN
 STEP = 5 * US_PER_MIN
 HOLDOUT_SHARE = 0.1
 CHECK_AFTER_MIN = 5  # a half hour's values are checked this long after it ends
+# how far the household model may be off, a priori: a half hour's measurement moves the plan by
+# its precision against this (control.verify.combined_correction)
+MODEL_SD = 0.1
 HALT_FAILED = 0.1  # of the finished commands, with at least HALT_MIN_FAILED of them
 HALT_MIN_FAILED = 20
 CURTAILMENT_LISTED = 1000  # HV requests listed in the document (all are counted)
@@ -88,6 +97,7 @@ class _Run:
     history: list[tuple[int, I64, F64]] = field(default_factory=list)  # (from, limits, basis)
     half_hours: npt.NDArray[np.int32] | None = None  # per meter, half hours limited
     commanded: set[int] = field(default_factory=set)  # meters any command went to
+    evidence: list[tuple[float, float]] = field(default_factory=list)  # (measured ÷ expected, var)
     command_ids: list[int] = field(default_factory=list)
     next_progress_us: int = 0
     next_check_us: int = 0
@@ -260,13 +270,12 @@ class CampaignDesk:
             forecast,
             half_hours=np.zeros(self.n, np.int32),
             next_progress_us=spec.start_us + STEP,
-            next_check_us=spec.start_us + HALF_HOUR + CHECK_AFTER_MIN * US_PER_MIN,
+            next_check_us=spec.start_us + CHECK_AFTER_MIN * US_PER_MIN,
         )
         self._runs[campaign.campaign_id] = run
         campaign.excluded = dict(candidates.excluded)
         campaign.candidates, campaign.holdout = len(candidates.keys), int(held.sum())
-        # the first limits hold for the first hour (a change takes half an hour to be checked)
-        basis = forecast(spec.start_us, min(spec.start_us + 2 * HALF_HOUR, spec.end_us))
+        basis = self._basis(run, spec, spec.start_us)
         campaign.move(CampaignState.RUNNING, now_us, "planned and sent")
         self._plan_and_send(campaign, run, basis, spec.target_kw, now_us, spec.start_us, 0)
         self._curtail(campaign, run, basis)
@@ -286,20 +295,28 @@ class CampaignDesk:
             self.flush()
             self._progress(campaign, run, run.next_progress_us)
             run.next_progress_us += STEP
-        while (
-            run.next_check_us <= now_us
-            and run.next_check_us - CHECK_AFTER_MIN * US_PER_MIN <= spec.end_us
-        ):
-            slot_end = run.next_check_us - CHECK_AFTER_MIN * US_PER_MIN
+        # five minutes after each half hour: the one that ended is checked (once limits ran in
+        # it), and the one after next planned with what all the checks say
+        check_after = CHECK_AFTER_MIN * US_PER_MIN
+        while run.next_check_us <= now_us and run.next_check_us - check_after <= spec.end_us:
+            slot_end = run.next_check_us - check_after
             run.next_check_us += HALF_HOUR
             self.flush()
-            ratio = self._check(campaign, run, slot_end)
+            if slot_end > spec.start_us:
+                correction = self._check(campaign, run, slot_end)
+            else:
+                correction = combined_correction(run.evidence, MODEL_SD)
             following = slot_end + HALF_HOUR
             if following < spec.end_us and campaign.state is CampaignState.RUNNING:
-                basis = run.forecast(min(following, spec.end_us - 2 * HALF_HOUR), spec.end_us)
                 index = (following - spec.start_us) // HALF_HOUR
                 self._plan_and_send(
-                    campaign, run, basis, spec.target_kw / ratio, now_us, following, index
+                    campaign,
+                    run,
+                    self._basis(run, spec, following),
+                    spec.target_kw / correction,
+                    now_us,
+                    following,
+                    index,
                 )
         last_check = spec.end_us + CHECK_AFTER_MIN * US_PER_MIN
         if now_us >= last_check and campaign.state is CampaignState.RUNNING:
@@ -309,6 +326,12 @@ class CampaignDesk:
             campaign.move(CampaignState.RESTORING, now_us, "period over: meters revert")
 
     # ---- planning and sending ------------------------------------------------------------
+
+    @staticmethod
+    def _basis(run: _Run, spec: CampaignSpec, start_us: int) -> F64:
+        """Each household's demand to plan from ``start_us`` by: its forecast of the rest of
+        the period, an hour at least (one half hour's is too noisy a household at a time)."""
+        return run.forecast(min(start_us, spec.end_us - 2 * HALF_HOUR), spec.end_us)
 
     def _plan_and_send(
         self,
@@ -322,19 +345,36 @@ class CampaignDesk:
     ) -> None:
         spec = campaign.spec
         seed = spec.seed * 1_000 + (half_hour if spec.rotation else 0) + campaign.campaign_id
-        plan = plan_campaign(
-            run.candidates, basis, self.contract, target_kw, floor_a=spec.floor_a, seed=seed
-        )
-        wanted = np.zeros(self.n, np.int64)
-        wanted[plan.meter_keys] = plan.limit_a
         # a household the plan lets go is eased one step a half hour (its deferred load would
-        # come back all at once)
-        leaving = np.flatnonzero((run.limit > 0) & (wanted == 0))
-        steps = np.asarray(AMPERE_STEPS_A)
-        eased = steps[
-            np.minimum(np.searchsorted(steps, run.limit[leaving], "right"), len(steps) - 1)
-        ]
-        wanted[leaving] = np.where(eased < self.contract[leaving], eased, 0)
+        # come back all at once): what the eased ones still give is taken off the target
+        eased_kw = 0.0
+        for _ in range(2):
+            plan = plan_campaign(
+                run.candidates,
+                basis,
+                self.contract,
+                max(target_kw - eased_kw, 1e-3),
+                floor_a=spec.floor_a,
+                seed=seed,
+            )
+            wanted = np.zeros(self.n, np.int64)
+            wanted[plan.meter_keys] = plan.limit_a
+            leaving = np.flatnonzero((run.limit > 0) & (wanted == 0))
+            steps = np.asarray(AMPERE_STEPS_A)
+            eased = steps[
+                np.minimum(np.searchsorted(steps, run.limit[leaving], "right"), len(steps) - 1)
+            ]
+            wanted[leaving] = np.where(eased < self.contract[leaving], eased, 0)
+            still = leaving[wanted[leaving] > 0]
+            eased_kw = float(
+                expected_reduction_kw(
+                    basis[still],
+                    self.contract[still].astype(np.float64),
+                    wanted[still].astype(np.float64),
+                ).sum()
+            )
+            if not eased_kw:
+                break
         changed = np.flatnonzero(wanted != run.limit)
         target = np.where(wanted[changed] > 0, wanted[changed], self.contract[changed])
         minutes = (spec.end_us - start_us) // US_PER_MIN
@@ -347,7 +387,7 @@ class CampaignDesk:
                         return
         run.limit = wanted
         run.history.append((start_us, wanted, basis))
-        campaign.planned_kw = plan.planned_kw
+        campaign.planned_kw = plan.planned_kw + eased_kw
         campaign.cap_a = plan.cap_a
         short = f", {plan.shortfall_kw:,.0f} kW short" if plan.shortfall_kw > 0 else ""
         campaign.timeline.append(
@@ -462,9 +502,9 @@ class CampaignDesk:
         forecast = run.forecast(slot_start, slot_end)
         limited = np.flatnonzero(limits > 0)
         if not len(limited) or not len(run.holdout):
-            return 1.0
-        factor = came_true_by_tenth(chosen_by, forecast, observed, run.holdout, limited)
-        measured = float((forecast[limited] * factor - observed[limited]).sum())
+            return combined_correction(run.evidence, MODEL_SD)
+        would, variance = counterfactual_kw(chosen_by, forecast, observed, run.holdout, limited)
+        measured = would - float(observed[limited].sum())
         expected = float(
             expected_reduction_kw(
                 forecast[limited],
@@ -472,9 +512,11 @@ class CampaignDesk:
                 limits[limited].astype(np.float64),
             ).sum()
         )
-        ratio = float(np.clip(measured / expected, 0.5, 2.0)) if expected > 0 else 1.0
-        campaign.checks.append(Check(slot_end, measured, expected, ratio))
-        return ratio
+        if expected > 0:
+            run.evidence.append((measured / expected, variance / expected**2))
+        correction = float(np.clip(combined_correction(run.evidence, MODEL_SD), 0.5, 2.0))
+        campaign.checks.append(Check(slot_end, measured, expected, correction))
+        return correction
 
     def _count_commands(self, campaign: Campaign, run: _Run | None = None) -> None:
         run = run or self._runs.get(campaign.campaign_id)
@@ -572,8 +614,37 @@ class CampaignDesk:
         self.store.save_control_record(KIND, campaign.campaign_id, campaign.document())
 
 
+Figure = tuple[str, str, str, tuple[str, ...], dict[tuple[str, ...], float]]
+
+
+def desk_figures(desk: CampaignDesk) -> list[Figure]:
+    """What ``/metrics`` shows of the campaigns, as (name, kind, help, label names, values):
+    campaigns by state, and the target, planned and latest achieved reduction of those running
+    (summed: a label per campaign would grow without bound)."""
+    with desk.lock:
+        by: dict[tuple[str, ...], float] = {(s.value,): 0.0 for s in CampaignState}
+        target = planned = achieved = 0.0
+        for campaign in desk.campaigns.values():
+            by[(campaign.state.value,)] += 1
+            if campaign.state is CampaignState.RUNNING:
+                target += campaign.spec.target_kw
+                planned += campaign.planned_kw
+                latest = [p.achieved_kw for p in campaign.progress if p.achieved_kw is not None]
+                achieved += latest[-1] if latest else 0.0
+    return [
+        ("kenshin_campaigns", "gauge", "Emergency area campaigns, by state", ("state",), by),
+        (
+            "kenshin_campaign_reduction_kw",
+            "gauge",
+            "Running campaigns' target, planned and latest achieved (A3) reduction",
+            ("kind",),
+            {("target",): target, ("planned",): planned, ("achieved",): achieved},
+        ),
+    ]
+
+
 def _hhmm(us: int) -> str:
     return from_epoch_us(us).strftime("%H:%M")
 
 
-__all__ = ["CampaignDesk", "CampaignStore"]
+__all__ = ["CampaignDesk", "CampaignStore", "desk_figures"]

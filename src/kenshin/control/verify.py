@@ -53,13 +53,41 @@ def _by_tenth(grouping: F64, numerator: F64, denominator: F64, reference: I64) -
     return ratio, edges
 
 
-def came_true_by_tenth(
+def counterfactual_kw(
     chosen_by: F64, forecast: F64, observed: F64, reference: I64, keys: I64
-) -> F64:
-    """For each of ``keys``: how the ``reference`` households' demand came true against their
-    forecast, among those in the same tenth of ``chosen_by`` (a high forecast tends back)."""
+) -> tuple[float, float]:
+    """What ``keys`` would have drawn together [kW], and the variance of that estimate [kW²]:
+    each one's forecast × how the ``reference`` households' demand came true against theirs,
+    among those in the same tenth of ``chosen_by`` (a high forecast tends back). The variance
+    is the ratio estimator's (from the reference households' residuals) plus the households'
+    own scatter around it, both from the residuals by tenth."""
     ratio, edges = _by_tenth(chosen_by, observed, forecast, reference)
-    return np.asarray(ratio[np.searchsorted(edges, chosen_by[keys])], np.float64)
+    ref_tenth = np.searchsorted(edges, chosen_by[reference])
+    residual = observed[reference] - ratio[ref_tenth] * forecast[reference]
+    sq = np.bincount(ref_tenth, residual**2, minlength=10)
+    n_ref = np.bincount(ref_tenth, minlength=10)
+    f_ref = np.bincount(ref_tenth, forecast[reference], minlength=10)
+    key_tenth = np.searchsorted(edges, chosen_by[keys])
+    f_keys = np.bincount(key_tenth, forecast[keys], minlength=10)
+    n_keys = np.bincount(key_tenth, minlength=10)
+    ratio_var = np.divide(sq, f_ref**2, out=np.zeros(10), where=f_ref > 0)
+    scatter = np.divide(sq, n_ref, out=np.zeros(10), where=n_ref > 0)
+    would = float((ratio[key_tenth] * forecast[keys]).sum())
+    return would, float((f_keys**2 * ratio_var + n_keys * scatter).sum())
+
+
+def combined_correction(checks: list[tuple[float, float]], prior_sd: float) -> float:
+    """The correction to plan with: the measured ÷ expected ratios of the checks so far,
+    ``(ratio, variance)``, weighted by their precision against a prior of 1 (the household
+    model) with ``prior_sd`` — a noisy measurement moves the plan a little, many good ones a
+    lot."""
+    weight = 1.0 / prior_sd**2
+    total = weight
+    for ratio, variance in checks:
+        w = 1.0 / max(variance, 1e-9)
+        weight += w
+        total += w * ratio
+    return total / weight
 
 
 class Forecaster:
@@ -92,4 +120,4 @@ class Forecaster:
         return forecast
 
 
-__all__ = ["Forecaster", "came_true_by_tenth", "mean_kw"]
+__all__ = ["Forecaster", "combined_correction", "counterfactual_kw", "mean_kw"]

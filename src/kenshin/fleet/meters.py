@@ -245,13 +245,18 @@ class MeterFleet:
         """An emergency profile for one meter: it replaces the one running unless it starts
         later, then it follows it (the one running stays in force until then). One starting
         now replaces the follower too (a rollback: nothing queued comes back after it)."""
-        running = self.profile_start_us[key] <= self.now_us < self.profile_end_us[key]
-        if start_us > self.now_us and running:
+        now = self.now_us
+        if self.next_start_us[key] <= now < self.next_end_us[key]:  # the follower took over
+            self.profile_limit_a[key] = self.next_limit_a[key]
+            self.profile_start_us[key] = self.next_start_us[key]
+            self.profile_end_us[key] = self.next_end_us[key]
+        self.next_end_us[key] = 0 if self.next_start_us[key] <= now else self.next_end_us[key]
+        running = self.profile_start_us[key] <= now < self.profile_end_us[key]
+        if start_us > now and running:
             self.next_limit_a[key], self.next_start_us[key] = limit_a, start_us
             self.next_end_us[key] = end_us
             return
-        if start_us <= self.now_us or self.next_start_us[key] <= self.now_us:
-            self.next_end_us[key] = 0  # the follower is replaced, or had taken over
+        self.next_end_us[key] = 0  # replaced with the one running
         self.profile_limit_a[key], self.profile_start_us[key] = limit_a, start_us
         self.profile_end_us[key] = end_us
 
