@@ -209,6 +209,9 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path, backen
         assert "kenshin_hes_frames_accepted_total" in text
         stored = re.search(r"^kenshin_mdms_values_stored_total (\S+)$", text, re.M)
         assert stored is not None and float(stored[1]) > 0
+        # the worker with the API also runs the campaign desk over its store (issue 16)
+        assert live_api.get_json(base, "/api/v1/campaigns", admin_dir)["total"] == 0
+        assert 'kenshin_campaigns{state="running"} 0' in text
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

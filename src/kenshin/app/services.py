@@ -45,10 +45,13 @@ from kenshin.aroute.mqtt import (
 )
 from kenshin.aroute.network import NetworkConfig
 from kenshin.aroute.replay import ReplayGuard, StagedReplayGuard
+from kenshin.control.desk import CampaignDesk, CampaignStore
+from kenshin.control.gate import ControlGate
+from kenshin.control.signing import ControlSigner
 from kenshin.core.channels import Channel
 from kenshin.core.clock import AcceleratedClock, FollowClock, WallClock
 from kenshin.core.switch import SwitchState
-from kenshin.core.timeslots import Resolution, from_epoch_us
+from kenshin.core.timeslots import Resolution, from_epoch_us, to_epoch_us
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.field import Field, FieldStats, UplinkEnvelope
 from kenshin.fleet.simulator import Fleet, FleetConfig
@@ -513,3 +516,30 @@ def run_fleet(
         held=backlog.held,
         resent_frames=backlog.resent_frames,
     )
+
+
+CAMPAIGN_TICK_S = 10.0  # how often a head-end worker's campaign desk looks at its campaigns
+
+
+def start_campaign_desk(
+    store: CampaignStore,
+    head_end: HeadEnd,
+    control: ControlSigner,
+    lock: threading.Lock,
+    stop: threading.Event,
+) -> CampaignDesk:
+    """The campaign desk of a head-end worker with an API (``kenshin hes --api-port``): its
+    campaigns move on every ``CAMPAIGN_TICK_S`` of the head-end's clock, under the lock the
+    worker loop and the API share (issue 16)."""
+    desk = CampaignDesk(store, head_end, ControlGate.for_roster(store.read_meters()), control)
+
+    def tick() -> None:
+        while not stop.wait(CAMPAIGN_TICK_S):
+            with lock:
+                try:
+                    desk.tick(to_epoch_us(head_end.clock.now()))
+                except Exception:  # a campaign's failure must not stop the worker
+                    logging.getLogger("kenshin.control").exception("campaign tick failed")
+
+    threading.Thread(target=tick, name="kenshin-campaigns", daemon=True).start()
+    return desk

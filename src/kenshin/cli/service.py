@@ -149,6 +149,9 @@ def hes(
             control = ControlSigner.from_file(location.directory / CONTROL_KEY_FILE)
             if head_end.commands.x1 is not None:  # emergencies signed by it lift X1's ceiling
                 head_end.commands.x1.control_key = control.public_key
+            from kenshin.app.services import start_campaign_desk
+
+            campaigns = start_campaign_desk(opened, head_end, control, lock, stop)
             app = create_app(
                 opened,
                 hes=head_end,
@@ -156,6 +159,7 @@ def hes(
                 figures=figures,
                 security=security,
                 control=control,
+                campaigns=campaigns,
             )
             serve_in_background(app, api_port)
             if admin.registered:
