@@ -19,7 +19,7 @@ from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import Area
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import JST, to_epoch_us
-from kenshin.errors import Forbidden, InvalidInput, NotFound
+from kenshin.errors import Forbidden, InvalidInput, NotFound, StoreError
 from kenshin.fleet.simulator import FleetConfig
 
 DAY = dt.date(2026, 1, 14)
@@ -227,4 +227,25 @@ def test_a_restarted_desk_finds_its_campaigns_and_interrupts_the_running_one() -
     assert again.get(running.campaign_id).state is CampaignState.INTERRUPTED
     assert again.get(waiting.campaign_id).state is CampaignState.PENDING
     assert again.create(_spec(), "op", at(17, 45)).campaign_id == waiting.campaign_id + 1
+    system.close()
+
+
+def test_a_fault_inside_a_campaign_halts_it_and_the_system_runs_on() -> None:
+    system = _system()
+    desk = system.campaigns
+    assert desk is not None
+    _run_to(system, 17)
+    campaign = desk.create(_spec(), "op", at(17))
+    desk.approve(campaign.campaign_id, "boss", at(17))
+    _run_to(system, 17, 45)
+    assert campaign.state is CampaignState.RUNNING
+
+    def broken() -> None:
+        raise StoreError("the disk is full")
+
+    desk.flush = broken
+    _run_to(system, 18, 30)  # the tick that failed did not stop the fleet
+    assert campaign.state is CampaignState.HALTED and "the disk is full" in campaign.why
+    meters = system.fleet.meters
+    assert (meters.limit_in_force(meters.now_us) == meters.ampere_limit_a).all()
     system.close()

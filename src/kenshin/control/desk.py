@@ -28,6 +28,7 @@ How a campaign runs (one rule for all households: ``kenshin.control.planner``):
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ from kenshin.hes.command_rules import CommandState
 from kenshin.hes.service import HeadEnd
 from kenshin.mdms.store import ControlBook, Roster, SweepSource
 
+log = logging.getLogger("kenshin.control")
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 HALF_HOUR = 30 * US_PER_MIN
@@ -94,8 +96,8 @@ class _Run:
     limit: I64  # the campaign's limit now, 0: none
     spread: I64  # each meter's extra minutes after the period
     forecast: Callable[[int, int], F64]  # each meter's forecast of (start, end] [kW]
+    half_hours: npt.NDArray[np.int32]  # per meter, the half hours it was limited in
     history: list[tuple[int, I64, F64]] = field(default_factory=list)  # (from, limits, basis)
-    half_hours: npt.NDArray[np.int32] | None = None  # per meter, half hours limited
     commanded: set[int] = field(default_factory=set)  # meters any command went to
     evidence: list[tuple[float, float]] = field(default_factory=list)  # (measured ÷ expected, var)
     command_ids: list[int] = field(default_factory=list)
@@ -227,7 +229,12 @@ class CampaignDesk:
             for campaign in list(self.campaigns.values()):
                 if not campaign.state.is_final:
                     before = (campaign.state, len(campaign.progress), len(campaign.checks))
-                    self._advance(campaign, now_us)
+                    try:
+                        self._advance(campaign, now_us)
+                    except Exception as exc:  # one campaign's fault stops it, not the system
+                        log.exception("campaign %d failed", campaign.campaign_id)
+                        if campaign.state.is_active:
+                            self._stop(campaign, CampaignState.HALTED, now_us, f"error: {exc}")
                     after = (campaign.state, len(campaign.progress), len(campaign.checks))
                     if after != before:
                         self._save(campaign)
@@ -268,7 +275,7 @@ class CampaignDesk:
             np.zeros(self.n, np.int64),
             rng.integers(0, RESTORE_SPREAD_MIN + 1, self.n).astype(np.int64),
             forecast,
-            half_hours=np.zeros(self.n, np.int32),
+            np.zeros(self.n, np.int32),
             next_progress_us=spec.start_us + STEP,
             next_check_us=spec.start_us + CHECK_AFTER_MIN * US_PER_MIN,
         )
@@ -320,7 +327,7 @@ class CampaignDesk:
                 )
         last_check = spec.end_us + CHECK_AFTER_MIN * US_PER_MIN
         if now_us >= last_check and campaign.state is CampaignState.RUNNING:
-            limited = np.flatnonzero((run.half_hours if run.half_hours is not None else 0) > 0)
+            limited = np.flatnonzero(run.half_hours > 0)
             extra = int(run.spread[limited].max(initial=0))
             campaign.restored_by_us = spec.end_us + extra * US_PER_MIN
             campaign.move(CampaignState.RESTORING, now_us, "period over: meters revert")
@@ -494,8 +501,7 @@ class CampaignDesk:
         """Measured ÷ expected reduction of the half hour just ended (see the module doc)."""
         slot_start = slot_end - HALF_HOUR
         limits, chosen_by = self._in_force(run, slot_end)
-        if run.half_hours is not None:
-            run.half_hours[limits > 0] += 1
+        run.half_hours[limits > 0] += 1
         observed = mean_kw(
             self.store, self.kwh_per_count, self.n, Resolution.MIN30, slot_start, slot_end
         )
@@ -565,7 +571,7 @@ class CampaignDesk:
         if run is None:
             return
         spec = campaign.spec
-        counts = run.half_hours if run.half_hours is not None else np.zeros(self.n, np.int32)
+        counts = run.half_hours
         touched = np.flatnonzero(counts > 0)
         campaign.touched = max(campaign.touched, len(touched))
         keys = run.candidates.keys
