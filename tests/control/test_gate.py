@@ -100,3 +100,27 @@ def test_bad_requests_are_one_clear_line() -> None:
     with pytest.raises(InvalidSetting):
         ControlLimits(x1_hour_kw=80_000.0)
     assert gate.requests == {}  # nothing was created by any of them
+
+
+def test_requests_are_kept_in_the_store_and_outlive_the_gate(tmp_path) -> None:
+    """Every decision is written as it is made; a gate opened again goes on numbering after the
+    last request and closes one an earlier run held (its meters are not all kept)."""
+    import json
+
+    from kenshin.mdms.duckdb_store import DuckDBStore
+
+    store = DuckDBStore(tmp_path / "gate.duckdb")
+    gate = ControlGate(np.full(500, 6.0), LIMITS, store)
+    small = gate.submit("op", "arrears", OPEN, [1], (), T0)
+    held = gate.submit("op", "arrears", OPEN, np.arange(10, 40), (), T0)
+    assert (small.verdict, held.verdict) == (Verdict.ACCEPTED, Verdict.QUARANTINED)
+    kept = {i: json.loads(d) for i, d in store.read_control_records("request")}
+    assert (
+        kept[held.request_id]["verdict"] == "quarantined" and kept[held.request_id]["meters"] == 30
+    )
+    again = ControlGate(np.full(500, 6.0), LIMITS, store)
+    kept = {i: json.loads(d) for i, d in store.read_control_records("request")}
+    assert kept[held.request_id]["verdict"] == "rejected"
+    assert kept[held.request_id]["why"] == "the system restarted"
+    assert again.submit("op", "arrears", OPEN, [2], (), T0).request_id == held.request_id + 1
+    store.close()

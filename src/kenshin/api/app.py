@@ -175,7 +175,8 @@ def create_app(
     # the switching gate (issue 16): with the control key and a head-end to carry commands
     gate = None if campaigns is None else campaigns.gate
     if gate is None and hes is not None and control is not None:
-        gate = ControlGate.for_roster(store.read_meters(), control_limits)
+        book = None if read_only else store  # requests kept as they are decided
+        gate = ControlGate.for_roster(store.read_meters(), control_limits, book)
 
     def every_figure() -> dict[str, Figure]:
         out = dict(figures() if figures is not None else {})

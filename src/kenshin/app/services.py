@@ -531,7 +531,8 @@ def start_campaign_desk(
     """The campaign desk of a head-end worker with an API (``kenshin hes --api-port``): its
     campaigns move on every ``CAMPAIGN_TICK_S`` of the head-end's clock, under the lock the
     worker loop and the API share (issue 16)."""
-    desk = CampaignDesk(store, head_end, ControlGate.for_roster(store.read_meters()), control)
+    gate = ControlGate.for_roster(store.read_meters(), book=store)
+    desk = CampaignDesk(store, head_end, gate, control)
 
     def tick() -> None:
         while not stop.wait(CAMPAIGN_TICK_S):

@@ -363,7 +363,7 @@ class WireSystem(EmbeddedSystem):
         self.hes.commands.x1.control_key = self.control.public_key
         # the business system's side (issue 16): one switching gate for the API's commands and
         # the campaigns, and the desk that runs the campaigns at every step
-        self.gate = ControlGate.for_roster(self.meters, control_limits)
+        self.gate = ControlGate.for_roster(self.meters, control_limits, self.store)
         self.campaigns = CampaignDesk(
             self.store, self.hes, self.gate, self.control, flush=self.mdms.flush
         )

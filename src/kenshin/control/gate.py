@@ -20,6 +20,7 @@ Every decision is kept with its reason (``ControlRequest``), and the API audits 
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ from kenshin.aroute.frames import CommandKind
 from kenshin.core.household_response import contract_kw_by_key
 from kenshin.errors import Forbidden, InvalidInput, InvalidSetting, NotFound
 from kenshin.hes.x1 import at_risk_kw
+from kenshin.mdms.store import ControlBook
 
 US_PER_S = 1_000_000
+REQUEST_KIND = "request"  # its kind in the store's control records
 
 
 class Verdict(StrEnum):
@@ -95,21 +98,34 @@ class ControlGate:
         self,
         contract_kw: npt.NDArray[np.float64],
         limits: ControlLimits | None = None,
+        book: ControlBook | None = None,
     ) -> None:
-        """``contract_kw``: each meter key's contract (the most it can draw) [kW]."""
+        """``contract_kw``: each meter key's contract (the most it can draw) [kW]; ``book``:
+        where every request is kept as it is decided (its ids go on from the last one there;
+        one an earlier run held for a second person is closed: its meters are not kept)."""
         self.contract_kw = np.asarray(contract_kw, np.float64)
         self.limits = limits or ControlLimits()
         self.requests: dict[int, ControlRequest] = {}
-        self._ids = itertools.count(1)
+        self.book = book
+        last = 0
+        for request_id, document in [] if book is None else book.read_control_records(REQUEST_KIND):
+            last = max(last, request_id)
+            body = json.loads(document)
+            if body["verdict"] == Verdict.QUARANTINED.value and book is not None:
+                body["verdict"], body["why"] = Verdict.REJECTED.value, "the system restarted"
+                book.save_control_record(REQUEST_KIND, request_id, json.dumps(body))
+        self._ids = itertools.count(last + 1)
         self._passed: deque[tuple[int, str, int, float]] = deque()  # (at, actor, meters, kW)
         self.emergencies: list[Emergency] = []
         self._lock = threading.Lock()
 
     @classmethod
-    def for_roster(cls, roster: pa.Table, limits: ControlLimits | None = None) -> ControlGate:
+    def for_roster(
+        cls, roster: pa.Table, limits: ControlLimits | None = None, book: ControlBook | None = None
+    ) -> ControlGate:
         """From the meters the store holds (``METERS_SCHEMA``): each one's contract in kW (an
         ampere contract × 100 V, else its kW contract)."""
-        return cls(contract_kw_by_key(roster), limits)
+        return cls(contract_kw_by_key(roster), limits, book)
 
     # ---- at risk -------------------------------------------------------------------------
 
@@ -228,6 +244,10 @@ class ControlGate:
         if by is not None:
             request.decided_by, request.decided_us = by, now_us
         request.timeline.append((now_us, f"{verdict}: {why}"))
+        if self.book is not None:
+            self.book.save_control_record(
+                REQUEST_KIND, request.request_id, request_document(request)
+            )
 
     def _in_emergency(self, now_us: int) -> bool:
         return any(e.start_us <= now_us < e.end_us for e in self.emergencies)
@@ -275,6 +295,29 @@ class ControlGate:
         keep_us = max(self.limits.window_s, 3600) * US_PER_S
         while self._passed and self._passed[0][0] <= now_us - keep_us:
             self._passed.popleft()
+
+
+def request_document(request: ControlRequest) -> str:
+    """A request as the store keeps it (its first 1,000 meters, and how many)."""
+    return json.dumps(
+        {
+            "request_id": request.request_id,
+            "verdict": request.verdict.value,
+            "why": request.why,
+            "actor": request.actor,
+            "reason": request.reason,
+            "kind": request.kind.name.lower(),
+            "args": list(request.args),
+            "meters": len(request.meter_keys),
+            "meter_keys": request.meter_keys[:1000].tolist(),
+            "at_risk_kw": request.at_risk_kw,
+            "requested_us": request.requested_us,
+            "decided_by": request.decided_by,
+            "decided_us": request.decided_us,
+            "timeline": request.timeline,
+        },
+        separators=(",", ":"),
+    )
 
 
 def gate_figures(
