@@ -144,19 +144,37 @@ def test_a_command_the_meter_cannot_do_is_refused(running) -> None:
     assert body["command"]["state"] == "rejected"
 
 
-def test_a_forgotten_command_is_not_found(running) -> None:
+def test_a_forgotten_command_is_answered_from_the_store(running) -> None:
+    """The book forgets finished commands; the store's command log keeps every transition
+    (issue 16), so a forgotten command still answers — unless its log was never written."""
     system, client = running
     spid = _spid(system, Generation.GEN2, (MeterClass.HV, MeterClass.EHV))
-    refused = client.post(
-        f"{V1}/meters/{spid}/commands", json={"kind": "switch_open", "reason": "test"}
-    ).json()
-    command_id = refused["command"]["command_id"]
+
+    def refused() -> int:
+        body = client.post(
+            f"{V1}/meters/{spid}/commands", json={"kind": "switch_open", "reason": "test"}
+        ).json()
+        return int(body["command"]["command_id"])
+
     book = system.hes.commands
-    book.prune(book.get(command_id).completed_at_us + 1)  # what tick() does after keep_finished
-    response = client.get(f"{V1}/hes/commands/{command_id}")
+    logged = refused()
+    book.audit.flush()  # type: ignore[attr-defined]  # what tick() does
+    unlogged = refused()
+    book.prune(book.get(unlogged).completed_at_us + 1)  # what tick() does after keep_finished
+    answer = client.get(f"{V1}/hes/commands/{logged}")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["kept_in"] == "store" and body["state"] == "rejected"
+    assert body["supply_point_id"] == spid and body["kind"] == "switch_open"
+    assert [(e["from"], e["to"]) for e in body["log"]] == [
+        (None, "requested"),
+        ("requested", "rejected"),
+    ]
+    response = client.get(f"{V1}/hes/commands/{unlogged}")
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["code"] == "not_found" and "no longer kept" in error["message"]
+    book.audit.flush()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

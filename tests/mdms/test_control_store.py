@@ -25,3 +25,34 @@ def test_records_are_replaced_by_kind_and_id_and_survive_a_reopen(backend):
         assert len(again.read_control_records("campaign")) == 2
     finally:
         again.close()
+
+
+def test_the_command_log_keeps_every_transition_in_order(store):
+    import pyarrow as pa
+
+    from kenshin.core.schema import COMMAND_LOG_SCHEMA
+
+    t0 = 1_780_000_000_000_000
+
+    def rows(*entries: tuple[int, int, str | None, str]) -> pa.Table:
+        return pa.table(
+            {
+                "changed_at": pa.array([t0 + e[0] for e in entries], pa.int64()),
+                "command_id": [e[1] for e in entries],
+                "meter_key": [7] * len(entries),
+                "kind": ["switch_open"] * len(entries),
+                "from_state": [e[2] for e in entries],
+                "to_state": [e[3] for e in entries],
+                "detail": ["x"] * len(entries),
+                "requested_by": ["op+boss"] * len(entries),
+            }
+        ).cast(COMMAND_LOG_SCHEMA)
+
+    store.append_command_log(rows((0, 1, None, "requested"), (1, 2, None, "requested")))
+    store.append_command_log(rows((5, 1, "requested", "queued"), (9, 1, "queued", "sent")))
+    log = store.read_command_log(1)
+    assert log.schema == COMMAND_LOG_SCHEMA
+    assert log.column("to_state").to_pylist() == ["requested", "queued", "sent"]
+    assert log.column("from_state").to_pylist() == [None, "requested", "queued"]
+    assert log.column("changed_at").cast(pa.int64()).to_pylist() == [t0, t0 + 5, t0 + 9]
+    assert store.read_command_log(2).num_rows == 1 and store.read_command_log(3).num_rows == 0

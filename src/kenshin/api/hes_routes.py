@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -28,7 +29,7 @@ from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import validate_supply_point_id
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import from_epoch_us, to_epoch_us
-from kenshin.errors import InvalidInput, UnknownMeter
+from kenshin.errors import InvalidInput, UnknownCommand, UnknownMeter
 from kenshin.hes.command_rules import U32_MAX, CommandState
 from kenshin.hes.command_rules import refusal as command_refusal
 from kenshin.hes.commands import CommandRecord
@@ -87,6 +88,28 @@ def command_view(record: CommandRecord, spid: str) -> dict[str, Any]:
         "completed_at": _iso(record.completed_at_us),
         "ack_status": None if record.ack_status is None else record.ack_status.name.lower(),
         "reason": record.reason or None,
+    }
+
+
+def logged_command_view(rows: pa.Table, spid_of: Callable[[int], str]) -> dict[str, Any]:
+    """A command the book has forgotten, from the store's command log (``COMMAND_LOG_SCHEMA``,
+    oldest first): its last state and every transition."""
+    log = rows.to_pylist()
+    at = [_iso(v) for v in rows.column("changed_at").cast(pa.int64()).to_pylist()]
+    last = log[-1]
+    return {
+        "command_id": last["command_id"],
+        "supply_point_id": spid_of(last["meter_key"]),
+        "kind": last["kind"],
+        "state": last["to_state"],
+        "requested_at": at[0],
+        "requested_by": last["requested_by"],
+        "completed_at": at[-1],
+        "kept_in": "store",
+        "log": [
+            {"at": when, "from": row["from_state"], "to": row["to_state"], "detail": row["detail"]}
+            for when, row in zip(at, log, strict=True)
+        ],
     }
 
 
@@ -266,7 +289,13 @@ def hes_router(
     def get_command(command_id: int = Path(ge=1, le=U32_MAX)) -> dict[str, Any]:
         """A command and where it stands (requested → queued → sent → acknowledged | …)."""
         with guard():
-            record = hes.commands.get(command_id)  # UnknownCommand → 404
+            try:
+                record = hes.commands.get(command_id)
+            except UnknownCommand:  # forgotten by the book: its log in the store, if any
+                logged = store.read_command_log(command_id)
+                if not logged.num_rows:
+                    raise
+                return logged_command_view(logged, spid_of)
         return command_view(record, spid_of(record.meter_key))
 
     @api.post("/hes/polls", status_code=202)

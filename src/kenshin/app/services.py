@@ -26,7 +26,7 @@ import pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kenshin.app.pacing import Pacer
-from kenshin.app.system import fleet_policy, simulated_field
+from kenshin.app.system import fleet_policy, keep_command_log, simulated_field
 from kenshin.aroute.backlog import Backlog
 from kenshin.aroute.keys import KeyRing, load_master_key
 from kenshin.aroute.link import Delivery
@@ -111,6 +111,7 @@ def run_hes_worker(
         downlink=downlink,
         track_duties=duties,
     )
+    keep_command_log(hes, store)
     link = MqttLink(
         mqtt_url,
         worker_id,

@@ -42,6 +42,7 @@ from kenshin.core.timeslots import US_PER_MINUTE, Resolution, from_epoch_us, to_
 from kenshin.errors import InvalidSetting
 from kenshin.fleet.field import Field, build_field
 from kenshin.fleet.simulator import Fleet, FleetConfig
+from kenshin.hes.command_audit import MemoryAudit, StoredAudit
 from kenshin.hes.duties import jst_day_of_slot
 from kenshin.hes.headend import DirectHeadEnd
 from kenshin.hes.policy import CollectionPolicy
@@ -53,7 +54,7 @@ from kenshin.mdms.housekeeping import RetentionPolicy
 from kenshin.mdms.loss import LossyLink
 from kenshin.mdms.scheduler import MdmsSchedule
 from kenshin.mdms.service import MeterDataService
-from kenshin.mdms.store import ReadingStore
+from kenshin.mdms.store import CommandLog, ReadingStore
 from kenshin.mdms.vee import VeeConfig
 
 
@@ -361,6 +362,7 @@ class WireSystem(EmbeddedSystem):
         )
         assert self.hes.commands.x1 is not None  # emergencies it can check, signed by this key
         self.hes.commands.x1.control_key = self.control.public_key
+        keep_command_log(self.hes, self.store)
         # the business system's side (issue 16): one switching gate for the API's commands and
         # the campaigns, and the desk that runs the campaigns at every step
         self.gate = ControlGate.for_roster(self.meters, control_limits, self.store)
@@ -478,6 +480,14 @@ class WireSystem(EmbeddedSystem):
         }
         values = dict(sorted(self.store.reading_counts().items()))
         return values, self.mdms.stats.registers_stored, extra
+
+
+def keep_command_log(hes: HeadEnd, store: CommandLog) -> None:
+    """Every transition of the head-end's commands also goes to the store's command log, so a
+    command's status outlives the book, which forgets finished ones (issue 16; X2)."""
+    audit = hes.commands.audit
+    if isinstance(audit, MemoryAudit):  # the book prunes it; the store keeps everything
+        hes.commands.audit = StoredAudit(store, audit)
 
 
 def build_system(

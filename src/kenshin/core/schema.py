@@ -69,6 +69,21 @@ AUDIT_SCHEMA = pa.schema(
     ]
 )
 
+# Every transition of every command the head-end's command book made (issue 16; SPEC X2): the
+# status of a command outlives the book, which forgets finished ones after a day.
+COMMAND_LOG_SCHEMA = pa.schema(
+    [
+        ("changed_at", TIMESTAMP),
+        ("command_id", pa.int64()),
+        ("meter_key", pa.int32()),
+        ("kind", pa.string()),  # set_ampere_limit, switch_open, …
+        ("from_state", pa.string()),  # null: the request itself
+        ("to_state", pa.string()),
+        ("detail", pa.string()),
+        ("requested_by", pa.string()),
+    ]
+)
+
 # Outage events (issue 15; SPEC R1, R2): one row per event, rewritten as it moves through its
 # lifecycle. ``detail`` is JSON: the meter keys it darkens and its timeline.
 OUTAGES_SCHEMA = pa.schema(

@@ -576,6 +576,9 @@ class CommandBook:
                 changed.append(
                     self._move(record, E.EXPIRE, now_us, "expired in the queue", reason="expired")
                 )
+        flush = getattr(self.audit, "flush", None)  # a sink that keeps them for good
+        if flush is not None:
+            flush()
         if now_us >= self._next_prune_us:  # retention: cheap, at most every prune_every
             self._next_prune_us = now_us + micros(policy.prune_every)
             self.prune(now_us - micros(policy.keep_finished))

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from kenshin.core.schema import (
     AUDIT_SCHEMA,
+    COMMAND_LOG_SCHEMA,
     EVENTS_SCHEMA,
     METERS_SCHEMA,
     OUTAGES_SCHEMA,
@@ -94,6 +95,7 @@ DDL = ";\n".join(
         # switching campaigns and requests (kenshin.control), one document each
         "CREATE TABLE IF NOT EXISTS control_records (kind VARCHAR, record_id BIGINT, "
         "document VARCHAR, PRIMARY KEY (kind, record_id))",
+        f"CREATE TABLE IF NOT EXISTS command_log ({columns_ddl(COMMAND_LOG_SCHEMA)})",
     ]
 )
 

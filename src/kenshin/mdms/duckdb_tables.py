@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from kenshin.core.channels import Channel
-from kenshin.core.schema import AUDIT_SCHEMA, EVENTS_SCHEMA, OUTAGES_SCHEMA
+from kenshin.core.schema import AUDIT_SCHEMA, COMMAND_LOG_SCHEMA, EVENTS_SCHEMA, OUTAGES_SCHEMA
 from kenshin.core.specified import SPECIFIED_SCHEMA
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
@@ -93,6 +93,19 @@ class DuckDBTables:
             [kind],
         )
         return [(int(i), str(d)) for i, d in rows.fetchall()]
+
+    def append_command_log(self, rows: pa.Table) -> None:
+        if rows.num_rows:
+            with self._transaction("appending to the command log") as cur:
+                self._insert(cur, "command_log", rows.cast(COMMAND_LOG_SCHEMA))
+
+    def read_command_log(self, command_id: int) -> pa.Table:
+        if not self._has_table("command_log"):
+            return COMMAND_LOG_SCHEMA.empty_table()
+        table = self._arrow(
+            "SELECT * FROM command_log WHERE command_id = ? ORDER BY changed_at", [command_id]
+        )
+        return table.cast(COMMAND_LOG_SCHEMA)
 
     def append_audit(self, rows: pa.Table) -> None:
         if rows.num_rows:

@@ -23,6 +23,7 @@ from psycopg import sql
 from kenshin.core.channels import Channel
 from kenshin.core.schema import (
     AUDIT_SCHEMA,
+    COMMAND_LOG_SCHEMA,
     EVENTS_SCHEMA,
     METERS_SCHEMA,
     OUTAGES_SCHEMA,
@@ -454,6 +455,16 @@ class PostgresReads(StoreBase):
             "read principals",
         )
         return [(str(n), str(d)) for n, d in rows]
+
+    def read_command_log(self, command_id: int) -> pa.Table:
+        columns = ", ".join(
+            US_COLUMN.format(f.name) if f.name == "changed_at" else f.name
+            for f in COMMAND_LOG_SCHEMA
+        )
+        statement = sql.SQL(
+            "SELECT " + columns + " FROM {} WHERE command_id = %s ORDER BY changed_at"
+        ).format(self._table("command_log"))
+        return self._rows_arrow(statement, [command_id], COMMAND_LOG_SCHEMA, "read the command log")
 
     def read_control_records(self, kind: str) -> list[tuple[int, str]]:
         rows = self._fetch(

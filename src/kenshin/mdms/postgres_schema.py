@@ -138,6 +138,14 @@ def ddl(schema: str) -> list[sql.Composed]:
             "CREATE TABLE IF NOT EXISTS {}.control_records (kind text, record_id bigint, "
             "document text, PRIMARY KEY (kind, record_id))"
         ).format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.command_log (changed_at timestamptz, command_id bigint, "
+            "meter_key integer, kind text, from_state text, to_state text, detail text, "
+            "requested_by text)"
+        ).format(s),
+        sql.SQL("CREATE INDEX IF NOT EXISTS command_log_id ON {}.command_log (command_id)").format(
+            s
+        ),
     ]
 
 
@@ -155,6 +163,7 @@ _TABLES = (
     "audit",
     "outages",
     "control_records",
+    "command_log",
 )
 _INDEXES = (
     *(f"meters_{column}" for column in METER_INDEXED),

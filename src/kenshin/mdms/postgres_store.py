@@ -41,6 +41,7 @@ from kenshin.core.batches import CounterState
 from kenshin.core.channels import Channel
 from kenshin.core.schema import (
     AUDIT_SCHEMA,
+    COMMAND_LOG_SCHEMA,
     OUTAGES_SCHEMA,
     READINGS_SCHEMA,
     REGISTER_READS_SCHEMA,
@@ -343,6 +344,28 @@ class PostgresStore(PostgresReads):
             [name, document],
             "save a principal",
         )
+
+    def append_command_log(self, rows: pa.Table) -> None:
+        if not rows.num_rows:
+            return
+        at = [to_datetime(v) for v in rows.column("changed_at").cast(pa.int64()).to_pylist()]
+        names = [f.name for f in COMMAND_LOG_SCHEMA][1:]
+        values = zip(at, *(rows.column(n).to_pylist() for n in names), strict=True)
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    sql.SQL(
+                        "INSERT INTO {} (changed_at, "
+                        + ", ".join(names)
+                        + ") VALUES ("
+                        + ", ".join(["%s"] * (len(names) + 1))
+                        + ")"
+                    ).format(self._table("command_log")),
+                    list(values),
+                )
+        except psycopg.Error as exc:
+            raise store_error(f"appending to the command log of {self.target} failed", exc) from exc
 
     def save_control_record(self, kind: str, record_id: int, document: str) -> None:
         self._execute(

@@ -223,6 +223,16 @@ class ControlBook(Protocol):
         ...
 
 
+class CommandLog(Protocol):
+    """Every transition of every command (``COMMAND_LOG_SCHEMA``), append-only."""
+
+    def append_command_log(self, rows: pa.Table) -> None: ...
+
+    def read_command_log(self, command_id: int) -> pa.Table:
+        """One command's transitions, oldest first."""
+        ...
+
+
 class GapBook(Protocol):
     """The slots VEE could not fill: the head-end's re-read list."""
 
@@ -322,6 +332,7 @@ class ReadingStore(
     AuditLog,
     OutageLog,
     ControlBook,
+    CommandLog,
     Housekeeping,
     Protocol,
 ):
