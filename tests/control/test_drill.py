@@ -33,6 +33,10 @@ def test_a_campaign_runs_end_to_end(drill) -> None:  # type: ignore[no-untyped-d
     campaign = drill.campaign
     assert campaign.state.value == "completed" and len(campaign.progress) == 24
     assert campaign.fairness["households"]["limited"] == drill.touched
+    # X2: every request quarantined over the operator's threshold was released by the
+    # director; no switching command reached the head-end without passing the gate
+    assert drill.verdicts.get("released", 0) > 0 and drill.sent_without_passing == 0
+    assert set(drill.verdicts) <= {"accepted", "released"}
 
 
 def test_the_command_prints_the_scores_and_refuses_bad_input(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kenshin.app.system import WireSystem, build_system
+from kenshin.aroute.authorization import PROTECTED_KINDS
 from kenshin.control.campaign import Campaign, CampaignSpec
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import Area
@@ -53,6 +54,10 @@ class ControlDrillResult:
     # per checked half hour: the reduction as the campaign measured it and as it was [kW]
     verified: list[tuple[float, float]] = field(default_factory=list)
     priority_touched: int = 0  # households on the priority register that were limited
+    # the campaign's requests at the gate by verdict, and the switching commands the head-end
+    # holds that no request passing the gate made (X2: must be 0)
+    verdicts: dict[str, int] = field(default_factory=dict)
+    sent_without_passing: int = 0
 
     @property
     def mean_kw(self) -> float:
@@ -122,6 +127,15 @@ def run_control_drill(
     limits_now = fleet.meters.limit_in_force(fleet.meters.now_us)[limited]
     back = bool((limits_now == fleet.meters.ampere_limit_a[limited]).all())
     half_hours = [float(np.mean(achieved[6 * i : 6 * i + 6])) for i in range(len(achieved) // 6)]
+    requests = [desk.gate.requests[r] for r in desk.get(campaign_id).request_ids]
+    verdicts: dict[str, int] = {}
+    for request in requests:
+        verdicts[request.verdict.value] = verdicts.get(request.verdict.value, 0) + 1
+    assert system.hes is not None
+    through_gate = {OPERATOR, f"{OPERATOR}+{DIRECTOR}"}  # what dispatch.issue writes
+    switching = [
+        r for r in system.hes.commands.list(None, None, 10**7, None) if r.kind in PROTECTED_KINDS
+    ]
     result = ControlDrillResult(
         meters,
         target_mw * 1000,
@@ -133,6 +147,8 @@ def run_control_drill(
         int(treated.sum()),
         [(c.measured_kw, half_hours[i]) for i, c in enumerate(campaign.checks)],
         int((treated & priority).sum()),
+        verdicts,
+        sum(r.requested_by not in through_gate for r in switching),
     )
     system.close()
     return result

@@ -249,12 +249,26 @@ def control_command(
         "verified (30-min values vs held-out)",
         " · ".join(f"{m:,.0f} (was {t:,.0f})" for m, t in result.verified) + " kW",
     )
+    progress = result.campaign.progress
+    a3 = [
+        [p.achieved_kw for p in progress[i : i + 6] if p.achieved_kw is not None]
+        for i in range(0, len(progress), 6)
+    ]
+    table.add_row(
+        "A3 5-min estimate (per half hour)",
+        " · ".join(f"{sum(v) / len(v):,.0f}" if v else "—" for v in a3) + " kW",
+    )
     table.add_row(
         "households limited",
         f"{result.touched:,} (priority register: "
         f"{result.priority_touched}; left out: {result.campaign.excluded})",
     )
     table.add_row("trips, lockouts", f"{result.trips:,}, {result.lockouts:,}")
+    verdicts = ", ".join(f"{v} {n}" for v, n in sorted(result.verdicts.items()))
+    table.add_row(
+        "gate (requests by verdict)",
+        f"{verdicts}; commands sent without passing it: {result.sent_without_passing}",
+    )
     restored = "—" if result.restored_after_s is None else f"{result.restored_after_s / 60:.0f} min"
     table.add_row("all back to their contract after the period", restored)
     table.add_row("commands", f"{result.commands:,} ({result.failed:,} not acknowledged)")
