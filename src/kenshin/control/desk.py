@@ -130,6 +130,7 @@ class CampaignDesk:
         self.area, self.feeder = by_key("area"), by_key("feeder")
         self.contract = by_key("contract_a")
         self.meter_class = by_key("meter_class")
+        self.customer_type = by_key("customer_type")  # strata of the forecast and checks
         self.realtime = by_key("realtime_5min").astype(bool)
         exponent = by_key("unit_exponent").astype(np.float64)
         self.kwh_per_count = by_key("coefficient").astype(np.float64) * 10.0**exponent
@@ -266,7 +267,7 @@ class CampaignDesk:
         priority[list(spec.priority_keys)] = True
         candidates = eligible(self.has_switch, self.contract, in_area, priority, spec.floor_a)
         held = rng.random(len(candidates.keys)) < HOLDOUT_SHARE
-        forecaster = Forecaster(self.store, self.kwh_per_count, self.n)
+        forecaster = Forecaster(self.store, self.kwh_per_count, self.n, self.customer_type)
         forecast = forecaster.for_period(candidates.keys, spec.start_us)
         run = _Run(
             Eligible(candidates.keys[~held], candidates.excluded),
@@ -509,7 +510,9 @@ class CampaignDesk:
         limited = np.flatnonzero(limits > 0)
         if not len(limited) or not len(run.holdout):
             return combined_correction(run.evidence, MODEL_SD)
-        would, variance = counterfactual_kw(chosen_by, forecast, observed, run.holdout, limited)
+        would, variance = counterfactual_kw(
+            chosen_by, forecast, observed, run.holdout, limited, self.customer_type
+        )
         measured = would - float(observed[limited].sum())
         expected = float(
             expected_reduction_kw(
