@@ -100,6 +100,7 @@ class _Run:
     history: list[tuple[int, I64, F64]] = field(default_factory=list)  # (from, limits, basis)
     commanded: set[int] = field(default_factory=set)  # meters any command went to
     evidence: list[tuple[float, float]] = field(default_factory=list)  # (measured ÷ expected, var)
+    came_true: float | None = None  # the limited's demand ÷ forecast, at the last check
     command_ids: list[int] = field(default_factory=list)
     next_progress_us: int = 0
     next_check_us: int = 0
@@ -485,12 +486,17 @@ class CampaignDesk:
         achieved = None
         sampled = self.realtime[limited]
         reference = run.holdout[self.realtime[run.holdout]]
-        if sampled.any() and len(reference):
+        if sampled.any() and (run.came_true is not None or len(reference)):
             observed = mean_kw(
                 self.store, self.kwh_per_count, self.n, Resolution.MIN5, at_us - STEP, at_us
             )
-            base = forecast[reference].sum()
-            came_true = observed[reference].sum() / base if base > 0 else 1.0
+            # how the limited households' demand is coming true against their forecast: as
+            # the last half-hourly check found it (all the held-out ones), before the first
+            # the A3 held-out ones (a few dozen in a small fleet)
+            came_true = run.came_true
+            if came_true is None:
+                base = forecast[reference].sum()
+                came_true = observed[reference].sum() / base if base > 0 else 1.0
             keys = limited[sampled]
             measured = float((forecast[keys] * came_true - observed[keys]).sum())
             expected_sampled = float(expected[sampled].sum())
@@ -514,6 +520,8 @@ class CampaignDesk:
             chosen_by, forecast, observed, run.holdout, limited, self.customer_type
         )
         measured = would - float(observed[limited].sum())
+        base = float(forecast[limited].sum())
+        run.came_true = would / base if base > 0 else None
         expected = float(
             expected_reduction_kw(
                 forecast[limited],
