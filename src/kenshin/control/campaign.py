@@ -17,6 +17,7 @@ emergency profiles that end by themselves at the period's end, so no meter stays
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -170,6 +171,34 @@ class Campaign:
         return cls(spec=CampaignSpec(**spec), **body)
 
 
+Figure = tuple[str, str, str, tuple[str, ...], dict[tuple[str, ...], float]]
+
+
+def campaign_figures(campaigns: Iterable[Campaign]) -> list[Figure]:
+    """What ``/metrics`` shows of the campaigns, as (name, kind, help, label names, values):
+    campaigns by state, and the target, planned and latest achieved reduction of those running
+    (summed: a label per campaign would grow without bound)."""
+    by: dict[tuple[str, ...], float] = {(s.value,): 0.0 for s in CampaignState}
+    target = planned = achieved = 0.0
+    for campaign in campaigns:
+        by[(campaign.state.value,)] += 1
+        if campaign.state is CampaignState.RUNNING:
+            target += campaign.spec.target_kw
+            planned += campaign.planned_kw
+            latest = [p.achieved_kw for p in campaign.progress if p.achieved_kw is not None]
+            achieved += latest[-1] if latest else 0.0
+    return [
+        ("kenshin_campaigns", "gauge", "Emergency area campaigns, by state", ("state",), by),
+        (
+            "kenshin_campaign_reduction_kw",
+            "gauge",
+            "Running campaigns' target, planned and latest achieved (A3) reduction",
+            ("kind",),
+            {("target",): target, ("planned",): planned, ("achieved",): achieved},
+        ),
+    ]
+
+
 __all__ = [
     "KIND",
     "LEAD_MIN",
@@ -178,5 +207,7 @@ __all__ = [
     "CampaignSpec",
     "CampaignState",
     "Check",
+    "Figure",
     "Progress",
+    "campaign_figures",
 ]

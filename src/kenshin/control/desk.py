@@ -47,9 +47,12 @@ from kenshin.control.campaign import (
     CampaignSpec,
     CampaignState,
     Check,
+    Figure,
     Progress,
+    campaign_figures,
 )
 from kenshin.control.dispatch import issue
+from kenshin.control.fairness import curtailment_requests, fairness_report
 from kenshin.control.gate import ControlGate, Verdict
 from kenshin.control.planner import Eligible, eligible, expected_reduction_kw, plan_campaign
 from kenshin.control.signing import ControlSigner
@@ -560,58 +563,25 @@ class CampaignDesk:
         return None
 
     def _curtail(self, campaign: Campaign, run: _Run, basis: F64) -> None:
-        """HV and EHV customers: a request for the share of their demand households give."""
-        limited = np.flatnonzero(run.limit > 0)
-        asked = float(basis[run.candidates.keys].sum())
-        run.hv_asked_share = min(campaign.planned_kw / asked, 0.5) if asked > 0 else 0.0
-        requested = basis[run.hv] * run.hv_asked_share
-        order = np.argsort(-requested)[:CURTAILMENT_LISTED]
-        campaign.curtailment = [
-            {"meter_key": int(run.hv[i]), "requested_kw": round(float(requested[i]), 1)}
-            for i in order
-        ]
-        campaign.fairness["hv"] = {
-            "customers": len(run.hv),
-            "asked_share": round(run.hv_asked_share, 4),
-            "requested_kw": round(float(requested.sum()), 1),
-        }
-        campaign.touched = len(limited)
+        run.hv_asked_share = curtailment_requests(
+            campaign, run.hv, run.candidates.keys, basis, CURTAILMENT_LISTED
+        )
+        campaign.touched = int((run.limit > 0).sum())
 
     def _report(self, campaign: Campaign, run: _Run | None, now_us: int) -> None:
-        """The fairness report: what the households and the HV customers gave."""
+        """The fairness report (``control.fairness``), with the HV customers' values."""
         if run is None:
             return
         spec = campaign.spec
-        counts = run.half_hours
-        touched = np.flatnonzero(counts > 0)
-        campaign.touched = max(campaign.touched, len(touched))
-        keys = run.candidates.keys
         end = min(now_us // HALF_HOUR * HALF_HOUR, spec.end_us)
-        households: dict[str, object] = {
-            "candidates": len(keys),
-            "limited": len(touched),
-            "limited_share": round(len(touched) / len(keys), 4) if len(keys) else 0.0,
-            "half_hours_limited_max": int(counts.max(initial=0)),
-            "half_hours_limited_mean": round(float(counts[touched].mean()), 2)
-            if len(touched)
-            else 0.0,
-        }
-        if campaign.checks:
-            given = sum(c.measured_kw for c in campaign.checks) / len(campaign.checks)
-            basis = run.forecast(spec.start_us, max(end, spec.start_us + HALF_HOUR))
-            total = float(basis[keys].sum())
-            households["gave_share"] = round(given / total, 4) if total > 0 else 0.0
-            if len(run.hv) and end > spec.start_us:
-                self.flush()
-                observed = mean_kw(
-                    self.store, self.kwh_per_count, self.n, Resolution.MIN30, spec.start_us, end
-                )
-                hv_basis = float(basis[run.hv].sum())
-                gave = hv_basis - float(observed[run.hv].sum())
-                campaign.fairness.setdefault("hv", {})["gave_share"] = (
-                    round(gave / hv_basis, 4) if hv_basis > 0 else 0.0
-                )
-        campaign.fairness["households"] = households
+        basis = run.forecast(spec.start_us, max(end, spec.start_us + HALF_HOUR))
+        observed = None
+        if len(run.hv) and end > spec.start_us and campaign.checks:
+            self.flush()
+            observed = mean_kw(
+                self.store, self.kwh_per_count, self.n, Resolution.MIN30, spec.start_us, end
+            )
+        fairness_report(campaign, run.candidates.keys, run.half_hours, run.hv, basis, observed)
 
     # ---- inside --------------------------------------------------------------------------
 
@@ -631,33 +601,10 @@ class CampaignDesk:
         self.store.save_control_record(KIND, campaign.campaign_id, campaign.document())
 
 
-Figure = tuple[str, str, str, tuple[str, ...], dict[tuple[str, ...], float]]
-
-
 def desk_figures(desk: CampaignDesk) -> list[Figure]:
-    """What ``/metrics`` shows of the campaigns, as (name, kind, help, label names, values):
-    campaigns by state, and the target, planned and latest achieved reduction of those running
-    (summed: a label per campaign would grow without bound)."""
+    """What ``/metrics`` shows of the desk's campaigns (``control.campaign.campaign_figures``)."""
     with desk.lock:
-        by: dict[tuple[str, ...], float] = {(s.value,): 0.0 for s in CampaignState}
-        target = planned = achieved = 0.0
-        for campaign in desk.campaigns.values():
-            by[(campaign.state.value,)] += 1
-            if campaign.state is CampaignState.RUNNING:
-                target += campaign.spec.target_kw
-                planned += campaign.planned_kw
-                latest = [p.achieved_kw for p in campaign.progress if p.achieved_kw is not None]
-                achieved += latest[-1] if latest else 0.0
-    return [
-        ("kenshin_campaigns", "gauge", "Emergency area campaigns, by state", ("state",), by),
-        (
-            "kenshin_campaign_reduction_kw",
-            "gauge",
-            "Running campaigns' target, planned and latest achieved (A3) reduction",
-            ("kind",),
-            {("target",): target, ("planned",): planned, ("achieved",): achieved},
-        ),
-    ]
+        return campaign_figures(desk.campaigns.values())
 
 
 def _hhmm(us: int) -> str:

@@ -346,26 +346,7 @@ class PostgresStore(PostgresReads):
         )
 
     def append_command_log(self, rows: pa.Table) -> None:
-        if not rows.num_rows:
-            return
-        at = [to_datetime(v) for v in rows.column("changed_at").cast(pa.int64()).to_pylist()]
-        names = [f.name for f in COMMAND_LOG_SCHEMA][1:]
-        values = zip(at, *(rows.column(n).to_pylist() for n in names), strict=True)
-        conn = self._conn()
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(
-                    sql.SQL(
-                        "INSERT INTO {} (changed_at, "
-                        + ", ".join(names)
-                        + ") VALUES ("
-                        + ", ".join(["%s"] * (len(names) + 1))
-                        + ")"
-                    ).format(self._table("command_log")),
-                    list(values),
-                )
-        except psycopg.Error as exc:
-            raise store_error(f"appending to the command log of {self.target} failed", exc) from exc
+        self._append_log("command_log", COMMAND_LOG_SCHEMA, rows, "the command log")
 
     def save_control_record(self, kind: str, record_id: int, document: str) -> None:
         self._execute(
@@ -408,26 +389,30 @@ class PostgresStore(PostgresReads):
             raise store_error(f"saving outage events in {self.target} failed", exc) from exc
 
     def append_audit(self, rows: pa.Table) -> None:
+        self._append_log("audit", AUDIT_SCHEMA, rows, "the audit trail")
+
+    def _append_log(self, table: str, schema: pa.Schema, rows: pa.Table, what: str) -> None:
+        """Append rows to an append-only log whose first column is its time."""
         if not rows.num_rows:
             return
-        at = [to_datetime(v) for v in rows.column("logged_at").cast(pa.int64()).to_pylist()]
-        names = [f.name for f in AUDIT_SCHEMA][1:]
+        first, *names = [f.name for f in schema]
+        at = [to_datetime(v) for v in rows.column(first).cast(pa.int64()).to_pylist()]
         values = zip(at, *(rows.column(n).to_pylist() for n in names), strict=True)
         conn = self._conn()
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
                     sql.SQL(
-                        "INSERT INTO {} (logged_at, "
+                        f"INSERT INTO {{}} ({first}, "
                         + ", ".join(names)
                         + ") VALUES ("
                         + ", ".join(["%s"] * (len(names) + 1))
                         + ")"
-                    ).format(self._table("audit")),
+                    ).format(self._table(table)),
                     list(values),
                 )
         except psycopg.Error as exc:
-            raise store_error(f"appending to the audit trail of {self.target} failed", exc) from exc
+            raise store_error(f"appending to {what} of {self.target} failed", exc) from exc
 
     def _save_events(self, cur: psycopg.Cursor[Any], events: pa.Table) -> None:
         # few rows (events are rare): one statement that keeps the first copy of each event
