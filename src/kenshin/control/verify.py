@@ -94,18 +94,20 @@ def counterfactual_kw(
     return would, float((f_keys**2 * ratio_var + n_keys * scatter).sum())
 
 
-def combined_correction(checks: list[tuple[float, float]], prior_sd: float) -> float:
-    """The correction to plan with: the measured ÷ expected ratios of the checks so far,
-    ``(ratio, variance)``, weighted by their precision against a prior of 1 (the household
-    model) with ``prior_sd`` — a noisy measurement moves the plan a little, many good ones a
-    lot."""
-    weight = 1.0 / prior_sd**2
-    total = weight
-    for ratio, variance in checks:
-        w = 1.0 / max(variance, 1e-9)
-        weight += w
-        total += w * ratio
-    return total / weight
+def combined_correction(
+    checks: list[tuple[float, float]], prior_sd: float, systematic_sd: float = 0.0
+) -> float:
+    """The correction to plan with, from the measured ÷ expected ratios of the checks so far,
+    ``(ratio, variance)``: their precision-weighted mean, whose variance is the checks'
+    combined plus ``systematic_sd``² (an error every check shares, so more checks do not
+    shrink it), weighed against a prior of 1 (the household model) with ``prior_sd``."""
+    if not checks:
+        return 1.0
+    weights = [1.0 / max(variance, 1e-12) for _, variance in checks]
+    mean = sum(w * ratio for w, (ratio, _) in zip(weights, checks, strict=True)) / sum(weights)
+    measured = 1.0 / (1.0 / sum(weights) + systematic_sd**2)
+    prior = 1.0 / prior_sd**2
+    return (prior + measured * mean) / (prior + measured)
 
 
 class Forecaster:
