@@ -38,29 +38,5 @@ def test_the_correction_weighs_each_check_by_its_precision() -> None:
     assert combined_correction([(1.2, 0.0025)], 0.1) == pytest.approx(1.16)
     # a very noisy one barely moves it
     assert combined_correction([(2.0, 1.0)], 0.1) == pytest.approx(1 + 1 / 101)
-    # two checks: their mean 0.95 with variance 0.005: (100 + 0.95 × 200) / 300
+    # two checks: (100 + 0.8 × 100 + 1.1 × 100) / 300
     assert combined_correction([(0.8, 0.01), (1.1, 0.01)], 0.1) == pytest.approx(2.9 / 3)
-    # an error both share (sd 0.1) is not averaged away: variance 0.005 + 0.01 →
-    # (100 + 0.95 × 66.67) / 166.67
-    shared = combined_correction([(0.8, 0.01), (1.1, 0.01)], 0.1, 0.1)
-    assert shared == pytest.approx((100 + 0.95 * 200 / 3) / (100 + 200 / 3))
-    # however precise, a measurement with a shared sd 0.15 against a model of 0.05 moves the
-    # plan a tenth of the way: (400 + 1.5 × 44.4) / 444.4
-    assert combined_correction([(1.5, 1e-12)], 0.05, 0.15) == pytest.approx(1.05, abs=1e-3)
-
-
-def test_strata_keep_a_mix_of_customers_from_biasing_the_counterfactual() -> None:
-    """Shops' evenings came true 20 % over their forecast, households' 10 % under; the limited
-    are a third shops, the reference a tenth: pooled, the reference's ratio is the wrong mix;
-    by customer type, each is right."""
-    forecast = np.full(4_000, 1.0)
-    shop = np.zeros(4_000, np.int64)
-    keys, reference = np.arange(3_000), np.arange(3_000, 4_000)
-    shop[:1_000] = 1  # a third of the limited
-    shop[3_000:3_100] = 1  # a tenth of the reference
-    observed = np.where(shop == 1, 1.2, 0.9)
-    truth = float(observed[keys].sum())
-    pooled, _ = counterfactual_kw(forecast, forecast, observed, reference, keys)
-    by_type, variance = counterfactual_kw(forecast, forecast, observed, reference, keys, shop)
-    assert by_type == pytest.approx(truth) and variance == pytest.approx(0.0, abs=1e-9)
-    assert pooled == pytest.approx(3_000 * 0.93)  # the reference's mix: 0.1 × 1.2 + 0.9 × 0.9

@@ -54,31 +54,13 @@ def _by_tenth(grouping: F64, numerator: F64, denominator: F64, reference: I64) -
 
 
 def counterfactual_kw(
-    chosen_by: F64,
-    forecast: F64,
-    observed: F64,
-    reference: I64,
-    keys: I64,
-    strata: npt.NDArray[np.integer] | None = None,
+    chosen_by: F64, forecast: F64, observed: F64, reference: I64, keys: I64
 ) -> tuple[float, float]:
     """What ``keys`` would have drawn together [kW], and the variance of that estimate [kW²]:
     each one's forecast × how the ``reference`` households' demand came true against theirs,
-    among those of the same stratum (by meter key: the customer type — a shop's evening is
-    not a household's) and in the same tenth of ``chosen_by`` (a high forecast tends back).
-    The variance is the ratio estimator's (from the reference households' residuals) plus the
-    households' own scatter around it, both from the residuals by tenth."""
-    if strata is not None:
-        would = variance = 0.0
-        for stratum in np.unique(strata[keys]):
-            w, v = counterfactual_kw(
-                chosen_by,
-                forecast,
-                observed,
-                reference[strata[reference] == stratum],
-                keys[strata[keys] == stratum],
-            )
-            would, variance = would + w, variance + v
-        return would, variance
+    among those in the same tenth of ``chosen_by`` (a high forecast tends back). The variance
+    is the ratio estimator's (from the reference households' residuals) plus the households'
+    own scatter around it, both from the residuals by tenth."""
     ratio, edges = _by_tenth(chosen_by, observed, forecast, reference)
     ref_tenth = np.searchsorted(edges, chosen_by[reference])
     residual = observed[reference] - ratio[ref_tenth] * forecast[reference]
@@ -94,38 +76,27 @@ def counterfactual_kw(
     return would, float((f_keys**2 * ratio_var + n_keys * scatter).sum())
 
 
-def combined_correction(
-    checks: list[tuple[float, float]], prior_sd: float, systematic_sd: float = 0.0
-) -> float:
-    """The correction to plan with, from the measured ÷ expected ratios of the checks so far,
-    ``(ratio, variance)``: their precision-weighted mean, whose variance is the checks'
-    combined plus ``systematic_sd``² (an error every check shares, so more checks do not
-    shrink it), weighed against a prior of 1 (the household model) with ``prior_sd``."""
-    if not checks:
-        return 1.0
-    weights = [1.0 / max(variance, 1e-12) for _, variance in checks]
-    mean = sum(w * ratio for w, (ratio, _) in zip(weights, checks, strict=True)) / sum(weights)
-    measured = 1.0 / (1.0 / sum(weights) + systematic_sd**2)
-    prior = 1.0 / prior_sd**2
-    return (prior + measured * mean) / (prior + measured)
+def combined_correction(checks: list[tuple[float, float]], prior_sd: float) -> float:
+    """The correction to plan with: the measured ÷ expected ratios of the checks so far,
+    ``(ratio, variance)``, weighted by their precision against a prior of 1 (the household
+    model) with ``prior_sd`` — a noisy measurement moves the plan a little, many good ones a
+    lot."""
+    weight = 1.0 / prior_sd**2
+    total = weight
+    for ratio, variance in checks:
+        w = 1.0 / max(variance, 1e-9)
+        weight += w
+        total += w * ratio
+    return total / weight
 
 
 class Forecaster:
     """Each meter's forecast of a period's half hours: the like day (the same half hours the
     day before) × a day-of adjustment (the half hour an hour before the period against the same
-    the day before, by stratum and tenth of the households); with no like day, the hour
-    before."""
+    the day before, by tenth of the households); with no like day, the hour before."""
 
-    def __init__(
-        self,
-        store: SweepSource,
-        kwh_per_count: F64,
-        n: int,
-        strata: npt.NDArray[np.integer] | None = None,
-    ) -> None:
-        """``strata``: by meter key, groups adjusted apart (the customer type)."""
+    def __init__(self, store: SweepSource, kwh_per_count: F64, n: int) -> None:
         self.store, self.kwh_per_count, self.n = store, kwh_per_count, n
-        self.strata = np.zeros(n, np.int64) if strata is None else strata
 
     def mean_kw(self, start_us: int, end_us: int) -> F64:
         return mean_kw(self.store, self.kwh_per_count, self.n, Resolution.MIN30, start_us, end_us)
@@ -136,11 +107,9 @@ class Forecaster:
         if len(keys) == 0 or before[keys].sum() <= 0:  # no like day: the hour before it
             recent = self.mean_kw(start_us - 3 * HOUR // 2, start_us - HOUR // 2)
             return lambda start, end: recent
+        ratio, edges = _by_tenth(before, today, before, keys)
         scale = np.ones(self.n)
-        for stratum in np.unique(self.strata[keys]):
-            group = keys[self.strata[keys] == stratum]
-            ratio, edges = _by_tenth(before, today, before, group)
-            scale[group] = ratio[np.searchsorted(edges, before[group])]
+        scale[keys] = ratio[np.searchsorted(edges, before[keys])]
         cache: dict[tuple[int, int], F64] = {}
 
         def forecast(start: int, end: int) -> F64:
