@@ -107,7 +107,6 @@ class _Run:
     command_ids: list[int] = field(default_factory=list)
     next_progress_us: int = 0
     next_check_us: int = 0
-    hv_asked_share: float = 0.0
 
 
 class CampaignDesk:
@@ -298,8 +297,9 @@ class CampaignDesk:
             campaign.move(CampaignState.INTERRUPTED, now_us, "lost its state")
             return
         self._count_commands(campaign)
-        if self._halt_reason(campaign) is not None:
-            self._stop(campaign, CampaignState.HALTED, now_us, self._halt_reason(campaign) or "")
+        halt = self._halt_reason(campaign)
+        if halt is not None:
+            self._stop(campaign, CampaignState.HALTED, now_us, halt)
             return
         # a step's A3 values arrive within the next step
         while run.next_progress_us <= min(now_us - STEP, spec.end_us):
@@ -560,9 +560,7 @@ class CampaignDesk:
         return None
 
     def _curtail(self, campaign: Campaign, run: _Run, basis: F64) -> None:
-        run.hv_asked_share = curtailment_requests(
-            campaign, run.hv, run.candidates.keys, basis, CURTAILMENT_LISTED
-        )
+        curtailment_requests(campaign, run.hv, run.candidates.keys, basis, CURTAILMENT_LISTED)
         campaign.touched = int((run.limit > 0).sum())
 
     def _report(self, campaign: Campaign, run: _Run | None, now_us: int) -> None:
