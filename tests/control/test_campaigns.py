@@ -73,11 +73,18 @@ def test_a_campaign_runs_and_every_meter_reverts_by_itself() -> None:
     desk.approve(campaign.campaign_id, "boss", at(17))
     assert [e.declared_by for e in desk.gate.emergencies] == [("op", "boss")]  # R4, two people
     seen = np.zeros(len(pop), bool)
+    shadowed = np.zeros(len(pop), bool)
     for minute in range(5, 125, 5):  # 17:05 … 19:00
         _run_to(system, 17 + minute // 60, minute % 60)
         limits = desk.limits(campaign.campaign_id)
         if limits is not None:
             seen |= limits > 0
+            run = desk._runs[campaign.campaign_id]
+            shadowed |= run.shadow > 0
+            # the held-out households: the rule's limits kept for them, never sent
+            assert not (shadowed & ~np.isin(np.arange(len(pop)), run.holdout)).any()
+            assert not (set(run.holdout.tolist()) & run.commanded)
+    assert shadowed.any() and not (shadowed & seen).any()
     assert campaign.state is CampaignState.RUNNING
     assert seen.any() and not seen[list(priority)].any()  # the priority register is never limited
     assert not seen[pop.meter_class >= int(MeterClass.HV)].any()  # R5: no switch to limit

@@ -75,6 +75,30 @@ def test_a_plan_meets_its_target_with_the_least_intrusive_rule() -> None:
     assert not np.array_equal(rotated.limit_a, plan.limit_a)
 
 
+def test_the_rule_given_to_held_out_households_is_the_plans_own() -> None:
+    """The held-out households get the limits the plan's rule would have given them (never
+    sent): the ones it would have limited are the campaign's comparison group. Applied to the
+    candidates themselves with the plan's seed, the rule is the plan."""
+    candidates, demand, contract = _area()
+    plan = plan_campaign(candidates, demand, contract, 1_500.0, seed=3)
+    again = plan.limits_for(candidates.keys, demand, contract, seed=3)
+    assert np.array_equal(np.flatnonzero(again), np.searchsorted(candidates.keys, plan.meter_keys))
+    assert np.array_equal(again[again > 0], plan.limit_a)
+    # households alike, chosen alike: about the plan's share of another group is limited
+    others = np.arange(len(demand), len(demand) + 5_000)
+    rng = np.random.default_rng(9)
+    demand2 = np.concatenate([demand, rng.lognormal(np.log(0.6), 0.6, 5_000)])
+    more = rng.choice([30, 40, 50, 60], 5_000, p=[0.3, 0.4, 0.2, 0.1])
+    contract2 = np.concatenate([contract, more])
+    shadow = plan.limits_for(others, demand2, contract2, seed=11)
+    share = len(plan.meter_keys) / len(candidates.keys)
+    assert (shadow > 0).mean() == pytest.approx(share, abs=0.02)
+    given = shadow[shadow > 0]
+    floor = household_floor_a(demand2[others][shadow > 0])
+    assert (given >= floor).all()
+    assert ((given == plan.cap_a) | (given == plan.higher_a) | (given == floor)).all()
+
+
 def test_an_impossible_target_says_the_shortfall() -> None:
     candidates, demand, contract = _area(2_000)
     plan = plan_campaign(candidates, demand, contract, 1e6)

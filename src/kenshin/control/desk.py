@@ -7,15 +7,17 @@ How a campaign runs (one rule for all households: ``kenshin.control.planner``):
   30-min values of the same half hours the day before (the like day), scaled by how the half
   hour an hour before the start compares with the same half hour the day before (a day-of
   adjustment by tenth of the households); with no like day, its last hour. A tenth of the
-  candidates is held out, never limited: what the others would have drawn.
+  candidates is held out, never limited: what the others would have drawn. Each plan's rule
+  is applied to them as well and kept, never sent: the ones it would have limited were chosen
+  like the limited ones, so they come true alike (the matched comparison).
 - **Send**: limits go out as emergency profiles (limit, minutes, start) through the switching
   gate as the campaign's actor, released by its approver, signed for each meter; each meter
   reverts by itself a few random minutes after the period (no restore command to lose).
 - **Verify**: per 5 minutes from the A3 real-time sample (limited meters against the
   held-out and unlimited ones, scaled to all the limited); per half hour from the 30-min values
-  (limited against held out, each against its forecast: a difference in differences), whose
-  ratios to what was expected, weighted by their precision against the household model's
-  (``MODEL_SD``), correct the next plan; each half hour from the second on is
+  (limited against matched held out, each against its forecast: a difference in differences),
+  whose ratios to what the plan expected, weighted by their precision against the household
+  model's (``MODEL_SD``), correct the next plan; each half hour from the second on is
   re-planned on the rest of the period's forecast, a household the new plan lets go eased one
   ampere step at a time.
 - **Brake**: more than ``HALT_FAILED`` of the campaign's finished commands failed, or the
@@ -80,6 +82,10 @@ CHECK_AFTER_MIN = 5  # a half hour's values are checked this long after it ends
 # how far the household model may be off, a priori: a half hour's measurement moves the plan by
 # its precision against this (control.verify.combined_correction)
 MODEL_SD = 0.1
+# the held-out households the rule would have limited are the comparison when there are this
+# many (else all held-out ones, by tenth of their forecast); grouped by forecast, this many a group
+MATCHED_MIN = 30
+GROUP_SIZE = 50
 HALT_FAILED = 0.1  # of the finished commands, with at least HALT_MIN_FAILED of them
 HALT_MIN_FAILED = 20
 CURTAILMENT_LISTED = 1000  # HV requests listed in the document (all are counted)
@@ -100,7 +106,11 @@ class _Run:
     spread: I64  # each meter's extra minutes after the period
     forecast: Callable[[int, int], F64]  # each meter's forecast of (start, end] [kW]
     half_hours: npt.NDArray[np.int32]  # per meter, the half hours it was limited in
-    history: list[tuple[int, I64, F64]] = field(default_factory=list)  # (from, limits, basis)
+    # the limits the plans' rule would have given the held-out households (never sent): the
+    # ones it would have limited are the comparison for the ones it limited
+    shadow: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    # (from, limits, the held-out households' shadow limits, basis)
+    history: list[tuple[int, I64, I64, F64]] = field(default_factory=list)
     commanded: set[int] = field(default_factory=set)  # meters any command went to
     evidence: list[tuple[float, float]] = field(default_factory=list)  # (measured ÷ expected, var)
     came_true: float | None = None  # the limited's demand ÷ forecast, at the last check
@@ -279,6 +289,7 @@ class CampaignDesk:
             rng.integers(0, RESTORE_SPREAD_MIN + 1, self.n).astype(np.int64),
             forecast,
             np.zeros(self.n, np.int32),
+            np.zeros(self.n, np.int64),
             next_progress_us=spec.start_us + STEP,
             next_check_us=spec.start_us + CHECK_AFTER_MIN * US_PER_MIN,
         )
@@ -368,15 +379,10 @@ class CampaignDesk:
                 floor_a=spec.floor_a,
                 seed=seed,
             )
-            wanted = np.zeros(self.n, np.int64)
-            wanted[plan.meter_keys] = plan.limit_a
-            leaving = np.flatnonzero((run.limit > 0) & (wanted == 0))
-            steps = np.asarray(AMPERE_STEPS_A)
-            eased = steps[
-                np.minimum(np.searchsorted(steps, run.limit[leaving], "right"), len(steps) - 1)
-            ]
-            wanted[leaving] = np.where(eased < self.contract[leaving], eased, 0)
-            still = leaving[wanted[leaving] > 0]
+            planned = np.zeros(self.n, np.int64)
+            planned[plan.meter_keys] = plan.limit_a
+            wanted = self._eased(run.limit, planned)
+            still = np.flatnonzero((planned == 0) & (wanted > 0))
             eased_kw = float(
                 expected_reduction_kw(
                     basis[still],
@@ -386,6 +392,9 @@ class CampaignDesk:
             )
             if not eased_kw:
                 break
+        shadow = np.zeros(self.n, np.int64)
+        shadow[run.holdout] = plan.limits_for(run.holdout, basis, self.contract, seed + 1)
+        shadow = self._eased(run.shadow, shadow)
         changed = np.flatnonzero(wanted != run.limit)
         target = np.where(wanted[changed] > 0, wanted[changed], self.contract[changed])
         minutes = (spec.end_us - start_us) // US_PER_MIN
@@ -396,8 +405,8 @@ class CampaignDesk:
                     args = (int(limit), int(minutes + extra), int(start_us // US_PER_MIN))
                     if not self._send(campaign, run, keys, args, now_us):
                         return
-        run.limit = wanted
-        run.history.append((start_us, wanted, basis))
+        run.limit, run.shadow = wanted, shadow
+        run.history.append((start_us, wanted, shadow, basis))
         campaign.planned_kw = plan.planned_kw + eased_kw
         campaign.cap_a = plan.cap_a
         short = f", {plan.shortfall_kw:,.0f} kW short" if plan.shortfall_kw > 0 else ""
@@ -408,6 +417,16 @@ class CampaignDesk:
                 f"{plan.cap_a} A, {plan.planned_kw:,.0f} kW expected{short}",
             )
         )
+
+    def _eased(self, before: I64, wanted: I64) -> I64:
+        """``wanted``, with each household it lets go eased one ampere step above its limit
+        ``before`` instead (let go only when that step reaches its contract)."""
+        leaving = np.flatnonzero((before > 0) & (wanted == 0))
+        steps = np.asarray(AMPERE_STEPS_A)
+        eased = steps[np.minimum(np.searchsorted(steps, before[leaving], "right"), len(steps) - 1)]
+        out = wanted.copy()
+        out[leaving] = np.where(eased < self.contract[leaving], eased, 0)
+        return out
 
     def _send(
         self, campaign: Campaign, run: _Run, keys: I64, args: tuple[int, ...], now_us: int
@@ -466,16 +485,24 @@ class CampaignDesk:
 
     # ---- measuring -----------------------------------------------------------------------
 
-    def _in_force(self, run: _Run, at_us: int) -> tuple[I64, F64]:
-        """The limits in force over the step ending ``at_us`` and the forecast they were
-        chosen by."""
+    def _in_force(self, run: _Run, at_us: int) -> tuple[I64, I64, F64]:
+        """The limits in force over the step ending ``at_us``, the held-out households' shadow
+        limits, and the forecast they were chosen by."""
         current = [h for h in run.history if h[0] < at_us]
         if not current:
-            return np.zeros(self.n, np.int64), np.zeros(self.n)
-        return current[-1][1], current[-1][2]
+            return np.zeros(self.n, np.int64), np.zeros(self.n, np.int64), np.zeros(self.n)
+        return current[-1][1], current[-1][2], current[-1][3]
+
+    @staticmethod
+    def _reference(run: _Run, shadow: I64, among: npt.NDArray[np.bool_] | None = None) -> I64:
+        """The held-out households to compare the limited ones with: those the rule would have
+        limited (chosen alike, so they come true alike), all held-out ones when too few."""
+        holdout = run.holdout if among is None else run.holdout[among[run.holdout]]
+        matched = holdout[shadow[holdout] > 0]
+        return matched if len(matched) >= MATCHED_MIN else holdout
 
     def _progress(self, campaign: Campaign, run: _Run, at_us: int) -> None:
-        limits, _ = self._in_force(run, at_us)
+        limits, shadow, _ = self._in_force(run, at_us)
         slot_start = (at_us - 1) // HALF_HOUR * HALF_HOUR
         forecast = run.forecast(slot_start, slot_start + HALF_HOUR)
         limited = np.flatnonzero(limits > 0)
@@ -487,7 +514,7 @@ class CampaignDesk:
         planned = float(expected.sum())
         achieved = None
         sampled = self.realtime[limited]
-        reference = run.holdout[self.realtime[run.holdout]]
+        reference = self._reference(run, shadow, self.realtime)
         if sampled.any() and (run.came_true is not None or len(reference)):
             observed = mean_kw(
                 self.store, self.kwh_per_count, self.n, Resolution.MIN5, at_us - STEP, at_us
@@ -509,7 +536,7 @@ class CampaignDesk:
     def _check(self, campaign: Campaign, run: _Run, slot_end: int) -> float:
         """Measured ÷ expected reduction of the half hour just ended (see the module doc)."""
         slot_start = slot_end - HALF_HOUR
-        limits, chosen_by = self._in_force(run, slot_end)
+        limits, shadow, chosen_by = self._in_force(run, slot_end)
         run.half_hours[limits > 0] += 1
         observed = mean_kw(
             self.store, self.kwh_per_count, self.n, Resolution.MIN30, slot_start, slot_end
@@ -518,13 +545,20 @@ class CampaignDesk:
         limited = np.flatnonzero(limits > 0)
         if not len(limited) or not len(run.holdout):
             return combined_correction(run.evidence, MODEL_SD)
-        would, variance = counterfactual_kw(chosen_by, forecast, observed, run.holdout, limited)
+        reference = self._reference(run, shadow)
+        groups = int(np.clip(len(reference) // GROUP_SIZE, 1, 10))
+        would, variance = counterfactual_kw(
+            chosen_by, forecast, observed, reference, limited, groups
+        )
         measured = would - float(observed[limited].sum())
         base = float(forecast[limited].sum())
         run.came_true = would / base if base > 0 else None
+        # against what the plan expected of them (from the forecast it chose them by): the
+        # correction rescales that expectation, and one half hour's forecast of a household is
+        # too noisy a level to expect from (the reduction is not linear in it)
         expected = float(
             expected_reduction_kw(
-                forecast[limited],
+                chosen_by[limited],
                 self.contract[limited].astype(np.float64),
                 limits[limited].astype(np.float64),
             ).sum()

@@ -97,6 +97,8 @@ class CampaignPlan:
     cap_a: int  # the rule's cap (the lower of the two steps)
     lower_share: float  # the share of households on ``cap_a`` (the rest one step above)
     excluded: dict[str, int]
+    higher_a: int = 0  # the step above ``cap_a`` (the same when all are on ``cap_a``)
+    floor_a: int = 10
 
     @property
     def planned_kw(self) -> float:
@@ -105,6 +107,24 @@ class CampaignPlan:
     @property
     def shortfall_kw(self) -> float:
         return max(0.0, self.target_kw - self.planned_kw)
+
+    def limits_for(
+        self,
+        keys: npt.NDArray[np.int64],
+        demand_kw: F64,
+        contract_a: npt.NDArray[np.int64],
+        seed: int,
+    ) -> npt.NDArray[np.int64]:
+        """The limit this plan's rule gives each of ``keys`` (0: none), as it would have had
+        they been candidates: the campaign's held-out households, so that the ones the rule
+        would have limited are compared with the ones it limited (the same selection)."""
+        demand = np.maximum(demand_kw[keys].astype(np.float64), 0.0)
+        contract = contract_a[keys].astype(np.float64)
+        own_floor = np.maximum(household_floor_a(demand), self.floor_a)
+        lower = np.random.default_rng(seed).random(len(keys)) < self.lower_share
+        limit = np.maximum(np.where(lower, self.cap_a, self.higher_a), own_floor)
+        expected = expected_reduction_kw(demand, contract, limit.astype(np.float64))
+        return np.where((expected > 0) & (limit < contract), limit, 0).astype(np.int64)
 
 
 def plan_campaign(
@@ -158,4 +178,6 @@ def plan_campaign(
         int(steps[low]),
         float(share),
         dict(candidates.excluded),
+        int(steps[high]),
+        floor_a,
     )

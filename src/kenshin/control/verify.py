@@ -20,7 +20,6 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 DAY = 86_400_000_000
 HOUR = 3_600_000_000
-TENTHS = np.linspace(0, 1, 11)[1:-1]
 
 
 def mean_kw(
@@ -42,36 +41,39 @@ def mean_kw(
     return np.asarray(total * kwh_per_count / hours, np.float64)
 
 
-def _by_tenth(grouping: F64, numerator: F64, denominator: F64, reference: I64) -> tuple[F64, F64]:
-    """Σ numerator ÷ Σ denominator over ``reference`` by tenth of ``grouping`` (clipped to
-    [0.5, 2]), and the tenths' edges."""
-    edges = np.quantile(grouping[reference], TENTHS) if len(reference) else np.zeros(9)
+def _by_tenth(
+    grouping: F64, numerator: F64, denominator: F64, reference: I64, groups: int = 10
+) -> tuple[F64, F64]:
+    """Σ numerator ÷ Σ denominator over ``reference`` by ``groups`` quantiles of ``grouping``
+    (tenths by default; clipped to [0.5, 2]), and the groups' edges."""
+    inner = np.linspace(0, 1, groups + 1)[1:-1]
+    edges = np.quantile(grouping[reference], inner) if len(reference) else np.zeros(groups - 1)
     tenth = np.searchsorted(edges, grouping[reference])
-    num = np.bincount(tenth, numerator[reference], minlength=10)
-    den = np.bincount(tenth, denominator[reference], minlength=10)
-    ratio = np.clip(np.divide(num, den, out=np.ones(10), where=den > 0), 0.5, 2.0)
+    num = np.bincount(tenth, numerator[reference], minlength=groups)
+    den = np.bincount(tenth, denominator[reference], minlength=groups)
+    ratio = np.clip(np.divide(num, den, out=np.ones(groups), where=den > 0), 0.5, 2.0)
     return ratio, edges
 
 
 def counterfactual_kw(
-    chosen_by: F64, forecast: F64, observed: F64, reference: I64, keys: I64
+    chosen_by: F64, forecast: F64, observed: F64, reference: I64, keys: I64, groups: int = 10
 ) -> tuple[float, float]:
     """What ``keys`` would have drawn together [kW], and the variance of that estimate [kW²]:
     each one's forecast × how the ``reference`` households' demand came true against theirs,
-    among those in the same tenth of ``chosen_by`` (a high forecast tends back). The variance
-    is the ratio estimator's (from the reference households' residuals) plus the households'
-    own scatter around it, both from the residuals by tenth."""
-    ratio, edges = _by_tenth(chosen_by, observed, forecast, reference)
+    among those in the same quantile group of ``chosen_by`` (a high forecast tends back). The
+    variance is the ratio estimator's (from the reference households' residuals) plus the
+    households' own scatter around it, both from the residuals by group."""
+    ratio, edges = _by_tenth(chosen_by, observed, forecast, reference, groups)
     ref_tenth = np.searchsorted(edges, chosen_by[reference])
     residual = observed[reference] - ratio[ref_tenth] * forecast[reference]
-    sq = np.bincount(ref_tenth, residual**2, minlength=10)
-    n_ref = np.bincount(ref_tenth, minlength=10)
-    f_ref = np.bincount(ref_tenth, forecast[reference], minlength=10)
+    sq = np.bincount(ref_tenth, residual**2, minlength=groups)
+    n_ref = np.bincount(ref_tenth, minlength=groups)
+    f_ref = np.bincount(ref_tenth, forecast[reference], minlength=groups)
     key_tenth = np.searchsorted(edges, chosen_by[keys])
-    f_keys = np.bincount(key_tenth, forecast[keys], minlength=10)
-    n_keys = np.bincount(key_tenth, minlength=10)
-    ratio_var = np.divide(sq, f_ref**2, out=np.zeros(10), where=f_ref > 0)
-    scatter = np.divide(sq, n_ref, out=np.zeros(10), where=n_ref > 0)
+    f_keys = np.bincount(key_tenth, forecast[keys], minlength=groups)
+    n_keys = np.bincount(key_tenth, minlength=groups)
+    ratio_var = np.divide(sq, f_ref**2, out=np.zeros(groups), where=f_ref > 0)
+    scatter = np.divide(sq, n_ref, out=np.zeros(groups), where=n_ref > 0)
     would = float((ratio[key_tenth] * forecast[keys]).sum())
     return would, float((f_keys**2 * ratio_var + n_keys * scatter).sum())
 
