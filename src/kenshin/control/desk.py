@@ -63,6 +63,7 @@ from kenshin.control.verify import (
     combined_correction,
     counterfactual_kw,
     mean_kw,
+    stored_kw,
 )
 from kenshin.core.customers import AMPERE_STEPS_A
 from kenshin.core.meterspec import MeterClass
@@ -538,20 +539,23 @@ class CampaignDesk:
         slot_start = slot_end - HALF_HOUR
         limits, shadow, chosen_by = self._in_force(run, slot_end)
         run.half_hours[limits > 0] += 1
-        observed = mean_kw(
+        observed, stored = stored_kw(
             self.store, self.kwh_per_count, self.n, Resolution.MIN30, slot_start, slot_end
         )
         forecast = run.forecast(slot_start, slot_end)
         limited = np.flatnonzero(limits > 0)
-        if not len(limited) or not len(run.holdout):
-            return combined_correction(run.evidence, MODEL_SD)
+        # households whose value has not arrived yet are left out of both sides
+        seen = limited[stored[limited]]
         reference = self._reference(run, shadow)
+        reference = reference[stored[reference]]
+        if not len(seen) or not len(reference):
+            return combined_correction(run.evidence, MODEL_SD)
         groups = int(np.clip(len(reference) // GROUP_SIZE, 1, 10))
-        would, variance = counterfactual_kw(
-            chosen_by, forecast, observed, reference, limited, groups
-        )
-        measured = would - float(observed[limited].sum())
-        base = float(forecast[limited].sum())
+        would, variance = counterfactual_kw(chosen_by, forecast, observed, reference, seen, groups)
+        base = float(forecast[seen].sum())
+        scale = float(forecast[limited].sum()) / base if base > 0 else 1.0  # to all the limited
+        measured = (would - float(observed[seen].sum())) * scale
+        variance *= scale**2
         run.came_true = would / base if base > 0 else None
         # against what the plan expected of them (from the forecast it chose them by): the
         # correction rescales that expectation, and one half hour's forecast of a household is

@@ -32,13 +32,29 @@ def mean_kw(
 ) -> F64:
     """Each meter's mean demand over ``(start, end]`` from its stored forward values [kW];
     0 where nothing is stored."""
+    return stored_kw(store, kwh_per_count, n, resolution, start_us, end_us)[0]
+
+
+def stored_kw(
+    store: SweepSource,
+    kwh_per_count: F64,
+    n: int,
+    resolution: Resolution,
+    start_us: int,
+    end_us: int,
+) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """:func:`mean_kw`, and whether each meter's every value of the window is stored (a value
+    not yet arrived is not a meter that drew nothing)."""
     rows = store.read_window_versions(Channel.ACTIVE_FORWARD, resolution, start_us, end_us)
     cells = current_cells(rows, resolution.microseconds)
     keys = cells.column("meter_key").to_numpy().astype(np.int64)
-    values = cells.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
-    total = np.bincount(keys, np.nan_to_num(values), minlength=n)[:n]
+    values = cells.column("value").to_numpy(zero_copy_only=False)
+    stored = ~np.isnan(values.astype(np.float64))
+    total = np.bincount(keys, np.nan_to_num(values.astype(np.float64)), minlength=n)[:n]
+    slots = (end_us - start_us) // resolution.microseconds
+    complete = np.bincount(keys[stored], minlength=n)[:n] >= slots
     hours = (end_us - start_us) / HOUR
-    return np.asarray(total * kwh_per_count / hours, np.float64)
+    return np.asarray(total * kwh_per_count / hours, np.float64), complete
 
 
 def _by_tenth(
