@@ -23,6 +23,9 @@ _ABSENT: dict[str, tuple[Any, int]] = {
 }
 
 
+_TABLE_MAX = 1 << 22  # keys a lookup table may span whatever the roster (32 MiB)
+
+
 def roster_index(
     keys: npt.NDArray[np.int64], meter_keys: pa.ChunkedArray | pa.Array | npt.NDArray[Any]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -43,7 +46,7 @@ def roster_index(
     if last - first == n - 1:  # sorted and unique, so exactly first … last: a block of keys
         known = (wanted >= first) & (wanted <= last)
         return np.where(known, wanted - first, 0), known
-    if last - first <= 8 * n:  # dense enough for a lookup table (one gather, no search)
+    if last - first <= max(8 * n, _TABLE_MAX):  # a lookup table: one gather, no search
         table = np.full(last - first + 1, -1, np.int64)
         table[keys - first] = np.arange(n)
         inside = (wanted >= first) & (wanted <= last)

@@ -450,9 +450,12 @@ def _sweep_block(
         & (r_method == method[at])
         & (r_rule == flags[at])
     )
-    # a manual edit stands unless the meter sent a newer value after it
-    latest_measured = _latest_per_cell(dense, _us(measured.column("tx_time")), n * s)
-    edited = (r_quality == Quality.EDITED) & (latest_measured[at] <= r_tx)
+    # a manual edit stands unless the meter sent a newer value after it (looked up only when
+    # there is an edit: most days have none)
+    edited = r_quality == Quality.EDITED
+    if edited.any():
+        latest_measured = _latest_per_cell(dense, _us(measured.column("tx_time")), n * s)
+        edited &= latest_measured[at] <= r_tx
     write = np.ones(n * s, dtype=bool)  # a cell without any row is always written
     write[at] = ~same & ~edited
     cells = np.flatnonzero(write)
