@@ -34,7 +34,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -96,6 +96,16 @@ class CampaignStore(Roster, SweepSource, ControlBook, Protocol):
     """What the desk reads (the roster, values) and keeps (its campaigns)."""
 
 
+class _InForce(NamedTuple):
+    """A plan from ``from_us`` on: the limits sent, the held-out households' shadow limits,
+    and the forecast it chose them by."""
+
+    from_us: int
+    limits: I64
+    shadow: I64
+    chosen_by: F64
+
+
 @dataclass
 class _Run:
     """A running campaign's arrays (by meter key; in memory only)."""
@@ -109,9 +119,8 @@ class _Run:
     half_hours: npt.NDArray[np.int32]  # per meter, the half hours it was limited in
     # the limits the plans' rule would have given the held-out households (never sent): the
     # ones it would have limited are the comparison for the ones it limited
-    shadow: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
-    # (from, limits, the held-out households' shadow limits, basis)
-    history: list[tuple[int, I64, I64, F64]] = field(default_factory=list)
+    shadow: I64
+    history: list[_InForce] = field(default_factory=list)  # every plan sent, in order
     commanded: set[int] = field(default_factory=set)  # meters any command went to
     evidence: list[tuple[float, float]] = field(default_factory=list)  # (measured ÷ expected, var)
     came_true: float | None = None  # the limited's demand ÷ forecast, at the last check
@@ -407,7 +416,7 @@ class CampaignDesk:
                     if not self._send(campaign, run, keys, args, now_us):
                         return
         run.limit, run.shadow = wanted, shadow
-        run.history.append((start_us, wanted, shadow, basis))
+        run.history.append(_InForce(start_us, wanted, shadow, basis))
         campaign.planned_kw = plan.planned_kw + eased_kw
         campaign.cap_a = plan.cap_a
         short = f", {plan.shortfall_kw:,.0f} kW short" if plan.shortfall_kw > 0 else ""
@@ -486,13 +495,13 @@ class CampaignDesk:
 
     # ---- measuring -----------------------------------------------------------------------
 
-    def _in_force(self, run: _Run, at_us: int) -> tuple[I64, I64, F64]:
-        """The limits in force over the step ending ``at_us``, the held-out households' shadow
-        limits, and the forecast they were chosen by."""
-        current = [h for h in run.history if h[0] < at_us]
+    def _in_force(self, run: _Run, at_us: int) -> _InForce:
+        """The plan in force over the step ending ``at_us`` (none: no limits)."""
+        current = [h for h in run.history if h.from_us < at_us]
         if not current:
-            return np.zeros(self.n, np.int64), np.zeros(self.n, np.int64), np.zeros(self.n)
-        return current[-1][1], current[-1][2], current[-1][3]
+            none = np.zeros(self.n, np.int64)
+            return _InForce(at_us, none, none, np.zeros(self.n))
+        return current[-1]
 
     @staticmethod
     def _reference(run: _Run, shadow: I64, among: npt.NDArray[np.bool_] | None = None) -> I64:
@@ -503,7 +512,7 @@ class CampaignDesk:
         return matched if len(matched) >= MATCHED_MIN else holdout
 
     def _progress(self, campaign: Campaign, run: _Run, at_us: int) -> None:
-        limits, shadow, _ = self._in_force(run, at_us)
+        _, limits, shadow, _ = self._in_force(run, at_us)
         slot_start = (at_us - 1) // HALF_HOUR * HALF_HOUR
         forecast = run.forecast(slot_start, slot_start + HALF_HOUR)
         limited = np.flatnonzero(limits > 0)
@@ -537,7 +546,7 @@ class CampaignDesk:
     def _check(self, campaign: Campaign, run: _Run, slot_end: int) -> float:
         """Measured ÷ expected reduction of the half hour just ended (see the module doc)."""
         slot_start = slot_end - HALF_HOUR
-        limits, shadow, chosen_by = self._in_force(run, slot_end)
+        _, limits, shadow, chosen_by = self._in_force(run, slot_end)
         run.half_hours[limits > 0] += 1
         observed, stored = stored_kw(
             self.store, self.kwh_per_count, self.n, Resolution.MIN30, slot_start, slot_end

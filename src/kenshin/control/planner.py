@@ -97,8 +97,8 @@ class CampaignPlan:
     cap_a: int  # the rule's cap (the lower of the two steps)
     lower_share: float  # the share of households on ``cap_a`` (the rest one step above)
     excluded: dict[str, int]
-    higher_a: int = 0  # the step above ``cap_a`` (the same when all are on ``cap_a``)
-    floor_a: int = 10
+    higher_a: int  # the step above ``cap_a`` (the same when all are on ``cap_a``)
+    floor_a: int
 
     @property
     def planned_kw(self) -> float:
@@ -121,10 +121,28 @@ class CampaignPlan:
         demand = np.maximum(demand_kw[keys].astype(np.float64), 0.0)
         contract = contract_a[keys].astype(np.float64)
         own_floor = np.maximum(household_floor_a(demand), self.floor_a)
-        lower = np.random.default_rng(seed).random(len(keys)) < self.lower_share
-        limit = np.maximum(np.where(lower, self.cap_a, self.higher_a), own_floor)
-        expected = expected_reduction_kw(demand, contract, limit.astype(np.float64))
-        return np.where((expected > 0) & (limit < contract), limit, 0).astype(np.int64)
+        limit, _, limited = _rule(
+            demand, contract, own_floor, (self.cap_a, self.higher_a), self.lower_share, seed
+        )
+        return np.where(limited, limit, 0)
+
+
+def _rule(
+    demand: F64,
+    contract: F64,
+    own_floor: npt.NDArray[np.int64],
+    caps_a: tuple[int, int],
+    lower_share: float,
+    seed: int,
+) -> tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.bool_]]:
+    """One rule for all: a random ``lower_share`` (drawn from ``seed``) on the lower of
+    ``caps_a``, the rest on the higher, none under its own floor. Each household's limit, what
+    it is expected to give under it, and whether it is limited at all (it gives something and
+    the limit is under its contract)."""
+    lower = np.random.default_rng(seed).random(len(demand)) < lower_share
+    limit = np.maximum(np.where(lower, caps_a[0], caps_a[1]), own_floor).astype(np.int64)
+    expected = expected_reduction_kw(demand, contract, limit.astype(np.float64))
+    return limit, expected, (expected > 0) & (limit < contract)
 
 
 def plan_campaign(
@@ -156,7 +174,6 @@ def plan_campaign(
     totals = np.array([float(r.sum()) for r in per_step])
     # the least intrusive step reaching the target: totals fall as the cap rises
     reaching = np.flatnonzero(totals >= target_kw)
-    rng = np.random.default_rng(seed)
     if not len(reaching):  # even the floor falls short: everyone at the floor
         low = high = 0
         share = 1.0
@@ -165,15 +182,13 @@ def plan_campaign(
         high = min(low + 1, len(steps) - 1)
         gap = totals[low] - totals[high]
         share = 1.0 if high == low or gap <= 0 else (target_kw - totals[high]) / gap
-    lower = rng.random(len(keys)) < share
-    chosen = np.where(lower, steps[low], steps[high])
-    limit = np.maximum(chosen, own_floor)
-    expected = np.where(lower, per_step[low], per_step[high])
-    limited = (expected > 0) & (limit < contract)
+    limit, expected, limited = _rule(
+        demand, contract, own_floor, (steps[low], steps[high]), share, seed
+    )
     return CampaignPlan(
         float(target_kw),
         keys[limited],
-        limit[limited].astype(np.int64),
+        limit[limited],
         expected[limited],
         int(steps[low]),
         float(share),

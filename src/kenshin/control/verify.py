@@ -48,9 +48,9 @@ def stored_kw(
     rows = store.read_window_versions(Channel.ACTIVE_FORWARD, resolution, start_us, end_us)
     cells = current_cells(rows, resolution.microseconds)
     keys = cells.column("meter_key").to_numpy().astype(np.int64)
-    values = cells.column("value").to_numpy(zero_copy_only=False)
-    stored = ~np.isnan(values.astype(np.float64))
-    total = np.bincount(keys, np.nan_to_num(values.astype(np.float64)), minlength=n)[:n]
+    values = cells.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+    stored = ~np.isnan(values)  # a NULL placeholder is no value
+    total = np.bincount(keys, np.nan_to_num(values), minlength=n)[:n]
     slots = (end_us - start_us) // resolution.microseconds
     complete = np.bincount(keys[stored], minlength=n)[:n] >= slots
     hours = (end_us - start_us) / HOUR
