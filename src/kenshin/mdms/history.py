@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,12 +175,14 @@ class HistoryCache:
         self._planes: dict[tuple[int, int, dt.date], DayPlane] = {}
         self._checked: dict[tuple[int, int], int] = {}
         self.planes_read = 0  # made from the store (cold start or after a late write)
+        self._counting = threading.Lock()  # passes of one day's sweep run side by side
 
     def __len__(self) -> int:
         return len(self._planes)
 
     def days(self, channel: Channel, resolution: Resolution) -> list[dt.date]:
-        return sorted(d for c, r, d in self._planes if (c, r) == (int(channel), int(resolution)))
+        held = list(self._planes)  # one copy: another pass may add its own planes meanwhile
+        return sorted(d for c, r, d in held if (c, r) == (int(channel), int(resolution)))
 
     def put(self, channel: Channel, resolution: Resolution, day: dt.date, plane: DayPlane) -> None:
         self._planes[(int(channel), int(resolution), day)] = plane
@@ -221,7 +224,8 @@ class HistoryCache:
         return fold(planes, day_class(days), int(day_class([day])[0]), like_count)
 
     def _evict(self, channel: int, resolution: int, first: dt.date) -> None:
-        for key in [k for k in self._planes if k[:2] == (channel, resolution) and k[2] < first]:
+        held = list(self._planes)  # passes of other channels and resolutions run alongside
+        for key in [k for k in held if k[:2] == (channel, resolution) and k[2] < first]:
             del self._planes[key]
 
     def _forget_written(
@@ -286,7 +290,8 @@ class HistoryCache:
                     else DayPlane.empty(keys, s, now_us)
                 )
                 self.put(channel, resolution, d, plane)
-                self.planes_read += 1
+                with self._counting:
+                    self.planes_read += 1
 
 
 def _plane_from_rows(

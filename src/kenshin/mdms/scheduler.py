@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kenshin.core.channels import Channel
@@ -23,7 +24,13 @@ from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.housekeeping import HousekeepingReport, RetentionPolicy, run_housekeeping
 from kenshin.mdms.months import month_of, month_start_us
 from kenshin.mdms.store import OutageLog, ScheduledStore
-from kenshin.mdms.sweep import SupplyWindow, SweepReport, day_window, run_sweep
+from kenshin.mdms.sweep import (
+    SWEEP_BLOCK_CELLS,
+    SupplyWindow,
+    SweepReport,
+    day_window,
+    run_sweep,
+)
 from kenshin.mdms.vee import VeeConfig
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,10 @@ def channel_config(base: VeeConfig | None, channel: Channel) -> VeeConfig:
         return dataclasses.replace(config, zero_run_minutes=_NEVER)
     return config
 
+
+# passes of a day's sweep run side by side: numpy and the store's reads release the GIL, so
+# two use both cores of a small server (measured: benchmarks/simulate.py, nightly_sweep.py)
+PASSES_AT_ONCE = 2
 
 OUTAGE_LOOKBACK_US = 7 * 86_400_000_000  # an outage that started a week before still counts
 
@@ -82,14 +93,23 @@ def sweep_day(
     history_days: int | None = None,
     history: HistoryCache | None = None,
     send_15min: bool = False,
+    passes_at_once: int = PASSES_AT_ONCE,
 ) -> DaySweep:
     """Everything the MDMS does with a closed day: the VEE sweep of each channel and resolution
     (``expected_meters``; 15-min values only when the utility's soft switch ``send_15min`` sends
     them, SPEC A5), then, when both energy channels were swept, the differences of parent and
-    specified meters from the swept values (SPEC S3)."""
+    specified meters from the swept values (SPEC S3).
+
+    The passes are independent (each its own channel and resolution, its own cells and gaps):
+    ``passes_at_once`` of them run side by side, each in blocks that many times smaller, so the
+    sweep's memory stays that of one pass; the differences start once the 30-min passes are
+    done."""
     windows = outage_windows(store, day)  # values in an outage are not estimated (R1)
-    reports = [
-        run_sweep(
+    passes = [(channel, resolution) for resolution in resolutions for channel in channels]
+    at_once = max(1, min(passes_at_once, len(passes)))
+
+    def sweep(channel: Channel, resolution: Resolution) -> SweepReport:
+        return run_sweep(
             store,
             day,
             channel=channel,
@@ -100,12 +120,31 @@ def sweep_day(
             history=history,
             send_15min=send_15min,
             supply_windows=windows,
+            block_meters=max(1, SWEEP_BLOCK_CELLS // at_once // resolution.slots_per_day),
         )
-        for resolution in resolutions
-        for channel in channels
-    ]
+
+    # the differences read both energy channels' swept 30-min values (their estimates too)
     both = set(SWEPT_CHANNELS) <= set(channels) and Resolution.MIN30 in resolutions
-    differences = run_differences(store, day, now_us=now_us) if both else None
+    if at_once == 1:
+        reports = [sweep(*one) for one in passes]
+        return DaySweep(reports, run_differences(store, day, now_us=now_us) if both else None)
+    with ThreadPoolExecutor(at_once, thread_name_prefix="sweep") as pool:
+        jobs = {one: pool.submit(sweep, *one) for one in passes}
+        differences = None
+        if both:  # alongside the passes at other resolutions, once the 30-min ones are done
+            for (_, resolution), job in jobs.items():
+                if resolution is Resolution.MIN30:
+                    job.result()
+            differences = run_differences(store, day, now_us=now_us)
+        return DaySweep([job.result() for job in jobs.values()], differences)
+    with ThreadPoolExecutor(at_once, thread_name_prefix="sweep") as pool:
+        jobs = [pool.submit(sweep, *one) for one in passes]
+        if both:  # alongside the passes at other resolutions, once the 30-min ones are done
+            for job, (_, resolution) in zip(jobs, passes, strict=True):
+                if resolution is Resolution.MIN30:
+                    job.result()
+            differences = run_differences(store, day, now_us=now_us)
+        reports = [job.result() for job in jobs]
     return DaySweep(reports, differences)
 
 

@@ -242,7 +242,8 @@ def expected_meters(
     generation = roster.column("generation").to_numpy()
     meter_class = roster.column("meter_class").to_numpy()
     wanted = np.zeros(len(keys), dtype=bool)
-    for gen, cls in {(int(g), int(c)) for g, c in zip(generation, meter_class, strict=True)}:
+    kinds = np.unique(generation.astype(np.int64) * 256 + meter_class.astype(np.int64))
+    for gen, cls in zip((kinds // 256).tolist(), (kinds % 256).tolist(), strict=True):
         try:
             spec = meter_spec(Generation(gen), MeterClass(cls))
         except ValueError:
