@@ -50,7 +50,10 @@ def roster_index(
         table = np.full(last - first + 1, -1, np.int64)
         table[keys - first] = np.arange(n)
         inside = (wanted >= first) & (wanted <= last)
-        row = np.where(inside, table[np.where(inside, wanted - first, 0)], -1)
+        if inside.all():  # the usual case: one gather
+            row = table[wanted - first]
+        else:
+            row = np.where(inside, table[np.where(inside, wanted - first, 0)], -1)
         known = row >= 0
         return np.where(known, row, 0), known
     index = np.searchsorted(keys, wanted)

@@ -423,7 +423,6 @@ def _sweep_block(
     r_source = current.column("source").to_numpy()[row_kept]
     r_method = current.column("method").fill_null(0).to_numpy()[row_kept]
     r_rule = current.column("failed_rule").fill_null(0).to_numpy()[row_kept]
-    r_tx = _us(current.column("tx_time"))[row_kept]
 
     quality = result.quality.ravel()
     method = result.method.ravel()
@@ -456,7 +455,7 @@ def _sweep_block(
     edited = r_quality == Quality.EDITED
     if edited.any():
         latest_measured = _latest_per_cell(dense, _us(measured.column("tx_time")), n * s)
-        edited &= latest_measured[at] <= r_tx
+        edited &= latest_measured[at] <= _us(current.column("tx_time"))[row_kept]
     write = np.ones(n * s, dtype=bool)  # a cell without any row is always written
     write[at] = ~same & ~edited
     cells = np.flatnonzero(write)

@@ -91,8 +91,8 @@ def densify(
         """(cell, on the grid, inside the window and meter range) of some rows."""
         m = np.asarray(meters[rows], dtype=np.int64)
         offset = np.asarray(ends[rows], dtype=np.int64) - window_start_us
-        whole = offset // step
-        aligned = offset == whole * step
+        whole, rest = np.divmod(offset, step)
+        aligned = rest == 0
         slot = whole - aligned  # the slot that ends at or contains the instant
         inside = (slot >= 0) & (slot < n_slots) & (m >= 0) & (m < n_meters)
         return m * n_slots + slot, aligned, inside
