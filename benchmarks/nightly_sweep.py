@@ -67,7 +67,7 @@ from kenshin.mdms import sweep as sweep_module
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.months import month_of
-from kenshin.mdms.scheduler import PASSES_AT_ONCE, sweep_day
+from kenshin.mdms.scheduler import PASSES_AT_ONCE, SIDE_BY_SIDE_MAX_CELLS, sweep_day
 from kenshin.mdms.sweep import day_window
 
 DAY = dt.date(2026, 4, 29)  # a Wednesday; 28 days of history reach back to April 1
@@ -371,8 +371,9 @@ def main() -> None:
     parser.add_argument(
         "--passes-at-once",
         type=int,
-        default=PASSES_AT_ONCE,
-        help="passes of the sweep side by side (the system's default)",
+        default=None,
+        help=f"passes of the sweep side by side (default: the system's, {PASSES_AT_ONCE} for a "
+        f"day of up to {SIDE_BY_SIDE_MAX_CELLS:,} cells, else 1)",
     )
     parser.add_argument("--tmp", type=Path, default=None, help="directory of the DuckDB file")
     parser.add_argument(
@@ -475,9 +476,10 @@ def main() -> None:
     for (phase, name), s in cold_stages.items():
         if s >= 0.05 * cold:
             table.add_row(f"    {phase}: {name}", f"{s:.1f}")
-    overlap = args.passes_at_once > 1
+    at_once = swept.passes_at_once
+    overlap = at_once > 1
     table.add_row(
-        f"[bold]the day's sweep[/] ({args.passes_at_once} passes at once"
+        f"[bold]the day's sweep[/] ({at_once} passes at once"
         + ("; each pass's and stage's own time, so they overlap)" if overlap else ")"),
         "",
     )
@@ -521,7 +523,8 @@ def main() -> None:
         Figure(
             f"whole nightly sweep (sweep_day: {passes}, then the S3 differences of {parents:,} "
             f"parents), {args.meters:,} meters, {args.days} days stored, DuckDB "
-            f"{args.duckdb_memory}, {args.passes_at_once} passes at once",
+            f"{args.duckdb_memory}, {at_once} passes at once"
+            + ("" if args.passes_at_once is None else " (set)"),
             f"{total:.1f} s",
             f"forward 30-min pass {timer.passes.get('active_forward 30-min', 0.0):.1f} s",
             target="≤ 60 s at 1,000,000 meters, 28 days",

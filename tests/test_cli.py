@@ -186,6 +186,12 @@ def test_vee_sweeps_a_day_by_hand_and_is_idempotent(capsys, tmp_path):
     assert code == 0 and text.count("2026-04-01 active_") == 1 and "S3" not in text
     code, _, err = run(capsys, "vee", "--day", "2026-04-01", "--db", str(db), "--resolutions", "7")
     assert code == 2 and "--resolutions" in err
+    # the passes one at a time: the same reports, still nothing new
+    code, _, err = run(capsys, "vee", "--day", "2026-04-01", "--db", str(db), "--passes", "1")
+    in_turn = " ".join(err.split())
+    assert code == 0 and in_turn.count("; 0 new versions, ") == 6, in_turn
+    code, _, err = run(capsys, "vee", "--day", "2026-04-01", "--db", str(db), "--passes", "0")
+    assert code == 2 and "--passes" in err
     # a day the store holds nothing of (a typo, a day before the fleet) is refused, not swept
     # into a day of "missing" rows and gaps
     rows_before = sum(_resolutions(db).values())

@@ -14,6 +14,7 @@ from kenshin.app.system import build_system
 from kenshin.core.quality import Source
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.fleet.simulator import FleetConfig
+from kenshin.mdms import scheduler
 from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.scheduler import SWEPT_CHANNELS, sweep_day
 from tests.mdms.conftest import BACKENDS, Backend
@@ -100,3 +101,21 @@ def test_passes_side_by_side_write_what_passes_in_turn_write(name: str, tmp_path
     finally:
         for backend in backends:
             backend.cleanup()
+
+
+def test_a_big_day_runs_its_passes_in_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Side by side only while the day's cells are few (memory at a million meters)."""
+    backend = Backend("duckdb", tmp_path)
+    try:
+        store = _filled(backend)
+        day, now = START.date(), to_epoch_us(START + dt.timedelta(days=1, hours=2))
+        small = sweep_day(store, day, now_us=now, resolutions=RESOLUTIONS, send_15min=True)  # type: ignore[arg-type]
+        assert small.passes_at_once == scheduler.PASSES_AT_ONCE == 2
+        cells = sum(r.cells for r in small.sweeps)
+        monkeypatch.setattr(scheduler, "SIDE_BY_SIDE_MAX_CELLS", cells - 1)
+        big = sweep_day(store, day, now_us=now, resolutions=RESOLUTIONS, send_15min=True)  # type: ignore[arg-type]
+        assert big.passes_at_once == 1
+        assert [r.cells for r in big.sweeps] == [r.cells for r in small.sweeps]
+        assert sum(r.written for r in big.sweeps) == 0  # the day was swept: nothing new
+    finally:
+        backend.cleanup()

@@ -72,6 +72,14 @@ def vee_command(
         str,
         typer.Option(help="Comma-separated minutes: 30, and 15 / 5 for the meters that send them."),
     ] = "30,15,5",
+    passes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Passes (a channel at a resolution each) swept side by side; default: two on "
+            "a day of up to ~200,000 meters, else one at a time (memory).",
+        ),
+    ] = None,
 ) -> None:
     """Run the VEE sweep of one day by hand, as the system does after midnight: labels,
     estimates, the gap list and, for both channels, the specified-meter differences."""
@@ -102,6 +110,7 @@ def vee_command(
             resolutions=chosen,
             # 15-min values are owed only where the fleet's soft switch sent them (SPEC A5)
             send_15min=bool(fleet_settings(opened).get("send_15min", False)),
+            passes_at_once=passes,
         )
     finally:
         opened.close()

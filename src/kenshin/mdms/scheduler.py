@@ -29,6 +29,7 @@ from kenshin.mdms.sweep import (
     SupplyWindow,
     SweepReport,
     day_window,
+    expected_meters,
     run_sweep,
 )
 from kenshin.mdms.vee import VeeConfig
@@ -51,8 +52,12 @@ def channel_config(base: VeeConfig | None, channel: Channel) -> VeeConfig:
 
 
 # passes of a day's sweep run side by side: numpy and the store's reads release the GIL, so
-# two use both cores of a small server (measured: benchmarks/simulate.py, nightly_sweep.py)
+# two use both cores of a small server (measured: benchmarks/simulate.py, nightly_sweep.py) —
+# while the day is small: side by side, two passes' arrays, reads and allocator arenas take more
+# memory than one after another (measured at 1,000,000 meters: 4.0–4.8 GiB against 3.7 GiB for
+# `kenshin simulate`), so a day of more cells than this runs its passes in turn
 PASSES_AT_ONCE = 2
+SIDE_BY_SIDE_MAX_CELLS = 60_000_000  # about 200,000 meters with every resolution swept
 
 OUTAGE_LOOKBACK_US = 7 * 86_400_000_000  # an outage that started a week before still counts
 
@@ -80,6 +85,7 @@ def outage_windows(store: OutageLog, day: dt.date) -> list[SupplyWindow]:
 class DaySweep:
     sweeps: list[SweepReport]
     differences: DifferenceReport | None  # None: not both energy channels were swept
+    passes_at_once: int = 1  # how many of the passes ran side by side
 
 
 def sweep_day(
@@ -93,7 +99,7 @@ def sweep_day(
     history_days: int | None = None,
     history: HistoryCache | None = None,
     send_15min: bool = False,
-    passes_at_once: int = PASSES_AT_ONCE,
+    passes_at_once: int | None = None,
 ) -> DaySweep:
     """Everything the MDMS does with a closed day: the VEE sweep of each channel and resolution
     (``expected_meters``; 15-min values only when the utility's soft switch ``send_15min`` sends
@@ -101,11 +107,19 @@ def sweep_day(
     specified meters from the swept values (SPEC S3).
 
     The passes are independent (each its own channel and resolution, its own cells and gaps):
-    ``passes_at_once`` of them run side by side, each in blocks that many times smaller, so the
-    sweep's memory stays that of one pass; the differences start once the 30-min passes are
-    done."""
+    ``passes_at_once`` of them run side by side, each in blocks that many times smaller (by
+    default ``PASSES_AT_ONCE`` for a day of up to ``SIDE_BY_SIDE_MAX_CELLS`` cells, else one);
+    the differences start once the 30-min passes are done."""
     windows = outage_windows(store, day)  # values in an outage are not estimated (R1)
-    passes = [(channel, resolution) for resolution in resolutions for channel in channels]
+    roster = store.read_meters()
+    passes = {
+        (channel, resolution): expected_meters(roster, channel, resolution, send_15min=send_15min)
+        for resolution in resolutions
+        for channel in channels
+    }
+    if passes_at_once is None:
+        cells = sum(len(keys) * r.slots_per_day for (_, r), keys in passes.items())
+        passes_at_once = PASSES_AT_ONCE if cells <= SIDE_BY_SIDE_MAX_CELLS else 1
     at_once = max(1, min(passes_at_once, len(passes)))
 
     def sweep(channel: Channel, resolution: Resolution) -> SweepReport:
@@ -120,6 +134,7 @@ def sweep_day(
             history=history,
             send_15min=send_15min,
             supply_windows=windows,
+            meters=passes[(channel, resolution)],
             block_meters=max(1, SWEEP_BLOCK_CELLS // at_once // resolution.slots_per_day),
         )
 
@@ -136,16 +151,7 @@ def sweep_day(
                 if resolution is Resolution.MIN30:
                     job.result()
             differences = run_differences(store, day, now_us=now_us)
-        return DaySweep([job.result() for job in jobs.values()], differences)
-    with ThreadPoolExecutor(at_once, thread_name_prefix="sweep") as pool:
-        jobs = [pool.submit(sweep, *one) for one in passes]
-        if both:  # alongside the passes at other resolutions, once the 30-min ones are done
-            for job, (_, resolution) in zip(jobs, passes, strict=True):
-                if resolution is Resolution.MIN30:
-                    job.result()
-            differences = run_differences(store, day, now_us=now_us)
-        reports = [job.result() for job in jobs]
-    return DaySweep(reports, differences)
+        return DaySweep([job.result() for job in jobs.values()], differences, at_once)
 
 
 @dataclass
@@ -157,6 +163,8 @@ class MdmsSchedule:
     history_days: int | None = None
     archive: ParquetArchive | None = None
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # passes of a day's sweep side by side (None: by the day's size, ``sweep_day``)
+    passes_at_once: int | None = None
     sweeps: list[SweepReport] = field(default_factory=list)  # forward channel
     # the other channel and resolutions: reverse 30-min, and 15/5-min where they are collected
     other_sweeps: list[SweepReport] = field(default_factory=list)
@@ -196,6 +204,7 @@ class MdmsSchedule:
                 history_days=self.history_days,
                 history=self.history,
                 send_15min=self.send_15min,
+                passes_at_once=self.passes_at_once,
             )
             for report in day.sweeps:
                 if (
