@@ -41,6 +41,22 @@ from kenshin.cli.options import (
 # a frame forged on the way, a replay an attacker tried)
 REFUSED_IN_BULK = 0.01
 
+
+def replayed_in_bulk(refused: int, held: int, resent_frames: int, forwarded: int) -> bool:
+    """Whether the head-end's answers say this fleet sends a period it had sent before (a lost
+    ``--state`` file, another master key): more than ``REFUSED_IN_BULK`` of the frames forwarded
+    refused as replays, or that many values the store held already.
+
+    Frames the fleet published again after a broker restart come back so when their first copy
+    was not lost: refused while their counters are in the replay window, as values held already
+    when they are older. They are taken off the refusals; after such a restart the held values
+    cannot be told apart from theirs, so only the refusals judge."""
+    bulk = REFUSED_IN_BULK * max(1, forwarded)
+    if max(0, refused - resent_frames) > bulk:
+        return True
+    return resent_frames == 0 and held > bulk
+
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -315,10 +331,7 @@ def fleet(
     rate = f.frames_forwarded / result.seconds if result.seconds else 0.0
     table.add_row("throughput", f"{rate:,.0f} frames/s")
     out.print(table)
-    bulk = REFUSED_IN_BULK * max(1, f.frames_forwarded)
-    # a frame published again after a broker restart is refused when the first copy was not lost
-    refused = max(0, result.refused - result.resent_frames)
-    if refused > bulk or result.held > bulk:
+    if replayed_in_bulk(result.refused, result.held, result.resent_frames, f.frames_forwarded):
         raise TransportError(
             f"the head-end refused {result.refused:,} of {f.frames_forwarded:,} frames "
             f"forwarded and held {result.held:,} of their values already (a fleet that started "
