@@ -77,7 +77,8 @@ def vee_command(
         typer.Option(
             min=1,
             help="Passes (a channel at a resolution each) swept side by side; default: two on "
-            "a day of up to ~200,000 meters, else one at a time (memory).",
+            "a day of up to 60 M cells (~200,000 meters, every resolution), else one at a time "
+            "(memory).",
         ),
     ] = None,
 ) -> None:

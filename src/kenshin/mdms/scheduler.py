@@ -132,9 +132,8 @@ def sweep_day(
             now_us=now_us,
             history_days=history_days,
             history=history,
-            send_15min=send_15min,
             supply_windows=windows,
-            meters=passes[(channel, resolution)],
+            meters=passes[(channel, resolution)],  # the soft switch already applied
             block_meters=max(1, SWEEP_BLOCK_CELLS // at_once // resolution.slots_per_day),
         )
 
