@@ -244,7 +244,9 @@ class Fleet:
         if self.meters.now_us % Resolution.MIN30.microseconds == 0:
             for i, channel in enumerate((Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)):
                 values = snapshot_differences(self.meters.ring30.last(channel, 2), channel)[0]
-                self.energy_kwh[i] += float(values.astype(np.float64) @ self._kwh_per_count)
+                # not `@`: a BLAS dot starts OpenBLAS's threads, which then spin for a while
+                # after every call on the cores the store's writer and the sweep need
+                self.energy_kwh[i] += float(np.multiply(values, self._kwh_per_count).sum())
 
     def run_slot(self, collector: str = "fleet") -> UplinkMessage:
         """Advance to the next 30-min boundary and return what the meters send for that slot."""
