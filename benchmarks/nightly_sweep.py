@@ -54,6 +54,7 @@ from rich.console import Console
 from rich.table import Table
 
 from _figures import Figure, add_json_option, figures_table, record
+from kenshin.app.allocator import cap_malloc_arenas
 from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.meterspec import Generation
@@ -67,7 +68,7 @@ from kenshin.mdms import sweep as sweep_module
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.history import HistoryCache
 from kenshin.mdms.months import month_of
-from kenshin.mdms.scheduler import PASSES_AT_ONCE, SIDE_BY_SIDE_MAX_CELLS, sweep_day
+from kenshin.mdms.scheduler import PASSES_AT_ONCE, sweep_day
 from kenshin.mdms.sweep import day_window
 
 DAY = dt.date(2026, 4, 29)  # a Wednesday; 28 days of history reach back to April 1
@@ -361,6 +362,7 @@ def stored_counts(store: DuckDBStore) -> tuple[dict[tuple[int, int], int], dict[
 
 
 def main() -> None:
+    cap_malloc_arenas()  # as the kenshin command does, before any thread starts
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--meters", type=int, default=TARGET_METERS)
     parser.add_argument("--days", type=int, default=28, help="days stored before the day")
@@ -372,8 +374,7 @@ def main() -> None:
         "--passes-at-once",
         type=int,
         default=None,
-        help=f"passes of the sweep side by side (default: the system's, {PASSES_AT_ONCE} for a "
-        f"day of up to {SIDE_BY_SIDE_MAX_CELLS:,} cells, else 1)",
+        help=f"passes of the sweep side by side (default: the system's, {PASSES_AT_ONCE})",
     )
     parser.add_argument("--tmp", type=Path, default=None, help="directory of the DuckDB file")
     parser.add_argument(

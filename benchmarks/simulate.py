@@ -35,6 +35,7 @@ import duckdb
 from rich.console import Console
 
 from _figures import Figure, add_json_option, figures_table, record
+from kenshin.app.allocator import cap_malloc_arenas
 from kenshin.app.system import build_system
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.mdms.duckdb_store import DuckDBStore
@@ -149,6 +150,7 @@ def millions(rows: float) -> str:
 
 
 def main() -> None:
+    cap_malloc_arenas()  # as the kenshin command does, before any thread starts
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--meters", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=1)

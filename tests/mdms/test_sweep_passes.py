@@ -103,19 +103,20 @@ def test_passes_side_by_side_write_what_passes_in_turn_write(name: str, tmp_path
             backend.cleanup()
 
 
-def test_a_big_day_runs_its_passes_in_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Side by side only while the day's cells are few (memory at a million meters)."""
+def test_passes_run_two_at_once_unless_told(tmp_path: Path) -> None:
+    """Two passes side by side by default, at any size (the arenas the kenshin command caps were
+    what made a million meters' day take more memory); one at a time when asked."""
     backend = Backend("duckdb", tmp_path)
     try:
         store = _filled(backend)
         day, now = START.date(), to_epoch_us(START + dt.timedelta(days=1, hours=2))
-        small = sweep_day(store, day, now_us=now, resolutions=RESOLUTIONS, send_15min=True)  # type: ignore[arg-type]
-        assert small.passes_at_once == scheduler.PASSES_AT_ONCE == 2
-        cells = sum(r.cells for r in small.sweeps)
-        monkeypatch.setattr(scheduler, "SIDE_BY_SIDE_MAX_CELLS", cells - 1)
-        big = sweep_day(store, day, now_us=now, resolutions=RESOLUTIONS, send_15min=True)  # type: ignore[arg-type]
-        assert big.passes_at_once == 1
-        assert [r.cells for r in big.sweeps] == [r.cells for r in small.sweeps]
-        assert sum(r.written for r in big.sweeps) == 0  # the day was swept: nothing new
+        default = sweep_day(store, day, now_us=now, resolutions=RESOLUTIONS, send_15min=True)  # type: ignore[arg-type]
+        assert default.passes_at_once == scheduler.PASSES_AT_ONCE == 2
+        in_turn = sweep_day(  # type: ignore[arg-type]
+            store, day, now_us=now, resolutions=RESOLUTIONS, send_15min=True, passes_at_once=1
+        )
+        assert in_turn.passes_at_once == 1
+        assert [r.cells for r in in_turn.sweeps] == [r.cells for r in default.sweeps]
+        assert sum(r.written for r in in_turn.sweeps) == 0  # the day was swept: nothing new
     finally:
         backend.cleanup()

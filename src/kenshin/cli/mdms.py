@@ -76,9 +76,8 @@ def vee_command(
         int | None,
         typer.Option(
             min=1,
-            help="Passes (a channel at a resolution each) swept side by side; default: two on "
-            "a day of up to 60 M cells (~200,000 meters, every resolution), else one at a time "
-            "(memory).",
+            help="Passes (a channel at a resolution each) swept side by side; default: two "
+            "(1: one after another).",
         ),
     ] = None,
 ) -> None:

@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from kenshin.app.allocator import cap_malloc_arenas
 from kenshin.cli.broute import broute_app
 from kenshin.cli.campaign import campaign_app
 from kenshin.cli.connections import connections_app
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     # themselves: a process umask, set before any thread starts, as PostgreSQL's server does
     saved_umask = os.umask(PRIVATE_UMASK)
     os.umask(saved_umask | PRIVATE_UMASK)
+    cap_malloc_arenas()  # before the sweep's and the writer's threads (kenshin.app.allocator)
     try:
         _main(argv)
     finally:

@@ -52,12 +52,11 @@ def channel_config(base: VeeConfig | None, channel: Channel) -> VeeConfig:
 
 
 # passes of a day's sweep run side by side: numpy and the store's reads release the GIL, so
-# two use both cores of a small server (measured: benchmarks/simulate.py, nightly_sweep.py) —
-# while the day is small: side by side, two passes' arrays, reads and allocator arenas take more
-# memory than one after another (measured at 1,000,000 meters: 4.0–4.8 GiB against 3.7 GiB for
-# `kenshin simulate`), so a day of more cells than this runs its passes in turn
+# two use both cores of a small server (measured: benchmarks/simulate.py, nightly_sweep.py).
+# Each runs in blocks half the size, so their arrays take what one pass's did; what two passes
+# in two threads took more (4.6 against 3.7 GiB for `kenshin simulate` of 1,000,000 meters) was
+# glibc's per-thread malloc arenas, which the kenshin command caps (kenshin.app.allocator)
 PASSES_AT_ONCE = 2
-SIDE_BY_SIDE_MAX_CELLS = 60_000_000  # about 200,000 meters with every resolution swept
 
 OUTAGE_LOOKBACK_US = 7 * 86_400_000_000  # an outage that started a week before still counts
 
@@ -107,9 +106,8 @@ def sweep_day(
     specified meters from the swept values (SPEC S3).
 
     The passes are independent (each its own channel and resolution, its own cells and gaps):
-    ``passes_at_once`` of them run side by side, each in blocks that many times smaller (by
-    default ``PASSES_AT_ONCE`` for a day of up to ``SIDE_BY_SIDE_MAX_CELLS`` cells, else one);
-    the differences start once the 30-min passes are done."""
+    ``passes_at_once`` of them (default ``PASSES_AT_ONCE``) run side by side, each in blocks
+    that many times smaller; the differences start once the 30-min passes are done."""
     windows = outage_windows(store, day)  # values in an outage are not estimated (R1)
     roster = store.read_meters()
     passes = {
@@ -117,10 +115,8 @@ def sweep_day(
         for resolution in resolutions
         for channel in channels
     }
-    if passes_at_once is None:
-        cells = sum(len(keys) * r.slots_per_day for (_, r), keys in passes.items())
-        passes_at_once = PASSES_AT_ONCE if cells <= SIDE_BY_SIDE_MAX_CELLS else 1
-    at_once = max(1, min(passes_at_once, len(passes)))
+    wanted = PASSES_AT_ONCE if passes_at_once is None else passes_at_once
+    at_once = max(1, min(wanted, len(passes)))
 
     def sweep(channel: Channel, resolution: Resolution) -> SweepReport:
         return run_sweep(
@@ -162,7 +158,7 @@ class MdmsSchedule:
     history_days: int | None = None
     archive: ParquetArchive | None = None
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
-    # passes of a day's sweep side by side (None: by the day's size, ``sweep_day``)
+    # passes of a day's sweep side by side (None: ``PASSES_AT_ONCE``)
     passes_at_once: int | None = None
     sweeps: list[SweepReport] = field(default_factory=list)  # forward channel
     # the other channel and resolutions: reverse 30-min, and 15/5-min where they are collected

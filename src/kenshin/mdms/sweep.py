@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
@@ -39,6 +40,8 @@ from kenshin.mdms.vee_rules import Densified, densify, densify_registers
 log = logging.getLogger(__name__)
 
 _ENERGY = (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)
+_ENERGY_CODE = np.zeros(256, dtype=bool)  # by channel code: one gather instead of isin
+_ENERGY_CODE[list(_ENERGY)] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +80,22 @@ def label_on_ingest(readings: pa.Table) -> pa.Table:
     channel (the rules that need one row only; the sweep applies the rest per day)."""
     if readings.num_rows == 0:
         return readings
-    value = readings.column("value").fill_null(0).to_numpy()
-    channel = readings.column("channel").to_numpy()
-    energy = np.isin(channel, [int(c) for c in _ENERGY])
-    negative = energy & (value < 0)
-    raw = readings.column("quality").to_numpy() == Quality.RAW
-    quality = np.where(
-        raw, np.where(negative, Quality.SUSPECT, Quality.VALID), readings.column("quality")
-    )
-    flags = readings.column("failed_rule").to_numpy() | np.where(
-        raw & negative, np.uint16(Rule.NEGATIVE), np.uint16(0)
-    )
+    quality = readings.column("quality").to_numpy()
+    raw = quality == Quality.RAW
+    labelled = np.where(raw, np.uint8(Quality.VALID), quality).astype(np.uint8, copy=False)
     index = readings.schema.get_field_index
-    readings = readings.set_column(index("quality"), "quality", pa.array(quality.astype(np.uint8)))
+    value = readings.column("value")
+    lowest = pc.min(value).as_py()  # None when every value is NULL
+    # a negative value is rare (a meter's fault): the row-wise test only when there is one
+    if lowest is None or lowest >= 0:
+        return readings.set_column(index("quality"), "quality", pa.array(labelled))
+    channel = readings.column("channel").to_numpy()
+    negative = raw & _ENERGY_CODE[channel] & (value.fill_null(0).to_numpy() < 0)
+    labelled[negative] = Quality.SUSPECT
+    flags = readings.column("failed_rule").to_numpy() | np.where(
+        negative, np.uint16(Rule.NEGATIVE), np.uint16(0)
+    )
+    readings = readings.set_column(index("quality"), "quality", pa.array(labelled))
     return readings.set_column(
         index("failed_rule"), "failed_rule", pa.array(flags.astype(np.uint16))
     )
