@@ -143,11 +143,17 @@ def main() -> None:
         truth = days[TODAY]
         target_kw = KW_PER_1000_METERS * args.meters / 1000
         made = forecasts(days, candidates)
-        made["like day, a random few at 10 A"] = made["like day"]
-        made["mean of 5, one ratio, a random few at 10 A"] = made["mean of 5 like days, one ratio"]
-        for name, forecast in made.items():
+        runs = [(name, forecast, False) for name, forecast in made.items()] + [
+            ("like day, a random few at 10 A", made["like day"], True),
+            (
+                "mean of 5, one ratio, a random few at 10 A",
+                made["mean of 5 like days, one ratio"],
+                True,
+            ),
+        ]
+        for name, forecast, few in runs:
             basis = forecast[PERIOD].mean(axis=0)
-            if name.endswith("at 10 A"):
+            if few:
                 chosen, cap = few_at_floor(candidates, basis, contract, target_kw, seed)
             else:
                 plan = plan_campaign(Eligible(candidates), basis, contract, target_kw, seed=seed)

@@ -42,6 +42,12 @@ from kenshin.cli.options import (
 REFUSED_IN_BULK = 0.01
 
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from kenshin.hes.service import HeadEnd
+
+
 def replayed_in_bulk(refused: int, held: int, resent_frames: int, forwarded: int) -> bool:
     """Whether the head-end's answers say this fleet sends a period it had sent before (a lost
     ``--state`` file, another master key): more than ``REFUSED_IN_BULK`` of the frames forwarded
@@ -55,12 +61,6 @@ def replayed_in_bulk(refused: int, held: int, resent_frames: int, forwarded: int
     if max(0, refused - resent_frames) > bulk:
         return True
     return resent_frames == 0 and held > bulk
-
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from kenshin.hes.service import HeadEnd
 
 
 def install(

@@ -40,8 +40,6 @@ from kenshin.mdms.vee_rules import Densified, densify, densify_registers
 log = logging.getLogger(__name__)
 
 _ENERGY = (Channel.ACTIVE_FORWARD, Channel.ACTIVE_REVERSE)
-_ENERGY_CODE = np.zeros(256, dtype=bool)  # by channel code: one gather instead of isin
-_ENERGY_CODE[list(_ENERGY)] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +87,8 @@ def label_on_ingest(readings: pa.Table) -> pa.Table:
     # a negative value is rare (a meter's fault): the row-wise test only when there is one
     if lowest is None or lowest >= 0:
         return readings.set_column(index("quality"), "quality", pa.array(labelled))
-    channel = readings.column("channel").to_numpy()
-    negative = raw & _ENERGY_CODE[channel] & (value.fill_null(0).to_numpy() < 0)
+    energy = np.isin(readings.column("channel").to_numpy(), [int(c) for c in _ENERGY])
+    negative = raw & energy & (value.fill_null(0).to_numpy() < 0)
     labelled[negative] = Quality.SUSPECT
     flags = readings.column("failed_rule").to_numpy() | np.where(
         negative, np.uint16(Rule.NEGATIVE), np.uint16(0)
