@@ -18,10 +18,11 @@ Forecasts (all scaled on the day by the half hour 17:00–17:30, known at 17:40)
 - ``like day, shrunk`` — each value moved toward its tenth's mean as far as today's afternoon
   (15:00–17:30) came true against yesterday's (regression to the mean).
 
-Rules, with the like day and with the mean of 5 like days (one ratio): besides the desk's (one
-cap for all, a share one step lower), ``a random few at 10 A``: households in a seeded random
-order, each at the 10 A floor (or its own floor), until the plan's expected reduction meets the
-target — fewer households, each giving more, so less sensitive to how their level comes true.
+Rules (``kenshin.control.planner.Rule``): ``all`` (one cap for all, a share one step lower) for
+every forecast, and ``few`` (``a random few at 10 A``: households in a seeded random order, each
+at the 10 A floor or its own, until the plan's expected reduction meets the target — each giving
+much, so less sensitive to how its level comes true) with the like day and with the mean of 5
+like days, one ratio (the desk's since it measured best here).
 
 Usage: ``python benchmarks/forecast_spread.py [--meters 10000] [--seeds 30]``
 """
@@ -41,12 +42,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from kenshin.control.planner import (
-    Eligible,
-    expected_reduction_kw,
-    household_floor_a,
-    plan_campaign,
-)
+from kenshin.control.planner import Eligible, Rule, expected_reduction_kw, plan_campaign
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import JST
 from kenshin.fleet.simulator import Fleet, FleetConfig
@@ -111,25 +107,6 @@ def forecasts(days: F64, candidates: npt.NDArray[np.int64]) -> dict[str, F64]:
     return out
 
 
-def few_at_floor(
-    candidates: npt.NDArray[np.int64],
-    basis: F64,
-    contract: npt.NDArray[np.int64],
-    target_kw: float,
-    seed: int,
-    floor_a: int = 10,
-) -> tuple[npt.NDArray[np.int64], F64]:
-    """(households, their caps): a seeded random order of the candidates, each at the floor,
-    until the expected reduction meets the target."""
-    order = np.random.default_rng(seed).permutation(candidates)
-    demand = np.maximum(basis[order], 0.0)
-    cap = np.maximum(household_floor_a(demand), floor_a).astype(np.float64)
-    gives = expected_reduction_kw(demand, contract[order].astype(np.float64), cap)
-    n = int(np.searchsorted(np.cumsum(gives), target_kw)) + 1
-    chosen = np.flatnonzero(gives[:n] > 0)
-    return order[chosen], cap[chosen]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--meters", type=int, default=10_000)
@@ -153,11 +130,11 @@ def main() -> None:
         ]
         for name, forecast, few in runs:
             basis = forecast[PERIOD].mean(axis=0)
-            if few:
-                chosen, cap = few_at_floor(candidates, basis, contract, target_kw, seed)
-            else:
-                plan = plan_campaign(Eligible(candidates), basis, contract, target_kw, seed=seed)
-                chosen, cap = plan.meter_keys, plan.limit_a.astype(np.float64)
+            rule = Rule.FEW if few else Rule.ALL
+            plan = plan_campaign(
+                Eligible(candidates), basis, contract, target_kw, seed=seed, rule=rule
+            )
+            chosen, cap = plan.meter_keys, plan.limit_a.astype(np.float64)
             held = contract[chosen].astype(np.float64)
             ratio = np.array(
                 [

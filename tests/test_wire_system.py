@@ -18,6 +18,7 @@ from kenshin.aroute.network import Method, NetworkConfig
 from kenshin.core.meterspec import MeterClass
 from kenshin.core.quality import Source
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
+from kenshin.errors import InvalidSetting
 from kenshin.fleet.simulator import FleetConfig
 from kenshin.hes.command_rules import CommandState, resend_args
 from kenshin.hes.policy import CollectionPolicy, Duty
@@ -246,3 +247,27 @@ def test_a_clean_day_ends_clean_and_its_frames_add_up() -> None:
         + summary.frames_in_flight
     )
     assert summary.on_time is not None and summary.on_time["A1"] > 0.999
+
+
+def test_history_on_the_direct_path_then_the_wire(wire_and_direct) -> None:
+    """``direct_until`` (the control drill's like days): the fleet's values take the direct path
+    until then and the wire from there, the same values as the direct run of the same fleet;
+    the head-end expects (and re-reads) nothing from before it came up."""
+    _, direct = wire_and_direct
+    config = FleetConfig(n_meters=400, start=START, seed=11, send_15min=True)
+    wire_from = START + dt.timedelta(hours=6)
+    both = build_system(config, aroute="wire", background_writer=False, direct_until=wire_from)
+    assert both.hes is not None
+    both.run(START + dt.timedelta(hours=10), last=True)
+    got, want = _values(both, 30), _values(direct, 30)
+    key = ["meter_key", "channel", "end_us", "value"]
+    got_rows = set(zip(*(got.column(k).to_pylist() for k in key), strict=True))
+    want_rows = set(zip(*(want.column(k).to_pylist() for k in key), strict=True))
+    cutoff = to_epoch_us(START + dt.timedelta(hours=9))
+    assert {r for r in want_rows if r[2] <= cutoff} <= got_rows
+    assert got_rows <= want_rows  # never another value
+    [a1] = [s for s in both.hes.slo() if s.duty is Duty.A1]
+    assert a1.expected == 400 * 8  # the slots ending 06:30 … 10:00, not the history's
+    with pytest.raises(InvalidSetting, match="direct_until"):
+        build_system(config, aroute="wire", direct_until=START + dt.timedelta(minutes=10))
+    both.close()

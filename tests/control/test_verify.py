@@ -4,15 +4,24 @@ precision-weighted correction (hand-computed)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
-from kenshin.control.verify import combined_correction, counterfactual_kw, mean_kw, stored_kw
+from kenshin.control.verify import (
+    DEFAULT_UNCERTAINTY,
+    Forecaster,
+    combined_correction,
+    counterfactual_kw,
+    mean_kw,
+    stored_kw,
+)
 from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
 from kenshin.core.quality import Source
 from kenshin.core.schema import REGISTER_READS_SCHEMA
-from kenshin.core.timeslots import Resolution
+from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms.duckdb_store import DuckDBStore
 
 
@@ -76,3 +85,67 @@ def test_a_value_not_yet_arrived_is_not_a_meter_that_drew_nothing(tmp_path) -> N
         store, np.full(3, 0.01), 3, Resolution.MIN30, start, start + half_hour
     ).tolist() == pytest.approx([1.0, 0.0, 0.0])
     store.close()
+
+
+def test_the_forecast_is_the_mean_of_five_like_days_scaled_by_one_ratio(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Worked by hand: the period is Wednesday 2026-01-14 18:00–19:00; its like days are the
+    weekdays before, skipping the weekend and Monday the 12th (成人の日, a holiday) and stopping
+    at five; a meter missing a like day is averaged over the others; one ratio for all from the
+    half hour 17:00–17:30 today against the same on the like days."""
+    store = DuckDBStore(tmp_path / "f.duckdb")
+    start = to_epoch_us(dt.datetime(2026, 1, 14, 18, 0, tzinfo=JST))
+    half_hour, day = 1_800_000_000, 86_400_000_000
+    kwh_per_count = np.full(3, 0.01)  # 1 kW for a half hour = 50 counts
+
+    def store_kw(days_back: int, keys: list[int], kw: list[float], ends: list[int]) -> None:
+        for end in ends:
+            slot_end = start + end - days_back * day
+            rows = readings_table(
+                keys,
+                int(Channel.ACTIVE_FORWARD),
+                int(Resolution.MIN30),
+                slot_end,
+                [round(k * 50) for k in kw],
+                [True] * len(keys),
+                0,
+                int(Source.METER_PUSH),
+                0,
+                0,
+                slot_end + 60_000_000,
+            )
+            store.append(rows, REGISTER_READS_SCHEMA.empty_table())
+
+    evening = [-half_hour, 0, half_hour, 2 * half_hour]  # slots ending 17:30 … 19:00
+    like = {1: [1.0, 2.0, 0.4], 5: [1.2, 1.6, 0.6], 6: [0.8, 2.4, 9.0], 7: [1.0, 2.0, 0.6]}
+    like[8] = [1.0, 2.0, 0.4]
+    for back, kw in like.items():
+        keys = [0, 1] if back == 6 else [0, 1, 2]  # meter 2 has nothing on the 8th
+        store_kw(back, keys, kw[: len(keys)], evening)
+    store_kw(2, [0, 1, 2], [50.0, 50.0, 50.0], evening)  # the holiday: not a like day
+    store_kw(9, [0, 1, 2], [50.0, 50.0, 50.0], evening)  # Monday the 5th: a sixth like day
+    store_kw(0, [0, 1, 2], [1.5, 2.5, 0.5], [-half_hour])  # today, up to 17:30
+    forecaster = Forecaster(store, kwh_per_count, 3)
+    keys = np.array([0, 1, 2])
+    assert forecaster.like_days(keys, start) == [1, 5, 6, 7, 8]
+    base = np.array([5.0 / 5, 10.0 / 5, 2.0 / 4])  # meter 2 over the 4 days it has
+    scale = (1.5 + 2.5 + 0.5) / base.sum()
+    forecast = forecaster.for_period(keys, start, start + 2 * half_hour)
+    assert forecast.like_days == 5
+    assert forecast.kw(start, start + half_hour) == pytest.approx(base * scale)
+    assert forecast.kw(start, start + 2 * half_hour) == pytest.approx(base * scale)
+    # the uncertainty: each like day's value against the mean of the days the meter has, the
+    # log-sd over every (day, half hour, meter), × √(5/4) × √(1 + 1/5) (meter 2: four days)
+    logs = [np.log(kw[m] / base[m]) for b, kw in like.items() for m in range(3) if b != 6 or m < 2]
+    by_hand = np.std(logs * 2) * np.sqrt(5 / 4) * np.sqrt(1 + 1 / 5)
+    assert forecast.uncertainty == pytest.approx(by_hand)
+    # with no like day stored: each meter's hour before the period
+    lone = DuckDBStore(tmp_path / "g.duckdb")
+    store.close()
+    store = lone
+    store_kw(0, [0, 1, 2], [1.5, 2.5, 0.5], [-half_hour, -2 * half_hour])
+    alone = Forecaster(lone, kwh_per_count, 3)
+    assert alone.like_days(keys, start) == []
+    recent = alone.for_period(keys, start, start + half_hour)
+    assert recent.kw(start, start + half_hour) == pytest.approx([1.5, 2.5, 0.5])
+    assert recent.like_days == 0 and recent.uncertainty == DEFAULT_UNCERTAINTY
+    lone.close()

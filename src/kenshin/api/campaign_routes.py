@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from kenshin.control.campaign import Campaign, CampaignSpec, CampaignState
 from kenshin.control.desk import CampaignDesk
+from kenshin.control.planner import Rule
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST, iso_jst, to_epoch_us
 from kenshin.errors import InvalidInput
@@ -36,7 +37,14 @@ class CampaignRequest(BaseModel):
         description="The priority register (home medical equipment, hospitals, …): never limited.",
     )
     floor_a: int = Field(10, description="No household's limit under this ampere step.")
-    rotation: bool = Field(True, description="Who gets the lower step changes every half hour.")
+    rule: Rule = Field(
+        Rule.FEW,
+        description="few: a random few households, each at its floor (the plan comes true "
+        "best); all: one cap for all, a random share one step lower (each gives a little).",
+    )
+    rotation: bool = Field(
+        True, description="Rule all: who gets the lower step changes every half hour."
+    )
     emergency: bool = Field(
         True, description="The approval declares an R4 emergency for the period (lifts X1)."
     )
@@ -81,6 +89,7 @@ def campaign_view(
         return body
     return body | {
         "floor_a": spec.floor_a,
+        "rule": spec.rule.value,
         "rotation": spec.rotation,
         "emergency": spec.emergency,
         "priority_meters": len(spec.priority_keys),
@@ -145,6 +154,7 @@ def campaign_router(
             feeders=tuple(body.feeders),
             priority_keys=tuple(sorted({key_of(s) for s in body.priority_supply_point_ids})),
             floor_a=body.floor_a,
+            rule=body.rule,
             rotation=body.rotation,
             emergency=body.emergency,
         )

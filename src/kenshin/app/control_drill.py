@@ -3,11 +3,13 @@ winter evening peak, run by the same campaign desk as ``POST /api/v1/campaigns``
 switching gate, signed commands, the wire A-route and the meters' limiters — and scored against
 the truth.
 
-The fleet runs from 16:30 the day before (a Tuesday) to 20:30 on Wednesday 2026-01-14. At 17:30
+The fleet runs from 16:30 on Monday 2026-01-05 to 20:30 on Wednesday 2026-01-14: on the direct
+path (every value on time, fast) until 16:30 the day before, then on the wire A-route. At 17:30
 an operator asks for a campaign of 18:00–20:00 and a director approves it (an R4 emergency, two
-people); the desk plans it at 17:40 from each household's like-day forecast, sends signed
-emergency profiles, checks each half hour and re-plans, and every limited meter reverts by
-itself after 20:00. Scored from the truth the simulator knows: per 5 minutes of 18:00–20:00 the
+people); the desk plans it at 17:40 from each household's forecast (the mean of its 5 like
+days — Monday the 12th is a holiday — scaled on the day), sends signed emergency profiles,
+checks each half hour and re-plans, and every limited meter reverts by itself after 20:00.
+Scored from the truth the simulator knows: per 5 minutes of 18:00–20:00 the
 demand the limited households would have drawn minus what they drew (the load model's demand
 does not depend on the limits), its mean against the target; trips and lockouts; when the last
 meter's limit ended.
@@ -23,14 +25,16 @@ import numpy as np
 from kenshin.app.system import WireSystem, build_system
 from kenshin.aroute.authorization import PROTECTED_KINDS
 from kenshin.control.campaign import Campaign, CampaignSpec
+from kenshin.control.planner import Rule
 from kenshin.control.signing import ControlSigner
 from kenshin.core.ids import Area
 from kenshin.core.timeslots import JST, to_epoch_us
 from kenshin.errors import InvalidInput
 from kenshin.fleet.simulator import FleetConfig
 
-DAY = dt.date(2026, 1, 14)  # a Wednesday; the forecast is the Tuesday before
-START = dt.datetime.combine(DAY - dt.timedelta(days=1), dt.time(16, 30), JST)
+DAY = dt.date(2026, 1, 14)  # a Wednesday; its like days are the 13th and the 6th–9th
+START = dt.datetime.combine(dt.date(2026, 1, 5), dt.time(16, 30), JST)
+WIRE_FROM = dt.datetime.combine(DAY - dt.timedelta(days=1), dt.time(16, 30), JST)
 ASK_AT = dt.datetime.combine(DAY, dt.time(17, 30), JST)
 PERIOD = (
     dt.datetime.combine(DAY, dt.time(18, 0), JST),
@@ -77,13 +81,17 @@ class ControlDrillResult:
 
 
 def run_control_drill(
-    target_mw: float, meters: int, seed: int, area: Area = Area.TOKYO
+    target_mw: float, meters: int, seed: int, area: Area = Area.TOKYO, rule: Rule = Rule.FEW
 ) -> ControlDrillResult:
     if target_mw <= 0:
         raise InvalidInput(f"the target must be positive, got {target_mw} MW")
     config = FleetConfig(n_meters=meters, start=START, seed=seed, area=area)
     system = build_system(
-        config, aroute="wire", background_writer=False, control=ControlSigner.generate()
+        config,
+        aroute="wire",
+        background_writer=False,
+        control=ControlSigner.generate(),
+        direct_until=WIRE_FROM,
     )
     assert isinstance(system, WireSystem) and system.campaigns is not None
     desk, fleet = system.campaigns, system.fleet
@@ -117,6 +125,7 @@ def run_control_drill(
         area=int(area),
         priority_keys=tuple(np.flatnonzero(priority).tolist()),
         seed=seed,
+        rule=rule,
     )
     campaign = desk.create(spec, OPERATOR, now)
     campaign_id = campaign.campaign_id

@@ -336,15 +336,21 @@ class WireSystem(EmbeddedSystem):
         outages: bool = False,
         control: ControlSigner | None = None,
         control_limits: ControlLimits | None = None,
+        direct_until: dt.datetime | None = None,
         **common: Any,
     ) -> None:
         """``outages``: run the outage engine after every step (issue 15; ``kenshin up``);
         ``control``: the business system's control key, which signs switching commands and
         whose public half the meters are provisioned with (issue 16; default: a new one);
-        ``control_limits``: the switching gate's thresholds, for the API and the campaigns."""
+        ``control_limits``: the switching gate's thresholds, for the API and the campaigns;
+        ``direct_until``: the fleet's values take the direct path from the start until then
+        (days of history at its speed: the control drill's like days), and the radios,
+        network and head-end come up there."""
         checked = fleet_policy(config, policy)  # a contradiction is refused before anything opens
         super().__init__(config, db, **common)
         self.policy = checked
+        if direct_until is not None:
+            self._direct_history(direct_until)
         keys = KeyRing(load_master_key(master_key))
         self.control = control or ControlSigner.generate()
         self.field = simulated_field(
@@ -391,6 +397,22 @@ class WireSystem(EmbeddedSystem):
                 self.hes,
                 self.store,
             )
+
+    def _direct_history(self, until: dt.datetime) -> None:
+        """Run the fleet to ``until`` on the direct path (every value on time), swept as days
+        close, before anything of the wire path exists: its head-end expects slots from then."""
+        end_us = to_epoch_us(until)
+        if end_us < self.fleet.meters.now_us or end_us % Resolution.MIN30.microseconds:
+            raise InvalidSetting("direct_until is a half hour at or after the fleet's start")
+        head = DirectHeadEnd(self.sink, self.clock)
+        head.receive(self.fleet.start_message())
+        while self.fleet.meters.now_us < end_us:
+            message = self.fleet.run_slot()
+            self._set_clock(to_epoch_us(message.sent_at))
+            head.receive(message)
+            if self.schedule is not None:
+                self.schedule.tick(self.fleet.meters.now_us)
+        self.mdms.flush()
 
     def authorize(
         self, meter_key: int, kind: CommandKind, args: tuple[int, ...] = ()

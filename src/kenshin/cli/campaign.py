@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kenshin.cli.options import ApiOpt, out, split_list
 from kenshin.cli.options import api_client as _client
+from kenshin.control.planner import Rule
 
 campaign_app = typer.Typer(
     help="Emergency area campaigns of a running system: ask, approve, follow, abort.",
@@ -66,7 +67,12 @@ def create_command(
         typer.Option(help="Priority register: supply point ids, comma-separated or @FILE."),
     ] = None,
     floor_a: Annotated[int, typer.Option(help="No limit under this ampere step.")] = 10,
-    rotation: Annotated[bool, typer.Option(help="Rotate the lower step each half hour.")] = True,
+    rule: Annotated[
+        Rule, typer.Option(help="few: a random few at the floor; all: one cap for all.")
+    ] = Rule.FEW,
+    rotation: Annotated[
+        bool, typer.Option(help="Rule all: rotate the lower step each half hour.")
+    ] = True,
     emergency: Annotated[
         bool, typer.Option(help="The approval declares an R4 emergency (lifts X1).")
     ] = True,
@@ -82,6 +88,7 @@ def create_command(
         "feeders": [int(f) for f in split_list(feeders, "--feeders")] if feeders else [],
         "priority_supply_point_ids": split_list(priority, "--priority") if priority else [],
         "floor_a": floor_a,
+        "rule": rule.value,
         "rotation": rotation,
         "emergency": emergency,
     }

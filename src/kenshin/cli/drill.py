@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from kenshin.cli.options import SeedOpt, console, meters_option, out
+from kenshin.control.planner import Rule
 
 if TYPE_CHECKING:
     from kenshin.app.drill import Outcome
@@ -219,17 +220,20 @@ def control_command(
     ] = 0.5,
     meters: Annotated[int, meters_option(100_000)] = 10_000,
     seed: SeedOpt = 1,
+    rule: Annotated[
+        Rule, typer.Option(help="few: a random few at the floor; all: one cap for all.")
+    ] = Rule.FEW,
 ) -> None:
     """An emergency campaign over a simulated winter evening peak (18:00–20:00), run by the
     campaign desk of POST /api/v1/campaigns: asked and approved (an R4 emergency), planned from
-    the like-day forecast, sent signed through the switching gate as emergency profiles,
+    the mean of 5 like days, sent signed through the switching gate as emergency profiles,
     verified each half hour against held-out households and corrected; scored against the
     truth (issue 16)."""
     from kenshin.app.control_drill import run_control_drill
 
     started = time.monotonic()
     with console.status(f"[bold]control drill[/] {target_mw:g} MW, {meters:,} meters"):
-        result = run_control_drill(target_mw, meters, seed)
+        result = run_control_drill(target_mw, meters, seed, rule=rule)
     table = Table(
         title=f"kenshin drill control: {target_mw:g} MW over {meters:,} meters, seed {seed}, "
         f"{time.monotonic() - started:.0f} s",
@@ -263,6 +267,8 @@ def control_command(
         f"{result.touched:,} (priority register: "
         f"{result.priority_touched}; left out: {result.campaign.excluded})",
     )
+    corrections = " · ".join(f"{c.correction:.3f}" for c in result.campaign.checks)
+    table.add_row("rule; corrections", f"{rule.value}; {corrections}")
     table.add_row("trips, lockouts", f"{result.trips:,}, {result.lockouts:,}")
     verdicts = ", ".join(f"{v} {n}" for v, n in sorted(result.verdicts.items()))
     table.add_row(

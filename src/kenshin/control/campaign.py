@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kenshin.control.planner import Rule
 from kenshin.core.customers import AMPERE_STEPS_A
 from kenshin.errors import InvalidInput
 
@@ -72,7 +73,8 @@ class CampaignSpec:
     feeders: tuple[int, ...] = ()  # only these feeders (of the area)
     priority_keys: tuple[int, ...] = ()  # the priority register: never limited
     floor_a: int = 10  # no household's limit under this (nor under its essential load)
-    rotation: bool = True  # who gets the lower step changes every half hour
+    rule: Rule = Rule.FEW  # how the reduction is shared out (control.planner)
+    rotation: bool = True  # rule ``all``: who gets the lower step changes every half hour
     emergency: bool = True  # the approval declares an R4 emergency for the period (X1)
     seed: int = 0
 
@@ -164,6 +166,7 @@ class Campaign:
         spec = body.pop("spec")
         spec["feeders"] = tuple(spec["feeders"])
         spec["priority_keys"] = tuple(spec["priority_keys"])
+        spec["rule"] = Rule(spec.get("rule", Rule.ALL))  # before the rule was asked: all
         body["state"] = CampaignState(body["state"])
         body["timeline"] = [tuple(t) for t in body["timeline"]]
         body["progress"] = [Progress(**p) for p in body["progress"]]

@@ -1,15 +1,16 @@
 """The campaign desk (issue 16 item 3; SPEC R4, R5, X1, X2): takes emergency area campaigns,
 has a second person approve them, and runs them at every 5-minute tick of the system.
 
-How a campaign runs (one rule for all households: ``kenshin.control.planner``):
+How a campaign runs (the plan's rule, ``few`` or ``all``: ``kenshin.control.planner``):
 
-- **Plan**, ``LEAD_MIN`` before the start: each candidate's forecast of the period is its own
-  30-min values of the same half hours the day before (the like day), scaled by how the half
-  hour an hour before the start compares with the same half hour the day before (a day-of
-  adjustment by tenth of the households); with no like day, its last hour. A tenth of the
+- **Plan**, ``LEAD_MIN`` before the start: each candidate's forecast of the period is the mean of
+  its 30-min values of the same half hours on its last 5 like days, scaled by one area-wide
+  ratio: how the half hour an hour before the start compares with the same half hour on those
+  days (``control.verify.Forecaster``); with no like day, its last hour. A tenth of the
   candidates is held out, never limited: what the others would have drawn. Each plan's rule
   is applied to them as well and kept, never sent: the ones it would have limited were chosen
-  like the limited ones, so they come true alike (the matched comparison).
+  like the limited ones, so they come true alike (the matched comparison). Rule ``few`` keeps
+  one random order for the whole campaign (a re-plan limits more or fewer of it).
 - **Send**: limits go out as emergency profiles (limit, minutes, start) through the switching
   gate as the campaign's actor, released by its approver, signed for each meter; each meter
   reverts by itself a few random minutes after the period (no restore command to lose).
@@ -18,8 +19,8 @@ How a campaign runs (one rule for all households: ``kenshin.control.planner``):
   (limited against matched held out, each against its forecast: a difference in differences),
   whose ratios to what the plan expected, weighted by their precision against the household
   model's (``MODEL_SD``), correct the next plan; each half hour from the second on is
-  re-planned on the rest of the period's forecast, a household the new plan lets go eased one
-  ampere step at a time.
+  re-planned on its own forecast, a household the new plan lets go eased one ampere step at a
+  time.
 - **Brake**: more than ``HALT_FAILED`` of the campaign's finished commands failed, or the
   gate refused a request (X1), halts it with a rollback: every meter it limited gets its
   contract back at once (a profile starting now replaces the ones queued). An abort does the same.
@@ -56,7 +57,13 @@ from kenshin.control.campaign import (
 from kenshin.control.dispatch import issue
 from kenshin.control.fairness import curtailment_requests, fairness_report
 from kenshin.control.gate import ControlGate, Verdict
-from kenshin.control.planner import Eligible, eligible, expected_reduction_kw, plan_campaign
+from kenshin.control.planner import (
+    Eligible,
+    Rule,
+    eligible,
+    expected_reduction_kw,
+    plan_campaign,
+)
 from kenshin.control.signing import ControlSigner
 from kenshin.control.verify import (
     Forecaster,
@@ -120,6 +127,10 @@ class _Run:
     # the limits the plans' rule would have given the held-out households (never sent): the
     # ones it would have limited are the comparison for the ones it limited
     shadow: I64
+    # the demand each household's floor is sized by (its highest half hour of the period, one
+    # forecast error up): the floor holds for the whole period and does not move between plans
+    floor_kw: F64 = field(default_factory=lambda: np.zeros(0))
+    uncertainty: float = 0.0  # the forecast's (``control.verify.PeriodForecast``)
     history: list[_InForce] = field(default_factory=list)  # every plan sent, in order
     commanded: set[int] = field(default_factory=set)  # meters any command went to
     evidence: list[tuple[float, float]] = field(default_factory=list)  # (measured ÷ expected, var)
@@ -290,23 +301,31 @@ class CampaignDesk:
         candidates = eligible(self.has_switch, self.contract, in_area, priority, spec.floor_a)
         held = rng.random(len(candidates.keys)) < HOLDOUT_SHARE
         forecaster = Forecaster(self.store, self.kwh_per_count, self.n)
-        forecast = forecaster.for_period(candidates.keys, spec.start_us)
+        forecast = forecaster.for_period(candidates.keys, spec.start_us, spec.end_us)
         run = _Run(
             Eligible(candidates.keys[~held], candidates.excluded),
             candidates.keys[held],
             np.flatnonzero(in_area & (self.meter_class >= int(MeterClass.HV))).astype(np.int64),
             np.zeros(self.n, np.int64),
             rng.integers(0, RESTORE_SPREAD_MIN + 1, self.n).astype(np.int64),
-            forecast,
+            forecast.kw,
             np.zeros(self.n, np.int32),
             np.zeros(self.n, np.int64),
             next_progress_us=spec.start_us + STEP,
             next_check_us=spec.start_us + CHECK_AFTER_MIN * US_PER_MIN,
         )
+        run.uncertainty = forecast.uncertainty
+        # the floor: the household's highest half hour one forecast error up (its 84th
+        # percentile): a household whose essential load is over its cap trips until it locks out
+        highest = np.max(
+            [run.forecast(t, t + HALF_HOUR) for t in range(spec.start_us, spec.end_us, HALF_HOUR)],
+            axis=0,
+        )
+        run.floor_kw = highest * np.exp(run.uncertainty)
         self._runs[campaign.campaign_id] = run
         campaign.excluded = dict(candidates.excluded)
         campaign.candidates, campaign.holdout = len(candidates.keys), int(held.sum())
-        basis = self._basis(run, spec, spec.start_us)
+        basis = self._basis(run, spec.start_us)
         campaign.move(CampaignState.RUNNING, now_us, "planned and sent")
         self._plan_and_send(campaign, run, basis, spec.target_kw, now_us, spec.start_us, 0)
         self._curtail(campaign, run, basis)
@@ -344,7 +363,7 @@ class CampaignDesk:
                 self._plan_and_send(
                     campaign,
                     run,
-                    self._basis(run, spec, following),
+                    self._basis(run, following),
                     spec.target_kw / correction,
                     now_us,
                     following,
@@ -360,10 +379,12 @@ class CampaignDesk:
     # ---- planning and sending ------------------------------------------------------------
 
     @staticmethod
-    def _basis(run: _Run, spec: CampaignSpec, start_us: int) -> F64:
-        """Each household's demand to plan from ``start_us`` by: its forecast of the rest of
-        the period, an hour at least (one half hour's is too noisy a household at a time)."""
-        return run.forecast(min(start_us, spec.end_us - 2 * HALF_HOUR), spec.end_us)
+    def _basis(run: _Run, start_us: int) -> F64:
+        """Each household's demand to plan the half hour from ``start_us`` by: its forecast of
+        that half hour. Evening demand rises through a period, so a plan on the period's mean
+        would take too little in its first half hours and too much in its last (+15 % by the
+        fourth of a 2 h campaign, ``benchmarks/forecast_spread.py``'s households)."""
+        return run.forecast(start_us, start_us + HALF_HOUR)
 
     def _plan_and_send(
         self,
@@ -376,7 +397,10 @@ class CampaignDesk:
         half_hour: int,
     ) -> None:
         spec = campaign.spec
-        seed = spec.seed * 1_000 + (half_hour if spec.rotation else 0) + campaign.campaign_id
+        # rule few: one order for the whole campaign (a re-plan takes more or fewer of it);
+        # rule all with rotation: who gets the lower step is drawn again each half hour
+        rotate = spec.rotation and spec.rule is Rule.ALL
+        seed = spec.seed * 1_000 + (half_hour if rotate else 0) + campaign.campaign_id
         # a household the plan lets go is eased one step a half hour (its deferred load would
         # come back all at once): what the eased ones still give is taken off the target
         eased_kw = 0.0
@@ -388,6 +412,9 @@ class CampaignDesk:
                 max(target_kw - eased_kw, 1e-3),
                 floor_a=spec.floor_a,
                 seed=seed,
+                rule=spec.rule,
+                floor_kw=run.floor_kw,
+                uncertainty=run.uncertainty,
             )
             planned = np.zeros(self.n, np.int64)
             planned[plan.meter_keys] = plan.limit_a
@@ -398,12 +425,15 @@ class CampaignDesk:
                     basis[still],
                     self.contract[still].astype(np.float64),
                     wanted[still].astype(np.float64),
+                    run.uncertainty,
                 ).sum()
             )
             if not eased_kw:
                 break
         shadow = np.zeros(self.n, np.int64)
-        shadow[run.holdout] = plan.limits_for(run.holdout, basis, self.contract, seed + 1)
+        shadow[run.holdout] = plan.limits_for(
+            run.holdout, basis, self.contract, seed + 1, run.floor_kw
+        )
         shadow = self._eased(run.shadow, shadow)
         changed = np.flatnonzero(wanted != run.limit)
         target = np.where(wanted[changed] > 0, wanted[changed], self.contract[changed])
@@ -520,6 +550,7 @@ class CampaignDesk:
             forecast[limited],
             self.contract[limited].astype(np.float64),
             limits[limited].astype(np.float64),
+            run.uncertainty,
         )
         planned = float(expected.sum())
         achieved = None
@@ -574,6 +605,7 @@ class CampaignDesk:
                 chosen_by[limited],
                 self.contract[limited].astype(np.float64),
                 limits[limited].astype(np.float64),
+                run.uncertainty,
             ).sum()
         )
         if expected > 0:
