@@ -314,18 +314,20 @@ class CampaignDesk:
             next_progress_us=spec.start_us + STEP,
             next_check_us=spec.start_us + CHECK_AFTER_MIN * US_PER_MIN,
         )
-        run.uncertainty = forecast.uncertainty
+        # rule all chooses households by their forecast: planned over its uncertainty nearly
+        # every candidate gives something, and would be limited (docs/control.md)
+        run.uncertainty = forecast.uncertainty if spec.rule is Rule.FEW else 0.0
         # the floor: the household's highest half hour one forecast error up (its 84th
         # percentile): a household whose essential load is over its cap trips until it locks out
         highest = np.max(
             [run.forecast(t, t + HALF_HOUR) for t in range(spec.start_us, spec.end_us, HALF_HOUR)],
             axis=0,
         )
-        run.floor_kw = highest * np.exp(run.uncertainty)
+        run.floor_kw = highest * np.exp(forecast.uncertainty)
         self._runs[campaign.campaign_id] = run
         campaign.excluded = dict(candidates.excluded)
         campaign.candidates, campaign.holdout = len(candidates.keys), int(held.sum())
-        basis = self._basis(run, spec.start_us)
+        basis = self._basis(run, spec, spec.start_us)
         campaign.move(CampaignState.RUNNING, now_us, "planned and sent")
         self._plan_and_send(campaign, run, basis, spec.target_kw, now_us, spec.start_us, 0)
         self._curtail(campaign, run, basis)
@@ -363,7 +365,7 @@ class CampaignDesk:
                 self._plan_and_send(
                     campaign,
                     run,
-                    self._basis(run, following),
+                    self._basis(run, spec, following),
                     spec.target_kw / correction,
                     now_us,
                     following,
@@ -379,7 +381,7 @@ class CampaignDesk:
     # ---- planning and sending ------------------------------------------------------------
 
     @staticmethod
-    def _basis(run: _Run, start_us: int) -> F64:
+    def _basis(run: _Run, spec: CampaignSpec, start_us: int) -> F64:
         """Each household's demand to plan the half hour from ``start_us`` by: its forecast of
         that half hour. Evening demand rises through a period, so a plan on the period's mean
         would take too little in its first half hours and too much in its last (+15 % by the
