@@ -64,6 +64,7 @@ def _message(response) -> str:  # type: ignore[no-untyped-def]
     [
         ({"target_mw": 0}, 422, "target_mw"),
         ({"reason": ""}, 422, "reason"),
+        ({"rule": "most"}, 422, "rule"),
         ({"end": f"{DAY}T18:15:00"}, 400, "on a half hour"),
         ({"start": f"{DAY}T10:00:00", "end": f"{DAY}T11:00:00"}, 400, "the period is over"),
         ({"area": "atlantis"}, 400, "atlantis"),
@@ -93,7 +94,8 @@ def test_a_campaign_through_the_api(world) -> None:  # type: ignore[no-untyped-d
     path = f"{V1}/campaigns/{campaign['campaign_id']}"
     assert viewer.post(f"{V1}/campaigns", json=_body()).status_code == 403
     assert op.post(f"{path}/approve").status_code == 403  # an operator is not an approver
-    own = both.post(f"{V1}/campaigns", json=_body(reason="second")).json()
+    own = both.post(f"{V1}/campaigns", json=_body(reason="second", rule="all")).json()
+    assert campaign["rule"] == "few" and own["rule"] == "all"  # the default, and as asked
     refused = both.post(f"{V1}/campaigns/{own['campaign_id']}/approve")
     assert refused.status_code == 403 and "someone other than who asked" in _message(refused)
     rejected = boss.post(
