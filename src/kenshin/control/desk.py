@@ -327,7 +327,7 @@ class CampaignDesk:
         self._runs[campaign.campaign_id] = run
         campaign.excluded = dict(candidates.excluded)
         campaign.candidates, campaign.holdout = len(candidates.keys), int(held.sum())
-        basis = self._basis(run, spec, spec.start_us)
+        basis = self._basis(run, spec.start_us)
         campaign.move(CampaignState.RUNNING, now_us, "planned and sent")
         self._plan_and_send(campaign, run, basis, spec.target_kw, now_us, spec.start_us, 0)
         self._curtail(campaign, run, basis)
@@ -365,7 +365,7 @@ class CampaignDesk:
                 self._plan_and_send(
                     campaign,
                     run,
-                    self._basis(run, spec, following),
+                    self._basis(run, following),
                     spec.target_kw / correction,
                     now_us,
                     following,
@@ -381,7 +381,7 @@ class CampaignDesk:
     # ---- planning and sending ------------------------------------------------------------
 
     @staticmethod
-    def _basis(run: _Run, spec: CampaignSpec, start_us: int) -> F64:
+    def _basis(run: _Run, start_us: int) -> F64:
         """Each household's demand to plan the half hour from ``start_us`` by: its forecast of
         that half hour. Evening demand rises through a period, so a plan on the period's mean
         would take too little in its first half hours and too much in its last (+15 % by the

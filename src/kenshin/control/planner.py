@@ -7,20 +7,22 @@ which ampere limit so that the area's demand falls by a target.
   given by the caller.
 - **How much each gives**: the household model of ``kenshin.fleet.limiter``, in expectation:
   under a cap a household keeps its mean under cap / 1.3 but never under its essential load (35 %
-  of its recent demand, at least 150 W). A household's cap is never below what its essential
-  load needs (the floor per household), so the plan locks nobody out.
+  of its recent demand, at least 150 W); with an uncertain forecast, the expectation over it
+  (``expected_reduction_kw``). A household's cap is never below what its essential load needs
+  at the demand the caller sizes floors by (the floor per household), so the plan locks nobody
+  out.
 - **Two rules** (``Rule``):
   - ``few`` (the default): households in a seeded random order, each at its floor, until the
-    expected reduction meets the target — few households, each giving much. Its expectation comes
-    true best: a household's reduction at the floor is nearly all its demand above the floor, so
-    an error in its forecast's level moves its reduction less than under a cap near its demand
-    (``benchmarks/forecast_spread.py``: 1.009 ± 0.028 of the plan against 0.978 ± 0.050 for
-    ``all``, 30 seeds). Fair between campaigns: each campaign draws its own order.
+    expected reduction meets the target — few households, each giving much, an error in a
+    household's level moving its reduction less than under a cap near its demand. Its forecast
+    sizes its floor, never whether it is taken (chosen by it, they would be those whose
+    forecast ran high). Fair between campaigns: each campaign draws its own order.
   - ``all``: every household gets the same cap L, the least intrusive step that reaches the
     target; between two steps a random share (seeded, so a rotation is a new seed) gets the
-    lower one. Many households, each giving a little.
+    lower one; those expected to give nothing are left alone. Many households, each giving a
+    little.
   Either way the expected reduction meets the target exactly, or the plan says by how much even
-  everyone at the floor falls short.
+  everyone at the floor falls short. How each comes true in the drill: docs/control.md.
 
 One vectorized pass per ampere step: ``benchmarks/campaign_plan.py`` plans 1,000,000 meters.
 """
