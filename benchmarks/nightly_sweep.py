@@ -29,7 +29,7 @@ time of each pass and of each store call.
 Target (issue 11): whole nightly sweep, 1,000,000 meters, 28 days stored: ≤ 60 s.
 
 Usage: ``python benchmarks/nightly_sweep.py [--meters 1000000] [--days 28]
-[--duckdb-memory 4GB] [--send-15min] [--tmp /tmp] [--json PATH]``
+[--duckdb-memory 4GB] [--send-15min] [--tmp /tmp] [--checkpoint-threshold 1GB] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -378,6 +378,11 @@ def main() -> None:
     )
     parser.add_argument("--tmp", type=Path, default=None, help="directory of the DuckDB file")
     parser.add_argument(
+        "--checkpoint-threshold",
+        default=None,
+        help="DuckDB checkpoint_threshold during the sweeps (its default: 16MB of WAL)",
+    )
+    parser.add_argument(
         "--min-free-gib", type=float, default=1.5, help="end the run below this much free memory"
     )
     add_json_option(parser)
@@ -425,6 +430,8 @@ def main() -> None:
         counts, register_counts = stored_counts(store)
         file_gb = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e9
         peak_load = peak_gib()
+        if args.checkpoint_threshold is not None:  # an experiment: how often the WAL is folded
+            store._cursor().execute("SET checkpoint_threshold = ?", [args.checkpoint_threshold])
         timer = Timer(store)
         history = HistoryCache()
 
@@ -457,6 +464,11 @@ def main() -> None:
         title=(
             f"Whole nightly sweep (sweep_day) through DuckDB: {args.meters:,} meters, "
             f"{args.days} days stored + the day, DuckDB memory_limit {args.duckdb_memory}"
+            + (
+                f", checkpoint_threshold {args.checkpoint_threshold}"
+                if args.checkpoint_threshold
+                else ""
+            )
         )
     )
     table.add_column("what")
