@@ -136,12 +136,19 @@ class Forecaster:
 
     def __init__(self, store: SweepSource, kwh_per_count: F64, n: int) -> None:
         self.store, self.kwh_per_count, self.n = store, kwh_per_count, n
+        # past windows read once: the like days' half hours serve the day-of check, the
+        # uncertainty and every half hour's forecast
+        self._read: dict[tuple[int, int], tuple[F64, npt.NDArray[np.bool_]]] = {}
 
     def mean_kw(self, start_us: int, end_us: int) -> F64:
         return mean_kw(self.store, self.kwh_per_count, self.n, Resolution.MIN30, start_us, end_us)
 
     def _stored(self, start_us: int, end_us: int) -> tuple[F64, npt.NDArray[np.bool_]]:
-        return stored_kw(self.store, self.kwh_per_count, self.n, Resolution.MIN30, start_us, end_us)
+        if (start_us, end_us) not in self._read:
+            self._read[(start_us, end_us)] = stored_kw(
+                self.store, self.kwh_per_count, self.n, Resolution.MIN30, start_us, end_us
+            )
+        return self._read[(start_us, end_us)]
 
     def like_days(self, keys: I64, start_us: int) -> list[int]:
         """How many days back each like day of ``start_us``'s day is (nearest first, at most
