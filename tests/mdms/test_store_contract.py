@@ -23,6 +23,7 @@ from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA, TIMESTAM
 from kenshin.core.timeslots import JST, Resolution, to_epoch_us
 from kenshin.mdms import store as contract
 from kenshin.mdms import versions
+from kenshin.mdms.archive import ParquetArchive
 from kenshin.mdms.duckdb_store import DuckDBStore
 from kenshin.mdms.months import parse_month
 from kenshin.mdms.postgres_store import PostgresStore
@@ -205,3 +206,46 @@ def test_sweep_source_reads_a_block_of_meters(store) -> None:
     registers = store.read_register_rows(F, start, start, (2, 4))
     assert sorted(registers.column("register").to_pylist()) == [11, 12, 13]
     assert store.read_register_rows(F, start, start).num_rows == 5
+
+
+def test_sweep_source_reads_only_the_meter_keys_asked_for(store, tmp_path) -> None:
+    """``keys`` keeps exactly those meters' rows — every version, the archived month's and the
+    hot one's — as the unfiltered read filtered in numpy does; with ``meters`` both apply;
+    no keys, or keys with no rows, read nothing."""
+    april = _day(2026, 4, 1)  # the window spans March 31 (archived) and April 1 (hot)
+    start, end = april - 48 * US30, april + 48 * US30
+    meters = [*range(20), 1000, 1017, 70_000]
+    for meter in meters:
+        ends = [april - 3 * US30, april, april + US30 * (1 + meter % 7)]
+        values = [meter, meter + 1, meter + 2]
+        store.append(rows(meter, ends, values, april + 49 * US30), NO_REGISTERS)
+        store.append(rows(meter, ends, values, april, channel=2), NO_REGISTERS)
+    march = parse_month("2026-03")
+    archive = ParquetArchive(tmp_path / "archive")
+    archive.write_month(
+        march, store.export_month("readings", march), store.export_month("register_reads", march)
+    )
+    store.drop_month(march)
+    store.archive = archive
+    for meter in (3, 1017):  # late versions: one of the archived month, one of the hot one
+        late = rows(meter, [april - 3 * US30, april + US30], [-1, -2], april + 50 * US30)
+        store.append(late, NO_REGISTERS)
+
+    def listed(table: pa.Table, keep: np.ndarray | None = None) -> list[tuple[object, ...]]:
+        chosen = table if keep is None else table.filter(pa.array(keep))
+        return sorted(tuple(row.values()) for row in chosen.to_pylist())
+
+    everything = store.read_window_versions(F, R30, start, end)
+    key_column = everything.column("meter_key").to_numpy()
+    ends = versions._column(everything, "interval_end")[0]
+    assert (ends <= april).any() and (ends > april).any()  # both months are read
+    for keys in ([3, 17, 1000, 70_000], [1017, 3, 3], [5, 999_999], [999_999]):
+        asked = np.array(keys, np.int32)
+        got = store.read_window_versions(F, R30, start, end, keys=asked)
+        assert got.schema.names == versions.VERSION_ROWS_SCHEMA.names
+        assert listed(got) == listed(everything, np.isin(key_column, asked)), keys
+    both = store.read_window_versions(F, R30, start, end, (10, 2000), keys=np.array([3, 17, 1000]))
+    assert listed(both) == listed(everything, np.isin(key_column, [17, 1000]))
+    empty = store.read_window_versions(F, R30, start, end, keys=np.array([], np.int32))
+    assert empty.num_rows == 0
+    assert empty.schema.names == versions.VERSION_ROWS_SCHEMA.names

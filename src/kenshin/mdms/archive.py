@@ -18,10 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.dataset as ds
 
@@ -29,7 +31,7 @@ from kenshin.core.schema import READINGS_SCHEMA, REGISTER_READS_SCHEMA
 from kenshin.errors import StoreError
 from kenshin.mdms import versions
 from kenshin.mdms.months import month_name, row_bounds_us, row_date_text
-from kenshin.mdms.store import MeterRange, ReadingQuery, meter_range_sql
+from kenshin.mdms.store import MeterRange, ReadingQuery, meter_keys_sql, meter_range_sql
 from kenshin.secrecy import private_umask
 
 DEFAULT_BUCKETS = 16
@@ -121,20 +123,32 @@ class ParquetArchive:
         for path in base.glob(f"date=*/bucket=*/part-{month_name(month)}-*.parquet"):
             path.unlink()
 
-    def _files(self, kind: str, months: list[int], bucket: int | None) -> list[str]:
+    def _files(self, kind: str, months: list[int], buckets: Collection[int] | None) -> list[str]:
+        """The files of ``months`` in ``buckets`` (every bucket when None)."""
         files: list[str] = []
         base = self.root / kind
-        pattern = "bucket=*" if bucket is None else f"bucket={bucket}"
+        patterns = ["bucket=*"] if buckets is None else [f"bucket={b}" for b in set(buckets)]
         for month in months:
-            files.extend(str(p) for p in base.glob(f"date=*/{pattern}/part-{month_name(month)}-*"))
+            for pattern in patterns:
+                found = base.glob(f"date=*/{pattern}/part-{month_name(month)}-*")
+                files.extend(str(p) for p in found)
         return sorted(files)
 
-    def _select(self, files: list[str], schema: pa.Schema, where: str = "true") -> pa.Table:
-        """The ``schema`` columns of the rows of ``files`` that satisfy ``where``."""
+    def _select(
+        self,
+        files: list[str],
+        schema: pa.Schema,
+        where: str = "true",
+        keys: npt.NDArray[np.int32] | None = None,
+    ) -> pa.Table:
+        """The ``schema`` columns of the rows of ``files`` that satisfy ``where``, in which
+        ``keys`` may be named as the one-column table ``wanted_keys`` (``meter_keys_sql``)."""
         if not files:
             return schema.empty_table()
         con = duckdb.connect()
         try:
+            if keys is not None:
+                con.register("wanted_keys", pa.table({"meter_key": pa.array(keys, pa.int32())}))
             table = con.sql(
                 f"SELECT {', '.join(schema.names)} FROM read_parquet({sorted(files)!r}, "
                 f"hive_partitioning = false) WHERE {where}"
@@ -147,7 +161,7 @@ class ParquetArchive:
 
     def read_versions(self, query: ReadingQuery, months: list[int]) -> pa.Table:
         """Every archived version of one meter's cells in the query's window (READINGS_SCHEMA)."""
-        files = self._files("readings", months, query.meter_key % self.buckets)
+        files = self._files("readings", months, [query.meter_key % self.buckets])
         return self._select(files, READINGS_SCHEMA, versions.duckdb_cell_where(query))
 
     def read_window_versions(
@@ -158,18 +172,22 @@ class ParquetArchive:
         end_us: int,
         months: list[int],
         meters: MeterRange | None = None,
+        keys: npt.NDArray[np.int32] | None = None,
     ) -> pa.Table:
         """Every archived version row of every meter's cells of ``channel`` and ``resolution``
-        in ``(start, end]`` (``versions.VERSION_ROWS_SCHEMA``): what a fleet-wide read of an
-        archived month needs (every bucket)."""
+        in ``(start, end]`` (``versions.VERSION_ROWS_SCHEMA``), of ``meters`` and of the sorted
+        ``keys`` when given: what a fleet-wide read of an archived month needs (every bucket,
+        or the buckets of ``keys``)."""
         where = (
             f"channel = {int(channel)} AND resolution = {int(resolution)} "
             f"AND interval_end > make_timestamptz({int(start_us)}) "
-            f"AND interval_end <= make_timestamptz({int(end_us)})" + meter_range_sql(meters)
+            f"AND interval_end <= make_timestamptz({int(end_us)})"
+            + meter_range_sql(meters)
+            + meter_keys_sql(keys)
         )
-        return self._select(
-            self._files("readings", months, None), versions.VERSION_ROWS_SCHEMA, where
-        )
+        buckets = None if keys is None else np.unique(keys % self.buckets).tolist()
+        files = self._files("readings", months, buckets)
+        return self._select(files, versions.VERSION_ROWS_SCHEMA, where, keys)
 
     def read_register_rows(
         self,

@@ -59,7 +59,7 @@ from kenshin.mdms.months import (
     row_month_index,
     row_months_between,
 )
-from kenshin.mdms.store import MeterRange, ReadingQuery, meter_range_sql
+from kenshin.mdms.store import MeterRange, ReadingQuery, meter_keys_sql, meter_range_sql
 from kenshin.mdms.storebase import StoreBase
 from kenshin.secrecy import private_umask
 
@@ -194,6 +194,20 @@ class DuckDBStore(DuckDBTables, StoreBase):
             return self._cursor().sql(sql, params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"query on {self.path} failed: {exc}") from exc
+
+    @contextmanager
+    def _registered(self, name: str, table: pa.Table | None) -> Iterator[None]:
+        """``table`` readable as ``name`` on this thread's cursor for the block (nothing
+        when None)."""
+        if table is None:
+            yield
+            return
+        cur = self._cursor()
+        cur.register(name, table)
+        try:
+            yield
+        finally:
+            cur.unregister(name)
 
     def _has_table(self, name: str) -> bool:
         found = (
@@ -433,20 +447,26 @@ class DuckDBStore(DuckDBTables, StoreBase):
         start_us: int,
         end_us: int,
         meters: MeterRange | None = None,
+        keys: npt.NDArray[np.int32] | None = None,
     ) -> pa.Table:
         """Every version row of every meter's cells in ``(start, end]``, unordered
         (``versions.VERSION_ROWS_SCHEMA``): a plain scan, for callers that apply the reading
-        rule themselves (``versions.current_of``) where most cells hold one row."""
+        rule themselves (``versions.current_of``) where most cells hold one row; ``keys``
+        (sorted) are a registered Arrow column the scan is semi-joined with."""
         source = self._source("readings", row_months_between(start_us, end_us))
         if source is None:
             return versions.empty(versions.VERSION_ROWS_SCHEMA)
         columns = ", ".join(versions.VERSION_ROWS_SCHEMA.names)
-        table = self._arrow(
-            f"SELECT {columns} FROM {source} "
-            f"WHERE channel = {int(channel)} AND resolution = {int(resolution)} "
-            f"AND interval_end > make_timestamptz({int(start_us)}) "
-            f"AND interval_end <= make_timestamptz({int(end_us)})" + meter_range_sql(meters)
-        )
+        wanted = None if keys is None else pa.table({"meter_key": pa.array(keys, pa.int32())})
+        with self._registered("wanted_keys", wanted):
+            table = self._arrow(
+                f"SELECT {columns} FROM {source} "
+                f"WHERE channel = {int(channel)} AND resolution = {int(resolution)} "
+                f"AND interval_end > make_timestamptz({int(start_us)}) "
+                f"AND interval_end <= make_timestamptz({int(end_us)})"
+                + meter_range_sql(meters)
+                + meter_keys_sql(keys)
+            )
         return versions.conform_to(table, versions.VERSION_ROWS_SCHEMA)
 
     def read_cell_versions(
@@ -472,9 +492,7 @@ class DuckDBStore(DuckDBTables, StoreBase):
             }
         )
         columns = ", ".join(f"r.{name}" for name in versions.VERSION_ROWS_SCHEMA.names)
-        cur = self._cursor()
-        cur.register("named_cells", cells)
-        try:
+        with self._registered("named_cells", cells):
             table = self._arrow(
                 f"SELECT {columns} FROM {source} r "
                 "JOIN named_cells c "
@@ -484,8 +502,6 @@ class DuckDBStore(DuckDBTables, StoreBase):
                 f"AND r.interval_end <= make_timestamptz({last})"
                 + meter_range_sql((int(meter_keys.min()), int(meter_keys.max())), "r.")
             )
-        finally:
-            cur.unregister("named_cells")
         return versions.conform_to(table, versions.VERSION_ROWS_SCHEMA)
 
     def written_days(

@@ -297,22 +297,26 @@ class PostgresReads(StoreBase):
         start_us: int,
         end_us: int,
         meters: MeterRange | None = None,
+        keys: npt.NDArray[np.int32] | None = None,
     ) -> pa.Table:
         """Every version row of every meter's cells in ``(start, end]``, unordered (see
-        ``StoreBase.read_window_versions``)."""
+        ``StoreBase.read_window_versions``); ``keys`` go as one int4 array (``= ANY``)."""
+        window = [to_datetime(start_us), to_datetime(end_us)]
+        params: list[Any] = [int(channel), int(resolution), *window]
+        wanted = ""
+        if keys is not None:
+            wanted = " AND meter_key = ANY(%s::int4[])"
+            params.append(keys.astype(np.int64).tolist())
         statement = sql.SQL(
             "SELECT meter_key, "
             + US_COLUMN.format("interval_end")
             + ", value, quality, source, method, failed_rule, "
             + US_COLUMN.format("tx_time")
             + " FROM {} WHERE channel = %s AND resolution = %s AND interval_end > %s "
-            "AND interval_end <= %s" + meter_range_sql(meters)
+            "AND interval_end <= %s" + meter_range_sql(meters) + wanted
         ).format(self._table("readings"))
         return self._rows_arrow(
-            statement,
-            [int(channel), int(resolution), to_datetime(start_us), to_datetime(end_us)],
-            versions.VERSION_ROWS_SCHEMA,
-            "read window versions",
+            statement, params, versions.VERSION_ROWS_SCHEMA, "read window versions"
         )
 
     def read_cell_versions(

@@ -53,6 +53,16 @@ def meter_range_sql(meters: MeterRange | None, prefix: str = "") -> str:
     return f" AND {prefix}meter_key BETWEEN {int(meters[0])} AND {int(meters[1])}"
 
 
+def meter_keys_sql(keys: npt.NDArray[np.int32] | None, table: str = "wanted_keys") -> str:
+    """DuckDB's filter on the sorted meter ``keys`` registered as the one-column ``table``:
+    the semi-join keeps their rows, the range of the keys lets zone maps and row-group
+    statistics skip the rest of the key range. Nothing when ``keys`` is None."""
+    if keys is None:
+        return ""
+    low, high = int(keys[0]), int(keys[-1])
+    return meter_range_sql((low, high)) + f" AND meter_key IN (SELECT meter_key FROM {table})"
+
+
 class Roster(Protocol):
     """The installed meters (``METERS_SCHEMA``) and the specified sub-meters behind them."""
 
@@ -142,10 +152,14 @@ class SweepSource(Protocol):
         start_us: int,
         end_us: int,
         meters: MeterRange | None = None,
+        *,
+        keys: npt.NDArray[np.int32] | None = None,
     ) -> pa.Table:
-        """Every version row of every meter's cells in ``(start, end]`` (only meter keys in
-        ``meters``, inclusive, when given: a sweep in blocks), unordered
-        (``versions.VERSION_ROWS_SCHEMA``)."""
+        """Every version row of every meter's cells in ``(start, end]``, unordered
+        (``versions.VERSION_ROWS_SCHEMA``): only meter keys in ``meters``, inclusive, when
+        given (a sweep in blocks), and only the meter ``keys`` when given (the S3 differences'
+        parents and sub-meters, scattered over the fleet); both when both are given. The
+        store filters, so no other meter's rows leave it; ``keys`` empty reads nothing."""
         ...
 
     def read_register_rows(

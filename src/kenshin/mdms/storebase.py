@@ -1,17 +1,21 @@
 """What every store backend shares, written once: the reading rule and the archive merge.
 
-A backend supplies two primitives over its hot store — every version row of one meter's cells
-(:meth:`StoreBase._hot_versions`) and every register read of a window
+A backend supplies three primitives over its hot store — every version row of one meter's cells
+(:meth:`StoreBase._hot_versions`), of a window's cells (:meth:`StoreBase._hot_window_versions`,
+of a key range or a set of meter keys) and every register read of a window
 (:meth:`StoreBase._hot_register_rows`) — and this layer adds the rows of archived months
 (``kenshin.mdms.archive``, by the one month convention of ``kenshin.mdms.months``) and applies
 the reading rule in numpy (``kenshin.mdms.versions``). So a point read, a history read and the
-sweep's register reads mean the same on DuckDB and PostgreSQL, archived months included.
+sweep's window and register reads mean the same on DuckDB and PostgreSQL, archived months
+included.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from kenshin.core.channels import Channel
@@ -45,9 +49,11 @@ class StoreBase:
         start_us: int,
         end_us: int,
         meters: MeterRange | None,
+        keys: npt.NDArray[np.int32] | None,
     ) -> pa.Table:
         """Every version row of every meter's cells in ``(start, end]`` in the hot store
-        (``versions.VERSION_ROWS_SCHEMA``), unordered."""
+        (``versions.VERSION_ROWS_SCHEMA``), unordered; of ``meters`` and of ``keys`` (sorted,
+        unique, not empty) when given."""
         raise NotImplementedError
 
     # ---- shared
@@ -83,16 +89,23 @@ class StoreBase:
         start_us: int,
         end_us: int,
         meters: MeterRange | None = None,
+        *,
+        keys: npt.NDArray[np.int32] | None = None,
     ) -> pa.Table:
-        """Every version row of every meter's cells in ``(start, end]`` (of ``meters`` when
-        given), archived months included, unordered (``versions.VERSION_ROWS_SCHEMA``): a plain
-        scan, for callers that apply the reading rule themselves (``versions.current_cells``)."""
-        rows = self._hot_window_versions(channel, resolution, start_us, end_us, meters)
+        """Every version row of every meter's cells in ``(start, end]`` (of ``meters`` and of
+        the meter ``keys`` when given), archived months included, unordered
+        (``versions.VERSION_ROWS_SCHEMA``): a plain scan, for callers that apply the reading
+        rule themselves (``versions.current_cells``)."""
+        if keys is not None:
+            keys = np.unique(np.asarray(keys, np.int32))  # sorted: its ends bound the scan
+            if not keys.size:
+                return versions.empty(versions.VERSION_ROWS_SCHEMA)
+        rows = self._hot_window_versions(channel, resolution, start_us, end_us, meters, keys)
         archived = self._archived(row_months_between(start_us, end_us))
         if not archived:
             return rows
         old = self.archive.read_window_versions(
-            int(channel), int(resolution), start_us, end_us, archived, meters
+            int(channel), int(resolution), start_us, end_us, archived, meters, keys
         )
         return pa.concat_tables([versions.conform_to(old, versions.VERSION_ROWS_SCHEMA), rows])
 
