@@ -214,9 +214,9 @@ def test_a_simulated_day_gives_valid_non_negative_differences() -> None:
     system.close()
 
 
-def test_parents_rows_are_read_in_key_blocks_and_only_theirs(store, monkeypatch) -> None:
-    """The differences read the fleet's day a block of meter keys at a time, keeping only the
-    meters they need: the same current versions as one scan of everything, filtered."""
+def test_parents_rows_are_read_by_key_and_only_theirs(store, monkeypatch) -> None:
+    """The differences ask the store for the meters they need by key, and only those meters'
+    rows leave it: the same current versions as one scan of everything, filtered."""
     from kenshin.mdms import differences
 
     day = dt.date(2026, 4, 2)
@@ -227,8 +227,18 @@ def test_parents_rows_are_read_in_key_blocks_and_only_theirs(store, monkeypatch)
         store.append(_rows_of(meter, ends, [meter, meter + 100], start + 3 * us30), NO_REGISTERS)
     store.append(_rows_of(7, [start + us30], [777], start + 4 * us30), NO_REGISTERS)  # newer
     keys = np.array([19, 1, 8, 7])
-    monkeypatch.setattr(differences, "SWEEP_BLOCK_METERS", 5)
+    read = store.read_window_versions
+    scanned: list[int] = []
+
+    def spy(*args: Any, **kwargs: Any) -> pa.Table:
+        rows = read(*args, **kwargs)
+        scanned.extend(rows.column("meter_key").to_pylist())
+        return rows
+
+    monkeypatch.setattr(store, "read_window_versions", spy)
     got = differences._current(store, Channel.ACTIVE_FORWARD, start, end, keys)
+    monkeypatch.undo()
+    assert sorted(set(scanned)) == [1, 7, 8, 19]
     everything = versions.current_cells(
         store.read_window_versions(Channel.ACTIVE_FORWARD, Resolution.MIN30, start, end), us30
     )

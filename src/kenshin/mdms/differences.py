@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kenshin.core.batches import readings_table
 from kenshin.core.channels import Channel
@@ -39,7 +38,7 @@ from kenshin.core.specified import SpecifiedKind
 from kenshin.core.timeslots import Resolution
 from kenshin.mdms import versions
 from kenshin.mdms.store import SweepSource, SweepStore
-from kenshin.mdms.sweep import SWEEP_BLOCK_METERS, day_window
+from kenshin.mdms.sweep import day_window
 
 log = logging.getLogger(__name__)
 
@@ -212,26 +211,16 @@ def _term_columns(
 def _current(
     store: SweepSource, channel: Channel, start: int, end: int, keys: npt.NDArray[np.int64]
 ) -> pa.Table:
-    """Current versions of the day's cells of the meters ``keys``: plain scans and the reading
+    """Current versions of the day's cells of the meters ``keys``: a plain scan and the reading
     rule in numpy, as the sweep reads (a windowed query over the fleet's day costs seconds).
-    The scans go a block of meter keys at a time and keep only ``keys``' rows, so a million
-    meters' day is never in memory at once for the few thousand parents it serves."""
-    wanted = np.unique(keys)
+    The store keeps only ``keys``' rows: the few thousand parents and sub-meters are scattered
+    over the whole key range, and reading the fleet's day to drop the rest here cost 6.8–8.4 s
+    of the nightly sweep at 1,000,000 meters."""
+    wanted = np.unique(keys).astype(np.int32)
     if wanted.size == 0:
         return versions.empty(versions.VERSION_ROWS_SCHEMA)
-    parts = []
-    low = int(wanted[0])
-    while low <= wanted[-1]:  # key ranges of a sweep block's width that hold wanted keys
-        high = low + SWEEP_BLOCK_METERS - 1
-        block = wanted[(wanted >= low) & (wanted <= high)]
-        rows = store.read_window_versions(channel, RESOLUTION, start, end, (low, high))
-        keep = pc.is_in(rows.column("meter_key"), value_set=pa.array(block.astype(np.int32)))
-        parts.append(rows.filter(keep))
-        later = wanted[wanted > high]
-        if later.size == 0:
-            break
-        low = int(later[0])
-    return versions.current_cells(pa.concat_tables(parts), RESOLUTION.microseconds)
+    rows = store.read_window_versions(channel, RESOLUTION, start, end, keys=wanted)
+    return versions.current_cells(rows, RESOLUTION.microseconds)
 
 
 def run_differences(store: SweepStore, day: dt.date, *, now_us: int) -> DifferenceReport:
