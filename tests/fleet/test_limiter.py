@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from kenshin.core.events import EventCode
-from kenshin.core.household_response import SAFE_MARGIN, VOLTS
+from kenshin.core.household_response import DEFERRED_SHARE, SAFE_MARGIN, VOLTS
 from kenshin.core.ids import Area
 from kenshin.core.switch import SwitchState
-from kenshin.fleet.limiter import AREA_LIMITER, DEFERRED_SHARE, STEP_S, Limiter, limiter_settings
+from kenshin.fleet.limiter import AREA_LIMITER, STEP_S, Limiter, limiter_settings
 
 T0 = 1_780_000_000_000_000 - (1_780_000_000_000_000 % (STEP_S * 1_000_000))
 STEP_US = STEP_S * 1_000_000

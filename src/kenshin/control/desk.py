@@ -19,8 +19,11 @@ How a campaign runs (the plan's rule, ``few`` or ``all``: ``kenshin.control.plan
   (limited against matched held out, each against its forecast: a difference in differences),
   whose ratios to what the plan expected, weighted by their precision against the household
   model's (``MODEL_SD``), correct the next plan; each half hour from the second on is
-  re-planned on its own forecast, a household the new plan lets go eased one ampere step at a
-  time.
+  re-planned on its own forecast × the **level** the households left alone came true at in
+  the half hour just checked (``CampaignRun.came_level``), a household the new plan lets go
+  eased one ampere step at a time.
+- **Rebound**: each household's expected deferred energy is carried from half hour to half
+  hour (``control.rebound``); a plan gives the target net of what is expected to come back.
 - **Brake**: more than ``HALT_FAILED`` of the campaign's finished commands failed, or the
   gate refused a request (X1), halts it with a rollback: every meter it limited gets its
   contract back at once (a profile starting now replaces the ones queued). An abort does the same.
@@ -34,8 +37,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -57,13 +59,8 @@ from kenshin.control.campaign import (
 from kenshin.control.dispatch import issue
 from kenshin.control.fairness import curtailment_requests, fairness_report
 from kenshin.control.gate import ControlGate, Verdict
-from kenshin.control.planner import (
-    Eligible,
-    Rule,
-    eligible,
-    expected_reduction_kw,
-    plan_campaign,
-)
+from kenshin.control.planner import Eligible, Rule, eligible, plan_campaign
+from kenshin.control.running import LEVELS, CampaignRun, InForce
 from kenshin.control.signing import ControlSigner
 from kenshin.control.verify import (
     Forecaster,
@@ -92,7 +89,6 @@ CHECK_AFTER_MIN = 5  # a half hour's values are checked this long after it ends
 MODEL_SD = 0.1
 # the held-out households the rule would have limited are the comparison when there are this
 # many (else all held-out ones, by tenth of their forecast); grouped by forecast, this many a group
-MATCHED_MIN = 30
 GROUP_SIZE = 50
 HALT_FAILED = 0.1  # of the finished commands, with at least HALT_MIN_FAILED of them
 HALT_MIN_FAILED = 20
@@ -101,43 +97,6 @@ CURTAILMENT_LISTED = 1000  # HV requests listed in the document (all are counted
 
 class CampaignStore(Roster, SweepSource, ControlBook, Protocol):
     """What the desk reads (the roster, values) and keeps (its campaigns)."""
-
-
-class _InForce(NamedTuple):
-    """A plan from ``from_us`` on: the limits sent, the held-out households' shadow limits,
-    and the forecast it chose them by."""
-
-    from_us: int
-    limits: I64
-    shadow: I64
-    chosen_by: F64
-
-
-@dataclass
-class _Run:
-    """A running campaign's arrays (by meter key; in memory only)."""
-
-    candidates: Eligible
-    holdout: I64
-    hv: I64  # HV and EHV customers in the area (curtailment requests)
-    limit: I64  # the campaign's limit now, 0: none
-    spread: I64  # each meter's extra minutes after the period
-    forecast: Callable[[int, int], F64]  # each meter's forecast of (start, end] [kW]
-    half_hours: npt.NDArray[np.int32]  # per meter, the half hours it was limited in
-    # the limits the plans' rule would have given the held-out households (never sent): the
-    # ones it would have limited are the comparison for the ones it limited
-    shadow: I64
-    # the demand each household's floor is sized by (its highest half hour of the period, one
-    # forecast error up): the floor holds for the whole period and does not move between plans
-    floor_kw: F64 = field(default_factory=lambda: np.zeros(0))
-    uncertainty: float = 0.0  # the forecast's (``control.verify.PeriodForecast``)
-    history: list[_InForce] = field(default_factory=list)  # every plan sent, in order
-    commanded: set[int] = field(default_factory=set)  # meters any command went to
-    evidence: list[tuple[float, float]] = field(default_factory=list)  # (measured ÷ expected, var)
-    came_true: float | None = None  # the limited's demand ÷ forecast, at the last check
-    command_ids: list[int] = field(default_factory=list)
-    next_progress_us: int = 0
-    next_check_us: int = 0
 
 
 class CampaignDesk:
@@ -172,7 +131,7 @@ class CampaignDesk:
         )
         self.lock = threading.RLock()
         self.campaigns: dict[int, Campaign] = {}
-        self._runs: dict[int, _Run] = {}
+        self._runs: dict[int, CampaignRun] = {}
         for _, document in store.read_control_records(KIND):
             campaign = Campaign.from_document(document)
             if campaign.state in (CampaignState.RUNNING, CampaignState.RESTORING):
@@ -302,7 +261,7 @@ class CampaignDesk:
         held = rng.random(len(candidates.keys)) < HOLDOUT_SHARE
         forecaster = Forecaster(self.store, self.kwh_per_count, self.n)
         forecast = forecaster.for_period(candidates.keys, spec.start_us, spec.end_us)
-        run = _Run(
+        run = CampaignRun(
             Eligible(candidates.keys[~held], candidates.excluded),
             candidates.keys[held],
             np.flatnonzero(in_area & (self.meter_class >= int(MeterClass.HV))).astype(np.int64),
@@ -317,6 +276,8 @@ class CampaignDesk:
         # rule all chooses households by their forecast: planned over its uncertainty nearly
         # every candidate gives something, and would be limited (docs/control.md)
         run.uncertainty = forecast.uncertainty if spec.rule is Rule.FEW else 0.0
+        run.demand_sigma, run.step_sigma = forecast.uncertainty, forecast.step_uncertainty
+        run.deferred_kwh = np.zeros((LEVELS, self.n))
         # the floor: the household's highest half hour one forecast error up (its 84th
         # percentile): a household whose essential load is over its cap trips until it locks out
         highest = np.max(
@@ -355,8 +316,17 @@ class CampaignDesk:
             slot_end = run.next_check_us - check_after
             run.next_check_us += HALF_HOUR
             self.flush()
+            values = stored_kw(
+                self.store,
+                self.kwh_per_count,
+                self.n,
+                Resolution.MIN30,
+                slot_end - HALF_HOUR,
+                slot_end,
+            )
+            run.came_level(*values, slot_end, everyone=spec.rule is Rule.FEW)
             if slot_end > spec.start_us:
-                correction = self._check(campaign, run, slot_end)
+                correction = self._check(campaign, run, slot_end, *values)
             else:
                 correction = combined_correction(run.evidence, MODEL_SD)
             following = slot_end + HALF_HOUR
@@ -381,17 +351,19 @@ class CampaignDesk:
     # ---- planning and sending ------------------------------------------------------------
 
     @staticmethod
-    def _basis(run: _Run, start_us: int) -> F64:
+    def _basis(run: CampaignRun, start_us: int) -> F64:
         """Each household's demand to plan the half hour from ``start_us`` by: its forecast of
-        that half hour. Evening demand rises through a period, so a plan on the period's mean
-        would take too little in its first half hours and too much in its last (+15 % by the
-        fourth of a 2 h campaign, ``benchmarks/forecast_spread.py``'s households)."""
-        return run.forecast(start_us, start_us + HALF_HOUR)
+        that half hour × how the households left alone came true at the last check
+        (``CampaignRun.came_level``). Evening demand rises through a period, so a plan on the
+        period's mean would take too little in its first half hours and too much in its last
+        (+15 % by the fourth of a 2 h campaign, ``benchmarks/forecast_spread.py``'s
+        households)."""
+        return run.forecast(start_us, start_us + HALF_HOUR) * run.level
 
     def _plan_and_send(
         self,
         campaign: Campaign,
-        run: _Run,
+        run: CampaignRun,
         basis: F64,
         target_kw: float,
         now_us: int,
@@ -404,14 +376,17 @@ class CampaignDesk:
         rotate = spec.rotation and spec.rule is Rule.ALL
         seed = spec.seed * 1_000 + (half_hour if rotate else 0) + campaign.campaign_id
         # a household the plan lets go is eased one step a half hour (its deferred load would
-        # come back all at once): what the eased ones still give is taken off the target
-        eased_kw = 0.0
-        for _ in range(2):
+        # come back all at once), and the deferred load of every household limited so far
+        # comes back where its cap leaves room (``control.rebound``): the plan's households
+        # give the target with what the eased ones still give, less what comes back
+        run.close_half_hour(self.contract)
+        others_kw = 0.0
+        for _ in range(3):
             plan = plan_campaign(
                 run.candidates,
                 basis,
                 self.contract,
-                max(target_kw - eased_kw, 1e-3),
+                max(target_kw - others_kw, 1e-3),
                 floor_a=spec.floor_a,
                 seed=seed,
                 rule=spec.rule,
@@ -421,16 +396,11 @@ class CampaignDesk:
             planned = np.zeros(self.n, np.int64)
             planned[plan.meter_keys] = plan.limit_a
             wanted = self._eased(run.limit, planned)
-            still = np.flatnonzero((planned == 0) & (wanted > 0))
-            eased_kw = float(
-                expected_reduction_kw(
-                    basis[still],
-                    self.contract[still].astype(np.float64),
-                    wanted[still].astype(np.float64),
-                    run.uncertainty,
-                ).sum()
-            )
-            if not eased_kw:
+            rebound, _ = run.rebound_kw(basis, self.contract, wanted)
+            net_kw = float(run.reduction_kw(basis, self.contract, wanted).sum() - rebound.sum())
+            moved = abs(net_kw - plan.planned_kw - others_kw)
+            others_kw = net_kw - plan.planned_kw
+            if moved < 1e-3 * max(target_kw, 1.0):
                 break
         shadow = np.zeros(self.n, np.int64)
         shadow[run.holdout] = plan.limits_for(
@@ -448,8 +418,8 @@ class CampaignDesk:
                     if not self._send(campaign, run, keys, args, now_us):
                         return
         run.limit, run.shadow = wanted, shadow
-        run.history.append(_InForce(start_us, wanted, shadow, basis))
-        campaign.planned_kw = plan.planned_kw + eased_kw
+        run.history.append(InForce(start_us, wanted, shadow, basis, rebound))
+        campaign.planned_kw = net_kw
         campaign.cap_a = plan.cap_a
         short = f", {plan.shortfall_kw:,.0f} kW short" if plan.shortfall_kw > 0 else ""
         campaign.timeline.append(
@@ -471,7 +441,7 @@ class CampaignDesk:
         return out
 
     def _send(
-        self, campaign: Campaign, run: _Run, keys: I64, args: tuple[int, ...], now_us: int
+        self, campaign: Campaign, run: CampaignRun, keys: I64, args: tuple[int, ...], now_us: int
     ) -> bool:
         request = self.gate.submit(
             campaign.actor,
@@ -527,37 +497,17 @@ class CampaignDesk:
 
     # ---- measuring -----------------------------------------------------------------------
 
-    def _in_force(self, run: _Run, at_us: int) -> _InForce:
-        """The plan in force over the step ending ``at_us`` (none: no limits)."""
-        current = [h for h in run.history if h.from_us < at_us]
-        if not current:
-            none = np.zeros(self.n, np.int64)
-            return _InForce(at_us, none, none, np.zeros(self.n))
-        return current[-1]
-
-    @staticmethod
-    def _reference(run: _Run, shadow: I64, among: npt.NDArray[np.bool_] | None = None) -> I64:
-        """The held-out households to compare the limited ones with: those the rule would have
-        limited (chosen alike, so they come true alike), all held-out ones when too few."""
-        holdout = run.holdout if among is None else run.holdout[among[run.holdout]]
-        matched = holdout[shadow[holdout] > 0]
-        return matched if len(matched) >= MATCHED_MIN else holdout
-
-    def _progress(self, campaign: Campaign, run: _Run, at_us: int) -> None:
-        _, limits, shadow, _ = self._in_force(run, at_us)
+    def _progress(self, campaign: Campaign, run: CampaignRun, at_us: int) -> None:
+        _, limits, shadow, _, rebound = run.in_force(at_us, self.n)
         slot_start = (at_us - 1) // HALF_HOUR * HALF_HOUR
         forecast = run.forecast(slot_start, slot_start + HALF_HOUR)
         limited = np.flatnonzero(limits > 0)
-        expected = expected_reduction_kw(
-            forecast[limited],
-            self.contract[limited].astype(np.float64),
-            limits[limited].astype(np.float64),
-            run.uncertainty,
-        )
+        # what each limited household is expected to give, net of its deferred load coming back
+        expected = (run.reduction_kw(forecast, self.contract, limits) - rebound)[limited]
         planned = float(expected.sum())
         achieved = None
         sampled = self.realtime[limited]
-        reference = self._reference(run, shadow, self.realtime)
+        reference = run.reference(shadow, self.realtime)
         if sampled.any() and (run.came_true is not None or len(reference)):
             observed = mean_kw(
                 self.store, self.kwh_per_count, self.n, Resolution.MIN5, at_us - STEP, at_us
@@ -576,19 +526,24 @@ class CampaignDesk:
                 achieved = measured * planned / expected_sampled
         campaign.progress.append(Progress(at_us, planned, achieved, len(limited)))
 
-    def _check(self, campaign: Campaign, run: _Run, slot_end: int) -> float:
-        """Measured ÷ expected reduction of the half hour just ended (see the module doc)."""
+    def _check(
+        self,
+        campaign: Campaign,
+        run: CampaignRun,
+        slot_end: int,
+        observed: F64,
+        stored: npt.NDArray[np.bool_],
+    ) -> float:
+        """Measured ÷ expected reduction of the half hour just ended (see the module doc), from
+        its stored 30-min values (``verify.stored_kw``)."""
         slot_start = slot_end - HALF_HOUR
-        _, limits, shadow, chosen_by = self._in_force(run, slot_end)
+        _, limits, shadow, chosen_by, rebound = run.in_force(slot_end, self.n)
         run.half_hours[limits > 0] += 1
-        observed, stored = stored_kw(
-            self.store, self.kwh_per_count, self.n, Resolution.MIN30, slot_start, slot_end
-        )
         forecast = run.forecast(slot_start, slot_end)
         limited = np.flatnonzero(limits > 0)
         # households whose value has not arrived yet are left out of both sides
         seen = limited[stored[limited]]
-        reference = self._reference(run, shadow)
+        reference = run.reference(shadow)
         reference = reference[stored[reference]]
         if not len(seen) or not len(reference):
             return combined_correction(run.evidence, MODEL_SD)
@@ -603,12 +558,7 @@ class CampaignDesk:
         # correction rescales that expectation, and one half hour's forecast of a household is
         # too noisy a level to expect from (the reduction is not linear in it)
         expected = float(
-            expected_reduction_kw(
-                chosen_by[limited],
-                self.contract[limited].astype(np.float64),
-                limits[limited].astype(np.float64),
-                run.uncertainty,
-            ).sum()
+            (run.reduction_kw(chosen_by, self.contract, limits) - rebound)[limited].sum()
         )
         if expected > 0:
             run.evidence.append((measured / expected, variance / expected**2))
@@ -616,7 +566,7 @@ class CampaignDesk:
         campaign.checks.append(Check(slot_end, measured, expected, correction))
         return correction
 
-    def _count_commands(self, campaign: Campaign, run: _Run | None = None) -> None:
+    def _count_commands(self, campaign: Campaign, run: CampaignRun | None = None) -> None:
         run = run or self._runs.get(campaign.campaign_id)
         if run is None:
             return
@@ -640,11 +590,11 @@ class CampaignDesk:
             return f"error spike: {failed:,} of {finished:,} finished commands failed"
         return None
 
-    def _curtail(self, campaign: Campaign, run: _Run, basis: F64) -> None:
+    def _curtail(self, campaign: Campaign, run: CampaignRun, basis: F64) -> None:
         curtailment_requests(campaign, run.hv, run.candidates.keys, basis, CURTAILMENT_LISTED)
         campaign.touched = int((run.limit > 0).sum())
 
-    def _report(self, campaign: Campaign, run: _Run | None, now_us: int) -> None:
+    def _report(self, campaign: Campaign, run: CampaignRun | None, now_us: int) -> None:
         """The fairness report (``control.fairness``), with the HV customers' values."""
         if run is None:
             return

@@ -15,6 +15,8 @@ SAFE_MARGIN = 1.3  # a household used to its cap keeps its mean this far under i
 ESSENTIAL_SHARE = 0.35  # of the household's usual demand, never shed
 ESSENTIAL_MIN_W = 150.0
 ESSENTIAL_PEAK = 1.2  # fridge compressors starting: the essential load's peak / its mean
+DEFERRED_SHARE = 0.5  # of the energy shed, used later (laundry, a dishwasher, water heating)
+REBOUND_MAX = 0.3  # of the demand, per 5-min step, when the deferred energy comes back
 
 
 def essential_load(demand: F64, usual: F64, minimum: float) -> F64:

@@ -33,8 +33,10 @@ import numpy.typing as npt
 
 from kenshin.core.events import EventCode
 from kenshin.core.household_response import (
+    DEFERRED_SHARE,
     ESSENTIAL_MIN_W,
     ESSENTIAL_PEAK,
+    REBOUND_MAX,
     SAFE_MARGIN,
     VOLTS,
     essential_load,
@@ -51,8 +53,6 @@ PEAK_MEDIAN = 1.5  # a step's peak import / its mean (assumption: docs/control.m
 PEAK_SIGMA = 0.25
 USUAL_HOURS = 2.0  # the usual demand: a moving average over about this long
 RETRY_TRIP = 0.1  # per step, for a household held back by its cap
-DEFERRED_SHARE = 0.5  # of the energy shed, used later
-REBOUND_MAX = 0.3  # of the demand, per step, when the deferred energy comes back
 NEVER = -(2**62)
 
 

@@ -1,0 +1,154 @@
+"""A running campaign's state (``kenshin.control.desk``): the households it may limit, the
+limits it sent half hour by half hour and what it expected of them, the held-out comparison,
+and each household's expected deferred energy (``control.rebound``). In memory only: after a
+restart a running campaign is interrupted and its meters revert by themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from kenshin.control.planner import Eligible, expected_reduction_kw
+from kenshin.control.rebound import half_hour
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+MATCHED_MIN = 30
+HALF_HOUR_US = 1_800_000_000
+# a standard normal's Gauss–Hermite points and weights (the half hour's level, above)
+LEVELS = 7
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(LEVELS)
+_LEVELS = (_NODES, _WEIGHTS / _WEIGHTS.sum())
+
+
+class InForce(NamedTuple):
+    """A plan from ``from_us`` on: the limits sent, the held-out households' shadow limits,
+    the forecast it chose them by, and each household's load expected back in its half hour
+    (its deferred energy, ``control.rebound``) [kW]."""
+
+    from_us: int
+    limits: I64
+    shadow: I64
+    chosen_by: F64
+    rebound: F64
+
+
+@dataclass
+class CampaignRun:
+    """A running campaign's arrays (by meter key)."""
+
+    candidates: Eligible
+    holdout: I64
+    hv: I64  # HV and EHV customers in the area (curtailment requests)
+    limit: I64  # the campaign's limit now, 0: none
+    spread: I64  # each meter's extra minutes after the period
+    forecast: Callable[[int, int], F64]  # each meter's forecast of (start, end] [kW]
+    half_hours: npt.NDArray[np.int32]  # per meter, the half hours it was limited in
+    # the limits the plans' rule would have given the held-out households (never sent): the
+    # ones it would have limited are the comparison for the ones it limited
+    shadow: I64
+    # the demand each household's floor is sized by (its highest half hour of the period, one
+    # forecast error up): the floor holds for the whole period and does not move between plans
+    floor_kw: F64 = field(default_factory=lambda: np.zeros(0))
+    uncertainty: float = 0.0  # what the plans expect over (rule all: 0, the forecast itself)
+    # the forecast's uncertainty: of a household's half hour and of its 5-min steps around it
+    # (``control.verify.PeriodForecast``)
+    demand_sigma: float = 0.0
+    step_sigma: float = 0.0
+    # each household's expected deferred energy at the start of the last plan's half hour, at
+    # each of its levels (``rebound_kw``: a household's level holds through the evening)
+    deferred_kwh: F64 = field(default_factory=lambda: np.zeros((0, 0)))
+    # how the households left alone came true against their forecast at the last check
+    level: float = 1.0
+    history: list[InForce] = field(default_factory=list)  # every plan sent, in order
+    commanded: set[int] = field(default_factory=set)  # meters any command went to
+    evidence: list[tuple[float, float]] = field(default_factory=list)  # (measured ÷ expected, var)
+    came_true: float | None = None  # the limited's demand ÷ forecast, at the last check
+    command_ids: list[int] = field(default_factory=list)
+    next_progress_us: int = 0
+    next_check_us: int = 0
+
+    def in_force(self, at_us: int, n: int) -> InForce:
+        """The plan in force over the step ending ``at_us`` (none: no limits)."""
+        current = [h for h in self.history if h.from_us < at_us]
+        if not current:
+            none = np.zeros(n, np.int64)
+            return InForce(at_us, none, none, np.zeros(n), np.zeros(n))
+        return current[-1]
+
+    def reference(self, shadow: I64, among: npt.NDArray[np.bool_] | None = None) -> I64:
+        """The held-out households to compare the limited ones with: those the rule would have
+        limited (chosen alike, so they come true alike), all held-out ones when too few."""
+        holdout = self.holdout if among is None else self.holdout[among[self.holdout]]
+        matched = holdout[shadow[holdout] > 0]
+        return matched if len(matched) >= MATCHED_MIN else holdout
+
+    def came_level(
+        self,
+        observed: F64,
+        stored: npt.NDArray[np.bool_],
+        slot_end: int,
+        *,
+        everyone: bool,
+    ) -> None:
+        """Renew ``level`` from the half hour ending ``slot_end``: Σ observed ÷ Σ forecast
+        over the candidates no plan limited and whose value is stored — before the start all of
+        them; ``everyone`` False (a rule that chooses by the forecast, whose households left
+        alone are the low ones) the held-out ones only. The evening's level holds from one half
+        hour to the next, and a household's reduction moves 3–5× its demand: the forecast's
+        day-of ratio, an hour before the start, is renewed with thousands of households."""
+        pool = np.concatenate([self.candidates.keys, self.holdout]) if everyone else self.holdout
+        limited = np.zeros(len(observed), bool)
+        for plan in self.history:
+            limited |= plan.limits > 0
+        alone = pool[~limited[pool] & stored[pool]]
+        forecast = self.forecast(slot_end - HALF_HOUR_US, slot_end)[alone]
+        if len(alone) >= MATCHED_MIN and forecast.sum() > 0:
+            self.level = float(np.clip(observed[alone].sum() / forecast.sum(), 0.5, 2.0))
+
+    def reduction_kw(self, demand_kw: F64, contract_a: I64, limits: I64) -> F64:
+        """Each household's expected reduction under ``limits`` (0: none) [kW]."""
+        return _reduction(demand_kw, contract_a, limits, self.uncertainty)
+
+    def rebound_kw(self, demand_kw: F64, contract_a: I64, limits: I64) -> tuple[F64, F64]:
+        """(each household's load expected back over the half hour under ``limits`` [kW], its
+        deferred energy at the half hour's end [kWh]), from ``deferred_kwh``.
+
+        Over the half hour's level (``demand_sigma``, a few quadrature points) and, at each
+        level, its 5-min steps (``step_sigma``): a household well over its cap sheds at every
+        step and has no room to bring anything back, one near it sheds at some steps and brings
+        back at others — taken over the level alone, the two would mix."""
+        cap, contract = limits.astype(np.float64), contract_a.astype(np.float64)
+        back, stock = np.zeros(len(limits)), np.zeros((LEVELS, len(limits)))
+        for i, (z, weight) in enumerate(zip(*_LEVELS, strict=True)):
+            level = demand_kw * np.exp(self.demand_sigma * z - self.demand_sigma**2 / 2)
+            reduction = _reduction(level, contract_a, limits, self.step_sigma)
+            at_end, came = half_hour(
+                self.deferred_kwh[i], reduction, level, cap, contract, self.step_sigma
+            )
+            back += weight * came
+            stock[i] = at_end
+        return back, stock
+
+    def close_half_hour(self, contract_a: I64) -> None:
+        """Carry the deferred energy through the last plan's half hour (called as the next
+        half hour is planned)."""
+        if self.history:
+            last = self.history[-1]
+            _, self.deferred_kwh = self.rebound_kw(last.chosen_by, contract_a, last.limits)
+
+
+def _reduction(demand_kw: F64, contract_a: I64, limits: I64, uncertainty: float) -> F64:
+    out = np.zeros(len(limits))
+    on = np.flatnonzero(limits > 0)
+    out[on] = expected_reduction_kw(
+        demand_kw[on],
+        contract_a[on].astype(np.float64),
+        limits[on].astype(np.float64),
+        uncertainty,
+    )
+    return out

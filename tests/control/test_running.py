@@ -1,0 +1,53 @@
+"""A running campaign's state (``kenshin.control.running``): the level the plans scale their
+forecast by, renewed from the households the campaign left alone, worked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kenshin.control.planner import Eligible
+from kenshin.control.running import LEVELS, MATCHED_MIN, CampaignRun, InForce
+
+HALF_HOUR = 1_800_000_000
+
+
+def _run(n: int, candidates: np.ndarray, holdout: np.ndarray, forecast: np.ndarray) -> CampaignRun:
+    return CampaignRun(
+        Eligible(candidates),
+        holdout,
+        np.zeros(0, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        lambda start, end: forecast,
+        np.zeros(n, np.int32),
+        np.zeros(n, np.int64),
+        deferred_kwh=np.zeros((LEVELS, n)),
+    )
+
+
+def test_the_level_is_how_the_households_left_alone_came_true() -> None:
+    n = 200
+    forecast = np.linspace(0.5, 1.5, n)
+    observed = forecast * 1.1
+    candidates, holdout = np.arange(0, 160), np.arange(160, 200)
+    run = _run(n, candidates, holdout, forecast)
+    limits = np.zeros(n, np.int64)
+    limits[:60] = 10  # limited: they drew less, and are left out
+    observed[:60] = 0.3
+    run.history.append(InForce(0, limits, np.zeros(n, np.int64), forecast, np.zeros(n)))
+    stored = np.ones(n, bool)
+    stored[100] = False  # not arrived: left out too
+    observed[100] = 0.0
+    observed[150] = forecast[150] * 2.0  # one household ran high: its weight is its forecast
+    run.came_level(observed, stored, HALF_HOUR, everyone=True)
+    alone = np.setdiff1d(np.arange(60, 200), [100])
+    assert run.level == pytest.approx(observed[alone].sum() / forecast[alone].sum())
+    assert run.level > 1.1
+    # a rule that chooses by the forecast: the held-out ones only
+    run.came_level(observed, stored, HALF_HOUR, everyone=False)
+    assert run.level == pytest.approx(1.1)
+    # too few to tell: the level stays
+    few = _run(n, candidates, np.arange(160, 160 + MATCHED_MIN - 1), forecast)
+    few.came_level(observed * 3, stored, HALF_HOUR, everyone=False)
+    assert few.level == 1.0
