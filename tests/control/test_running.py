@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kenshin.control.planner import Eligible
-from kenshin.control.running import LEVELS, MATCHED_MIN, CampaignRun, InForce
+from kenshin.control.running import LEVELS, MATCHED_MIN, CampaignRun, InForce, unreachable
+from kenshin.hes.command_rules import CommandState
 
 HALF_HOUR = 1_800_000_000
 
@@ -51,3 +52,18 @@ def test_the_level_is_how_the_households_left_alone_came_true() -> None:
     few = _run(n, candidates, np.arange(160, 160 + MATCHED_MIN - 1), forecast)
     few.came_level(observed * 3, stored, HALF_HOUR, everyone=False)
     assert few.level == 1.0
+
+
+def test_a_meter_whose_last_command_gave_up_is_unreachable() -> None:
+    """Only a meter's last command counts: a failure the next command got through is past."""
+    sent = [
+        (3, CommandState.FAILED),
+        (5, CommandState.ACKNOWLEDGED),
+        (3, CommandState.ACKNOWLEDGED),  # sent again and through
+        (7, CommandState.EXPIRED),
+        (9, CommandState.REJECTED),
+        (11, CommandState.SENT),  # still on its way: not given up
+        (5, CommandState.FAILED),  # its last gave up: counted on for nothing, whatever came before
+    ]
+    assert unreachable(sent).tolist() == [5, 7, 9]
+    assert unreachable([]).tolist() == []
