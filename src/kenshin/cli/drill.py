@@ -250,7 +250,7 @@ def control_command(
     ]
     table.add_row("per half hour", " · ".join(halves) + " kW")
     table.add_row(
-        "verified (30-min values vs held-out)",
+        "verified (30-min values vs households left alone)",
         " · ".join(f"{m:,.0f} (was {t:,.0f})" for m, t in result.verified) + " kW",
     )
     progress = result.campaign.progress
