@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -75,6 +75,7 @@ from kenshin.core.meterspec import MeterClass
 from kenshin.core.timeslots import Resolution, from_epoch_us
 from kenshin.errors import Forbidden, InvalidInput, NotFound, UnknownCommand
 from kenshin.hes.command_rules import CommandState
+from kenshin.hes.commands import CommandRecord
 from kenshin.hes.service import HeadEnd
 from kenshin.mdms.store import ControlBook, Roster, SweepSource
 
@@ -88,8 +89,8 @@ CHECK_AFTER_MIN = 5  # a half hour's values are checked this long after it ends
 # how far the household model may be off, a priori: a half hour's measurement moves the plan by
 # its precision against this (control.verify.combined_correction)
 MODEL_SD = 0.1
-# the held-out households the rule would have limited are the comparison when there are this
-# many (else all held-out ones, by tenth of their forecast); grouped by forecast, this many a group
+# the half-hourly check compares households by the forecast the plan chose them by, in groups of
+# at least this many reference households (at most ten groups)
 GROUP_SIZE = 50
 HALT_FAILED = 0.1  # of the finished commands, with at least HALT_MIN_FAILED of them
 HALT_MIN_FAILED = 20
@@ -361,14 +362,7 @@ class CampaignDesk:
         in its last (+15 % by the fourth of a 2 h campaign,
         ``benchmarks/forecast_spread.py``'s households)."""
         basis = run.forecast(start_us, start_us + HALF_HOUR) * run.level
-        sent = []
-        for command_id in run.command_ids:
-            try:
-                record = self.hes.commands.get(command_id)
-            except UnknownCommand:
-                continue
-            sent.append((record.meter_key, record.state))
-        basis[unreachable(sent)] = 0.0
+        basis[unreachable((r.meter_key, r.state) for r in self._records(run))] = 0.0
         return basis
 
     def _plan_and_send(
@@ -390,7 +384,6 @@ class CampaignDesk:
         # come back all at once), and the deferred load of every household limited so far
         # comes back where its cap leaves room (``control.rebound``): the plan's households
         # give the target with what the eased ones still give, less what comes back
-        run.close_half_hour(self.contract)
         others_kw = 0.0
         for _ in range(3):
             plan = plan_campaign(
@@ -407,7 +400,7 @@ class CampaignDesk:
             planned = np.zeros(self.n, np.int64)
             planned[plan.meter_keys] = plan.limit_a
             wanted = self._eased(run.limit, planned)
-            rebound, _ = run.rebound_kw(basis, self.contract, wanted)
+            rebound, deferred_after = run.rebound_kw(basis, self.contract, wanted)
             net_kw = float(run.reduction_kw(basis, self.contract, wanted).sum() - rebound.sum())
             moved = abs(net_kw - plan.planned_kw - others_kw)
             others_kw = net_kw - plan.planned_kw
@@ -430,6 +423,7 @@ class CampaignDesk:
                         return
         run.limit, run.shadow = wanted, shadow
         run.history.append(InForce(start_us, wanted, shadow, basis, rebound))
+        run.deferred_kwh = deferred_after  # the next plan's half hour starts with it
         campaign.planned_kw = net_kw
         campaign.cap_a = plan.cap_a
         short = f", {plan.shortfall_kw:,.0f} kW short" if plan.shortfall_kw > 0 else ""
@@ -509,7 +503,7 @@ class CampaignDesk:
     # ---- measuring -----------------------------------------------------------------------
 
     def _progress(self, campaign: Campaign, run: CampaignRun, at_us: int) -> None:
-        _, limits, shadow, _, rebound = run.in_force(at_us, self.n)
+        _, limits, shadow, _, rebound = run.in_force(at_us)
         slot_start = (at_us - 1) // HALF_HOUR * HALF_HOUR
         forecast = run.forecast(slot_start, slot_start + HALF_HOUR)
         limited = np.flatnonzero(limits > 0)
@@ -548,7 +542,7 @@ class CampaignDesk:
         """Measured ÷ expected reduction of the half hour just ended (see the module doc), from
         its stored 30-min values (``verify.stored_kw``)."""
         slot_start = slot_end - HALF_HOUR
-        _, limits, shadow, chosen_by, rebound = run.in_force(slot_end, self.n)
+        _, limits, shadow, chosen_by, rebound = run.in_force(slot_end)
         run.half_hours[limits > 0] += 1
         forecast = run.forecast(slot_start, slot_end)
         limited = np.flatnonzero(limits > 0)
@@ -582,13 +576,17 @@ class CampaignDesk:
         if run is None:
             return
         counts: dict[str, int] = {}
+        for record in self._records(run):
+            counts[record.state.label] = counts.get(record.state.label, 0) + 1
+        campaign.commands = counts
+
+    def _records(self, run: CampaignRun) -> Iterator[CommandRecord]:
+        """The head-end's records of the campaign's commands, in the order sent."""
         for command_id in run.command_ids:
             try:
-                state = self.hes.commands.get(command_id).state
+                yield self.hes.commands.get(command_id)
             except UnknownCommand:
                 continue  # forgotten long after it finished (the book's retention)
-            counts[state.label] = counts.get(state.label, 0) + 1
-        campaign.commands = counts
 
     def _halt_reason(self, campaign: Campaign) -> str | None:
         counts = campaign.commands

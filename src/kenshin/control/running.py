@@ -14,12 +14,12 @@ import numpy.typing as npt
 
 from kenshin.control.planner import Eligible, expected_reduction_kw
 from kenshin.control.rebound import half_hour
+from kenshin.core.timeslots import Resolution
 from kenshin.hes.command_rules import CommandState
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 MATCHED_MIN = 30
-HALF_HOUR_US = 1_800_000_000
 # a standard normal's Gauss–Hermite points and weights (the half hour's level, above)
 LEVELS = 7
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(LEVELS)
@@ -60,8 +60,9 @@ class CampaignRun:
     # (``control.verify.PeriodForecast``)
     demand_sigma: float = 0.0
     step_sigma: float = 0.0
-    # each household's expected deferred energy at the start of the last plan's half hour, at
-    # each of its levels (``rebound_kw``: a household's level holds through the evening)
+    # each household's expected deferred energy at the end of the last plan's half hour (the
+    # start of the next one), at each of its levels (``rebound_kw``: a household's level holds
+    # through the evening)
     deferred_kwh: F64 = field(default_factory=lambda: np.zeros((0, 0)))
     # how the households left alone came true against their forecast at the last check
     level: float = 1.0
@@ -73,10 +74,11 @@ class CampaignRun:
     next_progress_us: int = 0
     next_check_us: int = 0
 
-    def in_force(self, at_us: int, n: int) -> InForce:
+    def in_force(self, at_us: int) -> InForce:
         """The plan in force over the step ending ``at_us`` (none: no limits)."""
         current = [h for h in self.history if h.from_us < at_us]
         if not current:
+            n = len(self.limit)
             none = np.zeros(n, np.int64)
             return InForce(at_us, none, none, np.zeros(n), np.zeros(n))
         return current[-1]
@@ -125,7 +127,7 @@ class CampaignRun:
         hour to the next, and a household's reduction moves 3–5× its demand: the forecast's
         day-of ratio, an hour before the start, is renewed with thousands of households."""
         alone = self.left_alone(everyone, stored)
-        forecast = self.forecast(slot_end - HALF_HOUR_US, slot_end)[alone]
+        forecast = self.forecast(slot_end - Resolution.MIN30.microseconds, slot_end)[alone]
         if len(alone) >= MATCHED_MIN and forecast.sum() > 0:
             self.level = float(np.clip(observed[alone].sum() / forecast.sum(), 0.5, 2.0))
 
@@ -152,13 +154,6 @@ class CampaignRun:
             back += weight * came
             stock[i] = at_end
         return back, stock
-
-    def close_half_hour(self, contract_a: I64) -> None:
-        """Carry the deferred energy through the last plan's half hour (called as the next
-        half hour is planned)."""
-        if self.history:
-            last = self.history[-1]
-            _, self.deferred_kwh = self.rebound_kw(last.chosen_by, contract_a, last.limits)
 
 
 def _reduction(demand_kw: F64, contract_a: I64, limits: I64, uncertainty: float) -> F64:
