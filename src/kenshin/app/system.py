@@ -439,6 +439,7 @@ class WireSystem(EmbeddedSystem):
                 self._set_clock(envelope.at_us)
                 self.uplink.publish(up_topic(area, envelope.collector), envelope.payload)
                 self.worker.step(0.0, commit=False)
+                self.hes.send_freed()  # answers within seconds: the next commands go now
             if minute < 5:
                 self._set_clock(until)
                 self.hes.tick()  # commands and polls go out within the minute, not per step
@@ -475,6 +476,7 @@ class WireSystem(EmbeddedSystem):
                 self._set_clock(envelope.at_us)
                 self.uplink.publish(up_topic(area, envelope.collector), envelope.payload)
                 self.worker.step(0.0, commit=False)
+                self.hes.send_freed()  # answers within seconds: the next commands go now
             self._set_clock(until)
             self.hes.tick()
 

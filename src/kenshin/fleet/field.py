@@ -4,8 +4,10 @@ Frames leave meters at step boundaries, cross the network model (delay, loss, co
 and reach their collector, which bundles what it has every ``collector_flush_s`` seconds into one
 envelope for the head-end (end-to-end protected, so the collector only forwards). Downlink
 envelopes from the head-end are split by the collector and cross the network to each meter, whose
-answers travel back the same way. Everything is a timed event, so the field runs as fast as
-possible (simulation, ``kenshin fleet --speed max``) or in step with a clock (``kenshin up``).
+answers travel back the same way, forwarded within ``ANSWER_FLUSH_S``: the head-end waits for
+them (a command's acknowledgement frees its place on the collector for the next one). Everything
+is a timed event, so the field runs as fast as possible (simulation, ``kenshin fleet --speed
+max``) or in step with a clock (``kenshin up``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class FieldStats:
     downlink_refused: int = 0  # meters refused them (forged, replayed, malformed)
 
 
+ANSWER_FLUSH_S = 1.0  # a collector forwards answers to the head-end's requests this soon
+
+
 class Field:
     def __init__(
         self, fleet: Fleet, radio: MeterRadio, network: Network, collector_flush_s: float = 60.0
@@ -61,6 +66,7 @@ class Field:
         self.radio = radio
         self.network = network
         self.flush_us = max(1, int(collector_flush_s * 1e6))
+        self.answer_flush_us = int(min(ANSWER_FLUSH_S, collector_flush_s) * 1e6)
         self.stats = FieldStats()
         self._events: list[tuple[int, int, int, object]] = []
         self._seq = itertools.count()
@@ -117,7 +123,8 @@ class Field:
         self.stats.frames_lost += len(out) - len(delivered)
         collectors = self.network.collector_of[out.meter_keys[delivered]]
         arrival = delivery.arrival_us[delivered]
-        flush_at = -(-arrival // self.flush_us) * self.flush_us
+        flush = self.answer_flush_us if answer else self.flush_us
+        flush_at = -(-arrival // flush) * flush
         for i, collector, at in zip(delivered, collectors, flush_at, strict=True):
             key = (int(collector), int(at))
             bundle = self._bundles.get(key)

@@ -243,6 +243,7 @@ class HeadEnd:
             maxlen=1_000_000
         )
         self._restored: list[int] = []  # meters that reported their power back since the tick
+        self._answered = False  # a command ack or poll response came since the last send
         self.collectors: dict[str, int] = {}
         self.collector_names: list[str] = []
         # collector → where its envelopes come from (an MQTT area), learned from vouched ones
@@ -563,8 +564,10 @@ class HeadEnd:
     def _on_message(self, meter_key: int, message: object, now_us: int) -> None:
         if isinstance(message, CommandAck):
             self.commands.on_ack(meter_key, message, now_us)
+            self._answered = True
         elif isinstance(message, PollResponse):
             self.polls.on_response(meter_key, message, now_us)
+            self._answered = True
         elif isinstance(message, MeterEvent):
             self.stats.events[message.code.name.lower()] += 1
             log.info("meter %d event %s", meter_key, message.code.name)
@@ -585,6 +588,20 @@ class HeadEnd:
         self._restored.clear()
         self.commands.tick(now_us)
         self.polls.tick(now_us)
+        self._send_due(now_us)
+        self._update_gauges()
+
+    def send_freed(self) -> None:
+        """Put on the wire what the answers received since the last send made room for: a
+        collector's queue drains at the network's pace (a meter answers within seconds), not
+        at the pace of whoever calls :meth:`tick` (the simulated wire system: once a minute,
+        so 4 commands in flight gave a mesh collector 4 a minute, and an emergency campaign's
+        few hundred commands on one collector took an hour)."""
+        if self._answered:
+            self._send_due(to_epoch_us(self.clock.now()))
+
+    def _send_due(self, now_us: int) -> None:
+        self._answered = False
         outgoing: list[tuple[int, FrameType, PollRequest | Command]] = []
         outgoing += [
             (rec.meter_key, FrameType.COMMAND, cmd) for rec, cmd in self.commands.due(now_us)
@@ -592,7 +609,6 @@ class HeadEnd:
         outgoing += [(key, FrameType.POLL_REQUEST, req) for key, req in self.polls.due(now_us)]
         if outgoing:
             self._send(outgoing, now_us)
-        self._update_gauges()
 
     def _schedule_rereads(self, now_us: int) -> None:
         p = self.policy
