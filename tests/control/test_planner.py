@@ -46,6 +46,16 @@ def test_what_a_household_gives_by_hand() -> None:
     assert household_floor_a(np.array([0.2, 3.0, 10.0])).tolist() == [10, 15, 50]
 
 
+def test_a_household_below_its_usual_demand_keeps_less_by_hand() -> None:
+    """The essential load is a share of the usual demand (a moving average), not of what the
+    household draws now: on a rising evening (usual 2 kW, drawing 4 kW) it keeps 0.35 × 2 =
+    0.7 kW or its comfortable level, where 0.35 × 4 = 1.4 kW would have been kept."""
+    demand, contract, cap = np.array([4.0, 4.0]), np.array([60.0, 60.0]), np.array([15.0, 10.0])
+    assert expected_reduction_kw(demand, contract, cap).tolist() == pytest.approx([2.6, 2.6])
+    given = expected_reduction_kw(demand, contract, cap, usual_ratio=np.array([0.5, 0.5]))
+    assert given.tolist() == pytest.approx([4.0 - 1.5 / 1.3, 4.0 - 1.0 / 1.3])
+
+
 @pytest.mark.parametrize("sigma", [0.1, 0.4, 0.8])
 def test_the_expectation_under_an_uncertain_forecast_is_the_mean_over_its_outcomes(
     sigma: float,
@@ -67,6 +77,16 @@ def test_the_expectation_under_an_uncertain_forecast_is_the_mean_over_its_outcom
             np.broadcast_to(caps, outcomes.shape),
         )
         assert closed == pytest.approx((each * weight).sum(axis=0), rel=1e-4, abs=1e-7)
+        # a usual demand 0.6 or 1.2 × the forecast, scaling with each outcome
+        for ratio in (0.6, 1.2):
+            closed = expected_reduction_kw(forecast, contract, caps, sigma, ratio)
+            each = expected_reduction_kw(
+                outcomes,
+                np.broadcast_to(contract, outcomes.shape),
+                np.broadcast_to(caps, outcomes.shape),
+                usual_ratio=ratio,
+            )
+            assert closed == pytest.approx((each * weight).sum(axis=0), rel=1e-4, abs=1e-7)
     # more uncertain, more given by the households forecast under the level (convexity)
     low = expected_reduction_kw(np.array([0.6]), np.array([40.0]), np.array([10.0]), sigma)
     assert low[0] > 0

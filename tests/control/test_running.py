@@ -1,5 +1,6 @@
 """A running campaign's state (``kenshin.control.running``): the level the plans scale their
-forecast by, renewed from the households the campaign left alone, worked by hand."""
+forecast by, renewed from the households the campaign left alone, and each household's usual
+demand, worked by hand."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_the_level_is_how_the_households_left_alone_came_true() -> None:
     limits = np.zeros(n, np.int64)
     limits[:60] = 10  # limited: they drew less, and are left out
     observed[:60] = 0.3
-    run.history.append(InForce(0, limits, np.zeros(n, np.int64), forecast, np.zeros(n)))
+    run.history.append(InForce(0, limits, np.zeros(n, np.int64), forecast, np.zeros(n), np.ones(n)))
     stored = np.ones(n, bool)
     stored[100] = False  # not arrived: left out too
     observed[100] = 0.0
@@ -67,3 +68,30 @@ def test_a_meter_whose_last_command_gave_up_is_unreachable() -> None:
     ]
     assert unreachable(sent).tolist() == [5, 7, 9]
     assert unreachable([]).tolist() == []
+
+
+def test_the_usual_demand_is_the_limiters_moving_average_of_the_forecast() -> None:
+    """Oracle: the limiter's own rule (``fleet.limiter``: at each 5-min step the usual demand
+    moves 5 min / 2 h of the way to the step's demand) run over a forecast that steps from
+    1 kW to 2 kW an hour before the half hour planned, long settled before, and averaged over
+    the half hour's steps — against ``usual_ratio``'s weights. A flat forecast: 1."""
+    n, start = 3, 100 * HALF_HOUR
+
+    def forecast(begin: int, end: int) -> np.ndarray:
+        kw = 2.0 if begin >= start - 2 * HALF_HOUR else 1.0
+        return np.array([kw, kw, 0.0])
+
+    run = _run(n, np.arange(n), np.zeros(0, np.int64), np.zeros(n))
+    run.forecast = forecast
+    w = 5 / 60 / 2.0
+    usual, seen = 1.0, []
+    for step in range(-12, 6):  # from an hour before the half hour to its end
+        usual += w * (2.0 - usual)
+        if step >= 0:
+            seen.append(usual)
+    ratio = run.usual_ratio(start)
+    assert ratio[:2] == pytest.approx([np.mean(seen) / 2.0] * 2, rel=1e-9)
+    assert 0.6 < ratio[0] < 0.8  # two hours' average lags an evening's rise
+    assert ratio[2] == 1.0  # no forecast: nothing to scale
+    flat = _run(n, np.arange(n), np.zeros(0, np.int64), np.full(n, 1.3))
+    assert flat.usual_ratio(start) == pytest.approx(np.ones(n))

@@ -385,6 +385,7 @@ class CampaignDesk:
         # comes back where its cap leaves room (``control.rebound``): the plan's households
         # give the target with what the eased ones still give, less what comes back
         others_kw = 0.0
+        usual = run.usual_ratio(start_us)
         for _ in range(3):
             plan = plan_campaign(
                 run.candidates,
@@ -396,19 +397,21 @@ class CampaignDesk:
                 rule=spec.rule,
                 floor_kw=run.floor_kw,
                 uncertainty=run.uncertainty,
+                usual_ratio=usual,
             )
             planned = np.zeros(self.n, np.int64)
             planned[plan.meter_keys] = plan.limit_a
             wanted = self._eased(run.limit, planned)
-            rebound, deferred_after = run.rebound_kw(basis, self.contract, wanted)
-            net_kw = float(run.reduction_kw(basis, self.contract, wanted).sum() - rebound.sum())
+            rebound, deferred_after = run.rebound_kw(basis, self.contract, wanted, usual)
+            gross = run.reduction_kw(basis, self.contract, wanted, usual)
+            net_kw = float(gross.sum() - rebound.sum())
             moved = abs(net_kw - plan.planned_kw - others_kw)
             others_kw = net_kw - plan.planned_kw
             if moved < 1e-3 * max(target_kw, 1.0):
                 break
         shadow = np.zeros(self.n, np.int64)
         shadow[run.holdout] = plan.limits_for(
-            run.holdout, basis, self.contract, seed + 1, run.floor_kw
+            run.holdout, basis, self.contract, seed + 1, run.floor_kw, usual
         )
         shadow = self._eased(run.shadow, shadow)
         changed = np.flatnonzero(wanted != run.limit)
@@ -422,7 +425,7 @@ class CampaignDesk:
                     if not self._send(campaign, run, keys, args, now_us):
                         return
         run.limit, run.shadow = wanted, shadow
-        run.history.append(InForce(start_us, wanted, shadow, basis, rebound))
+        run.history.append(InForce(start_us, wanted, shadow, basis, rebound, usual))
         run.deferred_kwh = deferred_after  # the next plan's half hour starts with it
         campaign.planned_kw = net_kw
         campaign.cap_a = plan.cap_a
@@ -503,12 +506,13 @@ class CampaignDesk:
     # ---- measuring -----------------------------------------------------------------------
 
     def _progress(self, campaign: Campaign, run: CampaignRun, at_us: int) -> None:
-        _, limits, shadow, _, rebound = run.in_force(at_us)
+        _, limits, shadow, _, rebound, usual = run.in_force(at_us)
         slot_start = (at_us - 1) // HALF_HOUR * HALF_HOUR
         forecast = run.forecast(slot_start, slot_start + HALF_HOUR)
         limited = np.flatnonzero(limits > 0)
         # what each limited household is expected to give, net of its deferred load coming back
-        expected = (run.reduction_kw(forecast, self.contract, limits) - rebound)[limited]
+        gross = run.reduction_kw(forecast, self.contract, limits, usual)
+        expected = (gross - rebound)[limited]
         planned = float(expected.sum())
         achieved = None
         sampled = self.realtime[limited]
@@ -542,7 +546,7 @@ class CampaignDesk:
         """Measured ÷ expected reduction of the half hour just ended (see the module doc), from
         its stored 30-min values (``verify.stored_kw``)."""
         slot_start = slot_end - HALF_HOUR
-        _, limits, shadow, chosen_by, rebound = run.in_force(slot_end)
+        _, limits, shadow, chosen_by, rebound, usual = run.in_force(slot_end)
         run.half_hours[limits > 0] += 1
         forecast = run.forecast(slot_start, slot_end)
         limited = np.flatnonzero(limits > 0)
@@ -563,7 +567,7 @@ class CampaignDesk:
         # correction rescales that expectation, and one half hour's forecast of a household is
         # too noisy a level to expect from (the reduction is not linear in it)
         expected = float(
-            (run.reduction_kw(chosen_by, self.contract, limits) - rebound)[limited].sum()
+            (run.reduction_kw(chosen_by, self.contract, limits, usual) - rebound)[limited].sum()
         )
         if expected > 0:
             run.evidence.append((measured / expected, variance / expected**2))

@@ -93,7 +93,11 @@ def eligible(
 
 
 def expected_reduction_kw(
-    demand_kw: F64, contract_a: F64, cap_a: F64, uncertainty: float = 0.0
+    demand_kw: F64,
+    contract_a: F64,
+    cap_a: F64,
+    uncertainty: float = 0.0,
+    usual_ratio: F64 | float = 1.0,
 ) -> F64:
     """What each household gives under ``cap_a`` in expectation [kW] (the limiter's household
     model): nothing at or above its contract. ``uncertainty``: how far a household's demand
@@ -104,15 +108,23 @@ def expected_reduction_kw(
     above it, so its reduction is convex in its demand — with a noisy forecast, the households
     forecast just under c give something after all (Jensen). With usual = demand the household
     model's reduction is (d − c)⁺ − 0.35 (d − c / 0.35)⁺ (the essential 35 % above c / 0.35),
-    and the expectation of each term over a lognormal d is a Black-Scholes call."""
+    and the expectation of each term over a lognormal d is a Black-Scholes call.
+
+    ``usual_ratio``: each household's usual demand (what its essential load is a share of, a
+    moving average over ``USUAL_HOURS``) over ``demand_kw``, which scales with it — under 1 on
+    a rising evening, when the essential load is a smaller share of what it draws and more is
+    shed: with share s = 0.35 × the ratio, (d − c)⁺ − s (d − c / s)⁺ (``CampaignRun.usual_ratio``;
+    taken as 1, the drill's model gave 2 % less than its households)."""
     contract_a = np.asarray(contract_a, np.float64)
     cap_a = np.asarray(cap_a, np.float64)
+    usual = np.asarray(usual_ratio, np.float64)
     if uncertainty <= 0:
-        kept = kept_load(demand_kw, demand_kw, cap_a * KW_PER_A, ESSENTIAL_MIN_KW)
+        kept = kept_load(demand_kw, demand_kw * usual, cap_a * KW_PER_A, ESSENTIAL_MIN_KW)
         return np.where(cap_a < contract_a, demand_kw - kept, 0.0)
     comfortable = cap_a * KW_PER_A / SAFE_MARGIN  # over the essential minimum at every step
-    gives = _call(demand_kw, comfortable, uncertainty) - ESSENTIAL_SHARE * _call(
-        demand_kw, comfortable / ESSENTIAL_SHARE, uncertainty
+    share = np.maximum(ESSENTIAL_SHARE * usual, 1e-6)
+    gives = _call(demand_kw, comfortable, uncertainty) - share * _call(
+        demand_kw, comfortable / share, uncertainty
     )
     return np.where(cap_a < contract_a, np.maximum(gives, 0.0), 0.0)
 
@@ -164,6 +176,7 @@ class CampaignPlan:
         contract_a: npt.NDArray[np.int64],
         seed: int,
         floor_kw: F64 | None = None,
+        usual_ratio: F64 | None = None,
     ) -> npt.NDArray[np.int64]:
         """The limit this plan's rule gives each of ``keys`` (0: none), as it would have had
         they been candidates: the campaign's held-out households, so that the ones the rule
@@ -172,13 +185,14 @@ class CampaignPlan:
         contract = contract_a[keys].astype(np.float64)
         own_floor = _own_floor(demand, floor_kw, keys, self.floor_a)
         sigma = self.uncertainty
+        usual = 1.0 if usual_ratio is None else usual_ratio[keys]
         if self.rule is Rule.FEW:
             taken = round(self.lower_share * len(keys))
-            limit, _, limited = _few(demand, contract, own_floor, seed, taken, sigma)
+            limit, _, limited = _few(demand, contract, own_floor, seed, taken, sigma, usual)
         else:
             caps = (self.cap_a, self.higher_a)
             limit, _, limited = _rule(
-                demand, contract, own_floor, caps, self.lower_share, seed, sigma
+                demand, contract, own_floor, caps, self.lower_share, seed, sigma, usual
             )
         return np.where(limited, limit, 0)
 
@@ -191,6 +205,7 @@ def _rule(
     lower_share: float,
     seed: int,
     sigma: float = 0.0,
+    usual: F64 | float = 1.0,
 ) -> tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.bool_]]:
     """One rule for all: a random ``lower_share`` (drawn from ``seed``) on the lower of
     ``caps_a``, the rest on the higher, none under its own floor. Each household's limit, what
@@ -198,7 +213,7 @@ def _rule(
     the limit is under its contract)."""
     lower = np.random.default_rng(seed).random(len(demand)) < lower_share
     limit = np.maximum(np.where(lower, caps_a[0], caps_a[1]), own_floor).astype(np.int64)
-    expected = expected_reduction_kw(demand, contract, limit.astype(np.float64), sigma)
+    expected = expected_reduction_kw(demand, contract, limit.astype(np.float64), sigma, usual)
     return limit, expected, (expected > 0) & (limit < contract)
 
 
@@ -218,12 +233,14 @@ def _few_count(
     seed: int,
     target_kw: float,
     sigma: float,
+    usual: F64 | float = 1.0,
 ) -> int:
     """How many of the households, in the order drawn from ``seed``, each at its own floor, the
     expected reduction needs to meet ``target_kw`` (all of them when it never does)."""
     order = np.random.default_rng(seed).permutation(len(demand))
+    usual_ordered = usual[order] if isinstance(usual, np.ndarray) else usual
     gives = expected_reduction_kw(
-        demand[order], contract[order], own_floor[order].astype(float), sigma
+        demand[order], contract[order], own_floor[order].astype(float), sigma, usual_ordered
     )
     return min(len(demand), int(np.searchsorted(np.cumsum(gives), target_kw)) + 1)
 
@@ -235,6 +252,7 @@ def _few(
     seed: int,
     count: int,
     sigma: float = 0.0,
+    usual: F64 | float = 1.0,
 ) -> tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.bool_]]:
     """A random few: the first ``count`` households in an order drawn from ``seed``, each at
     its own floor. The same as :func:`_rule` returns. A household's forecast sizes its floor
@@ -244,7 +262,7 @@ def _few(
     taken = np.zeros(len(demand), bool)
     taken[np.random.default_rng(seed).permutation(len(demand))[:count]] = True
     limit = own_floor.astype(np.int64)
-    gives = expected_reduction_kw(demand, contract, limit.astype(float), sigma)
+    gives = expected_reduction_kw(demand, contract, limit.astype(float), sigma, usual)
     expected = np.where(taken, gives, 0.0)
     return limit, expected, taken & (limit < contract)
 
@@ -260,6 +278,7 @@ def plan_campaign(
     rule: Rule = Rule.FEW,
     floor_kw: F64 | None = None,
     uncertainty: float = 0.0,
+    usual_ratio: F64 | None = None,
 ) -> CampaignPlan:
     """A plan by ``rule`` whose expected reduction over ``candidates`` meets ``target_kw``:
     ``all``, the least intrusive single cap (with a random share one step lower); ``few``, the
@@ -267,7 +286,8 @@ def plan_campaign(
     are by meter key (each household's forecast demand of the time planned); ``floor_kw``, by
     meter key, the demand to size each household's floor by when higher (its highest
     forecast of the period: the floor does not move with each half hour's plan);
-    ``uncertainty``, the forecast's (``expected_reduction_kw``)."""
+    ``uncertainty``, the forecast's, and ``usual_ratio``, by meter key, each household's usual
+    demand over its forecast (``expected_reduction_kw``)."""
     if target_kw <= 0:
         raise InvalidInput(f"a campaign's target must be positive, got {target_kw} kW")
     if floor_a not in AMPERE_STEPS_A:
@@ -276,9 +296,12 @@ def plan_campaign(
     demand = np.maximum(demand_kw[keys].astype(np.float64), 0.0)
     contract = contract_a[keys].astype(np.float64)
     own_floor = _own_floor(demand, floor_kw, keys, floor_a)
+    usual: F64 | float = 1.0 if usual_ratio is None else usual_ratio[keys]
     if rule is Rule.FEW:
-        count = _few_count(demand, contract, own_floor, seed, target_kw, uncertainty)
-        limit, expected, limited = _few(demand, contract, own_floor, seed, count, uncertainty)
+        count = _few_count(demand, contract, own_floor, seed, target_kw, uncertainty, usual)
+        limit, expected, limited = _few(
+            demand, contract, own_floor, seed, count, uncertainty, usual
+        )
         return CampaignPlan(
             float(target_kw),
             keys[limited],
@@ -296,7 +319,7 @@ def plan_campaign(
     # expected reduction of the whole area at each uniform cap (never under a household's floor)
     per_step = [
         expected_reduction_kw(
-            demand, contract, np.maximum(s, own_floor).astype(np.float64), uncertainty
+            demand, contract, np.maximum(s, own_floor).astype(np.float64), uncertainty, usual
         )
         for s in steps
     ]
@@ -312,7 +335,7 @@ def plan_campaign(
         gap = totals[low] - totals[high]
         share = 1.0 if high == low or gap <= 0 else (target_kw - totals[high]) / gap
     limit, expected, limited = _rule(
-        demand, contract, own_floor, (steps[low], steps[high]), share, seed, uncertainty
+        demand, contract, own_floor, (steps[low], steps[high]), share, seed, uncertainty, usual
     )
     return CampaignPlan(
         float(target_kw),

@@ -5,6 +5,7 @@ restart a running campaign is interrupted and its meters revert by themselves.""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -14,6 +15,7 @@ import numpy.typing as npt
 
 from kenshin.control.planner import Eligible, expected_reduction_kw
 from kenshin.control.rebound import half_hour
+from kenshin.core.household_response import USUAL_HOURS
 from kenshin.core.timeslots import Resolution
 from kenshin.hes.command_rules import CommandState
 
@@ -28,14 +30,16 @@ _LEVELS = (_NODES, _WEIGHTS / _WEIGHTS.sum())
 
 class InForce(NamedTuple):
     """A plan from ``from_us`` on: the limits sent, the held-out households' shadow limits,
-    the forecast it chose them by, and each household's load expected back in its half hour
-    (its deferred energy, ``control.rebound``) [kW]."""
+    the forecast it chose them by, each household's load expected back in its half hour (its
+    deferred energy, ``control.rebound``) [kW], and its usual demand over its forecast
+    (``CampaignRun.usual_ratio``)."""
 
     from_us: int
     limits: I64
     shadow: I64
     chosen_by: F64
     rebound: F64
+    usual: F64
 
 
 @dataclass
@@ -80,7 +84,7 @@ class CampaignRun:
         if not current:
             n = len(self.limit)
             none = np.zeros(n, np.int64)
-            return InForce(at_us, none, none, np.zeros(n), np.zeros(n))
+            return InForce(at_us, none, none, np.zeros(n), np.zeros(n), np.ones(n))
         return current[-1]
 
     def left_alone(self, everyone: bool, among: npt.NDArray[np.bool_] | None = None) -> I64:
@@ -131,11 +135,31 @@ class CampaignRun:
         if len(alone) >= MATCHED_MIN and forecast.sum() > 0:
             self.level = float(np.clip(observed[alone].sum() / forecast.sum(), 0.5, 2.0))
 
-    def reduction_kw(self, demand_kw: F64, contract_a: I64, limits: I64) -> F64:
-        """Each household's expected reduction under ``limits`` (0: none) [kW]."""
-        return _reduction(demand_kw, contract_a, limits, self.uncertainty)
+    def usual_ratio(self, start_us: int) -> F64:
+        """Each household's usual demand over the half hour from ``start_us`` ÷ its forecast of
+        it: the household model's moving average (``USUAL_HOURS``, renewed each 5-min step,
+        averaged over the half hour's steps) of its forecast of the half hours before
+        (``USUAL_BACK`` of them, the weight beyond on the earliest). On a winter evening's rise
+        under 1: a household's essential load is a share of its usual demand, so it sheds more
+        than a share of what it draws now would leave it."""
+        half = Resolution.MIN30.microseconds
+        usual = np.zeros(len(self.limit))
+        for back, weight in enumerate(_usual_weights()):
+            start = start_us - back * half
+            usual += weight * self.forecast(start, start + half)
+        now = self.forecast(start_us, start_us + half)
+        return np.divide(usual, now, out=np.ones(len(now)), where=now > 0)
 
-    def rebound_kw(self, demand_kw: F64, contract_a: I64, limits: I64) -> tuple[F64, F64]:
+    def reduction_kw(
+        self, demand_kw: F64, contract_a: I64, limits: I64, usual: F64 | float = 1.0
+    ) -> F64:
+        """Each household's expected reduction under ``limits`` (0: none) [kW]; ``usual``, its
+        usual demand over ``demand_kw`` (``usual_ratio``)."""
+        return _reduction(demand_kw, contract_a, limits, self.uncertainty, usual)
+
+    def rebound_kw(
+        self, demand_kw: F64, contract_a: I64, limits: I64, usual: F64 | float = 1.0
+    ) -> tuple[F64, F64]:
         """(each household's load expected back over the half hour under ``limits`` [kW], its
         deferred energy at the half hour's end [kWh]), from ``deferred_kwh``.
 
@@ -147,7 +171,7 @@ class CampaignRun:
         back, stock = np.zeros(len(limits)), np.zeros((LEVELS, len(limits)))
         for i, (z, weight) in enumerate(zip(*_LEVELS, strict=True)):
             level = demand_kw * np.exp(self.demand_sigma * z - self.demand_sigma**2 / 2)
-            reduction = _reduction(level, contract_a, limits, self.step_sigma)
+            reduction = _reduction(level, contract_a, limits, self.step_sigma, usual)
             at_end, came = half_hour(
                 self.deferred_kwh[i], reduction, level, cap, contract, self.step_sigma
             )
@@ -156,7 +180,9 @@ class CampaignRun:
         return back, stock
 
 
-def _reduction(demand_kw: F64, contract_a: I64, limits: I64, uncertainty: float) -> F64:
+def _reduction(
+    demand_kw: F64, contract_a: I64, limits: I64, uncertainty: float, usual: F64 | float = 1.0
+) -> F64:
     out = np.zeros(len(limits))
     on = np.flatnonzero(limits > 0)
     out[on] = expected_reduction_kw(
@@ -164,8 +190,29 @@ def _reduction(demand_kw: F64, contract_a: I64, limits: I64, uncertainty: float)
         contract_a[on].astype(np.float64),
         limits[on].astype(np.float64),
         uncertainty,
+        usual[on] if isinstance(usual, np.ndarray) else usual,
     )
     return out
+
+
+USUAL_BACK = 8  # half hours of forecast the usual demand is averaged over (4 h)
+
+
+@functools.cache
+def _usual_weights() -> F64:
+    """The weight of the half hour ``back`` half hours before (0: the one planned) in the
+    household model's usual demand, averaged over the planned half hour's 5-min steps: at each
+    step the moving average takes a share w = 5 min / ``USUAL_HOURS`` of the step's demand."""
+    steps = Resolution.MIN30.microseconds // Resolution.MIN5.microseconds
+    w = Resolution.MIN5.microseconds / 3_600_000_000 / USUAL_HOURS
+    weights = np.zeros(USUAL_BACK)
+    for step in range(steps):  # the planned half hour's steps
+        for ago in range(steps * USUAL_BACK):  # the steps the average holds, newest first
+            back = (ago - step + steps - 1) // steps
+            if back < USUAL_BACK:
+                weights[back] += w * (1 - w) ** ago / steps
+    weights[-1] += 1.0 - weights.sum()  # what lies further back: as the earliest half hour
+    return weights
 
 
 GAVE_UP = frozenset({CommandState.FAILED, CommandState.REJECTED, CommandState.EXPIRED})

@@ -13,6 +13,7 @@ F64 = npt.NDArray[np.float64]
 VOLTS = 100.0  # an ampere contract is A × 100 V (a 30 A contract is 3 kVA)
 SAFE_MARGIN = 1.3  # a household used to its cap keeps its mean this far under it
 ESSENTIAL_SHARE = 0.35  # of the household's usual demand, never shed
+USUAL_HOURS = 2.0  # the usual demand: a moving average over about this long
 ESSENTIAL_MIN_W = 150.0
 ESSENTIAL_PEAK = 1.2  # fridge compressors starting: the essential load's peak / its mean
 DEFERRED_SHARE = 0.5  # of the energy shed, used later (laundry, a dishwasher, water heating)

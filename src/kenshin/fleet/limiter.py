@@ -38,6 +38,7 @@ from kenshin.core.household_response import (
     ESSENTIAL_PEAK,
     REBOUND_MAX,
     SAFE_MARGIN,
+    USUAL_HOURS,
     VOLTS,
     essential_load,
     kept_load,
@@ -51,7 +52,6 @@ Mask = npt.NDArray[np.bool_]
 STEP_S = 300
 PEAK_MEDIAN = 1.5  # a step's peak import / its mean (assumption: docs/control.md)
 PEAK_SIGMA = 0.25
-USUAL_HOURS = 2.0  # the usual demand: a moving average over about this long
 RETRY_TRIP = 0.1  # per step, for a household held back by its cap
 NEVER = -(2**62)
 
