@@ -7,12 +7,16 @@ them in the storage schemas, without a Python loop per value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from kenshin.aroute.codec.decode import FrameDecoder
 from kenshin.aroute.codec.decoded import DecodedFrames
 from kenshin.aroute.frames import FrameType, MeterEvent
+from kenshin.aroute.replay import ReplayGuard
 from kenshin.core.batches import (
     ReadingBatch,
     events_table,
@@ -62,3 +66,40 @@ def events_of(decoded: DecodedFrames, tx_time_us: int) -> pa.Table:
         [m.detail for _, m in events],
         tx_time_us,
     )
+
+
+# the frames carrying values a worker that was down may still store (late)
+_VALUE_FRAMES = np.array(
+    [
+        FrameType.PUSH_SCHEDULED,
+        FrameType.PUSH_5MIN_HISTORICAL,
+        FrameType.PUSH_5MIN_REALTIME,
+        FrameType.RESEND_RESPONSE,
+    ],
+    dtype=np.uint8,
+)
+
+
+def decode(decoder: FrameDecoder, replay: ReplayGuard, frames: Sequence[bytes]) -> DecodedFrames:
+    """Authenticate (pure), ask ``replay`` which authentic frames are fresh (the one step that
+    may do I/O), then parse those (pure); the others are refused as REPLAYED."""
+    authentic = decoder.authenticate(frames)
+    return decoder.parse(authentic, replay.admit(authentic.meter_key, authentic.counter))
+
+
+def decode_keeping_late(
+    decoder: FrameDecoder, replay: ReplayGuard, frames: Sequence[bytes]
+) -> tuple[DecodedFrames, DecodedFrames | None]:
+    """As :func:`decode`, and the value frames refused only for being older than their
+    meter's window, parsed apart: a worker that was down delivers them after another worker
+    took the meters' newer frames. Their values are stored only where the store holds no
+    measured value yet (``ReadingSink.ingest(late=True)``), so a true replay adds nothing."""
+    authentic = decoder.authenticate(frames)
+    late = np.zeros(len(authentic), dtype=bool)
+    admitted = replay.admit(authentic.meter_key, authentic.counter, late=late)
+    late &= np.isin(authentic.frame_type, _VALUE_FRAMES)
+    if not late.any():
+        return decoder.parse(authentic, admitted), None
+    fresh = decoder.parse(authentic.subset(~late), admitted[~late])
+    old = decoder.parse(authentic.subset(late, refusals=False), np.ones(int(late.sum()), bool))
+    return fresh, old

@@ -79,7 +79,7 @@ from kenshin.hes.duties import (
     day_end_us,
     summarize,
 )
-from kenshin.hes.ingest import decoded_to_batch
+from kenshin.hes.ingest import decode, decode_keeping_late, decoded_to_batch
 from kenshin.hes.metrics import HesMetrics
 from kenshin.hes.policy import CollectionPolicy, Duty
 from kenshin.hes.polling import PollBook, PollPolicy
@@ -94,7 +94,6 @@ _PUSHES = np.array(
     [FrameType.PUSH_SCHEDULED, FrameType.PUSH_5MIN_HISTORICAL, FrameType.PUSH_5MIN_REALTIME],
     dtype=np.uint8,
 )
-_VALUE_FRAMES = np.r_[_PUSHES, np.uint8(FrameType.RESEND_RESPONSE)]
 
 Downlink = Callable[[str, bytes], None]  # (collector name, envelope)
 _COUNTER_EPOCH_S = 1_600_000_000
@@ -104,31 +103,6 @@ HES_COMMAND_POLICY = CommandPolicy(
     ack_timeout=dt.timedelta(minutes=5), max_in_flight_per_collector=16
 )
 HES_POLL_POLICY = PollPolicy(timeout=dt.timedelta(minutes=5), max_in_flight_per_collector=16)
-
-
-def _decode(decoder: FrameDecoder, replay: ReplayGuard, frames: Sequence[bytes]) -> DecodedFrames:
-    """Authenticate (pure), ask ``replay`` which authentic frames are fresh (the one step that
-    may do I/O), then parse those (pure); the others are refused as REPLAYED."""
-    authentic = decoder.authenticate(frames)
-    return decoder.parse(authentic, replay.admit(authentic.meter_key, authentic.counter))
-
-
-def _decode_keeping_late(
-    decoder: FrameDecoder, replay: ReplayGuard, frames: Sequence[bytes]
-) -> tuple[DecodedFrames, DecodedFrames | None]:
-    """As :func:`_decode`, and the value frames refused only for being older than their
-    meter's window, parsed apart: a worker that was down delivers them after another worker
-    took the meters' newer frames. Their values are stored only where the store holds no
-    measured value yet (``ReadingSink.ingest(late=True)``), so a true replay adds nothing."""
-    authentic = decoder.authenticate(frames)
-    late = np.zeros(len(authentic), dtype=bool)
-    admitted = replay.admit(authentic.meter_key, authentic.counter, late=late)
-    late &= np.isin(authentic.frame_type, _VALUE_FRAMES)
-    if not late.any():
-        return decoder.parse(authentic, admitted), None
-    fresh = decoder.parse(authentic.subset(~late), admitted[~late])
-    old = decoder.parse(authentic.subset(late, refusals=False), np.ones(int(late.sum()), bool))
-    return fresh, old
 
 
 def vouched_time_us(decoded: DecodedFrames) -> int | None:
@@ -403,7 +377,7 @@ class HeadEnd:
         envelopes, where, _ = self._open_envelopes(payloads, origins, count=True)
         if not envelopes:
             return 0
-        decoded, late = _decode_keeping_late(
+        decoded, late = decode_keeping_late(
             self.decoder, self.replay, [f for e in envelopes for f in e.frames]
         )
         # with an observer keeping the duties, only it moves a following clock: the deadlines
@@ -460,7 +434,7 @@ class HeadEnd:
             )
         decoder, replay = self._observer
         if not isinstance(self.clock, FollowClock):
-            decoded = _decode(decoder, replay, [f for e in envelopes for f in e.frames])
+            decoded = decode(decoder, replay, [f for e in envelopes for f in e.frames])
             now_us = to_epoch_us(self.clock.now())
             self._after_decode(envelopes, where, decoded, now_us)
             self.stats.frames_observed += decoded.accepted
@@ -476,7 +450,7 @@ class HeadEnd:
             by_time[envelope.sent_at_us].append(i)
         for sent_us in sorted(by_time):
             group = [envelopes[i] for i in by_time[sent_us]]
-            decoded = _decode(decoder, replay, [f for e in group for f in e.frames])
+            decoded = decode(decoder, replay, [f for e in group for f in e.frames])
             at_us = self._arrival_us(group, decoded, move_clock=True)
             self._after_decode(group, [where[i] for i in by_time[sent_us]], decoded, at_us)
             self.stats.frames_observed += decoded.accepted
@@ -592,11 +566,8 @@ class HeadEnd:
         self._update_gauges()
 
     def send_freed(self) -> None:
-        """Put on the wire what the answers received since the last send made room for: a
-        collector's queue drains at the network's pace (a meter answers within seconds), not
-        at the pace of whoever calls :meth:`tick` (the simulated wire system: once a minute,
-        so 4 commands in flight gave a mesh collector 4 a minute, and an emergency campaign's
-        few hundred commands on one collector took an hour)."""
+        """Send what the answers since the last send made room for: a collector's queue then
+        drains at the network's pace, not the caller's tick's (docs/network-model.md)."""
         if self._answered:
             self._send_due(to_epoch_us(self.clock.now()))
 
