@@ -114,7 +114,7 @@ def expected_reduction_kw(
     moving average over ``USUAL_HOURS``) over ``demand_kw``, which scales with it — under 1 on
     a rising evening, when the essential load is a smaller share of what it draws and more is
     shed: with share s = 0.35 × the ratio, (d − c)⁺ − s (d − c / s)⁺ (``CampaignRun.usual_ratio``;
-    taken as 1, the drill's model gave 2 % less than its households)."""
+    the 5-min spikes above a smooth usual demand are not in it)."""
     contract_a = np.asarray(contract_a, np.float64)
     cap_a = np.asarray(cap_a, np.float64)
     usual = np.asarray(usual_ratio, np.float64)
